@@ -1,0 +1,193 @@
+"""Talks to one Ollama node through the official ``ollama`` client.
+
+This is the one boundary where foreign exceptions (httpx, ollama, json) become
+``NodeError`` subclasses, each with a message that says what failed and what
+to do.
+"""
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+import ollama
+
+from .errors import (NodeError, NodeProtocolError, NodeTimeoutError, NodeUnavailableError,
+                     RequestRejectedError)
+from .types import LoadedModel, ModelInfo, NodeSpec
+
+_SIZE = re.compile(r"([\d.]+)\s*([KMBT]?)", re.I)
+
+
+def parse_parameter_size(text: str | None) -> float | None:
+    """'7.6B' -> 7.6, '135M' -> 0.135, '70B' -> 70.0 (billions of parameters)."""
+    if not text:
+        return None
+    match = _SIZE.match(str(text).strip())
+    if not match:
+        return None
+    value = float(match.group(1))
+    scale = {"": 1e-9, "K": 1e-6, "M": 1e-3, "B": 1.0, "T": 1e3}[match.group(2).upper()]
+    return value * scale
+
+
+@dataclass(frozen=True)
+class StreamPart:
+    """One NDJSON line of /api/chat, reduced to what the engine uses."""
+
+    text: str = ""
+    thinking: str = ""
+    done: bool = False
+    done_reason: str | None = None
+    eval_count: int | None = None
+    eval_duration: int | None = None
+    prompt_eval_count: int | None = None
+    load_duration: int | None = None
+
+
+def translate(exc: BaseException, node: str, url: str, *, during: str) -> NodeError:
+    """Map any exception of the client stack to our tree (the one place that knows them)."""
+    if isinstance(exc, NodeError):
+        return exc
+    if isinstance(exc, ollama.ResponseError):
+        status = exc.status_code if exc.status_code and exc.status_code > 0 else None
+        message = str(exc.error).strip()
+        if _looks_like_html(message):
+            return NodeProtocolError(f"answered {during} with an HTML page, not the Ollama API — "
+                                     f"is {url} really an Ollama server?", node=node, status=status)
+        if status is None:
+            return NodeUnavailableError(f"reported an error {during}: {message}", node=node)
+        if status == 503:
+            return NodeUnavailableError(f"is busy (503) {during}: {message}", node=node, status=status)
+        if status >= 500:
+            return NodeUnavailableError(f"failed {during} with HTTP {status}: {message}", node=node, status=status)
+        if status in (408, 429):
+            return NodeUnavailableError(f"refused {during} with HTTP {status}: {message}", node=node, status=status)
+        return RequestRejectedError(f"rejected the request {during} (HTTP {status}): {message}",
+                                    node=node, status=status)
+    if isinstance(exc, ConnectionError) or isinstance(exc, httpx.ConnectError):
+        return NodeUnavailableError(f"cannot connect to {url} {during}: is Ollama running there?", node=node)
+    if isinstance(exc, httpx.TimeoutException):
+        return NodeTimeoutError(f"timed out {during} ({type(exc).__name__})", node=node)
+    if isinstance(exc, (httpx.RemoteProtocolError, httpx.ReadError, httpx.WriteError, httpx.CloseError)):
+        return NodeUnavailableError(f"dropped the connection {during} ({exc or type(exc).__name__})", node=node)
+    if isinstance(exc, json.JSONDecodeError):
+        return NodeProtocolError(f"sent a line that is not JSON {during} — is {url} an Ollama server?", node=node)
+    if isinstance(exc, httpx.HTTPError):
+        return NodeUnavailableError(f"HTTP failure {during}: {exc or type(exc).__name__}", node=node)
+    if isinstance(exc, (ValueError, TypeError, KeyError)):
+        # pydantic validation of a response that is JSON but not Ollama's shape
+        return NodeProtocolError(f"sent a response {during} that is not Ollama's API: {exc}", node=node)
+    return NodeUnavailableError(f"unexpected failure {during}: {type(exc).__name__}: {exc}", node=node)
+
+
+def _looks_like_html(text: str) -> bool:
+    head = text.lstrip()[:200].lower()
+    return head.startswith("<!doctype html") or head.startswith("<html") or "<body" in head
+
+
+class NodeClient:
+    """One node's HTTP client. Thread-safe (httpx pools connections)."""
+
+    def __init__(self, spec: NodeSpec, *, connect_timeout_s: float = 3.0, read_timeout_s: float = 300.0,
+                 poll_timeout_s: float = 3.0) -> None:
+        self.spec = spec
+        self._stream_timeout = httpx.Timeout(read_timeout_s, connect=connect_timeout_s)
+        self._poll_timeout = httpx.Timeout(poll_timeout_s, connect=min(connect_timeout_s, poll_timeout_s))
+        self._ollama = ollama.Client(host=spec.url, timeout=self._stream_timeout)
+        self._poller = ollama.Client(host=spec.url, timeout=self._poll_timeout)
+        # The official client has no version() call; a plain GET on the same host does it.
+        self._http = httpx.Client(base_url=spec.url, timeout=self._poll_timeout)
+
+    def close(self) -> None:
+        for client in (self._ollama, self._poller):
+            client._client.close()  # ollama.Client exposes no close(); its httpx client is the resource
+        self._http.close()
+
+    def _fail(self, exc: BaseException, during: str) -> NodeError:
+        return translate(exc, self.spec.name, self.spec.url, during=during)
+
+    # --- polling ---
+
+    def version(self) -> str:
+        try:
+            response = self._http.get("/api/version")
+        except Exception as exc:
+            raise self._fail(exc, "on /api/version") from exc
+        body = response.text
+        if _looks_like_html(body) or "html" in response.headers.get("content-type", ""):
+            raise NodeProtocolError(f"answered /api/version with an HTML page (HTTP {response.status_code}), "
+                                    f"not the Ollama API — is {self.spec.url} really an Ollama server?",
+                                    node=self.spec.name, status=response.status_code)
+        if response.status_code != 200:
+            raise self._fail(ollama.ResponseError(body, response.status_code), "on /api/version")
+        try:
+            return str(response.json()["version"])
+        except Exception as exc:
+            raise NodeProtocolError(f"answered /api/version without a version (got {body[:80]!r}) — "
+                                    f"is {self.spec.url} an Ollama server?", node=self.spec.name) from exc
+
+    def tags(self) -> dict[str, ModelInfo]:
+        try:
+            listed = self._poller.list()
+        except Exception as exc:
+            raise self._fail(exc, "on /api/tags") from exc
+        models = {}
+        for m in listed.models or []:
+            name = m.model or ""
+            if not name:
+                continue
+            details = m.details
+            models[name] = ModelInfo(
+                name=name, size_b=parse_parameter_size(details.parameter_size if details else None),
+                size_bytes=int(m.size or 0), family=(details.family or "") if details else "",
+                quantization=(details.quantization_level or "") if details else "")
+        return models
+
+    def ps(self) -> dict[str, LoadedModel]:
+        try:
+            running = self._poller.ps()
+        except Exception as exc:
+            raise self._fail(exc, "on /api/ps") from exc
+        return {m.model: LoadedModel(m.model, int(m.size or 0), int(m.size_vram or 0),
+                                     str(m.expires_at or "")) for m in running.models or [] if m.model}
+
+    def capabilities(self, model: str) -> list[str] | None:
+        """From /api/show; None when the node does not say (older Ollama)."""
+        try:
+            shown = self._poller.show(model)
+        except Exception as exc:
+            raise self._fail(exc, f"on /api/show {model}") from exc
+        caps = getattr(shown, "capabilities", None)
+        return list(caps) if caps is not None else None
+
+    # --- generation ---
+
+    def chat(self, model: str, messages: list[dict[str, Any]], *, options: dict[str, Any] | None = None,
+             think: bool | str | None = None, keep_alive: str | float | None = None) -> Iterator[StreamPart]:
+        """Stream /api/chat. A lazy generator: close() it to drop the connection (cancel)."""
+        kwargs: dict[str, Any] = {"model": model, "messages": messages, "stream": True,
+                                  "options": options or None, "keep_alive": keep_alive}
+        if think is not None:
+            kwargs["think"] = think
+        stage = "before the first token"
+        stream = self._ollama.chat(**kwargs)
+        try:
+            for part in stream:
+                stage = "mid-stream"
+                message = part.message
+                yield StreamPart(
+                    text=(message.content or "") if message else "",
+                    thinking=(getattr(message, "thinking", None) or "") if message else "",
+                    done=bool(part.done), done_reason=part.done_reason,
+                    eval_count=part.eval_count, eval_duration=part.eval_duration,
+                    prompt_eval_count=part.prompt_eval_count, load_duration=part.load_duration)
+        except GeneratorExit:
+            raise
+        except Exception as exc:
+            raise self._fail(exc, stage) from exc
+        finally:
+            stream.close()  # drops the HTTP connection at once, so the node stops generating

@@ -1,0 +1,78 @@
+"""Where nodes come from: configuration (SOLLOL_NODES, OLLAMA_HOST), localhost:11434
+when it answers, and an opt-in subnet scan (SOLLOL_DISCOVERY_CIDR).
+
+The scan is bounded: at most ``MAX_SCAN_HOSTS`` addresses, ``concurrency``
+probes at a time, each with a short timeout. Nothing is scanned unless a
+CIDR is configured.
+"""
+from __future__ import annotations
+
+import ipaddress
+import logging
+from collections.abc import Iterable
+from concurrent.futures import ThreadPoolExecutor
+
+import httpx
+
+from .config import SollolConfig
+from .errors import ConfigError
+from .types import NodeSpec
+
+log = logging.getLogger("hydra.sollol.discovery")
+
+LOCALHOST_URL = "http://127.0.0.1:11434"
+MAX_SCAN_HOSTS = 4096
+OLLAMA_PORT = 11434
+
+
+def probe(url: str, timeout_s: float = 0.5) -> str | None:
+    """The Ollama version at ``url``, or None when nothing Ollama-like answers."""
+    try:
+        response = httpx.get(url.rstrip("/") + "/api/version", timeout=timeout_s)
+        if response.status_code == 200:
+            return str(response.json().get("version", "")) or "unknown"
+    except (httpx.HTTPError, ValueError, AttributeError):
+        return None
+    return None
+
+
+def scan_hosts(cidr: str) -> list[str]:
+    try:
+        network = ipaddress.ip_network(cidr, strict=False)
+    except ValueError:
+        raise ConfigError("SOLLOL_DISCOVERY_CIDR", cidr, "an IPv4 network such as 127.0.0.0/29") from None
+    if network.num_addresses > MAX_SCAN_HOSTS:
+        raise ConfigError("SOLLOL_DISCOVERY_CIDR", cidr, f"a network of at most {MAX_SCAN_HOSTS} addresses (/20)")
+    hosts = list(network.hosts()) or [network.network_address]
+    return [str(h) for h in hosts]
+
+
+def scan(cidr: str, *, port: int = OLLAMA_PORT, timeout_s: float = 0.3, concurrency: int = 32) -> list[NodeSpec]:
+    """Probe every host of ``cidr`` on ``port``; returns the ones that speak Ollama."""
+    urls = [f"http://{host}:{port}" for host in scan_hosts(cidr)]
+    with ThreadPoolExecutor(max_workers=max(1, min(concurrency, len(urls))), thread_name_prefix="sollol-scan") as pool:
+        versions = list(pool.map(lambda u: probe(u, timeout_s), urls))
+    found = [NodeSpec(url=u) for u, v in zip(urls, versions) if v]
+    log.info("discovery scan of %s: %d of %d hosts answer as Ollama", cidr, len(found), len(urls))
+    return found
+
+
+def discover(config: SollolConfig, extra: Iterable[NodeSpec] = ()) -> list[NodeSpec]:
+    """Configured nodes first, then localhost (if it answers), then the opt-in scan; no duplicates."""
+    nodes: list[NodeSpec] = []
+    seen: set[str] = set()
+
+    def add(spec: NodeSpec) -> None:
+        if spec.url not in seen and spec.name not in {n.name for n in nodes}:
+            seen.add(spec.url)
+            nodes.append(spec)
+
+    for spec in (*extra, *config.nodes):
+        add(spec)
+    if config.discover_localhost and LOCALHOST_URL not in seen and "http://localhost:11434" not in seen:
+        if probe(LOCALHOST_URL):
+            add(NodeSpec(url=LOCALHOST_URL, name="localhost"))
+    if config.discovery_cidr:
+        for spec in scan(config.discovery_cidr):
+            add(spec)
+    return nodes

@@ -1,0 +1,92 @@
+"""The exception tree of the routing engine.
+
+Every public call that can fail raises a ``HydraError`` with a message a user
+can act on. Foreign exceptions (httpx, ollama) are translated in one place,
+``client.py``, with ``raise NewError(...) from exc``.
+
+    HydraError
+    ├── ConfigError             a setting has a value that is not allowed
+    ├── TaskError               a task is malformed (bad priority, empty prompt, ...)
+    ├── QueueFullError          the queue holds its maximum; submit later
+    ├── NoRouteError            no healthy node can serve the task's model(s)
+    ├── ShutdownError           the router is closed or closing
+    ├── TaskCancelledError      the task was cancelled
+    ├── TaskInterruptedError    the process stopped while the task ran
+    └── NodeError               one node failed a request (carries node, status)
+        ├── NodeUnavailableError    connection refused/reset, DNS, 5xx, busy (503)
+        ├── NodeTimeoutError        connect, first token or idle gap timed out
+        ├── NodeProtocolError       the node does not speak Ollama's API (HTML, bad JSON)
+        └── RequestRejectedError    4xx caused by the request itself (unknown model, bad option)
+
+``NodeError.counts_against_node`` tells the circuit breaker whether the failure
+is the node's fault (every NodeError but RequestRejectedError).
+"""
+from __future__ import annotations
+
+
+class HydraError(Exception):
+    """Base of every error Hydra raises on purpose."""
+
+
+class ConfigError(HydraError, ValueError):
+    """A setting has a value that is not allowed."""
+
+    def __init__(self, variable: str, value: object, allowed: str) -> None:
+        self.variable = variable
+        self.value = value
+        self.allowed = allowed
+        super().__init__(f"{variable}={value!r} is not valid: expected {allowed}")
+
+
+class TaskError(HydraError, ValueError):
+    """A task is malformed; nothing was queued."""
+
+
+class QueueFullError(HydraError):
+    """The queue is full; retry when some tasks have finished."""
+
+
+class NoRouteError(HydraError):
+    """No healthy node can serve the task's model (or any model of its tier)."""
+
+
+class ShutdownError(HydraError):
+    """The router is closed; it accepts no more work."""
+
+
+class TaskCancelledError(HydraError):
+    """The task was cancelled before it finished."""
+
+
+class TaskInterruptedError(HydraError):
+    """The process stopped while the task was queued or running."""
+
+
+class NodeError(HydraError):
+    """One node failed one request."""
+
+    counts_against_node = True
+
+    def __init__(self, message: str, *, node: str = "", status: int | None = None) -> None:
+        self.node = node
+        self.status = status
+        prefix = f"node {node}: " if node else ""
+        super().__init__(prefix + message)
+
+
+class NodeUnavailableError(NodeError):
+    """The node refused, dropped, errored (5xx) or said it is busy (503)."""
+
+
+class NodeTimeoutError(NodeError):
+    """Connecting, the first token or the gap between tokens took too long."""
+
+
+class NodeProtocolError(NodeError):
+    """The endpoint answered, but not in Ollama's API (HTML page, malformed JSON)."""
+
+
+class RequestRejectedError(NodeError):
+    """The node refused the request itself (4xx): another node may still accept it."""
+
+    counts_against_node = False

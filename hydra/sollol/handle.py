@@ -1,0 +1,224 @@
+"""A task's live state and the handle callers hold.
+
+``TaskState`` is written by the scheduler, a worker and the watchdog; every
+transition goes through its condition, and ``finish`` is the only way to a
+terminal status, so a task ends exactly once (done / failed / cancelled /
+interrupted). Chunks are kept so every ``stream()`` replays from the start:
+a page that reloads sees the output so far.
+"""
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+
+from .types import (Chunk, RoutingDecision, RoutingMode, Task, TaskResult, TaskStatus, TaskView)
+
+
+@dataclass
+class TaskState:
+    task: Task
+    mode: RoutingMode
+    task_type: str
+    submitted_mono: float = field(default_factory=time.monotonic)
+    cond: threading.Condition = field(default_factory=threading.Condition, repr=False)
+    status: TaskStatus = TaskStatus.QUEUED
+    chunks: list[Chunk] = field(default_factory=list)
+    text: list[str] = field(default_factory=list)
+    thinking: list[str] = field(default_factory=list)
+    excluded: set[str] = field(default_factory=set)
+    errors: list[str] = field(default_factory=list)
+    attempt: int = 0                    # number of the current (or last) attempt
+    restarts: int = 0
+    node: str | None = None
+    model: str | None = None
+    decision: RoutingDecision | None = None
+    started_mono: float | None = None   # first attempt bound to a node
+    attempt_started: float | None = None
+    first_token_mono: float | None = None
+    last_progress: float | None = None
+    finished_mono: float | None = None
+    eval_count: int | None = None
+    prompt_eval_count: int | None = None
+    tokens_per_s: float | None = None
+    thinking_tokens: int = 0
+    notice: str = ""
+    result_value: TaskResult | None = None
+    waiting_since: float | None = None  # when the scheduler first found no place for it
+    # Called (outside the lock) each time a running attempt ends: frees the global concurrency slot.
+    on_leave_running: Callable[[], None] | None = field(default=None, repr=False)
+
+    @property
+    def id(self) -> str:
+        return self.task.id
+
+    @property
+    def deadline_mono(self) -> float | None:
+        return None if self.task.deadline is None else self.submitted_mono + self.task.deadline
+
+    # --- transitions (called by the engine) ---
+
+    def bind(self, node: str, model: str, decision: RoutingDecision) -> int:
+        with self.cond:
+            self.attempt += 1
+            self.status = TaskStatus.RUNNING
+            self.node, self.model, self.decision = node, model, decision
+            now = time.monotonic()
+            self.started_mono = self.started_mono or now
+            self.attempt_started = self.last_progress = now
+            self.cond.notify_all()
+            return self.attempt
+
+    def is_current(self, attempt: int) -> bool:
+        return self.attempt == attempt and self.status is TaskStatus.RUNNING
+
+    def add(self, attempt: int, text: str = "", thinking: str = "") -> bool:
+        """Append output of ``attempt``; False when that attempt no longer owns the task."""
+        with self.cond:
+            if not self.is_current(attempt):
+                return False
+            now = time.monotonic()
+            self.last_progress = now
+            if self.first_token_mono is None and (text or thinking):
+                self.first_token_mono = now
+            if text:
+                self.text.append(text)
+            if thinking:
+                self.thinking.append(thinking)
+                self.thinking_tokens += 1
+            self.chunks.append(Chunk(text=text, thinking=thinking, node=self.node or "", model=self.model or ""))
+            self.cond.notify_all()
+            return True
+
+    def requeue(self, attempt: int, failed_node: str, error: str, *, restart_notice: str = "") -> bool:
+        """Back to the queue after a node failure; the failed node is excluded from now on."""
+        with self.cond:
+            if not self.is_current(attempt):
+                return False
+            self._requeue_locked(failed_node, error, restart_notice)
+        self._left_running()
+        return True
+
+    def _requeue_locked(self, failed_node: str, error: str, restart_notice: str) -> None:
+        self.excluded.add(failed_node)
+        self.errors.append(error)
+        self.status = TaskStatus.QUEUED
+        if restart_notice:
+            self.restarts += 1
+            self.notice = restart_notice
+            self.text.clear()
+            self.thinking.clear()
+            self.thinking_tokens = 0
+            self.first_token_mono = None
+            self.chunks.append(Chunk(restart=True, notice=restart_notice))
+        self.cond.notify_all()
+
+    def _left_running(self) -> None:
+        if self.on_leave_running is not None:
+            self.on_leave_running()
+
+    def finish(self, status: TaskStatus, *, error: str | None = None, attempt: int | None = None,
+               eval_count: int | None = None, prompt_eval_count: int | None = None,
+               tokens_per_s: float | None = None) -> TaskResult | None:
+        """The one way to a terminal status. Returns the result if this call ended the task."""
+        assert status.terminal
+        with self.cond:
+            if self.status.terminal or (attempt is not None and not self.is_current(attempt)):
+                return None
+            was_running = self.status is TaskStatus.RUNNING
+            self.status = status
+            self.finished_mono = time.monotonic()
+            if eval_count is not None:
+                self.eval_count, self.prompt_eval_count, self.tokens_per_s = eval_count, prompt_eval_count, tokens_per_s
+            self.result_value = self._result(error)
+            self.cond.notify_all()
+            result = self.result_value
+        if was_running:
+            self._left_running()
+        return result
+
+    def _result(self, error: str | None) -> TaskResult:
+        ttft = (self.first_token_mono - self.attempt_started) if (self.first_token_mono and self.attempt_started) else None
+        duration = (self.finished_mono - self.started_mono) if (self.finished_mono and self.started_mono) else None
+        queued = ((self.started_mono or self.finished_mono or time.monotonic()) - self.submitted_mono)
+        return TaskResult(
+            task_id=self.id, status=self.status, text="".join(self.text), thinking="".join(self.thinking),
+            node=self.node, model=self.model, mode=self.mode, task_type=self.task_type, attempts=self.attempt,
+            failovers=len(self.errors), ttft_s=ttft, duration_s=duration, queued_s=queued,
+            eval_count=self.eval_count, prompt_eval_count=self.prompt_eval_count, tokens_per_s=self.tokens_per_s,
+            thinking_tokens=self.thinking_tokens, decision=self.decision, error=error)
+
+    # --- reads ---
+
+    def view(self) -> TaskView:
+        with self.cond:
+            result = self.result_value
+            now = time.monotonic()
+            ttft = result.ttft_s if result else (
+                (self.first_token_mono - self.attempt_started) if self.first_token_mono and self.attempt_started else None)
+            return TaskView(
+                task_id=self.id, prompt=self.task.prompt, status=self.status, text="".join(self.text),
+                thinking="".join(self.thinking), node=self.node, model=self.model, mode=self.mode,
+                task_type=self.task_type, priority=self.task.priority, submitted_at=self.task.submitted_at,
+                ttft_s=ttft, duration_s=result.duration_s if result else (
+                    (now - self.started_mono) if self.started_mono else None),
+                tokens_per_s=self.tokens_per_s, eval_count=self.eval_count, attempts=self.attempt,
+                restarts=self.restarts, reason=self.decision.reason if self.decision else "",
+                error=result.error if result else None, notice=self.notice)
+
+
+class TaskHandle:
+    """What ``Router.submit`` returns: stream, wait, cancel, look."""
+
+    def __init__(self, state: TaskState, cancel: Callable[[TaskState], bool]) -> None:
+        self._state = state
+        self._cancel = cancel
+
+    @property
+    def id(self) -> str:
+        return self._state.id
+
+    @property
+    def task(self) -> Task:
+        return self._state.task
+
+    @property
+    def status(self) -> TaskStatus:
+        return self._state.status
+
+    def done(self) -> bool:
+        return self._state.status.terminal
+
+    def view(self) -> TaskView:
+        return self._state.view()
+
+    def stream(self, timeout: float | None = None) -> Iterator[Chunk]:
+        """Chunks from the start, as generated; ends when the task ends. ``timeout`` bounds each wait."""
+        state, index = self._state, 0
+        while True:
+            with state.cond:
+                while index >= len(state.chunks) and not state.status.terminal:
+                    if not state.cond.wait(timeout):
+                        raise TimeoutError(f"task {state.id}: no output for {timeout} s")
+                pending = state.chunks[index:]
+                finished = state.status.terminal
+            index += len(pending)
+            yield from pending
+            if finished and index >= len(state.chunks):
+                return
+
+    def result(self, timeout: float | None = None) -> TaskResult:
+        state = self._state
+        with state.cond:
+            if not state.cond.wait_for(lambda: state.result_value is not None, timeout):
+                raise TimeoutError(f"task {state.id} still {state.status.value} after {timeout} s")
+            assert state.result_value is not None
+            return state.result_value
+
+    def cancel(self) -> bool:
+        """Cancel if not finished; True when this call cancelled it."""
+        return self._cancel(self._state)
+
+    def __repr__(self) -> str:
+        return f"<TaskHandle {self.id} {self.status.value}>"

@@ -1,0 +1,92 @@
+"""One monitor thread per node: health (/api/version), loaded models (/api/ps), installed models (/api/tags).
+
+Waits on ``threading.Event.wait`` so ``stop()`` returns at once; backs the poll
+off exponentially while the node fails; ``poke()`` asks for a poll now (a worker
+saw an error, or a node was just added).
+"""
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+
+from .client import NodeClient
+from .config import SollolConfig
+from .errors import NodeError
+from .node import NodeState
+
+log = logging.getLogger("hydra.sollol.monitor")
+
+TAGS_EVERY_S = 10.0  # installed models change rarely; /api/ps is polled every time
+
+
+class NodeMonitor:
+    def __init__(self, state: NodeState, client: NodeClient, config_source: Callable[[], SollolConfig],
+                 on_change: Callable[[NodeState], None]) -> None:
+        self.state = state
+        self.client = client
+        self._config = config_source
+        self._on_change = on_change
+        self._stop = threading.Event()
+        self._wake = threading.Event()
+        self._first_poll = threading.Event()
+        self._thread = threading.Thread(target=self._run, name=f"sollol-monitor-{state.name}")
+        self._last_tags = 0.0
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._wake.set()
+
+    def join(self, timeout: float | None = None) -> None:
+        self._thread.join(timeout)
+
+    def poke(self) -> None:
+        self._wake.set()
+
+    def wait_first_poll(self, timeout: float) -> bool:
+        return self._first_poll.wait(timeout)
+
+    def _run(self) -> None:
+        failures = 0
+        while not self._stop.is_set():
+            config = self._config()
+            try:
+                ok = self.poll_once()
+            except Exception:  # a bug here must not silence the node forever
+                log.critical("monitor of %s crashed in a poll", self.state.name, exc_info=True)
+                ok = False
+            self._first_poll.set()
+            failures = 0 if ok else failures + 1
+            interval = config.poll_interval_s
+            if failures:
+                interval = min(config.poll_interval_s * (2 ** failures), config.max_backoff_s)
+            self._wake.wait(interval)
+            self._wake.clear()
+
+    def poll_once(self) -> bool:
+        """One poll; never raises for node failures. Returns whether the node answered well."""
+        name = self.state.name
+        try:
+            version = self.client.version()
+            loaded = self.client.ps()
+            installed = None
+            now = time.monotonic()
+            if not self.state.polled or now - self._last_tags >= TAGS_EVERY_S or not self.state.healthy:
+                installed = self.client.tags()
+                self._last_tags = now
+        except NodeError as exc:
+            message = str(exc).removeprefix(f"node {name}: ")
+            if self.state.poll_failed(message):
+                log.warning("node %s is unhealthy: %s", name, message)
+                self._on_change(self.state)
+            else:
+                log.debug("node=%s poll failed again: %s", name, message)
+            return False
+        if self.state.poll_ok(version, installed, loaded):
+            log.info("node %s is healthy (Ollama %s, %d models)", name, version, len(self.state.installed))
+        self._on_change(self.state)
+        return True

@@ -1,0 +1,378 @@
+"""Router: wires nodes, monitors, workers, the dispatcher and the watchdog; start / submit / snapshot / close.
+
+Lock order (never reversed): a task's condition -> the dispatcher's condition.
+No lock is held across a network call: monitors and workers do I/O with only
+their own thread's state in hand.
+"""
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections import deque
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from typing import Any
+
+from .client import NodeClient
+from .config import SollolConfig
+from .discovery import discover
+from .errors import (NodeError, NodeTimeoutError, QueueFullError, ShutdownError, TaskError)
+from .handle import TaskHandle, TaskState
+from .metrics import Distribution, RollingStats, tokens_per_second
+from .monitor import NodeMonitor
+from .node import Circuit, NodeState, NodeView
+from .routing import RouteOutcome, RouteRequest, route
+from .scheduler import Dispatcher
+from .snapshot import build_snapshot
+from .types import (ClusterSnapshot, NodeSpec, RoutingDecision, RoutingMode, Task, TaskEvent, TaskStatus,
+                    TierEntry)
+from .worker import Assignment, Finished, NodeWorkers
+
+log = logging.getLogger("hydra.sollol")
+
+WATCHDOG_TICK_S = 0.1
+
+
+class _Member:
+    """Everything the router holds for one node."""
+
+    def __init__(self, spec: NodeSpec, router: Router) -> None:
+        config = router.config
+        self.state = NodeState(spec)
+        self.client = NodeClient(spec, connect_timeout_s=config.connect_timeout_s,
+                                 read_timeout_s=config.first_token_timeout_s + config.idle_timeout_s,
+                                 poll_timeout_s=max(1.0, config.connect_timeout_s))
+        self.monitor = NodeMonitor(self.state, self.client, lambda: router.config, router._node_changed)
+        self.workers = NodeWorkers(self.state, self.client, router, lambda: router.config)
+
+    def start(self) -> None:
+        self.monitor.start()
+        self.workers.start()
+
+    def stop(self) -> None:
+        self.monitor.stop()
+        self.workers.stop()
+
+
+class Router:
+    def __init__(self, nodes: Iterable[NodeSpec] = (), config: SollolConfig | None = None, *,
+                 tiers: Mapping[str, Sequence[TierEntry]] | None = None,
+                 classify: Callable[[str], str] | None = None) -> None:
+        self._config = config or SollolConfig()
+        if tiers is None or classify is None:
+            from hydra import tiers as seed_tiers  # a leaf module of pure data; no cycle
+            tiers = tiers if tiers is not None else seed_tiers.SEED_TIERS
+            classify = classify or seed_tiers.classify
+        self._tiers = {k: tuple(v) for k, v in tiers.items()}
+        self._classify = classify
+        self._declared = list(nodes)
+        self._lock = threading.Lock()          # guards _members, _active, _listeners
+        self._members: dict[str, _Member] = {}
+        self._active: dict[str, TaskState] = {}
+        self._listeners: list[Callable[[TaskEvent], None]] = []
+        self._decisions: deque[RoutingDecision] = deque(maxlen=1000)
+        self.stats = RollingStats(self._config.stats_window)
+        self.distribution = Distribution()
+        self._dispatcher = Dispatcher(self, lambda: self._config)
+        self._stop = threading.Event()
+        self._watchdog = threading.Thread(target=self._watch, name="sollol-watchdog")
+        self._started = self._closed = False
+
+    # --- lifecycle ---
+
+    @property
+    def config(self) -> SollolConfig:
+        return self._config
+
+    def start(self, *, wait_for_nodes_s: float = 3.0) -> Router:
+        if self._started:
+            return self
+        self._started = True
+        specs = discover(self._config, self._declared)
+        for spec in specs:
+            self._add_member(spec)
+        deadline = time.monotonic() + wait_for_nodes_s
+        for member in list(self._members.values()):
+            member.monitor.wait_first_poll(max(0.0, deadline - time.monotonic()))
+        self._dispatcher.start()
+        self._watchdog.start()
+        healthy = sum(1 for m in self._members.values() if m.state.healthy)
+        log.info("SOLLOL discovered %d nodes (%d healthy): %s", len(specs), healthy,
+                 ", ".join(f"{s.name}={s.url}" for s in specs) or "none")
+        log.info("Default routing mode: %s", self._config.default_mode.value.upper())
+        log.info("Parallel requests: %s (max concurrent: %d)",
+                 "enabled" if self._config.parallel_requests else "disabled", self._config.max_concurrent_requests)
+        log.info("VRAM monitoring: %s", "enabled" if self._config.vram_monitoring else "disabled")
+        return self
+
+    def close(self) -> None:
+        """Stop threads; queued tasks fail with ShutdownError, running ones end interrupted."""
+        if self._closed:
+            return
+        self._closed = True
+        for state in self._dispatcher.close():
+            self._finish(state, TaskStatus.FAILED, error=str(ShutdownError("the router closed before this task ran")))
+        for state in list(self._active.values()):
+            self._finish(state, TaskStatus.INTERRUPTED, error="the router closed while this task ran")
+        self._stop.set()
+        if self._watchdog.is_alive():
+            self._watchdog.join()
+        with self._lock:
+            members = list(self._members.values())
+        for member in members:
+            member.stop()
+        for member in members:
+            member.monitor.join()
+            member.client.close()
+
+    def __enter__(self) -> Router:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # --- nodes ---
+
+    def _add_member(self, spec: NodeSpec) -> _Member:
+        with self._lock:
+            if spec.name in self._members:
+                raise TaskError(f"a node named {spec.name!r} already exists")
+            if any(m.state.spec.url == spec.url for m in self._members.values()):
+                raise TaskError(f"node {spec.url} is already in the cluster")
+            member = self._members[spec.name] = _Member(spec, self)
+        member.start()
+        return member
+
+    def add_node(self, spec: NodeSpec) -> None:
+        if self._closed:
+            raise ShutdownError("the router is closed")
+        self._add_member(spec)
+        log.info("node %s added (%s)", spec.name, spec.url)
+
+    def remove_node(self, name: str) -> None:
+        with self._lock:
+            member = self._members.pop(name, None)
+        if member is None:
+            raise TaskError(f"no node named {name!r}; nodes: {', '.join(self._members) or 'none'}")
+        member.state.removed = True
+        member.stop()
+        self.stats.forget_node(name)
+        log.info("node %s removed", name)
+
+    def nodes(self) -> list[NodeSpec]:
+        with self._lock:
+            return [m.state.spec for m in self._members.values()]
+
+    def _node_changed(self, state: NodeState) -> None:
+        self._dispatcher.wake()
+
+    def node_views(self) -> list[NodeView]:
+        with self._lock:
+            states = [m.state for m in self._members.values()]
+        cooldown = self._config.breaker_cooldown_s
+        return [s.view(breaker_cooldown_s=cooldown) for s in states]
+
+    # --- settings ---
+
+    def update_config(self, **changes: Any) -> SollolConfig:
+        if "default_mode" in changes:
+            changes["default_mode"] = RoutingMode.parse(changes["default_mode"], "default_mode")
+        self._config = self._config.replace(**changes)
+        log.info("settings changed: %s", ", ".join(f"{k}={v}" for k, v in changes.items()))
+        self._dispatcher.wake()
+        return self._config
+
+    def subscribe(self, listener: Callable[[TaskEvent], None]) -> None:
+        with self._lock:
+            self._listeners.append(listener)
+
+    def _emit(self, event: TaskEvent) -> None:
+        for listener in list(self._listeners):
+            try:
+                listener(event)
+            except Exception:
+                log.exception("event listener failed on %s of task %s", event.kind, event.task.id)
+
+    # --- submitting ---
+
+    def submit(self, task: Task) -> TaskHandle:
+        if self._closed:
+            raise ShutdownError("the router is closed; start a new one")
+        if not self._started:
+            raise ShutdownError("the router is not started; call router.start() first")
+        task.validate()
+        if len(self._active) >= self._config.max_queue:
+            raise QueueFullError(f"{len(self._active)} tasks are waiting or running (the maximum); "
+                                 "submit again when some have finished")
+        mode = RoutingMode.parse(task.mode) if task.mode else self._config.default_mode
+        task_type = task.task_type or self._classify(task.prompt or _last_user(task.messages))
+        state = TaskState(task=task, mode=mode, task_type=task_type)
+        state.on_leave_running = self._dispatcher.attempt_ended
+        with self._lock:
+            self._active[task.id] = state
+        self._emit(TaskEvent("queued", task))
+        self._dispatcher.submit(state)
+        return TaskHandle(state, self._cancel)
+
+    def _cancel(self, state: TaskState) -> bool:
+        return self._finish(state, TaskStatus.CANCELLED, error="cancelled") is not None
+
+    # --- the dispatcher's engine protocol ---
+
+    def route_task(self, state: TaskState, views: list[NodeView]) -> RouteOutcome:
+        task = state.task
+        entries = ((TierEntry(task.model),) if task.model else self._tiers.get(state.task_type)
+                   or self._tiers.get("general", ()))
+        prompt_text = task.prompt or _last_user(task.messages)
+        request = RouteRequest(
+            mode=state.mode, task_type=state.task_type, entries=tuple(entries),
+            min_success_rate=task.min_success_rate if task.min_success_rate is not None
+            else self._config.min_success_rate,
+            excluded=frozenset(state.excluded), prompt_tokens=max(1, len(prompt_text) // 4),
+            max_tokens=task.max_tokens, explicit_model=bool(task.model))
+        outcome = route(request, views, self._config, self.stats.estimates(), self.stats.success_rates())
+        log.debug("task=%s mode=%s node=%s model=%s reason=%s", state.id, state.mode.value, outcome.node,
+                  outcome.model, outcome.reason)
+        return outcome
+
+    def start_attempt(self, state: TaskState, outcome: RouteOutcome) -> bool:
+        assert outcome.node is not None and outcome.model is not None
+        with self._lock:
+            member = self._members.get(outcome.node)
+        if member is None:
+            return False
+        decision = RoutingDecision(
+            task_id=state.id, time=time.time(), mode=state.mode, task_type=state.task_type,
+            node=outcome.node, model=outcome.model, reason=outcome.reason, candidates=outcome.candidates,
+            attempt=state.attempt + 1, priority=state.task.priority)
+        trial = member.state.view().circuit is Circuit.HALF_OPEN
+        if state.status is not TaskStatus.QUEUED:
+            return False
+        attempt = state.bind(outcome.node, outcome.model, decision)
+        self._decisions.append(decision)
+        self.distribution.routed(outcome.node, outcome.model, state.mode.value, state.task_type)
+        self._emit(TaskEvent("routed", state.task, decision=decision))
+        self._emit(TaskEvent("running", state.task, node=outcome.node, model=outcome.model, attempt=attempt))
+        member.workers.submit(Assignment(state, attempt, outcome.model, trial))
+        return True
+
+    def give_up(self, state: TaskState, reason: str) -> None:
+        tried = f" (tried: {'; '.join(state.errors)})" if state.errors else ""
+        decision = RoutingDecision(task_id=state.id, time=time.time(), mode=state.mode, task_type=state.task_type,
+                                   node=None, model=None, reason=reason, attempt=state.attempt + 1,
+                                   priority=state.task.priority)
+        self._decisions.append(decision)
+        self._emit(TaskEvent("routed", state.task, decision=decision))
+        self._finish(state, TaskStatus.FAILED, error=f"no node could run this task: {reason}{tried}. "
+                     "Check the Nodes page, or add a node that has the model.")
+
+    def expire(self, state: TaskState) -> None:
+        self._finish(state, TaskStatus.FAILED, error=f"deadline of {state.task.deadline:g} s passed")
+
+    # --- the workers' engine protocol ---
+
+    def attempt_succeeded(self, state: TaskState, attempt: int, node: str, model: str, done: Finished) -> None:
+        ttft = (state.first_token_mono - state.attempt_started
+                if state.first_token_mono and state.attempt_started else None)
+        tps = tokens_per_second(done.eval_count, done.eval_duration_ns)
+        self.stats.record(node, model, ok=True, ttft_s=ttft, tokens_per_s=tps, load_s=done.load_s)
+        self._finish(state, TaskStatus.DONE, attempt=attempt, eval_count=done.eval_count,
+                     prompt_eval_count=done.prompt_eval_count, tokens_per_s=tps)
+
+    def attempt_failed(self, state: TaskState, attempt: int, node: str, model: str, error: NodeError) -> None:
+        if not state.is_current(attempt):
+            return  # the watchdog (or a cancel) already settled this attempt
+        if error.counts_against_node:
+            self.stats.record(node, model, ok=False)
+        with self._lock:
+            member = self._members.get(node)
+        if member is not None:
+            member.monitor.poke()  # look at the node now rather than at the next poll
+        message = str(error)
+        others = [v for v in self.node_views() if v.name != node and v.name not in state.excluded]
+        if attempt >= self._config.max_attempts or not others:
+            why = "no other node to try" if not others else f"{attempt} attempts"
+            self._finish(state, TaskStatus.FAILED, attempt=attempt,
+                         error=f"{message} ({why}; earlier: {'; '.join(state.errors) or 'none'})")
+            return
+        notice = ""
+        if state.first_token_mono is not None:
+            notice = f"{node} failed mid-answer ({message}); the answer restarts on another node."
+        if state.requeue(attempt, node, message, restart_notice=notice):
+            self.distribution.failover()
+            log.info("task %s fails over from %s: %s", state.id, node, message)
+            if notice:
+                self._emit(TaskEvent("restart", state.task, node=node, notice=notice))
+            self._dispatcher.requeue(state)
+
+    def _finish(self, state: TaskState, status: TaskStatus, **kwargs: Any):
+        result = state.finish(status, **kwargs)
+        if result is None:
+            return None
+        with self._lock:
+            self._active.pop(state.id, None)
+        self.distribution.finished(status.value)
+        self._emit(TaskEvent("finished", state.task, result=result))
+        return result
+
+    # --- watchdog: first-token, idle and deadline timeouts ---
+
+    def _watch(self) -> None:
+        while not self._stop.wait(WATCHDOG_TICK_S):
+            try:
+                self.check_timeouts(time.monotonic())
+            except Exception:
+                log.critical("watchdog crashed in a tick", exc_info=True)
+
+    def check_timeouts(self, now: float) -> None:
+        config = self._config
+        for state in list(self._active.values()):
+            if state.deadline_mono is not None and now >= state.deadline_mono:
+                self.expire(state)
+                continue
+            if state.status is not TaskStatus.RUNNING or state.attempt_started is None:
+                continue
+            attempt, node, model = state.attempt, state.node or "", state.model or ""
+            if state.first_token_mono is None:
+                waited, limit, what = now - state.attempt_started, config.first_token_timeout_s, "first token"
+            else:
+                waited, limit, what = now - (state.last_progress or now), config.idle_timeout_s, "next token"
+            if waited < limit:
+                continue
+            error = NodeTimeoutError(f"no {what} after {waited:.1f} s (limit {limit:g} s)", node=node)
+            with self._lock:
+                member = self._members.get(node)
+            if member is not None and state.is_current(attempt):
+                member.state.charge(str(error).removeprefix(f"node {node}: "), config.breaker_threshold)
+            self.attempt_failed(state, attempt, node, model, error)
+
+    # --- reading ---
+
+    def snapshot(self) -> ClusterSnapshot:
+        with self._lock:
+            states = [m.state for m in self._members.values()]
+            active = list(self._active.values())
+        return build_snapshot(self, states, active)
+
+    def decisions(self, limit: int = 100) -> list[RoutingDecision]:
+        items = list(self._decisions)
+        return items[-limit:][::-1]
+
+    def handle(self, task_id: str) -> TaskHandle | None:
+        state = self._active.get(task_id)
+        return TaskHandle(state, self._cancel) if state else None
+
+    @property
+    def queue_depth(self) -> int:
+        return sum(1 for s in list(self._active.values()) if s.status is TaskStatus.QUEUED)
+
+    @property
+    def in_flight(self) -> int:
+        return self._dispatcher.in_flight
+
+
+def _last_user(messages: list[dict[str, Any]] | None) -> str:
+    for message in reversed(messages or []):
+        if message.get("role") == "user":
+            return str(message.get("content", ""))
+    return ""

@@ -1,0 +1,334 @@
+"""Plain data the engine passes around: tasks, chunks, results, decisions, snapshots.
+
+Snapshots and results are frozen dataclasses built from copies, so any thread
+(a Streamlit page included) can read them without holding an engine lock.
+"""
+from __future__ import annotations
+
+import itertools
+import time
+import uuid
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Any
+from urllib.parse import urlsplit
+
+from .errors import ConfigError, TaskError
+
+TASK_TYPES = ("code", "reasoning", "math", "general")
+
+
+class RoutingMode(StrEnum):
+    """How a node is chosen; the seed's three modes."""
+
+    FAST = "fast"          # speed above all: least estimated completion time
+    RELIABLE = "reliable"  # stability above speed: proven nodes, most capable
+    ASYNC = "async"        # efficiency: CPU nodes first, lowest load, keep all busy
+
+    @classmethod
+    def parse(cls, value: str | RoutingMode, variable: str = "routing mode") -> RoutingMode:
+        try:
+            return cls(str(value).strip().lower())
+        except ValueError:
+            raise ConfigError(variable, value, "one of " + ", ".join(m.value for m in cls)) from None
+
+
+MODE_DESCRIPTIONS = {
+    RoutingMode.FAST: "Interactive responses, real-time chat — speed above all.",
+    RoutingMode.RELIABLE: "Critical tasks, production code — stability above speed.",
+    RoutingMode.ASYNC: "Background tasks, parallel processing — efficiency above speed.",
+}
+
+
+class TaskStatus(StrEnum):
+    QUEUED = "queued"
+    RUNNING = "running"
+    DONE = "done"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+    INTERRUPTED = "interrupted"
+
+    @property
+    def terminal(self) -> bool:
+        return self not in (TaskStatus.QUEUED, TaskStatus.RUNNING)
+
+
+class Placement(StrEnum):
+    """Where a tier entry should run (the seed's arrows)."""
+
+    POWERFUL = "powerful"                    # powerful node preferred
+    ANY = "any"                              # either node
+    LIGHT = "light"                          # light node fallback
+    MOST_CAPABLE_ONLY = "most_capable_only"  # only the most capable node
+
+
+@dataclass(frozen=True)
+class TierEntry:
+    model: str
+    placement: Placement = Placement.ANY
+
+
+@dataclass(frozen=True)
+class NodeSpec:
+    """A node as declared in configuration; everything but the URL is optional."""
+
+    url: str
+    name: str = ""
+    max_model_b: float | None = None
+    gpu: bool | None = None
+    vram_mb: int | None = None
+    slots: int = 2
+    local: bool | None = None
+
+    def __post_init__(self) -> None:
+        url = self.url.strip().rstrip("/")
+        if "://" not in url:
+            url = "http://" + url
+        parts = urlsplit(url)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ConfigError("node url", self.url, "http://host:port")
+        try:
+            port = parts.port
+        except ValueError:
+            raise ConfigError("node url", self.url, "http://host:port with a numeric port") from None
+        if port is None:
+            url = f"{parts.scheme}://{parts.hostname}:11434"
+        object.__setattr__(self, "url", url)
+        if not self.name:
+            object.__setattr__(self, "name", f"{parts.hostname}:{port or 11434}")
+        if self.slots < 1:
+            raise ConfigError(f"slots of node {self.name}", self.slots, "an integer >= 1")
+        if self.local is None:
+            host = parts.hostname or ""
+            object.__setattr__(self, "local", host == "localhost" or host.startswith("127.") or host == "::1")
+
+
+_task_seq = itertools.count()
+
+
+@dataclass
+class Task:
+    """One unit of work. Only ``prompt`` (or ``messages``) is required."""
+
+    prompt: str = ""
+    messages: list[dict[str, Any]] | None = None
+    task_type: str | None = None          # None = classify from the prompt
+    model: str | None = None              # None = tier selection
+    mode: RoutingMode | str | None = None  # None = the router's default mode
+    priority: int = 5                     # 1..10, 10 most urgent
+    max_tokens: int | None = None         # sent as options.num_predict
+    think: bool | str | None = None       # Ollama's think parameter
+    thinking_budget: int | None = None    # stop thinking after this many tokens, then answer
+    options: dict[str, Any] = field(default_factory=dict)
+    system: str | None = None
+    min_success_rate: float | None = None  # reliable mode threshold override
+    deadline: float | None = None         # seconds from submission; None = no deadline
+    id: str = field(default_factory=lambda: uuid.uuid4().hex[:12])
+    submitted_at: float = field(default_factory=time.time)
+    seq: int = field(default_factory=lambda: next(_task_seq))
+
+    def validate(self) -> None:
+        if not (self.prompt and self.prompt.strip()) and not self.messages:
+            raise TaskError("task has neither a prompt nor messages")
+        if not isinstance(self.priority, int) or not 1 <= self.priority <= 10:
+            raise TaskError(f"priority must be an integer from 1 to 10, got {self.priority!r}")
+        if self.mode is not None:
+            self.mode = RoutingMode.parse(self.mode, "task mode")
+        if self.task_type is not None and self.task_type not in TASK_TYPES:
+            raise TaskError(f"task_type must be one of {', '.join(TASK_TYPES)} or None, got {self.task_type!r}")
+        if self.max_tokens is not None and (not isinstance(self.max_tokens, int) or self.max_tokens < 1):
+            raise TaskError(f"max_tokens must be a positive integer, got {self.max_tokens!r}")
+        if self.min_success_rate is not None and not 0.0 <= self.min_success_rate <= 1.0:
+            raise TaskError(f"min_success_rate must be between 0 and 1, got {self.min_success_rate!r}")
+        if self.thinking_budget is not None and self.thinking_budget < 1:
+            raise TaskError(f"thinking_budget must be a positive integer, got {self.thinking_budget!r}")
+        if self.deadline is not None and self.deadline <= 0:
+            raise TaskError(f"deadline must be a positive number of seconds, got {self.deadline!r}")
+
+
+@dataclass(frozen=True)
+class Chunk:
+    """A piece of a streamed answer. ``restart`` means: discard the text so far,
+    the answer starts again (on another node); ``notice`` says why."""
+
+    text: str = ""
+    thinking: str = ""
+    restart: bool = False
+    notice: str = ""
+    node: str = ""
+    model: str = ""
+
+
+@dataclass(frozen=True)
+class Candidate:
+    node: str
+    model: str
+    score: float | None      # lower is better; None when excluded
+    eligible: bool
+    reason: str
+
+
+@dataclass(frozen=True)
+class RoutingDecision:
+    task_id: str
+    time: float              # wall clock
+    mode: RoutingMode
+    task_type: str
+    node: str | None         # None: no node could take it (yet)
+    model: str | None
+    reason: str
+    candidates: tuple[Candidate, ...] = ()
+    attempt: int = 1
+    priority: int = 5
+
+
+@dataclass(frozen=True)
+class TaskResult:
+    task_id: str
+    status: TaskStatus
+    text: str = ""
+    thinking: str = ""
+    node: str | None = None
+    model: str | None = None
+    mode: RoutingMode | None = None
+    task_type: str | None = None
+    attempts: int = 0
+    failovers: int = 0
+    ttft_s: float | None = None
+    duration_s: float | None = None
+    queued_s: float | None = None
+    eval_count: int | None = None
+    prompt_eval_count: int | None = None
+    tokens_per_s: float | None = None
+    thinking_tokens: int = 0
+    decision: RoutingDecision | None = None
+    error: str | None = None
+
+
+@dataclass(frozen=True)
+class ModelInfo:
+    name: str
+    size_b: float | None      # parameters in billions (from details.parameter_size)
+    size_bytes: int = 0
+    family: str = ""
+    quantization: str = ""
+
+
+@dataclass(frozen=True)
+class LoadedModel:
+    name: str
+    size_bytes: int
+    size_vram_bytes: int
+    expires_at: str = ""
+
+
+@dataclass(frozen=True)
+class ModelStatsSnapshot:
+    node: str
+    model: str
+    requests: int
+    successes: int
+    failures: int
+    ttft_p50_s: float | None
+    ttft_p95_s: float | None
+    tokens_per_s: float | None
+    load_s: float | None
+
+
+@dataclass(frozen=True)
+class NodeSnapshot:
+    name: str
+    url: str
+    healthy: bool
+    circuit: str                # closed / open / half_open
+    last_error: str | None
+    gpu: bool
+    local: bool
+    max_model_b: float | None
+    slots: int
+    in_flight: int
+    vram_total_mb: int | None
+    vram_used_mb: int | None
+    vram_free_mb: int | None
+    installed: tuple[ModelInfo, ...]
+    loaded: tuple[LoadedModel, ...]
+    version: str | None
+    last_seen: float | None     # wall clock of the last good poll
+    requests: int
+    successes: int
+    failures: int
+    success_rate: float | None
+    ttft_p50_s: float | None
+    ttft_p95_s: float | None
+    tokens_per_s: float | None
+    vram_low: bool = False      # GPU node under SOLLOL_MIN_VRAM_MB free (monitoring on)
+
+
+@dataclass(frozen=True)
+class ClusterSnapshot:
+    time: float
+    nodes: tuple[NodeSnapshot, ...]
+    models: tuple[ModelStatsSnapshot, ...]
+    queue_depth: int
+    in_flight: int
+    max_concurrent: int
+    parallel: bool
+    default_mode: RoutingMode
+    vram_monitoring: bool
+    by_node: dict[str, int]
+    by_model: dict[str, int]
+    by_mode: dict[str, int]
+    by_task_type: dict[str, int]
+    by_status: dict[str, int]
+    failovers: int
+
+    @property
+    def healthy_nodes(self) -> tuple[NodeSnapshot, ...]:
+        return tuple(n for n in self.nodes if n.healthy)
+
+    def node(self, name: str) -> NodeSnapshot | None:
+        return next((n for n in self.nodes if n.name == name), None)
+
+
+@dataclass(frozen=True)
+class TaskView:
+    """A point-in-time copy of one task, for pages that poll (never blocks)."""
+
+    task_id: str
+    prompt: str
+    status: TaskStatus
+    text: str
+    thinking: str
+    node: str | None
+    model: str | None
+    mode: RoutingMode | None
+    task_type: str | None
+    priority: int
+    submitted_at: float          # wall clock
+    ttft_s: float | None
+    duration_s: float | None
+    tokens_per_s: float | None
+    eval_count: int | None
+    attempts: int
+    restarts: int                # answers restarted on another node after a mid-stream failure
+    reason: str                  # routing reason of the latest decision
+    error: str | None
+    notice: str = ""             # latest failover notice
+
+
+@dataclass(frozen=True)
+class TaskEvent:
+    """What the router tells listeners (history, gateway) at each state change.
+
+    kind: "queued" (task), "routed" (decision), "running" (node, model, attempt),
+    "restart" (notice), "finished" (result).
+    """
+
+    kind: str
+    task: Task
+    decision: RoutingDecision | None = None
+    result: TaskResult | None = None
+    node: str | None = None
+    model: str | None = None
+    attempt: int = 0
+    notice: str = ""

@@ -1,0 +1,200 @@
+"""Per-node worker threads: run one attempt of a task on one node and stream its chunks.
+
+The loop is short (take an assignment, run it, report); an error in one task
+never kills the thread. Timeouts are the watchdog's job (router.py): it
+takes the task away from a stalled attempt, and the worker, at its next
+chunk or when the connection ends, sees that it no longer owns the task.
+"""
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from .client import NodeClient, StreamPart
+from .config import SollolConfig
+from .errors import NodeError, RequestRejectedError
+from .handle import TaskState
+from .node import NodeState
+from .types import Task
+
+log = logging.getLogger("hydra.sollol.worker")
+
+_THINKING_PREFIXES = ("qwen3", "deepseek-r1", "gpt-oss", "magistral", "qwq")
+ANSWER_NOW = ("Your thinking budget is used up. Using the reasoning above, stop thinking and give "
+              "your final answer now.")
+
+
+def thinks_by_name(model: str) -> bool:
+    return model.split("/")[-1].lower().startswith(_THINKING_PREFIXES)
+
+
+def build_messages(task: Task) -> list[dict[str, Any]]:
+    messages = [dict(m) for m in task.messages] if task.messages else []
+    if task.system and not any(m.get("role") == "system" for m in messages):
+        messages.insert(0, {"role": "system", "content": task.system})
+    if task.prompt and task.prompt.strip():
+        messages.append({"role": "user", "content": task.prompt})
+    return messages
+
+
+@dataclass(frozen=True)
+class Assignment:
+    state: TaskState
+    attempt: int
+    model: str
+    trial: bool      # the half-open circuit's one trial request
+
+
+@dataclass(frozen=True)
+class Finished:
+    final: StreamPart | None
+    eval_count: int | None
+    eval_duration_ns: int | None
+    prompt_eval_count: int | None
+    load_s: float | None
+
+
+class WorkerEngine(Protocol):
+    def attempt_succeeded(self, state: TaskState, attempt: int, node: str, model: str, done: Finished) -> None: ...
+    def attempt_failed(self, state: TaskState, attempt: int, node: str, model: str, error: NodeError) -> None: ...
+
+
+class NodeWorkers:
+    """``slots`` threads serving one node's inbox."""
+
+    def __init__(self, node: NodeState, client: NodeClient, engine: WorkerEngine,
+                 config_source: Callable[[], SollolConfig]) -> None:
+        self.node = node
+        self.client = client
+        self._engine = engine
+        self._config = config_source
+        self._inbox: queue.SimpleQueue[Assignment | None] = queue.SimpleQueue()
+        self._threads = [threading.Thread(target=self._run, name=f"sollol-worker-{node.name}-{i}")
+                         for i in range(node.spec.slots)]
+        self._think_cache: dict[str, bool] = {}
+
+    def start(self) -> None:
+        for thread in self._threads:
+            thread.start()
+
+    def submit(self, assignment: Assignment) -> None:
+        self._inbox.put(assignment)
+
+    def stop(self) -> None:
+        for _ in self._threads:
+            self._inbox.put(None)
+
+    def join(self, timeout: float | None = None) -> None:
+        for thread in self._threads:
+            thread.join(timeout)
+
+    def _run(self) -> None:
+        while True:
+            item = self._inbox.get()
+            if item is None:
+                return
+            try:
+                self.execute(item)
+            except Exception:
+                log.critical("worker of %s crashed on task %s", self.node.name, item.state.id, exc_info=True)
+
+    # --- one attempt ---
+
+    def execute(self, a: Assignment) -> None:
+        config = self._config()
+        state, node = a.state, self.node
+        node.begin(a.trial)
+        ok: bool | None = None
+        error_text: str | None = None
+        try:
+            if not state.is_current(a.attempt):
+                return  # cancelled or timed out before it started
+            done = self._run_stream(a)
+            if done is None:
+                return  # the attempt lost the task (cancel, timeout): says nothing of the node
+            ok = True
+            node.mark_loaded(a.model)
+            self._engine.attempt_succeeded(state, a.attempt, node.name, a.model, done)
+        except NodeError as exc:
+            ok = False if exc.counts_against_node else None
+            error_text = str(exc).removeprefix(f"node {node.name}: ")
+            if not state.is_current(a.attempt):
+                ok = None  # the watchdog already charged the node for this attempt
+            log.debug("node=%s model=%s task=%s attempt=%d failed: %s", node.name, a.model, state.id,
+                      a.attempt, error_text)
+            self._engine.attempt_failed(state, a.attempt, node.name, a.model, exc)
+        finally:
+            node.end(ok=ok, error=error_text, threshold=config.breaker_threshold)
+
+    def _think_param(self, task: Task, model: str) -> bool | str | None:
+        """Never send ``think`` to a model that cannot think (Ollama answers 400)."""
+        if not task.think:
+            return None
+        if model not in self._think_cache:
+            try:
+                caps = self.client.capabilities(model)
+            except RequestRejectedError:
+                caps = None
+            except NodeError:
+                caps = None
+            self._think_cache[model] = ("thinking" in caps) if caps is not None else thinks_by_name(model)
+        return task.think if self._think_cache[model] else None
+
+    def _run_stream(self, a: Assignment) -> Finished | None:
+        task, state = a.state.task, a.state
+        options = dict(task.options)
+        if task.max_tokens:
+            options["num_predict"] = task.max_tokens
+        messages = build_messages(task)
+        think = self._think_param(task, a.model)
+        budget = task.thinking_budget if think else None
+        outcome = self._consume(a, messages, options, think, budget)
+        if outcome is None or isinstance(outcome, Finished):
+            return outcome
+        # The thinking budget is spent: ask again without thinking, the reasoning so far in context.
+        thought, first = outcome
+        messages = messages + [{"role": "assistant", "content": "", "thinking": thought},
+                               {"role": "user", "content": ANSWER_NOW}]
+        second = self._consume(a, messages, options, None, None)
+        if not isinstance(second, Finished):
+            return None
+        return Finished(second.final, _add(first.eval_count, second.eval_count),
+                        _add(first.eval_duration_ns, second.eval_duration_ns),
+                        _add(first.prompt_eval_count, second.prompt_eval_count), first.load_s)
+
+    def _consume(self, a: Assignment, messages: list[dict[str, Any]], options: dict[str, Any],
+                 think: bool | str | None, budget: int | None) -> Finished | tuple[str, Finished] | None:
+        """Stream one request into the task. Returns Finished, (thinking, partial) at the budget, or None."""
+        state = a.state
+        thought: list[str] = []
+        final: StreamPart | None = None
+        eval_count = 0
+        stream = self.client.chat(a.model, messages, options=options or None, think=think)
+        try:
+            for part in stream:
+                if part.thinking:
+                    if budget is not None and len(thought) >= budget:
+                        partial = Finished(None, eval_count or len(thought), None, None, None)
+                        return "".join(thought), partial
+                    thought.append(part.thinking)
+                    eval_count += 1
+                if (part.thinking or part.text) and not state.add(a.attempt, part.text, part.thinking):
+                    return None
+                if part.done:
+                    final = part
+        finally:
+            stream.close()
+        if not state.is_current(a.attempt):
+            return None
+        if final is None:
+            raise NodeError("ended the stream without a final chunk", node=self.node.name)
+        load_s = final.load_duration / 1e9 if final.load_duration else None
+        return Finished(final, final.eval_count, final.eval_duration, final.prompt_eval_count, load_s)
+
+
+def _add(a: int | None, b: int | None) -> int | None:
+    return None if a is None and b is None else (a or 0) + (b or 0)
