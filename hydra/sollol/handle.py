@@ -12,6 +12,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from typing import Any
 
 from .types import (Chunk, RoutingDecision, RoutingMode, Task, TaskResult, TaskStatus, TaskView)
 
@@ -186,6 +187,11 @@ class TaskHandle:
     @property
     def status(self) -> TaskStatus:
         return self._state.status
+
+    @property
+    def assessment(self) -> Any:
+        """What the caller attached as ``task.meta["assessment"]`` (the reasoning engine's verdict)."""
+        return self._state.task.meta.get("assessment")
 
     def done(self) -> bool:
         return self._state.status.terminal

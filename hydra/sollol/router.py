@@ -146,6 +146,9 @@ class Router:
     def add_node(self, spec: NodeSpec) -> None:
         if self._closed:
             raise ShutdownError("the router is closed")
+        if not self._started:
+            self._declared.append(spec)  # joins discovery at start()
+            return
         self._add_member(spec)
         log.info("node %s added (%s)", spec.name, spec.url)
 
@@ -181,6 +184,11 @@ class Router:
         log.info("settings changed: %s", ", ".join(f"{k}={v}" for k, v in changes.items()))
         self._dispatcher.wake()
         return self._config
+
+    def set_tiers(self, tiers: Mapping[str, Sequence[TierEntry]]) -> None:
+        """New tier lists apply to tasks routed from now on (queued ones included)."""
+        self._tiers = {k: tuple(v) for k, v in tiers.items()}
+        self._dispatcher.wake()
 
     def subscribe(self, listener: Callable[[TaskEvent], None]) -> None:
         with self._lock:

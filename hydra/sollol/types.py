@@ -123,6 +123,7 @@ class Task:
     system: str | None = None
     min_success_rate: float | None = None  # reliable mode threshold override
     deadline: float | None = None         # seconds from submission; None = no deadline
+    meta: dict[str, Any] = field(default_factory=dict)  # carried along untouched (e.g. the reasoning assessment)
     id: str = field(default_factory=lambda: uuid.uuid4().hex[:12])
     submitted_at: float = field(default_factory=time.time)
     seq: int = field(default_factory=lambda: next(_task_seq))

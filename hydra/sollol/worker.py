@@ -16,7 +16,7 @@ from typing import Any, Protocol
 
 from .client import NodeClient, StreamPart
 from .config import SollolConfig
-from .errors import NodeError, RequestRejectedError
+from .errors import NodeError, NodeProtocolError, RequestRejectedError
 from .handle import TaskState
 from .node import NodeState
 from .types import Task
@@ -24,6 +24,7 @@ from .types import Task
 log = logging.getLogger("hydra.sollol.worker")
 
 _THINKING_PREFIXES = ("qwen3", "deepseek-r1", "gpt-oss", "magistral", "qwq")
+THINKING_SLACK = 16  # hydra.reasoning.THINKING_SLACK_TOKENS: what may still arrive after the budget
 ANSWER_NOW = ("Your thinking budget is used up. Using the reasoning above, stop thinking and give "
               "your final answer now.")
 
@@ -147,11 +148,12 @@ class NodeWorkers:
     def _run_stream(self, a: Assignment) -> Finished | None:
         task, state = a.state.task, a.state
         options = dict(task.options)
-        if task.max_tokens:
-            options["num_predict"] = task.max_tokens
         messages = build_messages(task)
         think = self._think_param(task, a.model)
         budget = task.thinking_budget if think else None
+        if task.max_tokens:
+            # Ollama counts thinking in num_predict; max_tokens is the answer's length, so thinking gets its own room.
+            options["num_predict"] = task.max_tokens + (budget or 0) + (THINKING_SLACK if budget else 0)
         outcome = self._consume(a, messages, options, think, budget)
         if outcome is None or isinstance(outcome, Finished):
             return outcome
@@ -159,6 +161,8 @@ class NodeWorkers:
         thought, first = outcome
         messages = messages + [{"role": "assistant", "content": "", "thinking": thought},
                                {"role": "user", "content": ANSWER_NOW}]
+        if task.max_tokens:
+            options["num_predict"] = task.max_tokens
         second = self._consume(a, messages, options, None, None)
         if not isinstance(second, Finished):
             return None
@@ -191,7 +195,7 @@ class NodeWorkers:
         if not state.is_current(a.attempt):
             return None
         if final is None:
-            raise NodeError("ended the stream without a final chunk", node=self.node.name)
+            raise NodeProtocolError("ended the stream without its final chunk", node=self.node.name)
         load_s = final.load_duration / 1e9 if final.load_duration else None
         return Finished(final, final.eval_count, final.eval_duration, final.prompt_eval_count, load_s)
 

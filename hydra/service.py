@@ -1,0 +1,278 @@
+"""Hydra: the one entry point for the app, the gateway and the command line.
+
+Builds the Router from the settings (defaults < environment < saved), applies
+the model tiers and the reasoning engine to every task, writes history, and
+starts the embedded llama.cpp node when the cluster would otherwise be empty.
+"""
+from __future__ import annotations
+
+import atexit
+import logging
+import threading
+from collections import OrderedDict
+from collections.abc import Mapping
+from typing import Any
+
+from hydra import reasoning, tiers
+from hydra.config import Settings, load_settings, parse_value
+from hydra.history import History
+from hydra.sollol import (ClusterSnapshot, ConfigError, NodeSpec, Router, RoutingDecision, Task, TaskError,
+                          TaskHandle, TaskStatus)
+from hydra.sollol.client import NodeClient
+from hydra.sollol.config import SollolConfig
+from hydra.sollol.discovery import LOCALHOST_URL, probe
+from hydra.sollol.errors import NodeError
+
+log = logging.getLogger("hydra")
+
+EMBEDDED_NAME = "embedded"
+EMBEDDED_HOST, EMBEDDED_PORT = "127.0.0.1", 11435
+PARTIAL_SAVE_EVERY_S = 2.0
+KEPT_HANDLES = 200
+
+# Settings that map one-to-one onto SollolConfig fields the running router can change.
+_ROUTER_FIELDS = {
+    "SOLLOL_DEFAULT_ROUTING_MODE": "default_mode",
+    "SOLLOL_PARALLEL_REQUESTS": "parallel_requests",
+    "SOLLOL_MAX_CONCURRENT_REQUESTS": "max_concurrent_requests",
+    "SOLLOL_VRAM_MONITORING": "vram_monitoring",
+    "SOLLOL_MIN_VRAM_MB": "min_vram_mb",
+    "SOLLOL_MIN_SUCCESS_RATE": "min_success_rate",
+}
+_TIER_SETTINGS = {"HYDRA_REASONING_MODEL", "HYDRA_USE_REASONING_MODEL"}
+
+
+def setup_logging() -> None:
+    """Hydra's log lines (the seed's start-up lines among them) on stderr, once."""
+    logger = logging.getLogger("hydra")
+    if not logger.handlers:
+        handler = logging.StreamHandler()
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+        logger.addHandler(handler)
+        logger.setLevel(logging.INFO)
+    logging.getLogger("httpx").setLevel(logging.WARNING)
+
+
+class Hydra:
+    def __init__(self, settings: Settings, history: History, *, engine_overrides: Mapping[str, Any] | None = None,
+                 env: Mapping[str, str] | None = None) -> None:
+        self._settings = settings
+        self.history = history
+        self._engine_overrides = dict(engine_overrides or {})
+        self._lock = threading.Lock()
+        self._handles: OrderedDict[str, TaskHandle] = OrderedDict()
+        self._saved_partial: dict[str, int] = {}
+        self._embedded: Any = None
+        self.embedded_url: str | None = None
+        self._stop = threading.Event()
+        self._saver = threading.Thread(target=self._save_partials, name="hydra-partial-saver", daemon=True)
+        self.router = Router(config=self._sollol_config(), tiers=self._tiers(), classify=tiers.classify)
+        self.router.subscribe(history.record_event)
+        self._started = False
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None, **engine_overrides: Any) -> Hydra:
+        """Settings from the environment and the saved overrides in HYDRA_DB; ConfigError on a bad value."""
+        setup_logging()
+        first = load_settings(env)                 # strict on the environment; gives the database path
+        history = History(first.db_path)
+        settings = load_settings(env, history.load_settings())
+        return cls(settings, history, engine_overrides=engine_overrides, env=env)
+
+    # --- lifecycle ---
+
+    def start(self) -> Hydra:
+        if self._started:
+            return self
+        self._started = True
+        interrupted = self.history.mark_interrupted()
+        if interrupted:
+            log.info("%d task(s) left queued or running by the last run are marked interrupted", interrupted)
+        self._maybe_start_embedded()
+        self.router.start()
+        self._saver.start()
+        atexit.register(self.close)
+        return self
+
+    def close(self) -> None:
+        if self._stop.is_set():
+            return
+        self._stop.set()
+        self.router.close()
+        if self._embedded is not None:
+            self._embedded.stop()
+        self.history.close()
+
+    def _maybe_start_embedded(self) -> None:
+        choice = self._settings.embedded_node
+        if choice == "off":
+            return
+        if choice == "auto" and (self._settings.all_nodes or self._settings.discovery_cidr or probe(LOCALHOST_URL)):
+            return
+        from hydra.node.embedded import EmbeddedNode, EmbeddedNodeError, node_answers
+        url = f"http://{EMBEDDED_HOST}:{EMBEDDED_PORT}"
+        if not node_answers(url):
+            log_path = self._settings.db_path.parent / "embedded-node.log"
+            log.info("no Ollama node configured or answering: starting the embedded node (SmolLM2-135M on "
+                     "llama.cpp) at %s, log in %s", url, log_path)
+            try:
+                self._embedded = EmbeddedNode(host=EMBEDDED_HOST, port=EMBEDDED_PORT, log_path=log_path).start()
+            except EmbeddedNodeError as exc:
+                log.error("the embedded node could not start: %s", exc)
+                return
+        self.embedded_url = url
+        self.router.add_node(NodeSpec(url=url, name=EMBEDDED_NAME, gpu=False, max_model_b=1.0, slots=1, local=True))
+
+    # --- settings ---
+
+    @property
+    def settings(self) -> Settings:
+        return self._settings
+
+    def _sollol_config(self) -> SollolConfig:
+        return self._settings.sollol_config(**self._engine_overrides)
+
+    def _tiers(self) -> dict[str, Any]:
+        return tiers.build_tiers(reasoning_model=self._settings.reasoning_model,
+                                 use_reasoning_model=self._settings.use_reasoning_model,
+                                 fallback=tiers.EMBEDDED_MODEL)
+
+    def update_settings(self, changes: Mapping[str, Any]) -> Settings:
+        """Validate every change first (nothing applies if one is bad), then apply to the running router and save."""
+        parsed = {name: parse_value(name, value) for name, value in changes.items()}
+        settings = self._settings
+        for name, value in parsed.items():
+            settings = settings.with_value(name, value)
+        return self._apply(settings, parsed)
+
+    def reset_setting(self, name: str) -> Settings:
+        settings = self._settings.without_override(name)
+        self.history.delete_setting(name)
+        return self._apply(settings, {name: settings[name]}, save=False)
+
+    def _apply(self, settings: Settings, changed: Mapping[str, Any], *, save: bool = True) -> Settings:
+        router_changes = {_ROUTER_FIELDS[n]: v for n, v in changed.items() if n in _ROUTER_FIELDS}
+        if router_changes:
+            self.router.update_config(**router_changes)
+        self._settings = settings
+        if _TIER_SETTINGS & set(changed):
+            self.router.set_tiers(self._tiers())
+        if save:
+            for name in changed:
+                self.history.save_setting(name, settings.as_text(name))
+        return settings
+
+    # --- tasks ---
+
+    def assess(self, prompt: str, task_type: str | None = None) -> reasoning.Assessment:
+        return reasoning.assess(prompt, task_type, reasoning.ReasoningSettings.from_settings(self._settings))
+
+    def submit(self, prompt: str = "", *, task_type: str | None = None, model: str | None = None,
+               mode: str | None = None, priority: int = 5, max_tokens: int | None = None,
+               think: bool | str | None = None, messages: list[dict[str, Any]] | None = None,
+               **task_fields: Any) -> TaskHandle:
+        """Submit one task; returns at once. The reasoning engine decides thinking and its budget."""
+        text = prompt or next((m.get("content", "") for m in reversed(messages or []) if m.get("role") == "user"), "")
+        kind = task_type or (tiers.classify(text) if text.strip() else "general")
+        assessment = reasoning.assess(text, kind, reasoning.ReasoningSettings.from_settings(self._settings),
+                                      model=model)
+        if think is None:
+            think = assessment.think
+        task = Task(prompt=prompt, messages=messages, task_type=kind, model=model or None, mode=mode or None,
+                    priority=priority, max_tokens=max_tokens, think=think or None,
+                    thinking_budget=assessment.budget if think else None,
+                    meta={"assessment": assessment, "requested_task_type": task_type}, **task_fields)
+        handle = self.router.submit(task)
+        self.history.set_reasoning(task.id, _assessment_record(assessment))
+        with self._lock:
+            self._handles[task.id] = handle
+            self._handles.move_to_end(task.id, last=False)
+            while len(self._handles) > KEPT_HANDLES:
+                self._handles.popitem(last=True)
+        return handle
+
+    def tasks(self, limit: int = 50) -> list[TaskHandle]:
+        with self._lock:
+            return list(self._handles.values())[:limit]
+
+    def handle(self, task_id: str) -> TaskHandle | None:
+        with self._lock:
+            return self._handles.get(task_id)
+
+    def resubmit(self, task_id: str) -> TaskHandle:
+        row = self.history.get_task(task_id)
+        if row is None:
+            raise TaskError(f"no task {task_id} in history")
+        options = row.get("options") or {}
+        return self.submit(row.get("prompt") or "", task_type=options.get("task_type"),
+                           model=options.get("model"), mode=options.get("mode"),
+                           priority=int(row.get("priority") or 5), max_tokens=options.get("max_tokens"),
+                           messages=row.get("messages"))
+
+    def _save_partials(self) -> None:
+        """Running tasks' text so far goes to history now and then, so a crash keeps it."""
+        while not self._stop.wait(PARTIAL_SAVE_EVERY_S):
+            for handle in self.tasks(KEPT_HANDLES):
+                if handle.status is not TaskStatus.RUNNING:
+                    continue
+                view = handle.view()
+                size = len(view.text) + len(view.thinking)
+                if size and self._saved_partial.get(handle.id) != size:
+                    self._saved_partial[handle.id] = size
+                    self.history.save_partial(handle.id, view.text, view.thinking)
+
+    # --- cluster ---
+
+    def snapshot(self) -> ClusterSnapshot:
+        return self.router.snapshot()
+
+    def decisions(self, limit: int = 100) -> list[RoutingDecision]:
+        return self.router.decisions(limit)
+
+    def models(self) -> list[str]:
+        snapshot = self.router.snapshot()
+        return sorted({m.name for n in snapshot.nodes if n.healthy for m in n.installed})
+
+    def add_node(self, url: str, *, name: str = "", max_model_b: float | None = None, gpu: bool | None = None,
+                 vram_mb: int | None = None, slots: int = 2) -> NodeSpec:
+        spec = NodeSpec(url=url, name=name.strip(), max_model_b=max_model_b, gpu=gpu, vram_mb=vram_mb, slots=slots)
+        try:
+            self.router.add_node(spec)
+        except TaskError as exc:
+            raise ConfigError("node", url, str(exc)) from None
+        self._save_nodes()
+        return spec
+
+    def remove_node(self, name: str) -> None:
+        self.router.remove_node(name)
+        self._save_nodes()
+
+    def _save_nodes(self) -> None:
+        configured = tuple(n for n in self.router.nodes() if n.name != EMBEDDED_NAME)
+        self._settings = self._settings.with_value("SOLLOL_NODES", configured)
+        self.history.save_setting("SOLLOL_NODES", self._settings.as_text("SOLLOL_NODES"))
+
+    @staticmethod
+    def test_node(url: str, timeout_s: float = 3.0) -> tuple[bool, str]:
+        """Can Hydra use this URL as a node? (ok, a sentence saying what was found)."""
+        try:
+            spec = NodeSpec(url=url)
+        except ConfigError as exc:
+            return False, str(exc)
+        client = NodeClient(spec, connect_timeout_s=timeout_s, poll_timeout_s=timeout_s)
+        try:
+            version = client.version()
+            models = client.tags()
+        except NodeError as exc:
+            return False, str(exc)
+        finally:
+            client.close()
+        names = ", ".join(sorted(models)[:6]) + (" ..." if len(models) > 6 else "")
+        return True, f"Ollama {version} at {spec.url}, {len(models)} models" + (f": {names}" if models else "")
+
+
+def _assessment_record(a: reasoning.Assessment) -> dict[str, Any]:
+    return {"score": a.score, "level": a.level, "think": a.think, "budget": a.budget,
+            "model_override": a.model_override, "explanation": a.explanation,
+            "reasons": [{"feature": r.feature, "points": r.points, "detail": r.detail} for r in a.reasons]}
+
