@@ -179,7 +179,7 @@ class Hydra:
         if think is None:
             think = assessment.think
         task = Task(prompt=prompt, messages=messages, task_type=kind, model=model or None, mode=mode or None,
-                    priority=priority, max_tokens=max_tokens, think=think or None,
+                    priority=priority, max_tokens=max_tokens, think=think,
                     thinking_budget=assessment.budget if think else None,
                     meta={"assessment": assessment, "requested_task_type": task_type}, **task_fields)
         handle = self.router.submit(task)

@@ -12,8 +12,11 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
-import httpx
-import ollama
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # imported lazily below: together they cost ~0.5 s, and importing hydra.sollol must stay fast
+    import httpx
+    import ollama
 
 from .errors import (NodeError, NodeProtocolError, NodeTimeoutError, NodeUnavailableError,
                      RequestRejectedError)
@@ -50,6 +53,9 @@ class StreamPart:
 
 def translate(exc: BaseException, node: str, url: str, *, during: str) -> NodeError:
     """Map any exception of the client stack to our tree (the one place that knows them)."""
+    import httpx
+    import ollama
+
     if isinstance(exc, NodeError):
         return exc
     if isinstance(exc, ollama.ResponseError):
@@ -94,6 +100,9 @@ class NodeClient:
 
     def __init__(self, spec: NodeSpec, *, connect_timeout_s: float = 3.0, read_timeout_s: float = 300.0,
                  poll_timeout_s: float = 3.0) -> None:
+        import httpx
+        import ollama
+
         self.spec = spec
         self._stream_timeout = httpx.Timeout(read_timeout_s, connect=connect_timeout_s)
         self._poll_timeout = httpx.Timeout(poll_timeout_s, connect=min(connect_timeout_s, poll_timeout_s))
@@ -123,6 +132,7 @@ class NodeClient:
                                     f"not the Ollama API — is {self.spec.url} really an Ollama server?",
                                     node=self.spec.name, status=response.status_code)
         if response.status_code != 200:
+            import ollama
             raise self._fail(ollama.ResponseError(body, response.status_code), "on /api/version")
         try:
             return str(response.json()["version"])

@@ -12,8 +12,6 @@ import logging
 from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
 
-import httpx
-
 from .config import SollolConfig
 from .errors import ConfigError
 from .types import NodeSpec
@@ -27,6 +25,8 @@ OLLAMA_PORT = 11434
 
 def probe(url: str, timeout_s: float = 0.5) -> str | None:
     """The Ollama version at ``url``, or None when nothing Ollama-like answers."""
+    import httpx  # lazily: keeps `import hydra.sollol` fast
+
     try:
         response = httpx.get(url.rstrip("/") + "/api/version", timeout=timeout_s)
         if response.status_code == 200:

@@ -101,146 +101,176 @@ def blocks_large_load(node: NodeView, model: str, info: ModelInfo, config: Sollo
 def estimate_seconds(node: NodeView, model: str, info: ModelInfo, req: RouteRequest,
                      estimates: Estimates) -> float:
     """Queue wait + cold load + prefill + decode at this node's measured (or prior) speed."""
-    ttft, tps, load = estimates.get((node.name, model), (None, None, None))
-    size = max(info.size_b or 1.0, 0.1)
+    ttft, tps, load = estimates.get((node.name, model), _NO_ESTIMATE)
+    size = info.size_b if info.size_b and info.size_b > 0.1 else 1.0
     if not tps:
-        tps = min(500.0, max(1.0, (450.0 if node.gpu else 60.0) / size))
-    if needs_load(node, model):
-        cold = load if load is not None else size * (0.3 if node.gpu else 0.7) + 0.5
-    else:
+        tps = (450.0 if node.gpu else 60.0) / size
+        tps = 1.0 if tps < 1.0 else 500.0 if tps > 500.0 else tps
+    if model in node.loaded or normalize_model(model) in node.loaded:
         cold = 0.0
+    else:
+        cold = load if load is not None else size * (0.3 if node.gpu else 0.7) + 0.5
     prefill = ttft if (ttft is not None and not cold) else req.prompt_tokens / (tps * 10.0)
     decode = (req.max_tokens or DEFAULT_OUTPUT_TOKENS) / tps
     wait = 0.0
-    if node.free_slots == 0:
+    if node.in_flight >= node.slots:
         wait = (node.in_flight - node.slots + 1) / node.slots * decode
     return wait + cold + prefill + decode
+
+
+_NO_ESTIMATE = (None, None, None)
 
 
 # --- the route ---
 
 def route(req: RouteRequest, nodes: Sequence[NodeView], config: SollolConfig,
           estimates: Estimates, success_rates: SuccessRates) -> RouteOutcome:
-    candidates: list[Candidate] = []
-    routable = [n for n in nodes if is_routable(n) is None]
-    top_capability = max((n.capability for n in routable), default=0.0)
-    strict_reliable = req.mode is RoutingMode.RELIABLE
+    """One candidate per node is recorded: its best (node, model) pair with score and reason, or why not.
 
-    def eligible(node: NodeView, entry: TierEntry) -> tuple[ModelInfo | None, str | None]:
-        if node.name in req.excluded:
-            return None, "failed this task already"
-        why = is_routable(node)
-        if why:
-            return None, why
-        if strict_reliable:
+    Non-fast modes take the first tier entry that some eligible node can hold (DESIGN rule 1) and
+    score nodes for it; fast scores every (entry, node) pair and may take a lower tier.
+    """
+    reliable = req.mode is RoutingMode.RELIABLE
+    node_block: dict[str, str] = {}       # node -> why it takes nothing (not model-specific)
+    capability: dict[str, float] = {}
+    for node in nodes:
+        capability[node.name] = node.capability
+        why = "failed this task already" if node.name in req.excluded else is_routable(node)
+        if why is None and reliable:
             if node.circuit is not Circuit.CLOSED:
-                return None, "reliable: circuit not closed"
-            rate, samples = success_rates.get(node.name, (None, 0))
-            if rate is not None and samples >= 3 and rate < req.min_success_rate:
-                return None, f"reliable: success {rate:.0%} < {req.min_success_rate:.0%}"
-        info = model_info(node, entry.model)
-        if info is None:
-            return None, "model not installed" if node.polled else "models not known yet"
-        why = fits(node, info) or blocks_large_load(node, entry.model, info, config)
-        if why:
-            return None, why
-        if entry.placement is Placement.MOST_CAPABLE_ONLY and node.capability < top_capability:
-            return None, f"not the most capable node ({node.capability:g}B < {top_capability:g}B)"
-        return info, None
-
-    # Eligible (entry index, node, info) triples, recording every exclusion.
-    pairs: list[tuple[int, TierEntry, NodeView, ModelInfo]] = []
-    for index, entry in enumerate(req.entries):
-        for node in nodes:
-            info, why = eligible(node, entry)
-            if info is None:
-                candidates.append(Candidate(node.name, entry.model, None, False, why or "excluded"))
+                why = "reliable: circuit not closed"
             else:
-                pairs.append((index, entry, node, info))
+                rate, samples = success_rates.get(node.name, (None, 0))
+                if rate is not None and samples >= 3 and rate < req.min_success_rate:
+                    why = f"reliable: success {rate:.0%} < {req.min_success_rate:.0%}"
+        if why is not None:
+            node_block[node.name] = why
+    open_nodes = [n for n in nodes if n.name not in node_block]
+    top = max((capability[n.name] for n in nodes if is_routable(n) is None), default=0.0)
 
-    if not pairs:
-        waiting = any(not n.polled and is_routable(n) is None and n.name not in req.excluded for n in nodes)
+    # pairs[node] = eligible (index, entry, info) in tier order; first_miss[node] = why its best entry failed
+    pairs: dict[str, list[tuple[int, TierEntry, ModelInfo]]] = {}
+    first_miss: dict[str, str] = {}
+    chosen_index: int | None = None
+    low_vram = {n.name for n in open_nodes if vram_low(n, config)}
+    for index, entry in enumerate(req.entries):
+        if chosen_index is not None and req.mode is not RoutingMode.FAST:
+            break  # a higher tier already has a place; lower tiers are not candidates
+        for node in open_nodes:
+            info = model_info(node, entry.model)
+            if info is None:
+                why = "model not installed" if node.polled else "models not known yet"
+            else:
+                why = fits(node, info)
+                if why is None and node.name in low_vram:
+                    why = blocks_large_load(node, entry.model, info, config)
+                if why is None and entry.placement is Placement.MOST_CAPABLE_ONLY and capability[node.name] < top:
+                    why = f"not the most capable node ({capability[node.name]:g}B < {top:g}B)"
+            if why is None:
+                pairs.setdefault(node.name, []).append((index, entry, info))
+                if chosen_index is None:
+                    chosen_index = index
+            elif node.name not in first_miss:
+                first_miss[node.name] = f"{entry.model}: {why}"
+
+    if chosen_index is None:
+        candidates = tuple(Candidate(n.name, req.entries[0].model if req.entries else "", None, False,
+                                     node_block.get(n.name) or first_miss.get(n.name, "no tier model fits"))
+                           for n in nodes)
+        waiting = any(not n.polled and n.name not in node_block for n in nodes)
         models = ", ".join(e.model for e in req.entries)
         reason = (f"no node known to serve {models} yet (waiting for model lists)" if waiting
                   else f"no routable node can serve {models}")
-        return RouteOutcome(None, None, reason, tuple(candidates), wait=waiting)
-
-    if req.mode is not RoutingMode.FAST:
-        # Rule 1: the first model in tier order that some eligible node can hold.
-        first = min(p[0] for p in pairs)
-        for index, entry, node, _ in pairs:
-            if index != first:
-                candidates.append(Candidate(node.name, entry.model, None, False, "lower tier than " +
-                                            req.entries[first].model))
-        pairs = [p for p in pairs if p[0] == first]
+        return RouteOutcome(None, None, reason, candidates, wait=waiting)
 
     scorer = _SCORERS[req.mode]
-    scored = [(scorer(index, entry, node, info, req, estimates, top_capability, success_rates), index, entry, node)
-              for index, entry, node, info in pairs]
-    scored.sort(key=lambda s: (s[0][0], not s[3].local, s[3].name))
-    best_free = next((s for s in scored if s[3].free_slots > 0), None)
-    best = scored[0]
-
+    by_name = {n.name: n for n in open_nodes}
+    scored: list[tuple[float, bool, str, TierEntry, NodeView]] = []
+    for name, options in pairs.items():
+        node = by_name[name]
+        best: tuple[float, TierEntry] | None = None
+        for index, entry, info in options:
+            if req.mode is not RoutingMode.FAST and index != chosen_index:
+                continue
+            score = scorer(index, entry, node, info, req, estimates, top, success_rates)
+            if best is None or score < best[0]:
+                best = (score, entry)
+        if best is not None:
+            scored.append((best[0], not node.local, name, best[1], node))
+    scored.sort(key=lambda s: (s[0], s[1], s[2]))
+    best_free = next((s for s in scored if s[4].in_flight < s[4].slots), None)
     # fast waits for a busy node when it still finishes sooner; async and reliable take the best free place.
-    chosen = best if req.mode is RoutingMode.FAST else best_free
-    for s in scored:
-        (score, why), _, entry, node = s
-        if s is chosen and node.free_slots > 0:
-            candidates.append(Candidate(node.name, entry.model, round(score, 4), True, "chosen: " + why))
-        elif node.free_slots == 0:
-            candidates.append(Candidate(node.name, entry.model, round(score, 4), True,
-                                        f"busy ({node.in_flight}/{node.slots} slots); " + why))
-        else:
-            candidates.append(Candidate(node.name, entry.model, round(score, 4), True, why))
+    chosen = scored[0] if req.mode is RoutingMode.FAST else best_free
 
-    if chosen is None or chosen[3].free_slots == 0:
-        target = best[3]
-        return RouteOutcome(None, best[2].model, f"{req.mode.value}: waiting for a free slot "
+    candidates: list[Candidate] = []
+    scored_names = {s[2] for s in scored}
+    for node in nodes:
+        if node.name in node_block:
+            candidates.append(Candidate(node.name, "", None, False, node_block[node.name]))
+        elif node.name not in scored_names:
+            model = req.entries[chosen_index].model
+            candidates.append(Candidate(node.name, model, None, False, first_miss.get(node.name, "no tier model fits")))
+    for s in scored:
+        score, _, name, entry, node = s
+        text = _explain(req.mode, node, entry, score)
+        if node.in_flight >= node.slots:
+            text = f"busy ({node.in_flight}/{node.slots} slots); {text}"
+        elif s is chosen:
+            text = "chosen: " + text
+        candidates.append(Candidate(name, entry.model, round(score, 4), True, text))
+
+    if chosen is None or chosen[4].in_flight >= chosen[4].slots:
+        target = scored[0][4]
+        return RouteOutcome(None, scored[0][3].model, f"{req.mode.value}: waiting for a free slot "
                             f"(best place {target.name} has {target.in_flight}/{target.slots} busy)",
                             tuple(candidates), wait=True)
-    (score, why), _, entry, node = chosen
-    return RouteOutcome(node.name, entry.model, f"{req.mode.value}: {node.name} with {entry.model} — {why}",
-                        tuple(candidates))
+    score, _, name, entry, node = chosen
+    return RouteOutcome(name, entry.model, f"{req.mode.value}: {name} with {entry.model} — "
+                        f"{_explain(req.mode, node, entry, score)}", tuple(candidates))
 
 
-Score = tuple[float, str]
-Scorer = Callable[[int, TierEntry, NodeView, ModelInfo, RouteRequest, Estimates, float, SuccessRates], Score]
+def _explain(mode: RoutingMode, node: NodeView, entry: TierEntry, score: float) -> str:
+    """Words for a score; built only for recorded candidates, not inside the scoring loop."""
+    if mode is RoutingMode.FAST:
+        warm = "warm" if not needs_load(node, entry.model) else "cold load"
+        return f"est. {score:.2f} s to finish ({warm})"
+    if mode is RoutingMode.RELIABLE:
+        return f"most capable eligible ({node.capability:g}B), load {node.in_flight}/{node.slots}"
+    kind = "GPU node" if node.gpu else "CPU node first"
+    return f"{kind}, load {node.in_flight}/{node.slots}"
+
+
+Scorer = Callable[[int, TierEntry, NodeView, ModelInfo, RouteRequest, Estimates, float, SuccessRates], float]
 
 
 def _placement_bias(entry: TierEntry, node: NodeView, top: float) -> float:
     """Small tie-breaker toward the seed's arrows: powerful entries to capable nodes, light to light."""
-    if top <= 0:
+    if top <= 0 or entry.placement is Placement.ANY:
         return 0.0
-    share = node.capability / top
-    if entry.placement in (Placement.POWERFUL, Placement.MOST_CAPABLE_ONLY):
-        return 0.01 * (1.0 - share)
+    share = (node.max_model_b if node.max_model_b is not None else node.capability) / top
     if entry.placement is Placement.LIGHT:
         return 0.01 * share
-    return 0.0
+    return 0.01 * (1.0 - share)
 
 
-def score_fast(index, entry, node, info, req, estimates, top, rates) -> Score:
-    seconds = estimate_seconds(node, entry.model, info, req, estimates)
-    # A lower tier must finish clearly sooner to win: 10 % per tier step.
-    score = seconds * (1.0 + 0.1 * index) + _placement_bias(entry, node, top)
-    warm = "warm" if not needs_load(node, entry.model) else "cold load"
-    return score, f"est. {seconds:.2f} s to finish ({warm})"
+def score_fast(index, entry, node, info, req, estimates, top, rates) -> float:
+    # Seconds to finish; a lower tier must finish clearly sooner to win: 10 % per tier step.
+    return estimate_seconds(node, entry.model, info, req, estimates) * (1.0 + 0.1 * index) \
+        + _placement_bias(entry, node, top)
 
 
-def score_reliable(index, entry, node, info, req, estimates, top, rates) -> Score:
-    rate, samples = rates.get(node.name, (None, 0))
-    load = node.in_flight / node.slots
-    score = -node.capability + 0.5 * load + (0.0 if rate is None else (1.0 - rate))
-    proven = f"success {rate:.0%} over {samples}" if rate is not None else "no failures recorded"
-    return score, f"most capable eligible ({node.capability:g}B), {proven}"
+def score_reliable(index, entry, node, info, req, estimates, top, rates) -> float:
+    rate = rates.get(node.name, _NO_RATE)[0]
+    return -(node.max_model_b if node.max_model_b is not None else node.capability) \
+        + 0.5 * node.in_flight / node.slots + (0.0 if rate is None else 1.0 - rate)
 
 
-def score_async(index, entry, node, info, req, estimates, top, rates) -> Score:
-    load = node.in_flight / node.slots
-    score = (2.0 if node.gpu else 0.0) + load + _placement_bias(entry, node, top)
-    kind = "GPU node" if node.gpu else "CPU node first"
-    return score, f"{kind}, load {node.in_flight}/{node.slots}"
+def score_async(index, entry, node, info, req, estimates, top, rates) -> float:
+    # CPU nodes first (keep GPUs free), then the lowest load.
+    return (2.0 if node.gpu else 0.0) + node.in_flight / node.slots + _placement_bias(entry, node, top)
 
+
+_NO_RATE = (None, 0)
 
 _SCORERS: dict[RoutingMode, Scorer] = {
     RoutingMode.FAST: score_fast,

@@ -132,8 +132,9 @@ class NodeWorkers:
             node.end(ok=ok, error=error_text, threshold=config.breaker_threshold)
 
     def _think_param(self, task: Task, model: str) -> bool | str | None:
-        """Never send ``think`` to a model that cannot think (Ollama answers 400)."""
-        if not task.think:
+        """Never send ``think`` to a model that cannot think (Ollama answers 400); an explicit
+        ``think=False`` does go to a thinking model, which would otherwise think by default."""
+        if task.think is None:
             return None
         if model not in self._think_cache:
             try:

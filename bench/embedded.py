@@ -1,0 +1,231 @@
+"""Tokens/s of the embedded node over HTTP vs llama.cpp called directly.
+
+    python -m bench.embedded [--n 128] [--repeats 3] [--threads 2]
+
+Both sides run the same GGUF, threads, prompt (through the same chat
+template), sampling (greedy, fixed seed) and token budget; the HTTP side is
+the official `ollama` client streaming from `python -m hydra.node` in its own
+process, the direct side is `xllamacpp.Server` in this process. Repeats are
+interleaved (direct, HTTP, direct, HTTP, ...) and the median is reported.
+
+Tokens/s here is end to end: generated tokens / (final chunk received -
+request sent), so it includes prompt evaluation, queueing, HTTP and JSON.
+The decode rate (first to last token) and llama.cpp's own eval rate are
+printed beside it.
+
+`measure_http(url, model, prompt, n)` works against anything that speaks
+Ollama's API (the lead's Router/gateway line reuses it; see HOOK below).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from typing import Any, Callable
+
+import ollama
+
+from hydra.node import DEFAULT_MODEL_NAME, EmbeddedNode, bundled_model_path
+from hydra.node.engine import DEFAULT_CTX, default_threads, sampling_request
+
+PROMPT = "Write a very long story about a dragon who learns to paint."
+SYSTEM = "You are a helpful assistant."
+# Greedy with a fixed seed: both sides generate the very same tokens.
+OPTIONS: dict[str, Any] = {"temperature": 0, "seed": 42}
+
+
+@dataclass
+class Measurement:
+    tokens: int  # generated tokens (llama.cpp's count)
+    wall_s: float  # request sent -> final chunk received
+    ttft_s: float  # request sent -> first token received
+    decode_s: float  # first token -> last token received
+    eval_rate: float  # llama.cpp's own predicted_n / predicted_ms
+
+    @property
+    def tokens_per_s(self) -> float:
+        return self.tokens / self.wall_s
+
+    @property
+    def decode_rate(self) -> float:
+        return (self.tokens - 1) / self.decode_s if self.decode_s > 0 else float("nan")
+
+
+def _messages(prompt: str) -> list[dict[str, str]]:
+    return [{"role": "system", "content": SYSTEM}, {"role": "user", "content": prompt}]
+
+
+def measure_http(url: str, model: str, prompt: str, n: int,
+                 options: dict[str, Any] | None = None,
+                 client: ollama.Client | None = None) -> Measurement:
+    """Stream one chat through the official ollama client and time it."""
+    own = client is None
+    client = client or ollama.Client(host=url, timeout=300)
+    try:
+        first = last = None
+        final = None
+        t0 = time.perf_counter()
+        for chunk in client.chat(model=model, messages=_messages(prompt), stream=True,
+                                 options={**OPTIONS, **(options or {}), "num_predict": n}):
+            now = time.perf_counter()
+            if chunk.done:
+                final, end = chunk, now
+            elif chunk.message.content:
+                first = first if first is not None else now
+                last = now
+        if final is None or first is None:
+            raise RuntimeError(f"{url}: stream ended without tokens or a final chunk")
+        eval_rate = final.eval_count / (final.eval_duration / 1e9) if final.eval_duration else 0.0
+        return Measurement(tokens=final.eval_count, wall_s=end - t0, ttft_s=first - t0,
+                           decode_s=last - first, eval_rate=eval_rate)
+    finally:
+        if own:
+            client.close()
+
+
+def direct_server(model_path: str, threads: int, n_ctx: int = DEFAULT_CTX) -> Any:
+    """xllamacpp.Server with the parameters the node uses."""
+    import xllamacpp as xlc
+
+    params = xlc.CommonParams()
+    params.model.path = model_path
+    params.n_ctx = n_ctx
+    params.n_parallel = 1
+    params.cpuparams.n_threads = threads
+    params.cpuparams_batch.n_threads = threads
+    params.verbosity = 1
+    params.hostnames = ["127.0.0.1"]
+    params.port = 0
+    return xlc.Server(params)
+
+
+def measure_direct(server: Any, prompt: str, n: int,
+                   options: dict[str, Any] | None = None) -> Measurement:
+    """The same chat straight through xllamacpp's streaming callback."""
+    # The node's own translation of Ollama options, so sampling is identical.
+    request = sampling_request({**OPTIONS, **(options or {}), "num_predict": n})
+    request.update(messages=_messages(prompt), stream=True)
+    marks: dict[str, Any] = {"first": None, "last": None, "timings": None}
+
+    def on_chunk(chunk: dict[str, Any]) -> None:
+        now = time.perf_counter()
+        for choice in chunk.get("choices") or ():
+            if (choice.get("delta") or {}).get("content"):
+                marks["first"] = marks["first"] or now
+                marks["last"] = now
+        if "timings" in chunk:
+            marks["timings"], marks["end"] = chunk["timings"], now
+
+    t0 = time.perf_counter()
+    server.handle_chat_completions(request, on_chunk)
+    timings = marks["timings"]
+    if timings is None or marks["first"] is None:
+        raise RuntimeError("direct generation produced no tokens or no timings")
+    predicted_ms = float(timings["predicted_ms"])
+    return Measurement(tokens=int(timings["predicted_n"]), wall_s=marks["end"] - t0,
+                       ttft_s=marks["first"] - t0, decode_s=marks["last"] - marks["first"],
+                       eval_rate=timings["predicted_n"] / (predicted_ms / 1e3) if predicted_ms else 0)
+
+
+class CpuWatch:
+    """Share of the machine's CPU used by *other* processes (Linux /proc)."""
+
+    def __init__(self, pids: list[int]) -> None:
+        self.pids = pids
+        self._start = self._sample()
+
+    def _sample(self) -> tuple[int, int, int] | None:
+        try:
+            with open("/proc/stat") as f:
+                fields = [int(x) for x in f.readline().split()[1:]]
+            total, idle = sum(fields[:8]), fields[3] + fields[4]
+            ours = 0
+            for pid in self.pids:
+                with open(f"/proc/{pid}/stat") as f:
+                    stat = f.read().rsplit(")", 1)[1].split()
+                ours += int(stat[11]) + int(stat[12])  # utime + stime, all threads
+            return total, total - idle, ours
+        except (OSError, ValueError, IndexError):
+            return None
+
+    def others(self) -> float | None:
+        end = self._sample()
+        if self._start is None or end is None or end[0] == self._start[0]:
+            return None
+        total, busy, ours = (e - s for e, s in zip(end, self._start))
+        return max(0.0, (busy - ours) / total)
+
+
+def _median(ms: list[Measurement], attr: str) -> float:
+    return statistics.median(getattr(m, attr) for m in ms)
+
+
+def _line(label: str, ms: list[Measurement]) -> str:
+    return (f"  {label:<38} {_median(ms, 'tokens_per_s'):7.1f} tok/s   "
+            f"(decode {_median(ms, 'decode_rate'):6.1f} tok/s, llama.cpp eval "
+            f"{_median(ms, 'eval_rate'):6.1f} tok/s, first token "
+            f"{_median(ms, 'ttft_s') * 1e3:5.0f} ms, {int(_median(ms, 'tokens'))} tokens)")
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m bench.embedded", description=__doc__.split("\n")[0])
+    p.add_argument("--n", type=int, default=128, help="tokens to generate (num_predict)")
+    p.add_argument("--repeats", type=int, default=3, help="interleaved runs per side")
+    p.add_argument("--threads", type=int, default=default_threads())
+    p.add_argument("--prompt", default=PROMPT)
+    p.add_argument("--log", default=os.path.join(tempfile.gettempdir(), "bench-embedded-node.log"),
+                   help="the node's log file")
+    args = p.parse_args(argv)
+    model_path = bundled_model_path()
+
+    print(f"embedded node benchmark: {DEFAULT_MODEL_NAME} ({os.path.basename(model_path)}), "
+          f"{args.threads} threads, num_predict {args.n}, greedy, "
+          f"median of {args.repeats} interleaved runs")
+    runs: dict[str, list[Measurement]] = {"direct": [], "http": []}
+    with EmbeddedNode(port=0, log_path=args.log, threads=args.threads) as node, \
+            ollama.Client(host=node.url, timeout=300) as client:
+        server = direct_server(model_path, args.threads)
+        sides: dict[str, Callable[[], Measurement]] = {
+            "direct": lambda: measure_direct(server, args.prompt, args.n),
+            "http": lambda: measure_http(node.url, DEFAULT_MODEL_NAME, args.prompt, args.n,
+                                         client=client),
+        }
+        for side in sides.values():  # warm-up: first-run allocations, prompt cache
+            side()
+        watch = CpuWatch([os.getpid(), node.pid or 0])
+        for i in range(args.repeats):
+            order = ("direct", "http") if i % 2 == 0 else ("http", "direct")
+            for name in order:
+                runs[name].append(sides[name]())
+        # HOOK(lead): "through the Router" — start the Router/gateway in front of
+        # node.url here and add: runs["router"] = [measure_http(gateway_url,
+        # DEFAULT_MODEL_NAME, args.prompt, args.n) for _ in range(args.repeats)]
+        # (interleave it with the two sides above), then print it with _line().
+        other_cpu = watch.others()
+        del server
+
+    print(_line("llama.cpp direct (xllamacpp)", runs["direct"]))
+    print(_line("HTTP (ollama client -> hydra.node)", runs["http"]))
+    for name, ms in runs.items():
+        print(f"    {name:>6} runs: " + ", ".join(f"{m.tokens_per_s:.1f}" for m in ms))
+    # Each HTTP run against the direct run next to it: a burst of load from
+    # another process then skews one pair, not the median.
+    pair_ratios = [h.tokens_per_s / d.tokens_per_s for d, h in zip(runs["direct"], runs["http"])]
+    ratio = statistics.median(pair_ratios)
+    verdict = "ok" if ratio >= 0.95 else "BELOW TARGET"
+    print(f"  ratio HTTP / direct: {ratio:.3f}  (median of paired runs "
+          f"{', '.join(f'{r:.3f}' for r in pair_ratios)}; target >= 0.95: {verdict})")
+    if other_cpu is not None:
+        print(f"  other processes used {other_cpu:.0%} of the CPU during the runs"
+              + ("  <- busy machine: figures are noisy, rerun when it is quiet"
+                 if other_cpu > 0.05 else ""))
+    return 0 if ratio >= 0.95 else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

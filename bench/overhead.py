@@ -1,0 +1,101 @@
+"""What the Router adds on top of the official client, against the same simulated node.
+
+    python -m bench.overhead [--runs 40] [--tokens 400]
+
+TTFT: time from the call (client.chat / router.submit) to the first chunk in
+the caller's hands. Throughput: streamed tokens per second of wall time over a
+long answer. Direct and routed runs are interleaved in one process so machine
+noise hits both alike. Targets: <= 1 ms added TTFT at the median, >= 95 % of
+direct throughput.
+"""
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+
+import ollama
+
+from hydra.sim import NodeProfile, SimModel, start_cluster
+from hydra.sollol import Router, SollolConfig, Task
+from hydra.sollol.config import parse_nodes
+
+MODEL = "bench-fast:1b"
+PROMPT = "Stream a long answer about routing."
+
+
+def _profile(tps: float) -> NodeProfile:
+    # A fast model with no load or prefill cost: any time not spent decoding is overhead.
+    model = SimModel(MODEL, size_b=1.0, decode_tps=tps, prefill_tps=1e9, load_s=0.0)
+    return NodeProfile(name="bench", gpu=True, vram_mb=8192, max_model_b=8, slots=4, models=[model])
+
+
+def direct_run(client: ollama.Client, tokens: int) -> tuple[float, float, int]:
+    start = time.perf_counter()
+    first, count = None, 0
+    for part in client.chat(model=MODEL, messages=[{"role": "user", "content": PROMPT}], stream=True,
+                            options={"num_predict": tokens}):
+        if part.message.content:
+            first = first or time.perf_counter()
+            count += 1
+    end = time.perf_counter()
+    return first - start, count / (end - first) if end > first else 0.0, count
+
+
+def routed_run(router: Router, tokens: int) -> tuple[float, float, int]:
+    start = time.perf_counter()
+    handle = router.submit(Task(prompt=PROMPT, model=MODEL, max_tokens=tokens))
+    first, count = None, 0
+    for chunk in handle.stream(timeout=30):
+        if chunk.text:
+            first = first or time.perf_counter()
+            count += 1
+    end = time.perf_counter()
+    result = handle.result(timeout=30)
+    assert result.status.value == "done", result.error
+    return first - start, count / (end - first) if end > first else 0.0, count
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--runs", type=int, default=40, help="interleaved runs of each kind for TTFT")
+    parser.add_argument("--tokens", type=int, default=400, help="tokens per throughput run")
+    parser.add_argument("--tps", type=float, default=2000.0, help="simulated decode speed, tokens/s")
+    args = parser.parse_args()
+
+    with start_cluster([_profile(args.tps)], time_scale=1.0) as cluster:
+        url = cluster.urls[0]
+        client = ollama.Client(host=url)
+        config = SollolConfig(nodes=tuple(parse_nodes(cluster.sollol_nodes())), discover_localhost=False)
+        with Router(config=config) as router:
+            for _ in range(3):  # warm both paths (connections, model load)
+                direct_run(client, 5)
+                routed_run(router, 5)
+            ttft_direct, ttft_routed = [], []
+            for _ in range(args.runs):
+                ttft_direct.append(direct_run(client, 3)[0])
+                ttft_routed.append(routed_run(router, 3)[0])
+            tps_direct, tps_routed = [], []
+            for _ in range(5):
+                tps_direct.append(direct_run(client, args.tokens)[1])
+                tps_routed.append(routed_run(router, args.tokens)[1])
+
+    d50, r50 = statistics.median(ttft_direct), statistics.median(ttft_routed)
+    d_tps, r_tps = statistics.median(tps_direct), statistics.median(tps_routed)
+    added_ms = (r50 - d50) * 1000
+    ratio = r_tps / d_tps if d_tps else 0.0
+    print(f"node: simulated, {args.tps:.0f} tok/s, {args.runs} interleaved TTFT runs, 5 x {args.tokens} tokens")
+    print(f"TTFT median   direct {d50 * 1000:7.2f} ms   router {r50 * 1000:7.2f} ms   "
+          f"added {added_ms:+.2f} ms   (target <= 1 ms)   {'OK' if added_ms <= 1.0 else 'MISSED'}")
+    print(f"TTFT p95      direct {_p95(ttft_direct) * 1000:7.2f} ms   router {_p95(ttft_routed) * 1000:7.2f} ms")
+    print(f"throughput    direct {d_tps:7.0f} tok/s  router {r_tps:7.0f} tok/s  "
+          f"ratio {ratio:.3f}   (target >= 0.95)   {'OK' if ratio >= 0.95 else 'MISSED'}")
+
+
+def _p95(values: list[float]) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(0.95 * len(ordered)))]
+
+
+if __name__ == "__main__":
+    main()
