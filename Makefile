@@ -13,10 +13,10 @@ CHROMIUM ?= /usr/bin/chromium
 .PHONY: run test demo bench setup setup-test chromium clean
 
 run: setup
-	$(PY) -m hydra.launch
+	$(PY) -m hydra.launch $(ARGS)
 
 demo: setup
-	$(PY) -m hydra.launch --demo
+	$(PY) -m hydra.launch --demo $(ARGS)
 
 test: setup-test
 	$(PY) -m pytest
