@@ -16,21 +16,17 @@ from typing import Any, Protocol
 
 from .client import NodeClient, StreamPart
 from .config import SollolConfig
-from .errors import NodeError, NodeProtocolError, RequestRejectedError
+from .errors import NodeError, NodeProtocolError
 from .handle import TaskState
 from .node import NodeState
+from .thinking import supports_thinking
 from .types import Task
 
 log = logging.getLogger("hydra.sollol.worker")
 
-_THINKING_PREFIXES = ("qwen3", "deepseek-r1", "gpt-oss", "magistral", "qwq")
 THINKING_SLACK = 16  # hydra.reasoning.THINKING_SLACK_TOKENS: what may still arrive after the budget
 ANSWER_NOW = ("Your thinking budget is used up. Using the reasoning above, stop thinking and give "
               "your final answer now.")
-
-
-def thinks_by_name(model: str) -> bool:
-    return model.split("/")[-1].lower().startswith(_THINKING_PREFIXES)
 
 
 def build_messages(task: Task) -> list[dict[str, Any]]:
@@ -139,11 +135,9 @@ class NodeWorkers:
         if model not in self._think_cache:
             try:
                 caps = self.client.capabilities(model)
-            except RequestRejectedError:
+            except NodeError:  # older Ollama, or the node is struggling: fall back to the name
                 caps = None
-            except NodeError:
-                caps = None
-            self._think_cache[model] = ("thinking" in caps) if caps is not None else thinks_by_name(model)
+            self._think_cache[model] = supports_thinking(model, caps)
         return task.think if self._think_cache[model] else None
 
     def _run_stream(self, a: Assignment) -> Finished | None:
