@@ -1,0 +1,119 @@
+"""Deterministic, readable text for simulated generations.
+
+The same (model, prompt) always yields the same tokens, so tests can compare
+runs and benchmarks are reproducible. A token is a word plus its trailing
+space (or newline inside code), which is what one streamed chunk carries.
+"""
+from __future__ import annotations
+
+import hashlib
+import math
+import random
+import re
+from collections.abc import Iterator
+
+_WORDS = (
+    "the a system request node model cluster answer result value function data "
+    "task token stream result input output approach method step case test "
+    "simple careful useful clear small large fast steady robust efficient "
+    "returns handles checks builds keeps uses makes computes reads writes "
+    "because when while so then also first next finally therefore however "
+    "each every this that its their our with for from into over under "
+    "memory queue thread latency throughput error retry timeout list map "
+    "string number loop branch state cache order priority balance load"
+).split()
+
+_THINK_OPENERS = (
+    "Okay, let me think about this.",
+    "Let me break the problem down.",
+    "First I should understand what is being asked.",
+    "Hmm, there are a few cases to consider.",
+)
+
+_CODE_RE = re.compile(
+    r"\b(code|function|python|script|class|implement|program|def|algorithm|snippet)\b",
+    re.IGNORECASE,
+)
+
+_CODE_SNIPPET = '''```python
+def solve(items):
+    """Return the items in sorted order without duplicates."""
+    seen = set()
+    result = []
+    for item in sorted(items):
+        if item not in seen:
+            seen.add(item)
+            result.append(item)
+    return result
+```
+'''
+
+
+def seed_of(*parts: str) -> int:
+    digest = hashlib.sha256("\x1f".join(parts).encode()).digest()
+    return int.from_bytes(digest[:8], "big")
+
+
+def wants_code(prompt: str) -> bool:
+    return bool(_CODE_RE.search(prompt))
+
+
+def _tokenize(text: str) -> list[str]:
+    """Split keeping whitespace attached to the preceding word."""
+    return re.findall(r"\S+\s*|\s+", text)
+
+
+def _sentences(rng: random.Random) -> Iterator[list[str]]:
+    while True:
+        n = rng.randint(6, 14)
+        words = [rng.choice(_WORDS) for _ in range(n)]
+        words[0] = words[0].capitalize()
+        words[-1] += "."
+        yield [w + " " for w in words]
+
+
+def marker_tokens(model: str, node: str) -> list[str]:
+    return _tokenize(f"[simulated {model} on {node}] ")
+
+
+def content_tokens(model: str, node: str, prompt: str) -> Iterator[str]:
+    """Endless token stream: marker, a sentence, maybe code, then prose."""
+    rng = random.Random(seed_of("content", model, prompt))
+    yield from marker_tokens(model, node)
+    sentences = _sentences(rng)
+    yield from next(sentences)
+    if wants_code(prompt):
+        yield "\n\n"
+        yield from _tokenize(_CODE_SNIPPET)
+        yield "\n"
+    for sentence in sentences:
+        yield from sentence
+
+
+def thinking_tokens(model: str, prompt: str) -> Iterator[str]:
+    rng = random.Random(seed_of("thinking", model, prompt))
+    yield from _tokenize(rng.choice(_THINK_OPENERS) + " ")
+    for sentence in _sentences(rng):
+        yield from sentence
+
+
+def code_token_count() -> int:
+    return len(_tokenize(_CODE_SNIPPET)) + 2
+
+
+def default_content_length(model: str, node: str, prompt: str) -> int:
+    """20-120 tokens from the prompt's hash; long enough to show any code block."""
+    n = 20 + seed_of("length", model, prompt) % 101
+    if wants_code(prompt):
+        n = max(n, len(marker_tokens(model, node)) + 16 + code_token_count())
+    return n
+
+
+def default_think_length(model: str, prompt: str) -> int:
+    return 40 + seed_of("think-length", model, prompt) % 161
+
+
+def prompt_token_count(texts: list[str], messages: int = 0) -> int:
+    """~1.3 tokens per word plus a few template tokens per chat message."""
+    words = sum(len(t.split()) for t in texts)
+    return max(1, math.ceil(words * 1.3) + 4 * messages)
