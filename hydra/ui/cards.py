@@ -1,0 +1,143 @@
+"""Cards: one task (live or finished) and one node, drawn from frozen views.
+
+A card only reads a ``TaskView`` / ``NodeSnapshot`` handed to it; buttons call
+the handle's public methods through callbacks, so a click never waits on an
+engine lock held by the script.
+"""
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import pandas as pd
+import streamlit as st
+
+from hydra.sollol.types import NodeSnapshot, TaskStatus, TaskView
+from hydra.ui import formatting as fmt
+
+ANSWER_HEIGHT = 280  # px; cards in one row stay aligned while their answers grow
+
+
+def _placeholder(view: TaskView) -> str:
+    if view.status == TaskStatus.QUEUED:
+        return "_Queued: waiting for a free slot on a node…_"
+    if view.status == TaskStatus.RUNNING:
+        return "_Waiting for the first token…_"
+    return "_No answer._"
+
+
+def task_card(view: TaskView, *, assessment: Any = None, on_cancel: Callable[[], Any] | None = None,
+              on_dismiss: Callable[[], Any] | None = None, on_resubmit: Callable[[], Any] | None = None) -> None:
+    """One task as a bordered card; its container key is ``task-<id>`` (the browser test reads it)."""
+    status = fmt.value_of(view.status)
+    with st.container(border=True, key=f"task-{view.task_id}"):
+        st.markdown(f"{fmt.status_badge(status)} **{fmt.md_escape(fmt.one_line(view.prompt, 90))}**",
+                    help=view.prompt if len(view.prompt) > 90 else None)
+        st.caption(fmt.task_meta(view.node, view.model, view.mode, view.task_type, view.priority))
+        if view.reason:
+            st.caption(f":material/alt_route: {fmt.md_escape(fmt.one_line(view.reason, 200))}")
+        if line := fmt.assessment_line(assessment):
+            st.caption(f":material/psychology: {fmt.md_escape(line)}")
+        if view.notice:
+            st.warning(view.notice, icon=":material/swap_horiz:")
+        if view.thinking:
+            with st.expander("Thinking", icon=":material/psychology_alt:"):
+                st.markdown(view.thinking)
+        # Follow the newest tokens while streaming; a finished answer reads from the top.
+        with st.container(height=ANSWER_HEIGHT, border=False, autoscroll=status not in fmt.TERMINAL,
+                          key=f"answer-{view.task_id}"):
+            st.markdown(view.text or _placeholder(view))
+        if status == TaskStatus.DONE:
+            st.caption(fmt.result_stats(view.ttft_s, view.tokens_per_s, view.eval_count, view.duration_s,
+                                        view.attempts))
+        elif status == TaskStatus.RUNNING and view.ttft_s is not None:
+            st.caption(f"TTFT {fmt.fmt_seconds(view.ttft_s)} · streaming…")
+        if view.error and status != TaskStatus.CANCELLED:
+            st.error(view.error, icon=":material/error:")
+        _task_buttons(view, status, on_cancel, on_dismiss, on_resubmit)
+
+
+def _task_buttons(view: TaskView, status: str, on_cancel, on_dismiss, on_resubmit) -> None:
+    row = st.container(horizontal=True, gap="small")
+    if status not in fmt.TERMINAL and on_cancel is not None:
+        row.button("Cancel", key=f"cancel-{view.task_id}", icon=":material/stop_circle:", on_click=on_cancel,
+                   type="tertiary")
+    if status in fmt.RESUBMITTABLE and on_resubmit is not None:
+        row.button("Resubmit", key=f"resubmit-{view.task_id}", icon=":material/replay:", on_click=on_resubmit,
+                   type="tertiary")
+    if status in fmt.TERMINAL and on_dismiss is not None:
+        row.button("Dismiss", key=f"dismiss-{view.task_id}", icon=":material/close:", on_click=on_dismiss,
+                   type="tertiary")
+
+
+# --- nodes ----------------------------------------------------------------------------
+
+def _node_title(node: NodeSnapshot) -> str:
+    if node.healthy and node.circuit == "closed":
+        badge = ":green-badge[:material/check_circle: healthy]"
+    elif node.healthy:
+        badge = f":orange-badge[:material/warning: circuit {node.circuit.replace('_', '-')}]"
+    elif node.last_seen is None and not node.last_error:
+        badge = ":gray-badge[:material/hourglass_empty: checking]"
+    else:
+        badge = f":red-badge[:material/cancel: down · circuit {node.circuit.replace('_', '-')}]"
+    kind = ":violet-badge[GPU]" if node.gpu else ":gray-badge[CPU only]"
+    local = " :blue-badge[this machine]" if node.local else ""
+    return f"#### {fmt.md_escape(node.name)}\n{badge} {kind}{local}"
+
+
+def node_card(node: NodeSnapshot, *, monitoring: bool = True) -> None:
+    """Everything the router knows of one node."""
+    with st.container(border=True, key=f"node-{node.name}"):
+        st.markdown(_node_title(node))
+        version = f" · Ollama {node.version}" if node.version else ""
+        capability = f"models up to {fmt.fmt_params(node.max_model_b)}" if node.max_model_b else "capability not declared"
+        st.caption(f"`{node.url}`{version} · {capability} · circuit {node.circuit.replace('_', '-')} · "
+                   f"last seen {fmt.fmt_age(node.last_seen)}")
+        if node.last_error:
+            (st.error if not node.healthy else st.caption)(f"Last error: {node.last_error}")
+
+        c1, c2 = st.columns(2)
+        c1.metric("In flight / slots", f"{node.in_flight} / {node.slots}")
+        c2.metric("Success rate", fmt.fmt_pct(node.success_rate), help=f"{node.successes} ok, {node.failures} "
+                  f"failed of {node.requests} requests")
+        c3, c4 = st.columns(2)
+        c3.metric("TTFT p50 / p95", f"{fmt.fmt_seconds(node.ttft_p50_s)} / {fmt.fmt_seconds(node.ttft_p95_s)}",
+                  help="Time to first token, median and 95th percentile (cold loads included).")
+        c4.metric("Speed", fmt.fmt_rate(node.tokens_per_s), help="Generation speed: eval_count / eval_duration.")
+
+        _vram(node, monitoring)
+        _models(node)
+
+
+def _vram(node: NodeSnapshot, monitoring: bool) -> None:
+    if not node.gpu:
+        st.caption(":material/memory: CPU-only node: models run in system memory, no VRAM to watch.")
+        return
+    if node.vram_total_mb:
+        used = node.vram_used_mb or 0
+        free = node.vram_free_mb if node.vram_free_mb is not None else node.vram_total_mb - used
+        st.progress(min(1.0, used / node.vram_total_mb),
+                    text=f"VRAM {fmt.fmt_mb(used)} / {fmt.fmt_mb(node.vram_total_mb)} used · {fmt.fmt_mb(free)} free")
+    else:
+        st.caption(":material/memory: GPU node; total VRAM unknown (declare `vram_mb` to see free memory).")
+    if node.vram_low and monitoring:
+        st.warning("Free VRAM is below SOLLOL_MIN_VRAM_MB: this node takes no new large model loads.",
+                   icon=":material/memory_alt:")
+
+
+def _models(node: NodeSnapshot) -> None:
+    if node.loaded:
+        loaded = pd.DataFrame([{"Loaded model": m.name, "Size": fmt.fmt_bytes(m.size_bytes),
+                                "In VRAM": fmt.fmt_bytes(m.size_vram_bytes) if m.size_vram_bytes else "—"}
+                               for m in node.loaded])
+        st.dataframe(loaded, hide_index=True)
+    else:
+        st.caption("No model loaded right now.")
+    with st.expander(f"Installed models ({len(node.installed)})"):
+        if node.installed:
+            st.dataframe(pd.DataFrame([{"Model": m.name, "Parameters": fmt.fmt_params(m.size_b),
+                                        "Size": fmt.fmt_bytes(m.size_bytes), "Quantization": m.quantization}
+                                       for m in node.installed]), hide_index=True)
+        else:
+            st.caption("None reported (yet).")

@@ -1,0 +1,134 @@
+"""Pieces every page shares: the sidebar status, cluster banners, summary metrics, host stats."""
+from __future__ import annotations
+
+import threading
+import time
+
+import psutil
+import streamlit as st
+
+from hydra.service import Hydra
+from hydra.sollol.types import ClusterSnapshot
+from hydra.ui import engine
+from hydra.ui import formatting as fmt
+
+SIDEBAR_EVERY = 5.0
+# (file, label, icon). Streamlit's own page list is hidden (client.showSidebarNavigation = false)
+# because it would label the tasks page "app", after its file.
+PAGES = (("app.py", "Tasks", ":material/bolt:"),
+         ("pages/1_Nodes.py", "Nodes", ":material/dns:"),
+         ("pages/2_Distribution.py", "Distribution", ":material/donut_small:"),
+         ("pages/3_Reasoning.py", "Reasoning", ":material/psychology:"),
+         ("pages/4_Settings.py", "Settings", ":material/tune:"))
+
+
+def page(title: str) -> Hydra:
+    """Every page starts here: page config, the shared Hydra (or why it cannot start), the sidebar."""
+    st.set_page_config(page_title=f"{title} · Hydra", page_icon=":material/hub:", layout="wide")
+    hydra = engine.hydra_or_stop()
+    with st.sidebar:
+        st.markdown("### :material/hub: Hydra")
+        for path, label, icon in PAGES:
+            st.page_link(path, label=label, icon=icon)
+        st.divider()
+        st.fragment(run_every=SIDEBAR_EVERY)(_sidebar_panel)(hydra)
+    return hydra
+
+
+def _sidebar_panel(hydra: Hydra) -> None:
+    snap = hydra.snapshot()
+    healthy = len(snap.healthy_nodes)
+    color = "green" if healthy else "red"
+    st.markdown(f":{color}-badge[{healthy}/{len(snap.nodes)} nodes healthy] "
+                f":blue-badge[mode {fmt.value_of(snap.default_mode)}]")
+    st.caption(f"{snap.in_flight}/{snap.max_concurrent} in flight · {snap.queue_depth} queued"
+               + ("" if snap.parallel else " · parallel off"))
+
+
+def cluster_banner(hydra: Hydra, snap: ClusterSnapshot) -> bool:
+    """Explain an empty or unhealthy cluster instead of failing; True when some node can serve."""
+    if hydra.embedded_url:
+        st.info(fmt.embedded_text(hydra.embedded_url), icon=":material/memory:")
+    if snap.healthy_nodes:
+        return True
+    if snap.nodes and all(n.last_seen is None and not n.last_error for n in snap.nodes):
+        st.info("Contacting the nodes… tasks submitted now wait in the queue until one answers.",
+                icon=":material/hourglass_empty:")
+        return False
+    if not snap.nodes:
+        st.warning("**No node is configured.** " + fmt.NO_NODE_HELP, icon=":material/cloud_off:")
+    else:
+        down = "; ".join(f"**{fmt.md_escape(n.name)}**: {fmt.md_escape(n.last_error or 'not answering')}"
+                         for n in snap.nodes)
+        st.warning(f"**No healthy node.** {down}\n\n" + fmt.NO_NODE_HELP, icon=":material/cloud_off:")
+    return False
+
+
+def cluster_metrics(snap: ClusterSnapshot) -> None:
+    c1, c2, c3, c4, c5 = st.columns(5)
+    c1.metric("Healthy nodes", f"{len(snap.healthy_nodes)} / {len(snap.nodes)}")
+    c2.metric("In flight", f"{snap.in_flight} / {snap.max_concurrent}",
+              help="Requests running now / SOLLOL_MAX_CONCURRENT_REQUESTS" + ("" if snap.parallel else
+                                                                                 " (parallel requests off)"))
+    c3.metric("Queue", snap.queue_depth, help="Tasks waiting for a node slot.")
+    c4.metric("Routing mode", fmt.value_of(snap.default_mode))
+    c5.metric("VRAM monitoring", "on" if snap.vram_monitoring else "off")
+
+
+def host_panel(snap: ClusterSnapshot) -> None:
+    """This machine's CPU and memory (psutil), shown when some nodes run here."""
+    local = [n.name for n in snap.nodes if n.local]
+    if not local:
+        return
+    memory = psutil.virtual_memory()
+    cpu = cpu_percent()
+    used_mb = (memory.total - memory.available) / 2**20
+    with st.container(border=True, key="host"):
+        st.markdown(f"**This machine** :blue-badge[{fmt.md_escape(', '.join(local))}]")
+        left, right = st.columns(2)
+        cores = psutil.cpu_count() or 1
+        if cpu is None:
+            left.progress(0.0, text=f"CPU: measuring… ({cores} cores)")
+        else:
+            left.progress(min(1.0, cpu / 100), text=f"CPU {cpu:.0f}% of {cores} cores")
+        right.progress(min(1.0, memory.percent / 100),
+                       text=f"Memory {fmt.fmt_mb(used_mb)} / {fmt.fmt_mb(memory.total / 2**20)} used")
+
+
+def _busy_idle(times: object) -> tuple[float, float]:
+    fields = times._asdict()  # type: ignore[attr-defined]
+    # guest time is already counted in user time on Linux; idle includes waiting for I/O.
+    total = sum(fields.values()) - fields.get("guest", 0.0) - fields.get("guest_nice", 0.0)
+    idle = fields.get("idle", 0.0) + fields.get("iowait", 0.0)
+    return total - idle, idle
+
+
+_cpu_lock = threading.Lock()
+_cpu_state: dict[str, object] = {"at": time.monotonic(), "times": _busy_idle(psutil.cpu_times()), "value": None}
+
+
+def cpu_percent(min_interval_s: float = 1.0) -> float | None:
+    """Host CPU use since the previous sample (at least ``min_interval_s`` apart), shared by all sessions.
+
+    Computed from ``psutil.cpu_times()`` deltas here because ``psutil.cpu_percent(None)``
+    keeps its last reading per thread, and Streamlit runs each session in threads of its own.
+    """
+    with _cpu_lock:
+        now = time.monotonic()
+        if now - float(_cpu_state["at"]) >= min_interval_s:
+            busy, idle = _busy_idle(psutil.cpu_times())
+            busy0, idle0 = _cpu_state["times"]  # type: ignore[misc]
+            elapsed = (busy - busy0) + (idle - idle0)
+            if elapsed > 0:
+                _cpu_state["value"] = max(0.0, min(100.0, 100.0 * (busy - busy0) / elapsed))
+            _cpu_state.update(at=now, times=(busy, idle))
+        return _cpu_state["value"]  # type: ignore[return-value]
+
+
+def live_counts(snap: ClusterSnapshot) -> None:
+    """What this process routed since it started (history covers earlier runs too)."""
+    total = sum(snap.by_node.values())
+    by_node = " · ".join(f"{fmt.md_escape(k)} {v}" for k, v in sorted(snap.by_node.items())) or "none yet"
+    by_mode = " · ".join(f"{k} {v}" for k, v in sorted(snap.by_mode.items())) or fmt.DASH
+    st.caption(f":material/bolt: Since this process started: **{total}** routed ({by_node}); "
+               f"modes: {by_mode}; failovers: {snap.failovers}; queued now: {snap.queue_depth}.")
