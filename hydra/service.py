@@ -151,12 +151,15 @@ class Hydra:
         return self._apply(settings, {name: settings[name]}, save=False)
 
     def _apply(self, settings: Settings, changed: Mapping[str, Any], *, save: bool = True) -> Settings:
+        previous = self._settings
         router_changes = {_ROUTER_FIELDS[n]: v for n, v in changed.items() if n in _ROUTER_FIELDS}
         if router_changes:
             self.router.update_config(**router_changes)
         self._settings = settings
         if _TIER_SETTINGS & set(changed):
             self.router.set_tiers(self._tiers())
+        if "SOLLOL_NODES" in changed:
+            self._sync_nodes(previous.nodes, settings.nodes)
         if save:
             for name in changed:
                 self.history.save_setting(name, settings.as_text(name))
@@ -235,22 +238,36 @@ class Hydra:
 
     def add_node(self, url: str, *, name: str = "", max_model_b: float | None = None, gpu: bool | None = None,
                  vram_mb: int | None = None, slots: int = 2) -> NodeSpec:
+        """Add a node to the running router and to the saved SOLLOL_NODES."""
         spec = NodeSpec(url=url, name=name.strip(), max_model_b=max_model_b, gpu=gpu, vram_mb=vram_mb, slots=slots)
-        try:
-            self.router.add_node(spec)
-        except TaskError as exc:
-            raise ConfigError("node", url, str(exc)) from None
-        self._save_nodes()
+        taken = {n.name: n.url for n in self.router.nodes()}
+        if spec.name in taken or spec.url in taken.values():
+            raise ConfigError("node", url, "a name and URL not already in the cluster "
+                              f"(in use: {', '.join(f'{k}={v}' for k, v in taken.items())})")
+        nodes = (*self._settings.nodes, spec)
+        self._apply(self._settings.with_value("SOLLOL_NODES", nodes), {"SOLLOL_NODES": nodes})
         return spec
 
     def remove_node(self, name: str) -> None:
-        self.router.remove_node(name)
-        self._save_nodes()
+        """Remove a node; when it came from SOLLOL_NODES the removal is saved too."""
+        nodes = tuple(n for n in self._settings.nodes if n.name != name)
+        if len(nodes) == len(self._settings.nodes):
+            self.router.remove_node(name)  # discovered (localhost, OLLAMA_HOST, scan) or embedded: this run only
+            return
+        self._apply(self._settings.with_value("SOLLOL_NODES", nodes), {"SOLLOL_NODES": nodes})
 
-    def _save_nodes(self) -> None:
-        configured = tuple(n for n in self.router.nodes() if n.name != EMBEDDED_NAME)
-        self._settings = self._settings.with_value("SOLLOL_NODES", configured)
-        self.history.save_setting("SOLLOL_NODES", self._settings.as_text("SOLLOL_NODES"))
+    def _sync_nodes(self, before: tuple[NodeSpec, ...], after: tuple[NodeSpec, ...]) -> None:
+        """Apply a change of SOLLOL_NODES to the running router; other nodes are left alone."""
+        old = {n.name: n for n in before}
+        new = {n.name: n for n in after}
+        running = {n.name for n in self.router.nodes()}
+        for name, spec in old.items():
+            if new.get(name) != spec and name in running:
+                self.router.remove_node(name)
+        for name, spec in new.items():
+            if old.get(name) != spec or name not in running:
+                if name not in {n.name for n in self.router.nodes()}:
+                    self.router.add_node(spec)
 
     @staticmethod
     def test_node(url: str, timeout_s: float = 3.0) -> tuple[bool, str]:
