@@ -84,7 +84,7 @@ def translate(exc: BaseException, node: str, url: str, *, during: str) -> NodeEr
         return NodeProtocolError(f"sent a line that is not JSON {during} — is {url} an Ollama server?", node=node)
     if isinstance(exc, httpx.HTTPError):
         return NodeUnavailableError(f"HTTP failure {during}: {exc or type(exc).__name__}", node=node)
-    if isinstance(exc, (ValueError, TypeError, KeyError)):
+    if isinstance(exc, (ValueError, TypeError, KeyError, AttributeError)):
         # pydantic validation of a response that is JSON but not Ollama's shape
         return NodeProtocolError(f"sent a response {during} that is not Ollama's API: {exc}", node=node)
     return NodeUnavailableError(f"unexpected failure {during}: {type(exc).__name__}: {exc}", node=node)

@@ -47,6 +47,7 @@ class TaskState:
     notice: str = ""
     result_value: TaskResult | None = None
     waiting_since: float | None = None  # when the scheduler first found no place for it
+    moved: bool = False                 # already moved once to a faster node (rebalance.py)
     # Called (outside the lock) each time a running attempt ends: frees the global concurrency slot.
     on_leave_running: Callable[[], None] | None = field(default=None, repr=False)
 
@@ -92,12 +93,17 @@ class TaskState:
             self.cond.notify_all()
             return True
 
-    def requeue(self, attempt: int, failed_node: str, error: str, *, restart_notice: str = "") -> bool:
-        """Back to the queue after a node failure; the failed node is excluded from now on."""
+    def requeue(self, attempt: int, failed_node: str, error: str, *, restart_notice: str = "",
+                moved: bool = False) -> bool:
+        """Back to the queue after a node failure (or a move to a faster node: ``moved``);
+        the node is excluded from now on."""
         with self.cond:
             if not self.is_current(attempt):
                 return False
             self._requeue_locked(failed_node, error, restart_notice)
+            if moved:
+                self.moved = True
+                self.errors.pop()  # a move is not a failure
         self._left_running()
         return True
 

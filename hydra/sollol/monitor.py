@@ -15,6 +15,7 @@ from .client import NodeClient
 from .config import SollolConfig
 from .errors import NodeError
 from .node import NodeState
+from .routing import vram_low
 
 log = logging.getLogger("hydra.sollol.monitor")
 
@@ -33,6 +34,7 @@ class NodeMonitor:
         self._first_poll = threading.Event()
         self._thread = threading.Thread(target=self._run, name=f"sollol-monitor-{state.name}")
         self._last_tags = 0.0
+        self._vram_low = False
 
     def start(self) -> None:
         self._thread.start()
@@ -80,7 +82,8 @@ class NodeMonitor:
                 self._last_tags = now
         except NodeError as exc:
             message = str(exc).removeprefix(f"node {name}: ")
-            if self.state.poll_failed(message):
+            # Warn on the way down, and on the first poll: a node bad from the start never went down.
+            if self.state.poll_failed(message) or not self._first_poll.is_set():
                 log.warning("node %s is unhealthy: %s", name, message)
                 self._on_change(self.state)
             else:
@@ -88,5 +91,19 @@ class NodeMonitor:
             return False
         if self.state.poll_ok(version, installed, loaded):
             log.info("node %s is healthy (Ollama %s, %d models)", name, version, len(self.state.installed))
+        self._check_vram()
         self._on_change(self.state)
         return True
+
+    def _check_vram(self) -> None:
+        """Say once when a GPU node starts (and stops) refusing large loads for lack of VRAM.
+        ``vram_low`` is never true for a CPU-only node, so those are never warned about."""
+        config = self._config()
+        view = self.state.view(breaker_cooldown_s=config.breaker_cooldown_s)
+        low = vram_low(view, config)
+        if low and not self._vram_low:
+            log.warning("node %s is low on VRAM: %s MB free < %d MB (SOLLOL_MIN_VRAM_MB); it takes no new "
+                        "large model loads until VRAM frees up", view.name, view.vram_free_mb, config.min_vram_mb)
+        elif self._vram_low and not low:
+            log.info("node %s has VRAM to spare again (%s MB free)", view.name, view.vram_free_mb)
+        self._vram_low = low

@@ -22,6 +22,7 @@ from .metrics import Distribution, RollingStats, tokens_per_second
 from .monitor import NodeMonitor
 from .node import Circuit, NodeState, NodeView
 from .routing import RouteOutcome, RouteRequest, route
+from .rebalance import Running, plan_moves
 from .scheduler import Dispatcher
 from .snapshot import build_snapshot
 from .types import (ClusterSnapshot, NodeSpec, RoutingDecision, RoutingMode, Task, TaskEvent, TaskStatus,
@@ -87,8 +88,8 @@ class Router:
     def start(self, *, wait_for_nodes_s: float = 3.0) -> Router:
         if self._started:
             return self
+        specs = discover(self._config, self._declared)  # may refuse the settings: then nothing has started
         self._started = True
-        specs = discover(self._config, self._declared)
         for spec in specs:
             self._add_member(spec)
         deadline = time.monotonic() + wait_for_nodes_s
@@ -227,7 +228,7 @@ class Router:
 
     # --- the dispatcher's engine protocol ---
 
-    def route_task(self, state: TaskState, views: list[NodeView]) -> RouteOutcome:
+    def route_task(self, state: TaskState, views: list[NodeView], ahead: int = 0) -> RouteOutcome:
         task = state.task
         entries = ((TierEntry(task.model),) if task.model else self._tiers.get(state.task_type)
                    or self._tiers.get("general", ()))
@@ -237,7 +238,7 @@ class Router:
             min_success_rate=task.min_success_rate if task.min_success_rate is not None
             else self._config.min_success_rate,
             excluded=frozenset(state.excluded), prompt_tokens=max(1, len(prompt_text) // 4),
-            max_tokens=task.max_tokens, explicit_model=bool(task.model))
+            max_tokens=task.max_tokens, explicit_model=bool(task.model), ahead=ahead)
         outcome = route(request, views, self._config, self.stats.estimates(), self.stats.success_rates())
         log.debug("task=%s mode=%s node=%s model=%s reason=%s", state.id, state.mode.value, outcome.node,
                   outcome.model, outcome.reason)
@@ -261,8 +262,36 @@ class Router:
         self.distribution.routed(outcome.node, outcome.model, state.mode.value, state.task_type)
         self._emit(TaskEvent("routed", state.task, decision=decision))
         self._emit(TaskEvent("running", state.task, node=outcome.node, model=outcome.model, attempt=attempt))
+        # Counted now, not when a worker thread picks it up: the next round (often the very next
+        # submit) must already see this slot taken, or it binds more tasks than the node has slots.
+        member.state.begin(trial)
         member.workers.submit(Assignment(state, attempt, outcome.model, trial))
         return True
+
+    def rebalance(self, views: list[NodeView]) -> list[tuple[TaskState, RouteOutcome]]:
+        """At the tail of a backlog: end the attempts that an idle node would finish well before
+        their slow node (once per task; never in reliable mode) and say where each should restart."""
+        candidates: dict[str, tuple[TaskState, int, Running]] = {}
+        for state in list(self._active.values()):
+            first = state.first_token_mono
+            if (state.status is not TaskStatus.RUNNING or state.mode is RoutingMode.RELIABLE or state.moved
+                    or first is None or not state.node or not state.model):
+                continue
+            prompt = state.task.prompt or _last_user(state.task.messages)
+            candidates[state.id] = (state, state.attempt, Running(
+                state.id, state.node, state.model, len(state.text) + len(state.thinking),
+                state.task.max_tokens, max(1, len(prompt) // 4), frozenset(state.excluded)))
+        moves = plan_moves([c[2] for c in candidates.values()], views, self._config, self.stats.estimates())
+        out = []
+        for move in moves:
+            state, attempt, _ = candidates[move.task_id]
+            notice = (f"moved from {move.from_node} to {move.to_node}, which finishes sooner (about "
+                      f"{move.estimate_s:.1f} s against {move.remaining_s:.1f} s left); the answer restarts.")
+            if state.requeue(attempt, move.from_node, notice, restart_notice=notice, moved=True):
+                log.info("task %s %s", state.id, notice)
+                self._emit(TaskEvent("restart", state.task, node=move.from_node, notice=notice))
+                out.append((state, RouteOutcome(move.to_node, move.model, f"{state.mode.value}: {notice}", ())))
+        return out
 
     def give_up(self, state: TaskState, reason: str) -> None:
         tried = f" (tried: {'; '.join(state.errors)})" if state.errors else ""

@@ -18,6 +18,9 @@ from .node import Circuit, NodeView
 from .types import Candidate, ModelInfo, Placement, RoutingMode, TierEntry
 
 DEFAULT_OUTPUT_TOKENS = 200
+# Parameter counts are nominal: a node declared for 70B models holds llama3.1:70b, which Ollama
+# reports as 70.6B. Within 2 % still fits; a 30B node still refuses a 32.8B model.
+SIZE_SLACK = 1.02
 
 
 def normalize_model(name: str) -> str:
@@ -35,6 +38,7 @@ class RouteRequest:
     prompt_tokens: int = 50
     max_tokens: int | None = None
     explicit_model: bool = False
+    ahead: int = 0                          # queued tasks before this one, still waiting for a place
 
 
 @dataclass(frozen=True)
@@ -69,7 +73,7 @@ def model_info(node: NodeView, model: str) -> ModelInfo | None:
 
 def fits(node: NodeView, info: ModelInfo) -> str | None:
     """None when the model fits the node, else why not."""
-    if info.size_b and node.max_model_b is not None and info.size_b > node.max_model_b + 1e-9:
+    if info.size_b and node.max_model_b is not None and info.size_b > node.max_model_b * SIZE_SLACK + 1e-9:
         return f"too large: {info.size_b:g}B > max {node.max_model_b:g}B"
     if node.gpu and node.vram_total_mb and info.size_bytes:
         need_mb = info.size_bytes / (1024 * 1024)
@@ -103,9 +107,7 @@ def estimate_seconds(node: NodeView, model: str, info: ModelInfo, req: RouteRequ
     """Queue wait + cold load + prefill + decode at this node's measured (or prior) speed."""
     ttft, tps, load = estimates.get((node.name, model), _NO_ESTIMATE)
     size = info.size_b if info.size_b and info.size_b > 0.1 else 1.0
-    if not tps:
-        tps = (450.0 if node.gpu else 60.0) / size
-        tps = 1.0 if tps < 1.0 else 500.0 if tps > 500.0 else tps
+    tps = tps or prior_tps(node, info)
     if model in node.loaded or normalize_model(model) in node.loaded:
         cold = 0.0
     else:
@@ -114,11 +116,24 @@ def estimate_seconds(node: NodeView, model: str, info: ModelInfo, req: RouteRequ
     decode = (req.max_tokens or DEFAULT_OUTPUT_TOKENS) / tps
     wait = 0.0
     if node.in_flight >= node.slots:
-        wait = (node.in_flight - node.slots + 1) / node.slots * decode
+        # This task starts after the running ones free a slot and the tasks queued ahead have gone.
+        wait = (node.in_flight - node.slots + 1 + req.ahead) / node.slots * decode
     return wait + cold + prefill + decode
 
 
 _NO_ESTIMATE = (None, None, None)
+
+
+def prior_tps(node: NodeView, info: ModelInfo) -> float:
+    """Decode speed before any is measured: memory-bandwidth bound, so inversely proportional to size."""
+    size = info.size_b if info.size_b and info.size_b > 0.1 else 1.0
+    tps = (450.0 if node.gpu else 60.0) / size
+    return 1.0 if tps < 1.0 else 500.0 if tps > 500.0 else tps
+
+
+def decode_tps(node: NodeView, model: str, info: ModelInfo, estimates: Estimates) -> float:
+    """Measured tokens/s of ``model`` on ``node`` (eval_count / eval_duration), else the prior."""
+    return estimates.get((node.name, model), _NO_ESTIMATE)[1] or prior_tps(node, info)
 
 
 # --- the route ---
@@ -199,6 +214,8 @@ def route(req: RouteRequest, nodes: Sequence[NodeView], config: SollolConfig,
             scored.append((best[0], not node.local, name, best[1], node))
     scored.sort(key=lambda s: (s[0], s[1], s[2]))
     best_free = next((s for s in scored if s[4].in_flight < s[4].slots), None)
+    if req.mode is RoutingMode.ASYNC and best_free is not None:
+        best_free = _async_tail_guard(scored, req, estimates, pairs)
     # fast waits for a busy node when it still finishes sooner; async and reliable take the best free place.
     chosen = scored[0] if req.mode is RoutingMode.FAST else best_free
 
@@ -227,6 +244,24 @@ def route(req: RouteRequest, nodes: Sequence[NodeView], config: SollolConfig,
     score, _, name, entry, node = chosen
     return RouteOutcome(name, entry.model, f"{req.mode.value}: {name} with {entry.model} — "
                         f"{_explain(req.mode, node, entry, score)}", tuple(candidates))
+
+
+def _async_tail_guard(scored, req: RouteRequest, estimates: Estimates, pairs) -> tuple | None:
+    """Async takes the best free place (CPU first) unless a busy node would still finish the task
+    sooner, queue wait included: then the task waits for it. While much work is queued the wait is
+    long and every node stays busy; at the tail of a batch this keeps the last tasks off slow nodes,
+    which would otherwise set the makespan."""
+    info = {(name, e.model): i for name, options in pairs.items() for _, e, i in options}
+
+    def seconds(s) -> float:
+        return estimate_seconds(s[4], s[3].model, info[(s[2], s[3].model)], req, estimates)
+
+    busy = [s for s in scored if s[4].in_flight >= s[4].slots]
+    best_busy = min((seconds(s) for s in busy), default=None)
+    for s in scored:
+        if s[4].in_flight < s[4].slots and (best_busy is None or seconds(s) <= best_busy):
+            return s
+    return None
 
 
 def _explain(mode: RoutingMode, node: NodeView, entry: TierEntry, score: float) -> str:

@@ -31,6 +31,8 @@ log = logging.getLogger("hydra.sollol.scheduler")
 
 ROUND_SCAN = 64          # queued tasks looked at per round beyond the free slots
 IDLE_TICK_S = 0.25       # re-examine waiting tasks this often even without events
+BACKLOG_WINDOW_S = 30.0  # tasks waited this recently: the queue's tail may be rebalanced
+BACKLOG_DEPTH = 2        # ... if at least this many times the concurrency cap waited at once (a real batch)
 
 
 class TaskQueue:
@@ -59,10 +61,6 @@ class TaskQueue:
                 out.append(state)
         return out
 
-    def discard(self) -> None:
-        """An entry became dead (cancelled while queued); keep the live count right."""
-        self._live = max(0, self._live - 1)
-
     def __len__(self) -> int:
         return self._live
 
@@ -75,10 +73,11 @@ class TaskQueue:
 
 class Engine(Protocol):
     def node_views(self) -> list[NodeView]: ...
-    def route_task(self, state: TaskState, views: list[NodeView]) -> RouteOutcome: ...
+    def route_task(self, state: TaskState, views: list[NodeView], ahead: int = 0) -> RouteOutcome: ...
     def start_attempt(self, state: TaskState, outcome: RouteOutcome) -> bool: ...
     def give_up(self, state: TaskState, reason: str) -> None: ...
     def expire(self, state: TaskState) -> None: ...
+    def rebalance(self, views: list[NodeView]) -> list[tuple[TaskState, RouteOutcome]]: ...
 
 
 class Dispatcher:
@@ -93,6 +92,8 @@ class Dispatcher:
         self._queue = TaskQueue(config_source().aging_s)
         self._in_flight = 0          # attempts bound and not yet ended (logical; the global cap)
         self._round_lock = threading.Lock()  # one dispatch round at a time (no I/O inside)
+        self._last_backlog = float("-inf")    # when tasks last had to wait for a place
+        self._backlog_peak = 0                # deepest queue of the current backlog
         self._closed = False
         self._thread = threading.Thread(target=self._run, name="sollol-dispatcher")
 
@@ -123,11 +124,6 @@ class Dispatcher:
             self._in_flight = max(0, self._in_flight - 1)
             self._cond.notify()
 
-    def cancelled_while_queued(self) -> None:
-        with self._cond:
-            self._queue.discard()
-            self._cond.notify()
-
     def wake(self) -> None:
         with self._cond:
             self._cond.notify()
@@ -145,7 +141,8 @@ class Dispatcher:
             self._closed = True
             left = self._queue.drain()
             self._cond.notify_all()
-        self._thread.join()
+        if self._thread.ident is not None:  # a router closed without (or after a failed) start has no thread
+            self._thread.join()
         return left
 
     # --- the loop ---
@@ -172,9 +169,16 @@ class Dispatcher:
         config = self._config()
         with self._cond:
             free_global = config.effective_concurrency - self._in_flight
-            if free_global <= 0 or not len(self._queue):
+            if free_global <= 0:
+                if len(self._queue):
+                    self._note_backlog(len(self._queue))  # tasks wait on the global cap
                 return 0
-            batch = self._queue.pop_batch(free_global + ROUND_SCAN)
+            if len(self._queue):
+                batch = self._queue.pop_batch(free_global + ROUND_SCAN)
+            elif self._clock() - self._last_backlog < BACKLOG_WINDOW_S:
+                batch = []  # nothing queued, but a backlog just drained: see whether to rebalance
+            else:
+                return 0
         views = {v.name: v for v in self._engine.node_views()}
         bound, keep = 0, []
         now = self._clock()
@@ -187,7 +191,8 @@ class Dispatcher:
             if bound >= free_global or not any(v.free_slots for v in views.values()):
                 keep.append(state)
                 continue
-            outcome = self._engine.route_task(state, list(views.values()))
+            # ``ahead``: queued tasks ranked before this one that are still waiting for a place.
+            outcome = self._engine.route_task(state, list(views.values()), len(keep))
             if outcome.node is not None:
                 with self._cond:  # counted before the worker can end it
                     self._in_flight += 1
@@ -206,7 +211,34 @@ class Dispatcher:
         with self._cond:
             for state in keep:
                 self._queue.push(state)
+            if keep:
+                self._note_backlog(len(self._queue))
+            drained = not len(self._queue)
+            deep = self._backlog_peak >= BACKLOG_DEPTH * config.effective_concurrency
+        if drained and deep and now - self._last_backlog < BACKLOG_WINDOW_S:
+            bound += self._rebalance(list(views.values()))
         return bound
+
+    def _note_backlog(self, depth: int) -> None:
+        """Called under the condition: tasks are waiting; remember how deep the backlog got."""
+        now = self._clock()
+        if now - self._last_backlog >= BACKLOG_WINDOW_S:
+            self._backlog_peak = 0  # a new backlog episode
+        self._last_backlog = now
+        self._backlog_peak = max(self._backlog_peak, depth)
+
+    def _rebalance(self, views: list[NodeView]) -> int:
+        """The queue ran dry after a backlog: let idle fast nodes take over slow nodes' long answers."""
+        moved = 0
+        for state, outcome in self._engine.rebalance(views):
+            with self._cond:
+                self._in_flight += 1
+            if self._engine.start_attempt(state, outcome):
+                moved += 1
+            else:
+                self.attempt_ended()
+                self.submit(state)
+        return moved
 
     @staticmethod
     def _may_appear(state: TaskState, views, config: SollolConfig, now: float) -> bool:

@@ -81,9 +81,10 @@ class NodeSpec:
     local: bool | None = None
 
     def __post_init__(self) -> None:
-        url = self.url.strip().rstrip("/")
+        url = self.url.strip()
         if "://" not in url:
             url = "http://" + url
+        url = url.rstrip("/")  # after the scheme check: "http://" alone must not become host "http"
         parts = urlsplit(url)
         if parts.scheme not in ("http", "https") or not parts.hostname:
             raise ConfigError("node url", self.url, "http://host:port")

@@ -104,7 +104,6 @@ class NodeWorkers:
     def execute(self, a: Assignment) -> None:
         config = self._config()
         state, node = a.state, self.node
-        node.begin(a.trial)
         ok: bool | None = None
         error_text: str | None = None
         try:
