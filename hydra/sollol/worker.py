@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import queue
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -148,7 +149,8 @@ class NodeWorkers:
         if task.max_tokens:
             # Ollama counts thinking in num_predict; max_tokens is the answer's length, so thinking gets its own room.
             options["num_predict"] = task.max_tokens + (budget or 0) + (THINKING_SLACK if budget else 0)
-        outcome = self._consume(a, messages, options, think, budget)
+        # With thinking on, num_predict has room for the thinking too; the answer itself is capped here.
+        outcome = self._consume(a, messages, options, think, budget, answer_cap=task.max_tokens if budget else None)
         if outcome is None or isinstance(outcome, Finished):
             return outcome
         # The thinking budget is spent: ask again without thinking, the reasoning so far in context.
@@ -165,23 +167,33 @@ class NodeWorkers:
                         _add(first.prompt_eval_count, second.prompt_eval_count), first.load_s)
 
     def _consume(self, a: Assignment, messages: list[dict[str, Any]], options: dict[str, Any],
-                 think: bool | str | None, budget: int | None) -> Finished | tuple[str, Finished] | None:
-        """Stream one request into the task. Returns Finished, (thinking, partial) at the budget, or None."""
+                 think: bool | str | None, budget: int | None, *, answer_cap: int | None = None,
+                 ) -> Finished | tuple[str, Finished] | None:
+        """Stream one request into the task. Returns Finished, (thinking, partial) at the budget, or None.
+
+        Stopping early (budget, answer cap) closes the stream; no final chunk then carries Ollama's
+        counts, so the tokens are counted here and timed by the clock."""
         state = a.state
         thought: list[str] = []
+        answered = 0
         final: StreamPart | None = None
-        eval_count = 0
+        started: float | None = None
         stream = self.client.chat(a.model, messages, options=options or None, think=think)
         try:
             for part in stream:
+                started = started or time.monotonic()
                 if part.thinking:
                     if budget is not None and len(thought) >= budget:
-                        partial = Finished(None, eval_count or len(thought), None, None, None)
-                        return "".join(thought), partial
+                        return "".join(thought), self._counted(len(thought), started)
                     thought.append(part.thinking)
-                    eval_count += 1
                 if (part.thinking or part.text) and not state.add(a.attempt, part.text, part.thinking):
                     return None
+                if part.text:
+                    answered += 1
+                    if answer_cap is not None and answered >= answer_cap and not part.done:
+                        if not state.is_current(a.attempt):
+                            return None
+                        return self._counted(len(thought) + answered, started)
                 if part.done:
                     final = part
         finally:
@@ -192,6 +204,12 @@ class NodeWorkers:
             raise NodeProtocolError("ended the stream without its final chunk", node=self.node.name)
         load_s = final.load_duration / 1e9 if final.load_duration else None
         return Finished(final, final.eval_count, final.eval_duration, final.prompt_eval_count, load_s)
+
+
+    @staticmethod
+    def _counted(tokens: int, started: float | None) -> Finished:
+        elapsed_ns = int((time.monotonic() - started) * 1e9) if started else None
+        return Finished(None, tokens, elapsed_ns or None, None, None)
 
 
 def _add(a: int | None, b: int | None) -> int | None:
