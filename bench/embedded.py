@@ -36,6 +36,8 @@ from typing import Any, Callable
 
 import ollama
 
+from hydra.sollol import NodeSpec, Router, SollolConfig, Task, TaskStatus
+
 from hydra.node import DEFAULT_MODEL_NAME, EmbeddedNode, bundled_model_path
 from hydra.node.engine import DEFAULT_CTX, default_threads, sampling_request
 
@@ -92,6 +94,25 @@ def measure_http(url: str, model: str, prompt: str, n: int,
     finally:
         if own:
             client.close()
+
+
+def measure_router(router: Router, prompt: str, n: int) -> Measurement:
+    """The same chat submitted to the Router (explicit model: one node serves it) and streamed back."""
+    t0 = time.perf_counter()
+    handle = router.submit(Task(messages=_messages(prompt), model=DEFAULT_MODEL_NAME, max_tokens=n,
+                                options=dict(OPTIONS)))
+    first = last = None
+    for chunk in handle.stream(timeout=300):
+        if chunk.text:
+            now = time.perf_counter()
+            first = first if first is not None else now
+            last = now
+    result = handle.result(timeout=300)
+    end = time.perf_counter()
+    if result.status is not TaskStatus.DONE or first is None:
+        raise RuntimeError(f"router run failed: {result.status.value} {result.error}")
+    return Measurement(tokens=result.eval_count or 0, wall_s=end - t0, ttft_s=first - t0,
+                       decode_s=last - first, eval_rate=result.tokens_per_s or 0.0)
 
 
 def direct_server(model_path: str, threads: int, n_ctx: int = DEFAULT_CTX) -> Any:
@@ -240,17 +261,16 @@ def main(argv: list[str] | None = None) -> int:
             "http": lambda: measure_http(node.url, DEFAULT_MODEL_NAME, args.prompt, args.n,
                                          client=client),
         }
-        # HOOK(lead): the "through the Router" line. Start the Router + gateway
-        # over node.url, then register one more side; it is interleaved with
-        # the others, printed, and compared with direct like HTTP is:
-        #   labels["router"] = "through the Router (gateway)"
-        #   sides["router"] = lambda: measure_http(gateway_url, DEFAULT_MODEL_NAME,
-        #                                          args.prompt, args.n)
-        # (and add the gateway's pid to `pids` below).
+        # Through the Router: in this process, over the same node (monitor, dispatcher, worker, stream).
+        router = Router(config=SollolConfig(nodes=(NodeSpec(url=node.url, name="embedded", slots=1),),
+                                            discover_localhost=False)).start()
+        labels["router"] = "through the Router (hydra.sollol)"
+        sides["router"] = lambda: measure_router(router, args.prompt, args.n)
         pids = [os.getpid(), node.pid or 0]
         for side in sides.values():  # warm-up: first-run allocations, prompt cache
             side()
         rounds = run_rounds(sides, args.repeats, pids, args.budget)
+        router.close()
         del server
 
     kept = [r for r in rounds if r.clean] or rounds

@@ -201,6 +201,8 @@ SETTINGS: tuple[Setting, ...] = (
             format=_format_host),
     Setting("SOLLOL_DISCOVERY_CIDR", "", "cidr", f"an IPv4 network, /{MAX_DISCOVERY_PREFIX} or narrower",
             "Scan this network for Ollama nodes at start (empty: no scan).", _parse_cidr, False, "nodes"),
+    Setting("SOLLOL_DISCOVER_LOCALHOST", "true", "bool", "true or false",
+            "Use the Ollama at localhost:11434 when one answers there.", parse_bool, False, "nodes"),
     Setting("HYDRA_EMBEDDED_NODE", "auto", "choice", "one of " + ", ".join(EMBEDDED_NODE_MODES),
             "Built-in llama.cpp node; auto starts it when no other node is configured or answering.",
             _parse_embedded, False, "nodes", EMBEDDED_NODE_MODES),
@@ -348,6 +350,10 @@ class Settings:
         return self.values["SOLLOL_DISCOVERY_CIDR"]
 
     @property
+    def discover_localhost(self) -> bool:
+        return self.values["SOLLOL_DISCOVER_LOCALHOST"]
+
+    @property
     def embedded_node(self) -> str:
         return self.values["HYDRA_EMBEDDED_NODE"]
 
@@ -369,6 +375,7 @@ class Settings:
             min_vram_mb=self.min_vram_mb,
             min_success_rate=self.min_success_rate,
             discovery_cidr=self.discovery_cidr,
+            discover_localhost=self.discover_localhost,
             nodes=self.all_nodes,
         )
         return config.replace(**extra) if extra else config

@@ -107,7 +107,8 @@ class Hydra:
         choice = self._settings.embedded_node
         if choice == "off":
             return
-        if choice == "auto" and (self._settings.all_nodes or self._settings.discovery_cidr or probe(LOCALHOST_URL)):
+        if choice == "auto" and (self._settings.all_nodes or self._settings.discovery_cidr
+                                 or (self._settings.discover_localhost and probe(LOCALHOST_URL))):
             return
         from hydra.node.embedded import EmbeddedNode, EmbeddedNodeError, node_answers
         url = f"http://{EMBEDDED_HOST}:{EMBEDDED_PORT}"

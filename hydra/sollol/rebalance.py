@@ -20,7 +20,7 @@ from .types import RoutingMode
 
 MARGIN = 0.6            # move only when the idle node finishes in under 60 % of the time left
 MIN_TOKENS = 3          # a few tokens streamed: the task has really started
-MIN_GAIN_S = 2.0        # a restart the user sees must buy at least this much
+MIN_GAIN_S = 0.5        # a restart the user sees must buy at least this much (seconds)
 
 
 @dataclass(frozen=True)

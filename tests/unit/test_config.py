@@ -36,6 +36,7 @@ SEED_DEFAULTS = [
     ("SOLLOL_NODES", ()),
     ("OLLAMA_HOST", None),
     ("SOLLOL_DISCOVERY_CIDR", None),
+    ("SOLLOL_DISCOVER_LOCALHOST", True),
     ("HYDRA_GATEWAY_PORT", 8080),
     ("HYDRA_EMBEDDED_NODE", "auto"),
     ("HYDRA_DB", Path(user_data_dir("hydra")) / "hydra.db"),
