@@ -97,6 +97,20 @@ def _parse_path(variable: str, text: str) -> Path:
     return Path(value).expanduser()
 
 
+def _parse_host(variable: str, text: str) -> str:
+    host = text.strip()
+    if not host or any(c.isspace() or c in "/:" for c in host.replace("::", "")):
+        raise ConfigError(variable, text, "an address to bind, such as 127.0.0.1 or 0.0.0.0")
+    return host
+
+
+def _parse_key(variable: str, text: str) -> str:
+    key = text.strip()
+    if any(c.isspace() for c in key):
+        raise ConfigError(variable, "***", "a key without spaces")
+    return key
+
+
 def _parse_embedded(variable: str, text: str) -> str:
     # on/off read like the boolean variables do (true, 1, yes ...), so either spelling works.
     value = str(text).strip().lower()
@@ -210,8 +224,13 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("HYDRA_DB", str(Path(user_data_dir("hydra")) / "hydra.db"), "path", "a file path",
             "SQLite file holding task history, routing decisions and saved settings.",
             _parse_path, False, "storage"),
-    _int("HYDRA_GATEWAY_PORT", "8080", 1, 65535, "Port of the Ollama/OpenAI-compatible HTTP gateway.",
-         False, "storage"),
+    _int("HYDRA_GATEWAY_PORT", "8080", 0, 65535,
+         "Port of the Ollama/OpenAI-compatible HTTP gateway and /metrics (0: no gateway).", False, "storage"),
+    Setting("HYDRA_GATEWAY_HOST", "127.0.0.1", "text", "an address to bind, such as 127.0.0.1 or 0.0.0.0",
+            "Address the gateway listens on (loopback unless you open it).", _parse_host, False, "storage"),
+    Setting("HYDRA_API_KEY", "", "text", "any string without spaces (empty: no key)",
+            "When set, every gateway route but / needs 'Authorization: Bearer <key>'.", _parse_key, False,
+            "storage", format=lambda value: "***" if value else ""),
 )
 
 SETTINGS_BY_NAME: Mapping[str, Setting] = MappingProxyType({s.name: s for s in SETTINGS})
@@ -364,6 +383,14 @@ class Settings:
     @property
     def gateway_port(self) -> int:
         return self.values["HYDRA_GATEWAY_PORT"]
+
+    @property
+    def gateway_host(self) -> str:
+        return self.values["HYDRA_GATEWAY_HOST"]
+
+    @property
+    def api_key(self) -> str:
+        return self.values["HYDRA_API_KEY"]
 
     def sollol_config(self, **extra: Any) -> SollolConfig:
         """The engine's config; ``extra`` sets SollolConfig fields Hydra does not expose."""

@@ -64,6 +64,7 @@ class Hydra:
         self._saved_partial: dict[str, int] = {}
         self._embedded: Any = None
         self.embedded_url: str | None = None
+        self.gateway: Any = None
         self._stop = threading.Event()
         self._saver = threading.Thread(target=self._save_partials, name="hydra-partial-saver", daemon=True)
         self.router = Router(config=self._sollol_config(), tiers=self._tiers(), classify=tiers.classify)
@@ -91,6 +92,7 @@ class Hydra:
         self._maybe_start_embedded()
         self.router.start()
         self._saver.start()
+        self._maybe_start_gateway()
         atexit.register(self.close)
         return self
 
@@ -98,10 +100,27 @@ class Hydra:
         if self._stop.is_set():
             return
         self._stop.set()
+        if self.gateway is not None:
+            self.gateway.stop()
         self.router.close()
         if self._embedded is not None:
             self._embedded.stop()
         self.history.close()
+
+    def _maybe_start_gateway(self) -> None:
+        """The Ollama/OpenAI-compatible gateway and /metrics over this same Router (HYDRA_GATEWAY_PORT, 0: off)."""
+        port = self._settings.gateway_port
+        if not port:
+            return
+        from hydra.gateway import Gateway
+        try:
+            self.gateway = Gateway(self, host=self._settings.gateway_host, port=port,
+                                   api_key=self._settings.api_key or None).start()
+        except OSError as exc:
+            log.error("the gateway could not listen on %s:%d (%s); set HYDRA_GATEWAY_PORT to a free port, "
+                      "or 0 to turn it off", self._settings.gateway_host, port, exc)
+            return
+        log.info("gateway: Ollama and OpenAI APIs and /metrics at %s", self.gateway.url)
 
     def _maybe_start_embedded(self) -> None:
         choice = self._settings.embedded_node

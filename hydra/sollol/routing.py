@@ -171,8 +171,9 @@ def route(req: RouteRequest, nodes: Sequence[NodeView], config: SollolConfig,
     for index, entry in enumerate(req.entries):
         if chosen_index is not None and req.mode is not RoutingMode.FAST:
             break  # a higher tier already has a place; lower tiers are not candidates
+        model, alias = entry.model, normalize_model(entry.model)
         for node in open_nodes:
-            info = model_info(node, entry.model)
+            info = node.installed.get(model) or node.installed.get(alias)
             if info is None:
                 why = "model not installed" if node.polled else "models not known yet"
             else:
@@ -203,13 +204,15 @@ def route(req: RouteRequest, nodes: Sequence[NodeView], config: SollolConfig,
     scored: list[tuple[float, bool, str, TierEntry, NodeView]] = []
     for name, options in pairs.items():
         node = by_name[name]
-        best: tuple[float, TierEntry] | None = None
-        for index, entry, info in options:
-            if req.mode is not RoutingMode.FAST and index != chosen_index:
-                continue
-            score = scorer(index, entry, node, info, req, estimates, top, success_rates)
-            if best is None or score < best[0]:
-                best = (score, entry)
+        if req.mode is RoutingMode.FAST:
+            best = _best_fast(node, options, req, estimates, top)
+        else:
+            best = None
+            for index, entry, info in options:
+                if index == chosen_index:
+                    score = scorer(index, entry, node, info, req, estimates, top, success_rates)
+                    if best is None or score < best[0]:
+                        best = (score, entry)
         if best is not None:
             scored.append((best[0], not node.local, name, best[1], node))
     scored.sort(key=lambda s: (s[0], s[1], s[2]))
@@ -244,6 +247,39 @@ def route(req: RouteRequest, nodes: Sequence[NodeView], config: SollolConfig,
     score, _, name, entry, node = chosen
     return RouteOutcome(name, entry.model, f"{req.mode.value}: {name} with {entry.model} — "
                         f"{_explain(req.mode, node, entry, score)}", tuple(candidates))
+
+
+def _best_fast(node: NodeView, options: list[tuple[int, TierEntry, ModelInfo]], req: RouteRequest,
+               estimates: Estimates, top: float) -> tuple[float, TierEntry]:
+    """score_fast over one node's eligible entries, with the per-node work done once (the hot loop
+    of a fast decision: up to nodes x tier entries)."""
+    name, gpu, loaded = node.name, node.gpu, node.loaded
+    base_tps = 450.0 if gpu else 60.0
+    busy_factor = (node.in_flight - node.slots + 1 + req.ahead) / node.slots if node.in_flight >= node.slots else 0.0
+    output = req.max_tokens or DEFAULT_OUTPUT_TOKENS
+    share = ((node.max_model_b if node.max_model_b is not None else node.capability) / top) if top > 0 else 0.0
+    best_score, best_entry = float("inf"), options[0][1]
+    for index, entry, info in options:
+        model = entry.model
+        ttft, tps, load = estimates.get((name, model), _NO_ESTIMATE)
+        size = info.size_b if info.size_b and info.size_b > 0.1 else 1.0
+        if not tps:
+            tps = base_tps / size
+            tps = 1.0 if tps < 1.0 else 500.0 if tps > 500.0 else tps
+        if model in loaded or (":" not in model and model + ":latest" in loaded):
+            cold = 0.0
+        else:
+            cold = load if load is not None else size * (0.3 if gpu else 0.7) + 0.5
+        prefill = ttft if (ttft is not None and not cold) else req.prompt_tokens / (tps * 10.0)
+        decode = output / tps
+        seconds = busy_factor * decode + cold + prefill + decode
+        placement = entry.placement
+        bias = 0.0 if placement is Placement.ANY or top <= 0 else (
+            0.01 * share if placement is Placement.LIGHT else 0.01 * (1.0 - share))
+        score = seconds * (1.0 + 0.1 * index) + bias
+        if score < best_score:
+            best_score, best_entry = score, entry
+    return best_score, best_entry
 
 
 def _async_tail_guard(scored, req: RouteRequest, estimates: Estimates, pairs) -> tuple | None:

@@ -29,6 +29,7 @@ def _clean(monkeypatch: pytest.MonkeyPatch) -> None:
             monkeypatch.delenv(name)
     # Never a real Ollama on localhost, never the embedded model: only what the test sets.
     monkeypatch.setenv("HYDRA_EMBEDDED_NODE", "off")
+    monkeypatch.setenv("HYDRA_GATEWAY_PORT", "0")  # the gateway has its own tests
     monkeypatch.setenv("SOLLOL_DISCOVER_LOCALHOST", "false")
 
 

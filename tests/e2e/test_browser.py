@@ -53,7 +53,7 @@ def app_url(cluster, tmp_path_factory) -> Iterator[str]:
     _require_chromium()
     tmp = tmp_path_factory.mktemp("app")
     env = {k: v for k, v in os.environ.items() if not k.startswith(("HYDRA_", "SOLLOL_", "OLLAMA_"))}
-    env.update(SOLLOL_NODES=cluster.sollol_nodes(), HYDRA_DB=str(tmp / "hydra.db"), HYDRA_EMBEDDED_NODE="off",
+    env.update(SOLLOL_NODES=cluster.sollol_nodes(), HYDRA_DB=str(tmp / "hydra.db"), HYDRA_EMBEDDED_NODE="off", HYDRA_GATEWAY_PORT="0",
                SOLLOL_DISCOVER_LOCALHOST="false", NO_PROXY="127.0.0.1,localhost", no_proxy="127.0.0.1,localhost")
     port = free_port()
     log = open(tmp / "streamlit.log", "wb")

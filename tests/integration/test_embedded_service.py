@@ -28,7 +28,7 @@ def clean_env(monkeypatch, tmp_path):
     for name in list(os.environ):
         if name.startswith(("HYDRA_", "SOLLOL_")) or name == "OLLAMA_HOST":
             monkeypatch.delenv(name)
-    return {"HYDRA_DB": str(tmp_path / "hydra.db"), "SOLLOL_DISCOVER_LOCALHOST": "false"}
+    return {"HYDRA_DB": str(tmp_path / "hydra.db"), "SOLLOL_DISCOVER_LOCALHOST": "false", "HYDRA_GATEWAY_PORT": "0"}
 
 
 def test_capital_of_france_through_the_router(node):

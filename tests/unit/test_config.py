@@ -38,6 +38,8 @@ SEED_DEFAULTS = [
     ("SOLLOL_DISCOVERY_CIDR", None),
     ("SOLLOL_DISCOVER_LOCALHOST", True),
     ("HYDRA_GATEWAY_PORT", 8080),
+    ("HYDRA_GATEWAY_HOST", "127.0.0.1"),
+    ("HYDRA_API_KEY", ""),
     ("HYDRA_EMBEDDED_NODE", "auto"),
     ("HYDRA_DB", Path(user_data_dir("hydra")) / "hydra.db"),
 ]
@@ -119,7 +121,8 @@ BAD_ENV = [
     ("SOLLOL_DISCOVERY_CIDR", "127.0.0.0/8", "prefix /16 or longer"),
     ("SOLLOL_DISCOVERY_CIDR", "not-a-net", "an IPv4 network"),
     ("OLLAMA_HOST", "bad host", "host:port"),
-    ("HYDRA_GATEWAY_PORT", "70000", "an integer from 1 to 65535"),
+    ("HYDRA_GATEWAY_PORT", "70000", "an integer from 0 to 65535"),
+    ("HYDRA_GATEWAY_HOST", "not a host/x", "an address to bind"),
     ("HYDRA_EMBEDDED_NODE", "maybe", "one of auto, on, off"),
     ("HYDRA_DB", " ", "a file path"),
 ]
