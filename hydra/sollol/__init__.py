@@ -4,7 +4,7 @@ from __future__ import annotations
 from .config import SollolConfig
 from .errors import (ConfigError, HydraError, NodeError, NodeProtocolError, NodeTimeoutError,
                      NodeUnavailableError, NoRouteError, QueueFullError, RequestRejectedError, ShutdownError,
-                     TaskCancelledError, TaskError, TaskInterruptedError)
+                     TaskCancelledError, TaskError, TaskInterruptedError, TaskTimeoutError)
 from .handle import TaskHandle
 from .router import Router
 from .types import (Candidate, Chunk, ClusterSnapshot, NodeSnapshot, NodeSpec, Placement, RoutingDecision,
@@ -15,5 +15,5 @@ __all__ = sorted([
     "NodeProtocolError", "NodeSnapshot", "NodeSpec", "NodeTimeoutError", "NodeUnavailableError", "Placement",
     "QueueFullError", "RequestRejectedError", "Router", "RoutingDecision", "RoutingMode", "ShutdownError",
     "SollolConfig", "Task", "TaskCancelledError", "TaskError", "TaskEvent", "TaskHandle", "TaskInterruptedError",
-    "TaskResult", "TaskStatus", "TaskView", "TierEntry",
+    "TaskResult", "TaskStatus", "TaskTimeoutError", "TaskView", "TierEntry",
 ])

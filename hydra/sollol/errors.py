@@ -12,6 +12,7 @@ can act on. Foreign exceptions (httpx, ollama) are translated in one place,
     ├── ShutdownError           the router is closed or closing
     ├── TaskCancelledError      the task was cancelled
     ├── TaskInterruptedError    the process stopped while the task ran
+    ├── TaskTimeoutError        waiting on a handle (result, stream) took longer than asked (also a TimeoutError)
     └── NodeError               one node failed a request (carries node, status)
         ├── NodeUnavailableError    connection refused/reset, DNS, 5xx, busy (503)
         ├── NodeTimeoutError        connect, first token or idle gap timed out
@@ -60,6 +61,10 @@ class TaskCancelledError(HydraError):
 
 class TaskInterruptedError(HydraError):
     """The process stopped while the task was queued or running."""
+
+
+class TaskTimeoutError(HydraError, TimeoutError):
+    """``result(timeout)`` or ``stream(timeout)`` gave up waiting; the task itself goes on."""
 
 
 class NodeError(HydraError):

@@ -14,6 +14,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
+from .errors import TaskTimeoutError
 from .types import (Chunk, RoutingDecision, RoutingMode, Task, TaskResult, TaskStatus, TaskView)
 
 
@@ -61,8 +62,12 @@ class TaskState:
 
     # --- transitions (called by the engine) ---
 
-    def bind(self, node: str, model: str, decision: RoutingDecision) -> int:
+    def bind(self, node: str, model: str, decision: RoutingDecision) -> int | None:
+        """Start a new attempt on ``node``; None when the task is no longer queued (cancelled, expired)."""
         with self.cond:
+            if self.status is not TaskStatus.QUEUED:
+                return None
+            self.waiting_since = None
             self.attempt += 1
             self.status = TaskStatus.RUNNING
             self.node, self.model, self.decision = node, model, decision
@@ -103,7 +108,8 @@ class TaskState:
             self._requeue_locked(failed_node, error, restart_notice)
             if moved:
                 self.moved = True
-                self.errors.pop()  # a move is not a failure
+                self.errors.pop()  # a move is not a failure: the node stays eligible
+                self.excluded.discard(failed_node)
         self._left_running()
         return True
 
@@ -212,7 +218,7 @@ class TaskHandle:
             with state.cond:
                 while index >= len(state.chunks) and not state.status.terminal:
                     if not state.cond.wait(timeout):
-                        raise TimeoutError(f"task {state.id}: no output for {timeout} s")
+                        raise TaskTimeoutError(f"task {state.id}: no output for {timeout} s (it goes on)")
                 pending = state.chunks[index:]
                 finished = state.status.terminal
             index += len(pending)
@@ -224,7 +230,7 @@ class TaskHandle:
         state = self._state
         with state.cond:
             if not state.cond.wait_for(lambda: state.result_value is not None, timeout):
-                raise TimeoutError(f"task {state.id} still {state.status.value} after {timeout} s")
+                raise TaskTimeoutError(f"task {state.id} still {state.status.value} after {timeout} s (it goes on)")
             assert state.result_value is not None
             return state.result_value
 

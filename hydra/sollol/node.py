@@ -140,11 +140,13 @@ class NodeState:
             if trial:
                 self.trial_in_flight = True
 
-    def end(self, *, ok: bool | None, error: str | None = None, threshold: int = 3) -> None:
-        """ok None = the attempt ended for a reason that says nothing of the node (cancel, 4xx)."""
+    def end(self, *, ok: bool | None, error: str | None = None, threshold: int = 3, trial: bool = False) -> None:
+        """ok None = the attempt ended for a reason that says nothing of the node (cancel, 4xx).
+        Only the half-open circuit's trial request clears the trial flag."""
         with self.lock:
             self.in_flight = max(0, self.in_flight - 1)
-            trial, self.trial_in_flight = self.trial_in_flight, False
+            if trial:
+                self.trial_in_flight = False
             if ok is None:
                 return
             if ok:

@@ -16,7 +16,7 @@ from typing import Any
 from .client import NodeClient
 from .config import SollolConfig
 from .discovery import discover
-from .errors import (NodeError, NodeTimeoutError, QueueFullError, ShutdownError, TaskError)
+from .errors import ConfigError, NodeError, NodeTimeoutError, QueueFullError, ShutdownError
 from .handle import TaskHandle, TaskState
 from .metrics import Distribution, RollingStats, tokens_per_second
 from .monitor import NodeMonitor
@@ -137,9 +137,9 @@ class Router:
     def _add_member(self, spec: NodeSpec) -> _Member:
         with self._lock:
             if spec.name in self._members:
-                raise TaskError(f"a node named {spec.name!r} already exists")
+                raise ConfigError("node name", spec.name, "a name no other node has")
             if any(m.state.spec.url == spec.url for m in self._members.values()):
-                raise TaskError(f"node {spec.url} is already in the cluster")
+                raise ConfigError("node url", spec.url, "a URL not already in the cluster")
             member = self._members[spec.name] = _Member(spec, self)
         member.start()
         return member
@@ -157,7 +157,7 @@ class Router:
         with self._lock:
             member = self._members.pop(name, None)
         if member is None:
-            raise TaskError(f"no node named {name!r}; nodes: {', '.join(self._members) or 'none'}")
+            raise ConfigError("node name", name, "one of the cluster's nodes: " + (", ".join(self._members) or "none"))
         member.state.removed = True
         member.stop()
         self.stats.forget_node(name)
@@ -254,10 +254,12 @@ class Router:
             task_id=state.id, time=time.time(), mode=state.mode, task_type=state.task_type,
             node=outcome.node, model=outcome.model, reason=outcome.reason, candidates=outcome.candidates,
             attempt=state.attempt + 1, priority=state.task.priority)
-        trial = member.state.view().circuit is Circuit.HALF_OPEN
-        if state.status is not TaskStatus.QUEUED:
+        if member.state.removed:
             return False
+        trial = member.state.view(breaker_cooldown_s=self._config.breaker_cooldown_s).circuit is Circuit.HALF_OPEN
         attempt = state.bind(outcome.node, outcome.model, decision)
+        if attempt is None:
+            return False  # cancelled or expired between routing and binding
         self._decisions.append(decision)
         self.distribution.routed(outcome.node, outcome.model, state.mode.value, state.task_type)
         self._emit(TaskEvent("routed", state.task, decision=decision))
@@ -327,8 +329,9 @@ class Router:
             member.monitor.poke()  # look at the node now rather than at the next poll
         message = str(error)
         others = [v for v in self.node_views() if v.name != node and v.name not in state.excluded]
-        if attempt >= self._config.max_attempts or not others:
-            why = "no other node to try" if not others else f"{attempt} attempts"
+        failures = len(state.errors) + 1  # moves to a faster node are attempts but not failures
+        if failures >= self._config.max_attempts or not others:
+            why = "no other node to try" if not others else f"{failures} failed attempts"
             self._finish(state, TaskStatus.FAILED, attempt=attempt,
                          error=f"{message} ({why}; earlier: {'; '.join(state.errors) or 'none'})")
             return

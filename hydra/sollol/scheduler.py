@@ -23,7 +23,7 @@ from typing import Protocol
 
 from .config import SollolConfig
 from .handle import TaskState
-from .node import NodeView
+from .node import Circuit, NodeView
 from .routing import RouteOutcome, is_routable
 from .types import TaskStatus
 
@@ -92,6 +92,7 @@ class Dispatcher:
         self._queue = TaskQueue(config_source().aging_s)
         self._in_flight = 0          # attempts bound and not yet ended (logical; the global cap)
         self._round_lock = threading.Lock()  # one dispatch round at a time (no I/O inside)
+        self._pending = False                 # something changed since the dispatcher last looked
         self._last_backlog = float("-inf")    # when tasks last had to wait for a place
         self._backlog_peak = 0                # deepest queue of the current backlog
         self._closed = False
@@ -122,10 +123,12 @@ class Dispatcher:
     def attempt_ended(self) -> None:
         with self._cond:
             self._in_flight = max(0, self._in_flight - 1)
+            self._pending = True
             self._cond.notify()
 
     def wake(self) -> None:
         with self._cond:
+            self._pending = True
             self._cond.notify()
 
     @property
@@ -152,7 +155,9 @@ class Dispatcher:
             with self._cond:
                 if self._closed:
                     return
-                self._cond.wait(IDLE_TICK_S)
+                if not self._pending:  # a wake-up that came during the last round is not lost
+                    self._cond.wait(IDLE_TICK_S)
+                self._pending = False
                 if self._closed:
                     return
             try:
@@ -168,6 +173,8 @@ class Dispatcher:
     def _round_unlocked(self) -> int:
         config = self._config()
         with self._cond:
+            if self._closed:
+                return 0
             free_global = config.effective_concurrency - self._in_flight
             if free_global <= 0:
                 if len(self._queue):
@@ -179,8 +186,28 @@ class Dispatcher:
                 batch = []  # nothing queued, but a backlog just drained: see whether to rebalance
             else:
                 return 0
+        bound = 0
+        try:
+            bound = self._bind_batch(batch, config)
+        finally:
+            # Whatever was not bound goes back, even when a round crashes half-way: no task is lost.
+            with self._cond:
+                for state in batch:
+                    if state.status is TaskStatus.QUEUED:
+                        self._queue.push(state)
+                waiting = len(self._queue)
+                if waiting:
+                    self._note_backlog(waiting)
+                deep = self._backlog_peak >= BACKLOG_DEPTH * config.effective_concurrency
+        now = self._clock()
+        if not waiting and deep and now - self._last_backlog < BACKLOG_WINDOW_S:
+            bound += self._rebalance(list(v for v in self._engine.node_views()))
+        return bound
+
+    def _bind_batch(self, batch: list[TaskState], config: SollolConfig) -> int:
+        """Route each task over fresh views; bind those whose place is free. Others stay queued."""
         views = {v.name: v for v in self._engine.node_views()}
-        bound, keep = 0, []
+        bound, waiting = 0, 0
         now = self._clock()
         for state in batch:
             if state.status is not TaskStatus.QUEUED:
@@ -188,35 +215,30 @@ class Dispatcher:
             if state.deadline_mono is not None and now >= state.deadline_mono:
                 self._engine.expire(state)
                 continue
-            if bound >= free_global or not any(v.free_slots for v in views.values()):
-                keep.append(state)
+            if self._in_flight >= config.effective_concurrency or not any(v.free_slots for v in views.values()):
+                waiting += 1
                 continue
             # ``ahead``: queued tasks ranked before this one that are still waiting for a place.
-            outcome = self._engine.route_task(state, list(views.values()), len(keep))
+            outcome = self._engine.route_task(state, list(views.values()), waiting)
             if outcome.node is not None:
                 with self._cond:  # counted before the worker can end it
                     self._in_flight += 1
                 if self._engine.start_attempt(state, outcome):
                     bound += 1
                     view = views[outcome.node]
-                    views[outcome.node] = dataclasses.replace(view, in_flight=view.in_flight + 1)
+                    # A half-open node takes one trial: the rest of this round must see it taken.
+                    views[outcome.node] = dataclasses.replace(
+                        view, in_flight=view.in_flight + 1,
+                        trial_in_flight=view.trial_in_flight or view.circuit is Circuit.HALF_OPEN)
                 else:
                     self.attempt_ended()
+                    waiting += state.status is TaskStatus.QUEUED
                 continue
             if outcome.wait or self._may_appear(state, views.values(), config, now):
                 state.waiting_since = state.waiting_since or now
-                keep.append(state)
+                waiting += 1
             else:
                 self._engine.give_up(state, outcome.reason)
-        with self._cond:
-            for state in keep:
-                self._queue.push(state)
-            if keep:
-                self._note_backlog(len(self._queue))
-            drained = not len(self._queue)
-            deep = self._backlog_peak >= BACKLOG_DEPTH * config.effective_concurrency
-        if drained and deep and now - self._last_backlog < BACKLOG_WINDOW_S:
-            bound += self._rebalance(list(views.values()))
         return bound
 
     def _note_backlog(self, depth: int) -> None:

@@ -125,7 +125,7 @@ class NodeWorkers:
                       a.attempt, error_text)
             self._engine.attempt_failed(state, a.attempt, node.name, a.model, exc)
         finally:
-            node.end(ok=ok, error=error_text, threshold=config.breaker_threshold)
+            node.end(ok=ok, error=error_text, threshold=config.breaker_threshold, trial=a.trial)
 
     def _think_param(self, task: Task, model: str) -> bool | str | None:
         """Never send ``think`` to a model that cannot think (Ollama answers 400); an explicit
@@ -135,8 +135,8 @@ class NodeWorkers:
         if model not in self._think_cache:
             try:
                 caps = self.client.capabilities(model)
-            except NodeError:  # older Ollama, or the node is struggling: fall back to the name
-                caps = None
+            except NodeError:  # the node is struggling: decide by the name this time, ask again next time
+                return task.think if supports_thinking(model) else None
             self._think_cache[model] = supports_thinking(model, caps)
         return task.think if self._think_cache[model] else None
 
@@ -159,7 +159,7 @@ class NodeWorkers:
                                {"role": "user", "content": ANSWER_NOW}]
         if task.max_tokens:
             options["num_predict"] = task.max_tokens
-        second = self._consume(a, messages, options, None, None)
+        second = self._consume(a, messages, options, False, None)  # explicit: thinking models think by default
         if not isinstance(second, Finished):
             return None
         return Finished(second.final, _add(first.eval_count, second.eval_count),
