@@ -103,6 +103,8 @@ class Hydra:
         if self.gateway is not None:
             self.gateway.stop()
         self.router.close()
+        if self._saver.is_alive():
+            self._saver.join()
         if self._embedded is not None:
             self._embedded.stop()
         self.history.close()
@@ -126,7 +128,9 @@ class Hydra:
         choice = self._settings.embedded_node
         if choice == "off":
             return
-        if choice == "auto" and (self._settings.all_nodes or self._settings.discovery_cidr
+        host = self._settings.ollama_host
+        if choice == "auto" and (self._settings.nodes or self._settings.discovery_cidr
+                                 or (host is not None and probe(host.url))
                                  or (self._settings.discover_localhost and probe(LOCALHOST_URL))):
             return
         from hydra.node.embedded import EmbeddedNode, EmbeddedNodeError, node_answers
@@ -167,19 +171,22 @@ class Hydra:
 
     def reset_setting(self, name: str) -> Settings:
         settings = self._settings.without_override(name)
-        self.history.delete_setting(name)
-        return self._apply(settings, {name: settings[name]}, save=False)
+        settings = self._apply(settings, {name: settings[name]}, save=False)
+        self.history.delete_setting(name)  # last: only once the running router took the change
+        return settings
 
     def _apply(self, settings: Settings, changed: Mapping[str, Any], *, save: bool = True) -> Settings:
+        """Apply to the running router, then adopt and save. Nodes go first: they are the part that can
+        fail (a URL already served by a discovered node), and then nothing else has changed."""
         previous = self._settings
+        if "SOLLOL_NODES" in changed:
+            self._sync_nodes(previous.nodes, settings.nodes)
         router_changes = {_ROUTER_FIELDS[n]: v for n, v in changed.items() if n in _ROUTER_FIELDS}
         if router_changes:
             self.router.update_config(**router_changes)
         self._settings = settings
         if _TIER_SETTINGS & set(changed):
             self.router.set_tiers(self._tiers())
-        if "SOLLOL_NODES" in changed:
-            self._sync_nodes(previous.nodes, settings.nodes)
         if save:
             for name in changed:
                 self.history.save_setting(name, settings.as_text(name))
@@ -201,9 +208,11 @@ class Hydra:
                                       model=model)
         if think is None:
             think = assessment.think
+        # A caller who asks for thinking gets a budget even when the assessment would not think.
+        budget = (assessment.budget or self._settings.max_thinking_tokens) if think else None
         task = Task(prompt=prompt, messages=messages, task_type=kind, model=model or None, mode=mode or None,
                     priority=priority, max_tokens=max_tokens, think=think,
-                    thinking_budget=assessment.budget if think else None,
+                    thinking_budget=budget,
                     meta={"assessment": assessment, "requested_task_type": task_type}, **task_fields)
         handle = self.router.submit(task)
         self.history.set_reasoning(task.id, _assessment_record(assessment))
@@ -235,14 +244,22 @@ class Hydra:
     def _save_partials(self) -> None:
         """Running tasks' text so far goes to history now and then, so a crash keeps it."""
         while not self._stop.wait(PARTIAL_SAVE_EVERY_S):
+            live = set()
             for handle in self.tasks(KEPT_HANDLES):
                 if handle.status is not TaskStatus.RUNNING:
                     continue
+                live.add(handle.id)
                 view = handle.view()
                 size = len(view.text) + len(view.thinking)
                 if size and self._saved_partial.get(handle.id) != size:
+                    try:
+                        self.history.save_partial(handle.id, view.text, view.thinking)
+                    except Exception:  # history trouble must not stop the saving of later tasks
+                        log.warning("could not save partial output of task %s", handle.id, exc_info=True)
+                        continue
                     self._saved_partial[handle.id] = size
-                    self.history.save_partial(handle.id, view.text, view.thinking)
+            for task_id in set(self._saved_partial) - live:
+                del self._saved_partial[task_id]
 
     # --- cluster ---
 
@@ -277,17 +294,28 @@ class Hydra:
         self._apply(self._settings.with_value("SOLLOL_NODES", nodes), {"SOLLOL_NODES": nodes})
 
     def _sync_nodes(self, before: tuple[NodeSpec, ...], after: tuple[NodeSpec, ...]) -> None:
-        """Apply a change of SOLLOL_NODES to the running router; other nodes are left alone."""
+        """Apply a change of SOLLOL_NODES to the running router; other nodes are left alone.
+        All or nothing: if adding one fails, what was done is undone and the error raised."""
         old = {n.name: n for n in before}
         new = {n.name: n for n in after}
         running = {n.name for n in self.router.nodes()}
-        for name, spec in old.items():
-            if new.get(name) != spec and name in running:
-                self.router.remove_node(name)
-        for name, spec in new.items():
-            if old.get(name) != spec or name not in running:
-                if name not in {n.name for n in self.router.nodes()}:
-                    self.router.add_node(spec)
+        removed = [spec for name, spec in old.items() if new.get(name) != spec and name in running]
+        added = [spec for name, spec in new.items() if old.get(name) != spec or name not in running]
+        for spec in removed:
+            self.router.remove_node(spec.name)
+        done: list[NodeSpec] = []
+        try:
+            for spec in added:
+                if spec.name in {n.name for n in self.router.nodes()}:
+                    continue
+                self.router.add_node(spec)
+                done.append(spec)
+        except ConfigError:
+            for spec in done:
+                self.router.remove_node(spec.name)
+            for spec in removed:
+                self.router.add_node(spec)
+            raise
 
     @staticmethod
     def test_node(url: str, timeout_s: float = 3.0) -> tuple[bool, str]:

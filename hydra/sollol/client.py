@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import json
 import re
+import socket
+import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -95,6 +97,74 @@ def _looks_like_html(text: str) -> bool:
     return head.startswith("<!doctype html") or head.startswith("<html") or "<body" in head
 
 
+class StreamSockets:
+    """The sockets one generation request opened, so another thread can cut it (cancel, timeout,
+    move): closing a socket does not wake a thread blocked in recv(), shutting it down does."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._sockets: list[socket.socket] = []
+        self.cut = False
+
+    def add(self, sock: socket.socket) -> None:
+        with self._lock:
+            self._sockets.append(sock)
+            cut = self.cut
+        if cut:  # cut before it even connected
+            _shutdown(sock)
+
+    def cut_all(self) -> None:
+        with self._lock:
+            self.cut = True
+            sockets = list(self._sockets)
+        for sock in sockets:
+            _shutdown(sock)
+
+
+def _shutdown(sock: socket.socket) -> None:
+    try:
+        sock.shutdown(socket.SHUT_RDWR)
+    except OSError:
+        pass  # already closed
+
+
+def _tracking_transport() -> Any:
+    """An httpx transport for ONE thread whose connections' sockets are all known, so a request in
+    flight on that thread can be cut from another. One pool per thread: a pooled (keep-alive)
+    connection is then only ever reused by the thread that made it."""
+    import httpcore
+    import httpx
+
+    class TrackingBackend(httpcore.NetworkBackend):
+        def __init__(self) -> None:
+            self.inner = httpcore.SyncBackend()
+            self.sockets: list[socket.socket] = []    # every live socket of this thread's pool
+            self.sink: StreamSockets | None = None    # the request in flight
+
+        def connect_tcp(self, host, port, timeout=None, local_address=None, socket_options=None):  # noqa: ANN001
+            stream = self.inner.connect_tcp(host, port, timeout=timeout, local_address=local_address,
+                                            socket_options=socket_options)
+            sock = stream.get_extra_info("socket")
+            if sock is not None:
+                self.sockets = [s for s in self.sockets if s.fileno() != -1] + [sock]
+                if self.sink is not None:
+                    self.sink.add(sock)
+            return stream
+
+        def connect_unix_socket(self, path, timeout=None, socket_options=None):  # noqa: ANN001
+            return self.inner.connect_unix_socket(path, timeout=timeout, socket_options=socket_options)
+
+        def sleep(self, seconds: float) -> None:
+            self.inner.sleep(seconds)
+
+    backend = TrackingBackend()
+    transport = httpx.HTTPTransport()
+    # httpx offers no way to pass httpcore's (public) network_backend; its pool is swapped once here.
+    transport._pool = httpcore.ConnectionPool(max_connections=10, max_keepalive_connections=4,
+                                              keepalive_expiry=5.0, network_backend=backend)
+    return transport, backend
+
+
 class NodeClient:
     """One node's HTTP client. Thread-safe (httpx pools connections)."""
 
@@ -106,15 +176,29 @@ class NodeClient:
         self.spec = spec
         self._stream_timeout = httpx.Timeout(read_timeout_s, connect=connect_timeout_s)
         self._poll_timeout = httpx.Timeout(poll_timeout_s, connect=min(connect_timeout_s, poll_timeout_s))
-        self._ollama = ollama.Client(host=spec.url, timeout=self._stream_timeout)
+        self._threads = threading.local()  # per worker thread: its own generation client (see _stream_client)
         self._poller = ollama.Client(host=spec.url, timeout=self._poll_timeout)
         # The official client has no version() call; a plain GET on the same host does it.
         self._http = httpx.Client(base_url=spec.url, timeout=self._poll_timeout)
 
     def close(self) -> None:
-        for client in (self._ollama, self._poller):
-            client._client.close()  # ollama.Client exposes no close(); its httpx client is the resource
+        self._poller._client.close()  # ollama.Client exposes no close(); its httpx client is the resource
         self._http.close()
+
+    def _stream_client(self) -> tuple[Any, Any]:
+        """This thread's generation client and its socket tracker, made on first use (~0.1 s: the
+        httpx client builds an SSL context even for http, so workers make theirs before work comes)."""
+        made = getattr(self._threads, "made", None)
+        if made is None:
+            import ollama
+
+            transport, backend = _tracking_transport()
+            made = self._threads.made = (ollama.Client(host=self.spec.url, timeout=self._stream_timeout,
+                                                       transport=transport), backend)
+        return made
+
+    def prepare_thread(self) -> None:
+        self._stream_client()
 
     def _fail(self, exc: BaseException, during: str) -> NodeError:
         return translate(exc, self.spec.name, self.spec.url, during=during)
@@ -177,14 +261,21 @@ class NodeClient:
     # --- generation ---
 
     def chat(self, model: str, messages: list[dict[str, Any]], *, options: dict[str, Any] | None = None,
-             think: bool | str | None = None, keep_alive: str | float | None = None) -> Iterator[StreamPart]:
-        """Stream /api/chat. A lazy generator: close() it to drop the connection (cancel)."""
+             think: bool | str | None = None, keep_alive: str | float | None = None,
+             sockets: StreamSockets | None = None) -> Iterator[StreamPart]:
+        """Stream /api/chat. A lazy generator: close() it to drop the connection (cancel); or, from
+        another thread, ``sockets.cut_all()`` when it may be blocked waiting for the node."""
         kwargs: dict[str, Any] = {"model": model, "messages": messages, "stream": True,
                                   "options": options or None, "keep_alive": keep_alive}
         if think is not None:
             kwargs["think"] = think
         stage = "before the first token"
-        stream = self._ollama.chat(**kwargs)
+        client, backend = self._stream_client()  # runs on the consuming thread, at the first next()
+        stream = client.chat(**kwargs)
+        if sockets is not None:
+            for sock in backend.sockets:  # a pooled connection may carry this request
+                sockets.add(sock)
+        backend.sink = sockets
         try:
             for part in stream:
                 stage = "mid-stream"
@@ -200,4 +291,5 @@ class NodeClient:
         except Exception as exc:
             raise self._fail(exc, stage) from exc
         finally:
+            backend.sink = None
             stream.close()  # drops the HTTP connection at once, so the node stops generating

@@ -51,6 +51,9 @@ class TaskState:
     moved: bool = False                 # already moved once to a faster node (rebalance.py)
     # Called (outside the lock) each time a running attempt ends: frees the global concurrency slot.
     on_leave_running: Callable[[], None] | None = field(default=None, repr=False)
+    # Cuts the current attempt's connection (set by its worker): a cancel, timeout or move frees the
+    # node at once, even while the worker is blocked waiting for a first token.
+    canceller: Callable[[], None] | None = field(default=None, repr=False)
 
     @property
     def id(self) -> str:
@@ -76,6 +79,14 @@ class TaskState:
             self.attempt_started = self.last_progress = now
             self.cond.notify_all()
             return self.attempt
+
+    def set_canceller(self, attempt: int, cancel: Callable[[], None] | None) -> bool:
+        """Register (or with None, drop) the way to cut ``attempt``; False when it no longer owns the task."""
+        with self.cond:
+            if not self.is_current(attempt):
+                return False
+            self.canceller = cancel
+            return True
 
     def is_current(self, attempt: int) -> bool:
         return self.attempt == attempt and self.status is TaskStatus.RUNNING
@@ -110,6 +121,9 @@ class TaskState:
                 self.moved = True
                 self.errors.pop()  # a move is not a failure: the node stays eligible
                 self.excluded.discard(failed_node)
+            cancel, self.canceller = self.canceller, None
+        if cancel is not None:
+            cancel()
         self._left_running()
         return True
 
@@ -140,6 +154,7 @@ class TaskState:
             if self.status.terminal or (attempt is not None and not self.is_current(attempt)):
                 return None
             was_running = self.status is TaskStatus.RUNNING
+            cancel, self.canceller = self.canceller, None
             self.status = status
             self.finished_mono = time.monotonic()
             if eval_count is not None:
@@ -147,6 +162,8 @@ class TaskState:
             self.result_value = self._result(error)
             self.cond.notify_all()
             result = self.result_value
+        if cancel is not None:
+            cancel()
         if was_running:
             self._left_running()
         return result

@@ -32,7 +32,7 @@ class NodeMonitor:
         self._stop = threading.Event()
         self._wake = threading.Event()
         self._first_poll = threading.Event()
-        self._thread = threading.Thread(target=self._run, name=f"sollol-monitor-{state.name}")
+        self._thread = threading.Thread(target=self._run, name=f"sollol-monitor-{state.name}", daemon=True)
         self._last_tags = 0.0
         self._vram_low = False
 

@@ -1,6 +1,10 @@
 """Router: wires nodes, monitors, workers, the dispatcher and the watchdog; start / submit / snapshot / close.
 
 Lock order (never reversed): a task's condition -> the dispatcher's condition.
+Engine threads are daemons on purpose: ``close()`` stops and joins them, but a
+program that forgets it (or a worker stuck on a hung node's socket) must not
+keep the interpreter from exiting, and atexit hooks run only after non-daemon
+threads end.
 No lock is held across a network call: monitors and workers do I/O with only
 their own thread's state in hand.
 """
@@ -76,7 +80,7 @@ class Router:
         self.distribution = Distribution()
         self._dispatcher = Dispatcher(self, lambda: self._config)
         self._stop = threading.Event()
-        self._watchdog = threading.Thread(target=self._watch, name="sollol-watchdog")
+        self._watchdog = threading.Thread(target=self._watch, name="sollol-watchdog", daemon=True)
         self._started = self._closed = False
 
     # --- lifecycle ---

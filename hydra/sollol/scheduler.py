@@ -96,7 +96,7 @@ class Dispatcher:
         self._last_backlog = float("-inf")    # when tasks last had to wait for a place
         self._backlog_peak = 0                # deepest queue of the current backlog
         self._closed = False
-        self._thread = threading.Thread(target=self._run, name="sollol-dispatcher")
+        self._thread = threading.Thread(target=self._run, name="sollol-dispatcher", daemon=True)
 
     # --- API for the router ---
 

@@ -15,7 +15,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from .client import NodeClient, StreamPart
+from .client import NodeClient, StreamPart, StreamSockets
 from .config import SollolConfig
 from .errors import NodeError, NodeProtocolError
 from .handle import TaskState
@@ -71,7 +71,7 @@ class NodeWorkers:
         self._engine = engine
         self._config = config_source
         self._inbox: queue.SimpleQueue[Assignment | None] = queue.SimpleQueue()
-        self._threads = [threading.Thread(target=self._run, name=f"sollol-worker-{node.name}-{i}")
+        self._threads = [threading.Thread(target=self._run, name=f"sollol-worker-{node.name}-{i}", daemon=True)
                          for i in range(node.spec.slots)]
         self._think_cache: dict[str, bool] = {}
 
@@ -91,6 +91,10 @@ class NodeWorkers:
             thread.join(timeout)
 
     def _run(self) -> None:
+        try:
+            self.client.prepare_thread()
+        except Exception:
+            log.warning("worker of %s could not prepare its HTTP client", self.node.name, exc_info=True)
         while True:
             item = self._inbox.get()
             if item is None:
@@ -178,7 +182,10 @@ class NodeWorkers:
         answered = 0
         final: StreamPart | None = None
         started: float | None = None
-        stream = self.client.chat(a.model, messages, options=options or None, think=think)
+        sockets = StreamSockets()
+        if not state.set_canceller(a.attempt, sockets.cut_all):
+            return None
+        stream = self.client.chat(a.model, messages, options=options or None, think=think, sockets=sockets)
         try:
             for part in stream:
                 started = started or time.monotonic()
@@ -198,6 +205,7 @@ class NodeWorkers:
                     final = part
         finally:
             stream.close()
+            state.set_canceller(a.attempt, None)  # this connection is done; a later cut must not touch it
         if not state.is_current(a.attempt):
             return None
         if final is None:
