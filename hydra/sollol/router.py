@@ -271,7 +271,11 @@ class Router:
         # Counted now, not when a worker thread picks it up: the next round (often the very next
         # submit) must already see this slot taken, or it binds more tasks than the node has slots.
         member.state.begin(trial)
-        member.workers.submit(Assignment(state, attempt, outcome.model, trial))
+        if not member.workers.submit(Assignment(state, attempt, outcome.model, trial)):
+            # The node was removed while this task was being bound: straight back to the queue.
+            member.state.end(ok=None, trial=trial)
+            if state.requeue(attempt, outcome.node, f"node {outcome.node} was removed"):
+                self._dispatcher.requeue(state)
         return True
 
     def rebalance(self, views: list[NodeView]) -> list[tuple[TaskState, RouteOutcome]]:

@@ -74,17 +74,26 @@ class NodeWorkers:
         self._threads = [threading.Thread(target=self._run, name=f"sollol-worker-{node.name}-{i}", daemon=True)
                          for i in range(node.spec.slots)]
         self._think_cache: dict[str, bool] = {}
+        self._lock = threading.Lock()
+        self._stopped = False
 
     def start(self) -> None:
         for thread in self._threads:
             thread.start()
 
-    def submit(self, assignment: Assignment) -> None:
-        self._inbox.put(assignment)
+    def submit(self, assignment: Assignment) -> bool:
+        """False once stopped: an assignment behind the stop sentinels would never run."""
+        with self._lock:
+            if self._stopped:
+                return False
+            self._inbox.put(assignment)
+            return True
 
     def stop(self) -> None:
-        for _ in self._threads:
-            self._inbox.put(None)
+        with self._lock:
+            self._stopped = True
+            for _ in self._threads:
+                self._inbox.put(None)
 
     def join(self, timeout: float | None = None) -> None:
         for thread in self._threads:
