@@ -148,9 +148,14 @@ def route(req: RouteRequest, nodes: Sequence[NodeView], config: SollolConfig,
     reliable = req.mode is RoutingMode.RELIABLE
     node_block: dict[str, str] = {}       # node -> why it takes nothing (not model-specific)
     capability: dict[str, float] = {}
+    top = 0.0                             # the most capable routable node (MOST_CAPABLE_ONLY)
     for node in nodes:
-        capability[node.name] = node.capability
-        why = "failed this task already" if node.name in req.excluded else is_routable(node)
+        capability[node.name] = cap = node.capability
+        why = is_routable(node)
+        if why is None and cap > top:
+            top = cap
+        if node.name in req.excluded:
+            why = "failed this task already"
         if why is None and reliable:
             if node.circuit is not Circuit.CLOSED:
                 why = "reliable: circuit not closed"
@@ -161,7 +166,6 @@ def route(req: RouteRequest, nodes: Sequence[NodeView], config: SollolConfig,
         if why is not None:
             node_block[node.name] = why
     open_nodes = [n for n in nodes if n.name not in node_block]
-    top = max((capability[n.name] for n in nodes if is_routable(n) is None), default=0.0)
 
     # pairs[node] = eligible (index, entry, info) in tier order; first_miss[node] = why its best entry failed
     pairs: dict[str, list[tuple[int, TierEntry, ModelInfo]]] = {}
@@ -177,7 +181,12 @@ def route(req: RouteRequest, nodes: Sequence[NodeView], config: SollolConfig,
             if info is None:
                 why = "model not installed" if node.polled else "models not known yet"
             else:
-                why = fits(node, info)
+                # fits(), inlined for the common case (this loop runs nodes x tier entries times)
+                max_b = node.max_model_b
+                why = None
+                if (info.size_b and max_b is not None and info.size_b > max_b * SIZE_SLACK + 1e-9) or \
+                        (node.gpu and node.vram_total_mb and info.size_bytes):
+                    why = fits(node, info)
                 if why is None and node.name in low_vram:
                     why = blocks_large_load(node, entry.model, info, config)
                 if why is None and entry.placement is Placement.MOST_CAPABLE_ONLY and capability[node.name] < top:
