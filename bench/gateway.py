@@ -1,0 +1,145 @@
+"""What the gateway adds: TTFT through it against the official client straight to the node, and 200 streams at once.
+
+    python -m bench.gateway [--runs 60] [--streams 200]
+
+TTFT: from the call (ollama.Client.chat with stream=True) to the first chunk
+in the caller's hands, the same client pointed at the simulated node (direct)
+and at the gateway in front of a Hydra over that node. Runs are interleaved so
+machine noise hits both alike; ``hydra.submit`` in-process is measured too, to
+split the gateway's own share from the router's. Target: <= 3 ms added at the
+median. Then ``--streams`` async streaming clients at once through the gateway:
+every one must end with done, errors are counted.
+"""
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import statistics
+import tempfile
+import time
+from pathlib import Path
+
+import httpx
+import ollama
+
+from hydra.gateway import Gateway
+from hydra.service import Hydra
+from hydra.sim import NodeProfile, SimModel, start_cluster
+
+MODEL = "bench-fast:1b"
+PROMPT = "Stream an answer about routing."
+
+
+def _profile(tps: float, slots: int) -> NodeProfile:
+    # No load or prefill cost: any time before the first token that is not the node's is overhead.
+    model = SimModel(MODEL, size_b=1.0, decode_tps=tps, prefill_tps=1e9, load_s=0.0)
+    return NodeProfile(name="bench", gpu=True, vram_mb=8192, max_model_b=8, slots=slots, models=[model])
+
+
+def client_ttft(client: ollama.Client, tokens: int) -> float:
+    start = time.perf_counter()
+    first = None
+    for part in client.chat(model=MODEL, messages=[{"role": "user", "content": PROMPT}], stream=True,
+                            options={"num_predict": tokens}):
+        if first is None and part.message.content:
+            first = time.perf_counter()
+    assert first is not None
+    return first - start
+
+
+def hydra_ttft(hydra: Hydra, tokens: int) -> float:
+    start = time.perf_counter()
+    handle = hydra.submit(PROMPT, model=MODEL, max_tokens=tokens, think=False)
+    first = None
+    for chunk in handle.stream(timeout=30):
+        if first is None and chunk.text:
+            first = time.perf_counter()
+    assert first is not None and handle.result(timeout=30).status.value == "done"
+    return first - start
+
+
+async def many_streams(url: str, n: int, tokens: int) -> tuple[int, int, int, float]:
+    """(completed, errors, most streams open at once, seconds)."""
+    client = ollama.AsyncClient(host=url, timeout=120, limits=httpx.Limits(max_connections=None,
+                                                                           max_keepalive_connections=None))
+    open_now = peak = 0
+    errors: list[str] = []
+
+    async def one(i: int) -> bool:
+        nonlocal open_now, peak
+        open_now += 1
+        peak = max(peak, open_now)
+        try:
+            done = False
+            stream = await client.chat(model=MODEL, messages=[{"role": "user", "content": f"{PROMPT} {i}"}],
+                                       stream=True, options={"num_predict": tokens})
+            async for part in stream:
+                done = bool(part.done)
+            return done
+        except Exception as exc:  # counted and printed, not raised: the figure is how many fail
+            errors.append(f"{type(exc).__name__}: {exc}")
+            return False
+        finally:
+            open_now -= 1
+
+    start = time.perf_counter()
+    outcomes = await asyncio.gather(*(one(i) for i in range(n)))
+    elapsed = time.perf_counter() - start
+    for line in sorted(set(errors))[:5]:
+        print("  error:", line)
+    return sum(outcomes), n - sum(outcomes), peak, elapsed
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--runs", type=int, default=60, help="interleaved TTFT runs of each kind")
+    parser.add_argument("--streams", type=int, default=200, help="concurrent streaming clients")
+    parser.add_argument("--tps", type=float, default=2000.0, help="simulated decode speed, tokens/s")
+    parser.add_argument("--stream-tokens", type=int, default=400, help="tokens per concurrent stream")
+    args = parser.parse_args()
+
+    for key in [k for k in os.environ if k.startswith(("HYDRA_", "SOLLOL_")) or k == "OLLAMA_HOST"]:
+        del os.environ[key]
+    with tempfile.TemporaryDirectory() as tmp, start_cluster([_profile(args.tps, args.streams)],
+                                                              time_scale=1.0) as cluster:
+        env = {"SOLLOL_NODES": cluster.sollol_nodes(), "HYDRA_DB": str(Path(tmp) / "bench.db"),
+               "HYDRA_EMBEDDED_NODE": "off", "SOLLOL_DISCOVER_LOCALHOST": "false", "HYDRA_GATEWAY_PORT": "0",
+               "SOLLOL_MAX_CONCURRENT_REQUESTS": str(min(1024, args.streams))}
+        hydra = Hydra.from_env(env).start()
+        gateway = Gateway(hydra, port=0).start()
+        try:
+            direct = ollama.Client(host=cluster.urls[0])
+            through = ollama.Client(host=gateway.url)
+            for _ in range(5):  # warm every path (connections, model load, thread pools)
+                client_ttft(direct, 3), client_ttft(through, 3), hydra_ttft(hydra, 3)
+            d, h, g = [], [], []
+            for _ in range(args.runs):
+                d.append(client_ttft(direct, 3))
+                g.append(client_ttft(through, 3))
+                h.append(hydra_ttft(hydra, 3))
+            completed, failed, peak, seconds = asyncio.run(many_streams(gateway.url, args.streams,
+                                                                        args.stream_tokens))
+        finally:
+            gateway.stop()
+            hydra.close()
+
+    d50, h50, g50 = (statistics.median(x) * 1000 for x in (d, h, g))
+    added = g50 - d50
+    print(f"node: simulated, {args.tps:.0f} tok/s, no load/prefill; {args.runs} interleaved TTFT runs of each kind")
+    print(f"TTFT median   direct {d50:6.2f} ms   hydra.submit {h50:6.2f} ms   gateway {g50:6.2f} ms")
+    print(f"added by gateway+router {added:+.2f} ms (target <= 3 ms) {'OK' if added <= 3.0 else 'MISSED'};"
+          f"  of which the gateway alone {g50 - h50:+.2f} ms;  ratio gateway/direct {g50 / d50:.2f}")
+    print(f"TTFT p95      direct {_p95(d):6.2f} ms   hydra.submit {_p95(h):6.2f} ms   gateway {_p95(g):6.2f} ms")
+    print(f"{args.streams} concurrent streams x {args.stream_tokens} tokens: {completed} completed, {failed} errors, "
+          f"{peak} open at once, {seconds:.2f} s ({completed * args.stream_tokens / seconds:.0f} tokens/s in all)  "
+          f"{'OK' if failed == 0 else 'MISSED'}")
+
+
+def _p95(values: list[float]) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(0.95 * len(ordered)))] * 1000
+
+
+if __name__ == "__main__":
+    main()

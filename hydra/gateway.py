@@ -1,0 +1,246 @@
+"""The gateway: the whole cluster behind one Ollama- and OpenAI-compatible address, with /metrics.
+
+One process, one Router: the gateway submits through the same ``Hydra`` the
+app uses, so its tasks are routed, recorded and shown exactly like the app's.
+
+    gateway = Gateway(hydra, host="127.0.0.1", port=8080, api_key=None).start()
+    gateway.url        # http://127.0.0.1:8080 (port=0 picks a free port)
+    gateway.stop()     # cancels the tasks it is still answering, stops the server, joins
+
+Routes (modules): Ollama API in ``gateway_ollama``, OpenAI API in ``gateway_openai``,
+task streaming and request plumbing in ``gateway_stream``, Prometheus in ``gateway_metrics``.
+With an API key every route but ``/`` needs ``Authorization: Bearer <key>``.
+
+Routing comes from request headers: ``X-Hydra-Mode`` (fast / reliable / async),
+``X-Hydra-Priority`` (1..10), ``X-Hydra-Task-Type``; model ``auto`` or empty is
+tier selection. Answers carry ``X-Hydra-Node``, ``X-Hydra-Model`` and
+``X-Hydra-Task-Id``; a stream holds its headers back until the first chunk
+names the node (at most ``gateway_stream.HEADER_WAIT_S``).
+
+Not carried through (the Task has no field for them): Ollama's ``format``,
+``tools``, ``keep_alive``, ``raw``, ``context``, ``suffix``; OpenAI's ``n``,
+``tools``, ``response_format``. Other Ollama routes (pull, embed, ...) are 404.
+"""
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import hmac
+import logging
+import socket
+import threading
+import time
+from collections.abc import AsyncIterator
+from typing import Any
+
+import uvicorn
+from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from hydra.gateway_metrics import CONTENT_TYPE, GatewayMetrics
+from hydra.gateway_ollama import OllamaRoutes
+from hydra.gateway_openai import OpenAIRoutes, openai_error
+from hydra.sollol import TaskHandle, TaskResult
+
+log = logging.getLogger("hydra.gateway")
+
+START_TIMEOUT_S = 10.0
+STOP_TIMEOUT_S = 10.0
+STATUS_DECISIONS = 50
+
+
+class BearerAuth:
+    """Every path but ``/`` needs the key; 401 in the shape of the API that was called."""
+
+    def __init__(self, app: ASGIApp, api_key: str | None) -> None:
+        self.app = app
+        self.expected = f"Bearer {api_key}".encode() if api_key else None
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if self.expected is None or scope["type"] != "http" or scope["path"] == "/":
+            await self.app(scope, receive, send)
+            return
+        given = dict(scope["headers"]).get(b"authorization", b"")
+        if hmac.compare_digest(given, self.expected):
+            await self.app(scope, receive, send)
+            return
+        message = "missing or wrong API key: send Authorization: Bearer <HYDRA_API_KEY>"
+        body = openai_error(401, message, "authentication_error") if scope["path"].startswith("/v1") \
+            else {"error": message}
+        response = JSONResponse(body, status_code=401, headers={"WWW-Authenticate": "Bearer"})
+        await response(scope, receive, send)
+
+
+def _error_body(path: str, status: int, message: str) -> dict[str, Any]:
+    kind = "not_found_error" if status == 404 else "server_error" if status >= 500 else "invalid_request_error"
+    return openai_error(status, message, kind) if path.startswith("/v1") else {"error": message}
+
+
+async def _http_error(request: Request, exc: Exception) -> Response:
+    """Unknown paths and wrong methods in the API's error shape, not Starlette's plain text."""
+    assert isinstance(exc, HTTPException)
+    message = f"{request.method} {request.url.path}: {exc.detail}"
+    return JSONResponse(_error_body(request.url.path, exc.status_code, message), status_code=exc.status_code,
+                        headers=exc.headers)
+
+
+async def _crash(request: Request, exc: Exception) -> Response:
+    log.error("gateway: %s %s failed", request.method, request.url.path, exc_info=exc)
+    return JSONResponse(_error_body(request.url.path, 500, f"internal error: {exc}"), status_code=500)
+
+
+def _jsonable(value: Any) -> Any:
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return {f.name: _jsonable(getattr(value, f.name)) for f in dataclasses.fields(value)}
+    if isinstance(value, dict):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple, set, frozenset)):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, (str, int, float, bool)) or value is None:
+        return value
+    return str(value)
+
+
+class _OpenTasks:
+    """The tasks this gateway is answering (cancelled on stop) and the metrics of those that end."""
+
+    def __init__(self, hydra: Any) -> None:
+        self.metrics = GatewayMetrics(hydra)
+        self._lock = threading.Lock()
+        self._open: dict[str, TaskHandle] = {}
+
+    def started(self, handle: TaskHandle) -> None:
+        with self._lock:
+            self._open[handle.id] = handle
+        self.metrics.in_flight.inc()
+
+    def finished(self, api: str, handle: TaskHandle, result: TaskResult | None, started: float) -> None:
+        with self._lock:
+            self._open.pop(handle.id, None)
+        self.metrics.in_flight.dec()
+        if result is None and handle.done():
+            result = handle.result(timeout=1)
+        self.metrics.finished(api, str(handle.task.mode or ""), result, time.monotonic() - started)
+
+    def refused(self, api: str, model: Any, mode: str | None, status: int) -> None:
+        self.metrics.refused(api, str(model or ""), mode or "", status)
+
+    def cancel_all(self) -> None:
+        with self._lock:
+            handles = list(self._open.values())
+        for handle in handles:
+            handle.cancel()
+
+
+def create_app(hydra: Any, api_key: str | None = None) -> Starlette:
+    """The gateway's ASGI app over ``hydra`` (a started ``hydra.service.Hydra``)."""
+    tracker = _OpenTasks(hydra)
+    ollama = OllamaRoutes(hydra, tracker)
+    openai = OpenAIRoutes(hydra, tracker)
+
+    async def metrics(request: Request) -> Response:
+        return Response(tracker.metrics.render(), media_type=CONTENT_TYPE)
+
+    async def status(request: Request) -> Response:
+        snapshot = _jsonable(hydra.snapshot())
+        distribution = {k: snapshot.pop(k) for k in ("by_node", "by_model", "by_mode", "by_task_type",
+                                                      "by_status", "failovers")}
+        return JSONResponse({**snapshot, "distribution": distribution,
+                             "decisions": _jsonable(hydra.decisions(STATUS_DECISIONS))})
+
+    routes = [
+        Route("/", ollama.root, methods=["GET", "HEAD"]),
+        Route("/api/version", ollama.version, methods=["GET", "HEAD"]),
+        Route("/api/tags", ollama.tags, methods=["GET", "HEAD"]),
+        Route("/api/ps", ollama.ps, methods=["GET", "HEAD"]),
+        Route("/api/show", ollama.show, methods=["POST"]),
+        Route("/api/chat", ollama.chat, methods=["POST"]),
+        Route("/api/generate", ollama.generate, methods=["POST"]),
+        Route("/v1/models", openai.models, methods=["GET"]),
+        Route("/v1/chat/completions", openai.chat_completions, methods=["POST"]),
+        Route("/metrics", metrics, methods=["GET"]),
+        Route("/api/hydra/status", status, methods=["GET"]),
+    ]
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        yield
+        await ollama.aclose()
+
+    handlers = {HTTPException: _http_error, Exception: _crash}
+    app = Starlette(routes=routes, lifespan=lifespan, exception_handlers=handlers)  # type: ignore[arg-type]
+    app.state.tracker = tracker
+    app.add_middleware(BearerAuth, api_key=api_key)
+    return app
+
+
+class Gateway:
+    def __init__(self, hydra: Any, *, host: str = "127.0.0.1", port: int = 8080, api_key: str | None = None) -> None:
+        self.hydra = hydra
+        self.host = host
+        self.port = port
+        self.app = create_app(hydra, api_key)
+        self._server: uvicorn.Server | None = None
+        self._thread: threading.Thread | None = None
+        self._socket: socket.socket | None = None
+
+    @property
+    def url(self) -> str:
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"http://{host}:{self.port}"
+
+    def start(self) -> Gateway:
+        """Bind now (a busy port raises OSError here), then serve in a background thread."""
+        family = socket.AF_INET6 if ":" in self.host else socket.AF_INET
+        # IPPROTO_TCP explicitly: asyncio sets TCP_NODELAY only on sockets that say they are TCP, and without
+        # it Nagle holds each small write (the body after the headers) for the client's delayed ACK, ~40 ms.
+        sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
+        try:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            sock.bind((self.host, self.port))
+            sock.listen(2048)
+        except OSError:
+            sock.close()
+            raise
+        self._socket = sock
+        self.port = sock.getsockname()[1]
+        # log_config=None: the host process (Streamlit, the CLI) owns logging; uvicorn must not reconfigure it.
+        config = uvicorn.Config(self.app, log_config=None, log_level="warning", access_log=False, lifespan="on",
+                                timeout_graceful_shutdown=2, backlog=2048)
+        self._server = server = uvicorn.Server(config)
+        # A daemon, as the engine's threads are: stop() joins it, but a process that never calls
+        # Hydra.close() must still exit, and atexit (which calls it) runs only after non-daemon threads end.
+        self._thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, name="hydra-gateway",
+                                        daemon=True)
+        self._thread.start()
+        deadline = time.monotonic() + START_TIMEOUT_S
+        while not server.started and self._thread.is_alive() and time.monotonic() < deadline:
+            time.sleep(0.01)
+        if not server.started:
+            self.stop()
+            raise OSError(f"the gateway did not start on {self.url} within {START_TIMEOUT_S:g} s")
+        return self
+
+    def stop(self) -> None:
+        """Cancel the tasks still being answered, stop serving, join the server thread."""
+        self.app.state.tracker.cancel_all()
+        if self._server is not None:
+            self._server.should_exit = True
+        if self._thread is not None:
+            self._thread.join(STOP_TIMEOUT_S)
+            if self._thread.is_alive():
+                log.warning("the gateway thread did not stop within %g s", STOP_TIMEOUT_S)
+            self._thread = None
+        if self._socket is not None:
+            self._socket.close()
+            self._socket = None
+
+    def __enter__(self) -> Gateway:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()

@@ -1,0 +1,77 @@
+"""Prometheus metrics of one gateway: its own registry, request counters and histograms filled as
+requests end, and cluster gauges (queue, health, circuit, VRAM) read from a snapshot at scrape time."""
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
+
+from hydra.sollol import TaskResult
+
+CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+_SECONDS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0)
+_CIRCUITS = ("closed", "open", "half_open")
+
+
+class ClusterCollector(Collector):
+    """Gauges from ``hydra.snapshot()`` at each scrape: never stale, nothing to keep in step."""
+
+    def __init__(self, hydra: Any) -> None:
+        self.hydra = hydra
+
+    def collect(self) -> Iterator[Metric]:
+        snap = self.hydra.snapshot()
+        yield GaugeMetricFamily("hydra_queue_depth", "Tasks waiting for a node.", value=snap.queue_depth)
+        yield GaugeMetricFamily("hydra_router_in_flight", "Tasks running on nodes.", value=snap.in_flight)
+        healthy = GaugeMetricFamily("hydra_node_healthy", "1 when the node answers its health poll.",
+                                    labels=["node"])
+        circuit = GaugeMetricFamily("hydra_node_circuit_state", "1 for the circuit breaker's current state.",
+                                    labels=["node", "state"])
+        vram = GaugeMetricFamily("hydra_node_vram_used_bytes", "VRAM used by loaded models.", labels=["node"])
+        busy = GaugeMetricFamily("hydra_node_in_flight", "Requests running on the node.", labels=["node"])
+        for node in snap.nodes:
+            healthy.add_metric([node.name], 1.0 if node.healthy else 0.0)
+            for state in _CIRCUITS:
+                circuit.add_metric([node.name, state], 1.0 if node.circuit == state else 0.0)
+            vram.add_metric([node.name], float((node.vram_used_mb or 0) * 1024 * 1024))
+            busy.add_metric([node.name], float(node.in_flight))
+        yield from (healthy, circuit, vram, busy)
+
+
+class GatewayMetrics:
+    def __init__(self, hydra: Any) -> None:
+        self.registry = registry = CollectorRegistry()
+        self.requests = Counter("hydra_gateway_requests", "Generation requests by outcome.",
+                                ["api", "node", "model", "mode", "status"], registry=registry)
+        self.in_flight = Gauge("hydra_gateway_in_flight", "Generation requests being answered.", registry=registry)
+        self.ttft = Histogram("hydra_gateway_ttft_seconds", "Time to first token on the node.", ["node", "model"],
+                              buckets=_SECONDS, registry=registry)
+        self.duration = Histogram("hydra_gateway_request_duration_seconds", "Request duration in the gateway.",
+                                  ["node", "model"], buckets=_SECONDS, registry=registry)
+        self.tokens = Counter("hydra_gateway_tokens", "Tokens by kind (prompt, completion).",
+                              ["node", "model", "kind"], registry=registry)
+        registry.register(ClusterCollector(hydra))
+
+    def finished(self, api: str, mode: str, result: TaskResult | None, duration_s: float) -> None:
+        if result is None:
+            self.requests.labels(api, "", "", mode, "cancelled").inc()
+            return
+        node, model = result.node or "", result.model or ""
+        self.requests.labels(api, node, model, result.mode.value if result.mode else mode,
+                             result.status.value).inc()
+        self.duration.labels(node, model).observe(duration_s)
+        if result.ttft_s is not None:
+            self.ttft.labels(node, model).observe(result.ttft_s)
+        if result.eval_count:
+            self.tokens.labels(node, model, "completion").inc(result.eval_count)
+        if result.prompt_eval_count:
+            self.tokens.labels(node, model, "prompt").inc(result.prompt_eval_count)
+
+    def refused(self, api: str, model: str, mode: str, status: int) -> None:
+        self.requests.labels(api, "", model, mode, f"http_{status}").inc()
+
+    def render(self) -> bytes:
+        return generate_latest(self.registry)

@@ -1,0 +1,217 @@
+"""The Ollama API of the gateway: /api/version, /api/tags, /api/ps, /api/show, /api/chat, /api/generate.
+
+Answers keep Ollama's shapes so the official clients, the ollama CLI and Open
+WebUI work unchanged. A failover that restarts an answer mid-stream (Chunk.restart)
+is surfaced as a chunk whose text is a bracketed note, e.g.
+``\\n\\n[hydra: light failed mid-answer (...); the answer restarts on another node.]\\n\\n``:
+Ollama has no way to take back text a client already printed.
+"""
+from __future__ import annotations
+
+import json
+import time
+from datetime import datetime, timezone
+from typing import Any
+
+import httpx
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+
+from hydra.gateway_stream import (GatewayError, Routing, TaskResponse, Tracker, done_reason, read_json, resolve_model,
+                                  split_options, submit)
+from hydra.sollol import Chunk, TaskResult
+
+FALLBACK_VERSION = "0.6.0"
+
+
+def created_at() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="microseconds").replace("+00:00", "Z")
+
+
+def restart_note(chunk: Chunk) -> str:
+    return f"\n\n[hydra: {chunk.notice or 'the answer restarts on another node.'}]\n\n"
+
+
+def _line(obj: dict[str, Any]) -> bytes:
+    return json.dumps(obj, separators=(",", ":")).encode() + b"\n"
+
+
+def _stats(result: TaskResult) -> dict[str, Any]:
+    """Ollama's timing fields (nanoseconds) from what the engine measured."""
+    eval_count = result.eval_count or 0
+    eval_ns = int(eval_count / result.tokens_per_s * 1e9) if result.tokens_per_s and eval_count else 0
+    prompt_ns = max(0, int((result.ttft_s or 0.0) * 1e9))
+    total_ns = int((result.duration_s or 0.0) * 1e9)
+    total_ns = max(total_ns, prompt_ns + eval_ns)
+    return {"total_duration": total_ns, "load_duration": 0, "prompt_eval_count": result.prompt_eval_count or 0,
+            "prompt_eval_duration": prompt_ns, "eval_count": eval_count, "eval_duration": eval_ns}
+
+
+class OllamaRenderer:
+    """NDJSON in Ollama's chat (``message``) or generate (``response``) shape."""
+
+    media_type = "application/x-ndjson"
+
+    def __init__(self, chat: bool, model: str | None, max_tokens: int | None) -> None:
+        self.chat = chat
+        self.requested = model or "auto"
+        self.max_tokens = max_tokens
+
+    def _body(self, model: str, text: str, thinking: str, done: bool) -> dict[str, Any]:
+        body: dict[str, Any] = {"model": model or self.requested, "created_at": created_at()}
+        if self.chat:
+            message: dict[str, Any] = {"role": "assistant", "content": text}
+            if thinking:
+                message["thinking"] = thinking
+            body["message"] = message
+        else:
+            body["response"] = text
+            if thinking:
+                body["thinking"] = thinking
+        body["done"] = done
+        return body
+
+    def chunk(self, chunk: Chunk) -> bytes | None:
+        if chunk.restart:
+            return _line(self._body(chunk.model, restart_note(chunk), "", False))
+        if not chunk.text and not chunk.thinking:
+            return None
+        return _line(self._body(chunk.model, chunk.text, chunk.thinking, False))
+
+    def _final(self, result: TaskResult, text: str, thinking: str) -> dict[str, Any]:
+        body = self._body(result.model or "", text, thinking, True)
+        body["done_reason"] = done_reason(result, self.max_tokens)
+        body.update(_stats(result))
+        if not self.chat:
+            body["context"] = []
+        return body
+
+    def end(self, result: TaskResult) -> bytes:
+        return _line(self._final(result, "", ""))
+
+    def stream_error(self, message: str) -> bytes:
+        return _line({"error": message})
+
+    def whole(self, result: TaskResult) -> dict[str, Any]:
+        return self._final(result, result.text, result.thinking)
+
+    def error(self, status: int, message: str) -> dict[str, Any]:
+        return {"error": message}
+
+
+def error_response(exc: GatewayError) -> JSONResponse:
+    return JSONResponse({"error": exc.message}, status_code=exc.status)
+
+
+class OllamaRoutes:
+    def __init__(self, hydra: Any, tracker: Tracker) -> None:
+        self.hydra = hydra
+        self.tracker = tracker
+        self._http: httpx.AsyncClient | None = None  # made on first use, inside the server's event loop
+
+    async def aclose(self) -> None:
+        if self._http is not None:
+            await self._http.aclose()
+            self._http = None
+
+    async def root(self, request: Request) -> Response:
+        return Response("Ollama is running", media_type="text/plain")
+
+    async def version(self, request: Request) -> Response:
+        versions = [n.version for n in self.hydra.snapshot().healthy_nodes if n.version]
+        return JSONResponse({"version": max(versions, default=FALLBACK_VERSION)})
+
+    async def tags(self, request: Request) -> Response:
+        seen: dict[str, dict[str, Any]] = {}
+        for node in self.hydra.snapshot().healthy_nodes:
+            for m in node.installed:
+                entry = seen.setdefault(m.name, {
+                    "name": m.name, "model": m.name, "modified_at": "1970-01-01T00:00:00Z", "size": m.size_bytes,
+                    "digest": "", "details": {
+                        "format": "gguf", "family": m.family, "families": [m.family] if m.family else None,
+                        "parameter_size": f"{m.size_b:g}B" if m.size_b else "",
+                        "quantization_level": m.quantization},
+                    "nodes": []})
+                entry["nodes"].append(node.name)
+        return JSONResponse({"models": [seen[k] for k in sorted(seen)]})
+
+    async def ps(self, request: Request) -> Response:
+        seen: dict[str, dict[str, Any]] = {}
+        for node in self.hydra.snapshot().healthy_nodes:
+            for m in node.loaded:
+                entry = seen.setdefault(m.name, {
+                    "name": m.name, "model": m.name, "size": 0, "size_vram": 0, "digest": "",
+                    "expires_at": m.expires_at or None, "details": {}, "nodes": []})
+                entry["size"] += m.size_bytes
+                entry["size_vram"] += m.size_vram_bytes
+                entry["nodes"].append(node.name)
+        return JSONResponse({"models": [seen[k] for k in sorted(seen)]})
+
+    async def show(self, request: Request) -> Response:
+        try:
+            body = await read_json(request)
+            name = body.get("model") or body.get("name")
+            model = resolve_model(self.hydra, name)
+            if model is None:
+                raise GatewayError(400, "model is required (a name from /api/tags)")
+        except GatewayError as exc:
+            return error_response(exc)
+        nodes = [n for n in self.hydra.snapshot().healthy_nodes if any(m.name == model for m in n.installed)]
+        last = "no healthy node has it"
+        if self._http is None:
+            self._http = httpx.AsyncClient(timeout=10.0)  # one per gateway: building one costs tens of ms
+        client = self._http
+        for node in nodes:
+            try:
+                reply = await client.post(f"{node.url}/api/show", json={**body, "model": model})
+            except httpx.HTTPError as exc:
+                last = f"{node.name}: {exc}"
+                continue
+            if reply.status_code < 500:
+                return Response(reply.content, status_code=reply.status_code, media_type="application/json",
+                                headers={"X-Hydra-Node": node.name, "X-Hydra-Model": model})
+            last = f"{node.name}: HTTP {reply.status_code}"
+        return JSONResponse({"error": f"model {model!r}: no node answered /api/show ({last})"}, status_code=503)
+
+    async def chat(self, request: Request) -> Response:
+        return await self._generate(request, chat=True)
+
+    async def generate(self, request: Request) -> Response:
+        return await self._generate(request, chat=False)
+
+    async def _generate(self, request: Request, *, chat: bool) -> Response:
+        api = "ollama_chat" if chat else "ollama_generate"
+        started = time.monotonic()
+        routing: Routing | None = None
+        requested = None
+        try:
+            routing = Routing.from_headers(request)
+            body = await read_json(request)
+            requested = body.get("model")
+            model = resolve_model(self.hydra, requested)
+            options, max_tokens = split_options(body.get("options"))
+            fields: dict[str, Any] = {"options": options, "max_tokens": max_tokens}
+            if chat:
+                messages = body.get("messages")
+                if not isinstance(messages, list) or not messages or not all(isinstance(m, dict) for m in messages):
+                    raise GatewayError(400, "messages must be a non-empty list of {role, content} objects")
+                fields["messages"] = messages
+            else:
+                prompt = body.get("prompt")
+                if not isinstance(prompt, str) or not prompt.strip():
+                    raise GatewayError(400, "prompt must be a non-empty string")
+                fields["prompt"] = prompt
+                if isinstance(body.get("system"), str) and body["system"]:
+                    fields["system"] = body["system"]
+            think = body.get("think")
+            if think is not None and not isinstance(think, (bool, str)):
+                raise GatewayError(400, "think must be true, false or a level (low, medium, high)")
+            stream = body.get("stream", True)
+            handle = await submit(self.hydra, self.tracker, model=model, mode=routing.mode, priority=routing.priority,
+                                  task_type=routing.task_type, think=think, **fields)
+        except GatewayError as exc:
+            self.tracker.refused(api, requested, routing.mode if routing else None, exc.status)
+            return error_response(exc)
+        renderer = OllamaRenderer(chat, model, max_tokens)
+        return TaskResponse(handle, renderer, stream=stream is not False,  # type: ignore[return-value]
+                            on_finish=lambda h, r: self.tracker.finished(api, h, r, started))
