@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import atexit
 import logging
+import queue
 import threading
 from collections import OrderedDict
 from collections.abc import Mapping
@@ -16,7 +17,7 @@ from typing import Any
 from hydra import reasoning, tiers
 from hydra.config import Settings, load_settings, parse_value
 from hydra.history import History
-from hydra.sollol import (ClusterSnapshot, ConfigError, NodeSpec, Router, RoutingDecision, Task, TaskError,
+from hydra.sollol import (ClusterSnapshot, ConfigError, NodeSpec, Router, RoutingDecision, Task, TaskError, TaskEvent,
                           TaskHandle, TaskStatus)
 from hydra.sollol.client import NodeClient
 from hydra.sollol.config import SollolConfig
@@ -68,7 +69,11 @@ class Hydra:
         self._stop = threading.Event()
         self._saver = threading.Thread(target=self._save_partials, name="hydra-partial-saver", daemon=True)
         self.router = Router(config=self._sollol_config(), tiers=self._tiers(), classify=tiers.classify)
-        self.router.subscribe(history.record_event)
+        # "queued" is written before submit() returns (a submitted task survives a kill); the other
+        # state changes go through one writer thread, in order, off the dispatch and TTFT path.
+        self._events: queue.SimpleQueue[TaskEvent | None] = queue.SimpleQueue()
+        self._writer = threading.Thread(target=self._write_events, name="hydra-history-writer", daemon=True)
+        self.router.subscribe(self._on_event)
         self._started = False
 
     @classmethod
@@ -80,6 +85,16 @@ class Hydra:
         settings = load_settings(env, history.load_settings())
         return cls(settings, history, engine_overrides=engine_overrides, env=env)
 
+    def _on_event(self, event: TaskEvent) -> None:
+        if event.kind == "queued":
+            self.history.record_event(event)
+        else:
+            self._events.put(event)
+
+    def _write_events(self) -> None:
+        while (event := self._events.get()) is not None:
+            self.history.record_event(event)  # never raises: history logs its own troubles
+
     # --- lifecycle ---
 
     def start(self) -> Hydra:
@@ -90,6 +105,7 @@ class Hydra:
         if interrupted:
             log.info("%d task(s) left queued or running by the last run are marked interrupted", interrupted)
         self._maybe_start_embedded()
+        self._writer.start()
         self.router.start()
         self._saver.start()
         self._maybe_start_gateway()
@@ -105,6 +121,9 @@ class Hydra:
         self.router.close()
         if self._saver.is_alive():
             self._saver.join()
+        if self._writer.is_alive():
+            self._events.put(None)  # after everything the router said at close
+            self._writer.join()
         if self._embedded is not None:
             self._embedded.stop()
         self.history.close()
