@@ -385,11 +385,13 @@ def _insert_task(conn: sqlite3.Connection, task: Task) -> None:
                "model": task.model, "task_type": task.task_type, "mode": _text(task.mode),
                "thinking_budget": task.thinking_budget, "system": task.system,
                "min_success_rate": task.min_success_rate, "deadline": task.deadline}
+    # The service puts the reasoning engine's verdict in task.meta["reasoning"]: one write, not two.
+    reasoning = task.meta.get("reasoning") if isinstance(task.meta, dict) else None
     conn.execute(
         "INSERT INTO tasks (id, prompt, messages_json, options_json, status, model, mode, task_type, priority,"
-        " submitted_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT(id) DO NOTHING",
+        " submitted_at, reasoning_json) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT(id) DO NOTHING",
         (task.id, task.prompt or "", _json(task.messages), _json(options), TaskStatus.QUEUED.value,
-         task.model, _text(task.mode), task.task_type, task.priority, task.submitted_at))
+         task.model, _text(task.mode), task.task_type, task.priority, task.submitted_at, _json(reasoning)))
 
 
 def _insert_decision(conn: sqlite3.Connection, d: RoutingDecision) -> None:

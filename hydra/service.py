@@ -232,9 +232,9 @@ class Hydra:
         task = Task(prompt=prompt, messages=messages, task_type=kind, model=model or None, mode=mode or None,
                     priority=priority, max_tokens=max_tokens, think=think,
                     thinking_budget=budget,
-                    meta={"assessment": assessment, "requested_task_type": task_type}, **task_fields)
-        handle = self.router.submit(task)
-        self.history.set_reasoning(task.id, _assessment_record(assessment))
+                    meta={"assessment": assessment, "reasoning": _assessment_record(assessment),
+                          "requested_task_type": task_type}, **task_fields)
+        handle = self.router.submit(task)  # history writes the task, reasoning included, before this returns
         with self._lock:
             self._handles[task.id] = handle
             self._handles.move_to_end(task.id, last=False)
