@@ -9,6 +9,7 @@ import threading
 from collections import Counter, deque
 from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import Any
 
 from .types import ModelStatsSnapshot
 
@@ -47,6 +48,10 @@ class RollingStats:
         self._window = window
         self._lock = threading.Lock()
         self._by_key: dict[tuple[str, str], _Window] = {}
+        # Routing reads estimates and success rates for every decision, many per dispatch round;
+        # they change only when a request ends, so they are computed once per change.
+        self._version = 0
+        self._cached: dict[str, tuple[int, Any]] = {}
 
     def _get(self, node: str, model: str) -> _Window:
         key = (node, model)
@@ -59,6 +64,7 @@ class RollingStats:
     def record(self, node: str, model: str, *, ok: bool, ttft_s: float | None = None,
                tokens_per_s: float | None = None, load_s: float | None = None) -> None:
         with self._lock:
+            self._version += 1
             win = self._get(node, model)
             win.requests += 1
             win.outcomes.append(ok)
@@ -75,6 +81,7 @@ class RollingStats:
 
     def forget_node(self, node: str) -> None:
         with self._lock:
+            self._version += 1
             for key in [k for k in self._by_key if k[0] == node]:
                 del self._by_key[key]
 
@@ -108,16 +115,28 @@ class RollingStats:
             "tokens_per_s": _mean([t for w in wins for t in w.tps]),
         }
 
+    def _memo(self, name: str, compute: Any) -> Any:
+        version = self._version
+        hit = self._cached.get(name)
+        if hit is not None and hit[0] == version:
+            return hit[1]
+        value = compute()
+        self._cached[name] = (version, value)
+        return value
+
     def estimates(self) -> dict[tuple[str, str], tuple[float | None, float | None, float | None]]:
-        """(node, model) -> (median TTFT s, mean tokens/s, mean load s), for routing."""
-        return {k: (percentile(w.ttft, 50), _mean(w.tps), _mean(w.load)) for k, w in self._copy()}
+        """(node, model) -> (median TTFT s, mean tokens/s, mean load s), for routing. Read-only."""
+        return self._memo("estimates", lambda: {k: (percentile(w.ttft, 50), _mean(w.tps), _mean(w.load))
+                                                for k, w in self._copy()})
 
     def success_rates(self) -> dict[str, tuple[float | None, int]]:
-        """node -> (success rate over the recent window, samples)."""
-        per_node: dict[str, list[bool]] = {}
-        for (node, _), w in self._copy():
-            per_node.setdefault(node, []).extend(w.outcomes)
-        return {n: ((sum(o) / len(o)) if o else None, len(o)) for n, o in per_node.items()}
+        """node -> (success rate over the recent window, samples). Read-only."""
+        def compute() -> dict[str, tuple[float | None, int]]:
+            per_node: dict[str, list[bool]] = {}
+            for (node, _), w in self._copy():
+                per_node.setdefault(node, []).extend(w.outcomes)
+            return {n: ((sum(o) / len(o)) if o else None, len(o)) for n, o in per_node.items()}
+        return self._memo("success_rates", compute)
 
 
 def _mean(values: Iterable[float]) -> float | None:
