@@ -132,10 +132,6 @@ class Dispatcher:
             self._cond.notify()
 
     @property
-    def depth(self) -> int:
-        return len(self._queue)
-
-    @property
     def in_flight(self) -> int:
         return self._in_flight
 
