@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -54,6 +54,9 @@ class TaskState:
     # Cuts the current attempt's connection (set by its worker): a cancel, timeout or move frees the
     # node at once, even while the worker is blocked waiting for a first token.
     canceller: Callable[[], None] | None = field(default=None, repr=False)
+    # Called under ``cond`` at every change (new chunk, bind, requeue, end): lets an asyncio reader
+    # wait without a thread of its own (TaskHandle.astream). Each must be quick and never block.
+    watchers: list[Callable[[], None]] = field(default_factory=list, repr=False)
 
     @property
     def id(self) -> str:
@@ -77,7 +80,7 @@ class TaskState:
             now = time.monotonic()
             self.started_mono = self.started_mono or now
             self.attempt_started = self.last_progress = now
-            self.cond.notify_all()
+            self._changed()
             return self.attempt
 
     def set_canceller(self, attempt: int, cancel: Callable[[], None] | None) -> bool:
@@ -106,7 +109,7 @@ class TaskState:
                 self.thinking.append(thinking)
                 self.thinking_tokens += 1
             self.chunks.append(Chunk(text=text, thinking=thinking, node=self.node or "", model=self.model or ""))
-            self.cond.notify_all()
+            self._changed()
             return True
 
     def requeue(self, attempt: int, failed_node: str, error: str, *, restart_notice: str = "",
@@ -139,7 +142,13 @@ class TaskState:
             self.thinking_tokens = 0
             self.first_token_mono = None
             self.chunks.append(Chunk(restart=True, notice=restart_notice))
+        self._changed()
+
+    def _changed(self) -> None:
+        """Under ``cond``: wake blocked readers and tell the watchers."""
         self.cond.notify_all()
+        for watcher in self.watchers:
+            watcher()
 
     def _left_running(self) -> None:
         if self.on_leave_running is not None:
@@ -160,7 +169,7 @@ class TaskState:
             if eval_count is not None:
                 self.eval_count, self.prompt_eval_count, self.tokens_per_s = eval_count, prompt_eval_count, tokens_per_s
             self.result_value = self._result(error)
-            self.cond.notify_all()
+            self._changed()
             result = self.result_value
         if cancel is not None:
             cancel()
@@ -242,6 +251,70 @@ class TaskHandle:
             yield from pending
             if finished and index >= len(state.chunks):
                 return
+
+    def watch(self, callback: Callable[[], None]) -> Callable[[], None]:
+        """Call ``callback`` (under the task's lock: quick, never blocking) at every change of the task;
+        returns the function that stops it."""
+        state = self._state
+        with state.cond:
+            state.watchers.append(callback)
+
+        def unwatch() -> None:
+            with state.cond:
+                if callback in state.watchers:
+                    state.watchers.remove(callback)
+        return unwatch
+
+    async def astream(self) -> AsyncIterator[Chunk]:
+        """``stream()`` for asyncio: the same chunks, without a thread blocked per reader. The event
+        loop is woken at most once per batch of chunks, however many arrive before it runs."""
+        import asyncio
+
+        loop = asyncio.get_running_loop()
+        ready = asyncio.Event()
+        scheduled = False  # a wake-up is already on its way to the loop (guarded by the task's lock)
+
+        def deliver() -> None:
+            nonlocal scheduled
+            with state.cond:
+                scheduled = False
+            ready.set()
+
+        def wake() -> None:
+            nonlocal scheduled
+            if not scheduled:
+                try:
+                    loop.call_soon_threadsafe(deliver)
+                    scheduled = True
+                except RuntimeError:
+                    pass  # the loop is closed: nobody is reading any more
+
+        state, index = self._state, 0
+        unwatch = self.watch(wake)
+        try:
+            while True:
+                ready.clear()  # before reading: a change after this read sets it again
+                with state.cond:
+                    pending = state.chunks[index:]
+                    finished = state.status.terminal
+                index += len(pending)
+                for chunk in pending:
+                    yield chunk
+                if finished:
+                    with state.cond:
+                        if index >= len(state.chunks):
+                            return
+                    continue
+                if not pending:
+                    await ready.wait()
+        finally:
+            unwatch()
+
+    async def aresult(self) -> TaskResult:
+        """``result()`` for asyncio, without blocking the loop."""
+        async for _ in self.astream():
+            pass
+        return self.result(timeout=5)
 
     def result(self, timeout: float | None = None) -> TaskResult:
         state = self._state
