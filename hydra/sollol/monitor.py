@@ -15,7 +15,7 @@ from .client import NodeClient
 from .config import SollolConfig
 from .errors import NodeError
 from .node import NodeState
-from .routing import vram_low
+from .eligibility import vram_low
 
 log = logging.getLogger("hydra.sollol.monitor")
 

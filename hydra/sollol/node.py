@@ -19,6 +19,52 @@ from enum import StrEnum
 
 from .types import LoadedModel, ModelInfo, NodeSpec
 
+# Parameter counts are nominal: a node declared for 70B models holds llama3.1:70b, which Ollama
+# reports as 70.6B. Within 2 % still fits; a 30B node still refuses a 32.8B model.
+SIZE_SLACK = 1.02
+
+# model -> (info, why it does not fit or None, size in B for the priors, prior tokens/s, prior cold-load s)
+FitTable = dict[str, tuple[ModelInfo, "str | None", float, float, float]]
+
+
+def prior_tps(gpu: bool, info: ModelInfo) -> float:
+    """Decode speed before any is measured: memory-bandwidth bound, so inversely proportional to size."""
+    size = info.size_b if info.size_b and info.size_b > 0.1 else 1.0
+    tps = (450.0 if gpu else 60.0) / size
+    return 1.0 if tps < 1.0 else 500.0 if tps > 500.0 else tps
+
+
+def prior_load_s(gpu: bool, info: ModelInfo) -> float:
+    """Cold-load time before any is measured: reading the weights, slower into RAM than into VRAM."""
+    size = info.size_b if info.size_b and info.size_b > 0.1 else 1.0
+    return size * (0.3 if gpu else 0.7) + 0.5
+
+
+def fit_reason(info: ModelInfo, max_model_b: float | None, gpu: bool, vram_total_mb: int | None) -> str | None:
+    """None when the model fits a node of this size, else why not."""
+    if info.size_b and max_model_b is not None and info.size_b > max_model_b * SIZE_SLACK + 1e-9:
+        return f"too large: {info.size_b:g}B > max {max_model_b:g}B"
+    if gpu and vram_total_mb and info.size_bytes:
+        need_mb = info.size_bytes / (1024 * 1024)
+        if need_mb > vram_total_mb:
+            return f"too large: needs {need_mb:,.0f} MB > {vram_total_mb:,} MB VRAM"
+    return None
+
+
+def fit_table(installed: dict[str, ModelInfo], max_model_b: float | None, gpu: bool,
+              vram_total_mb: int | None) -> FitTable:
+    """Every installed model, under its name and (for ``x:latest``) its bare name ``x``, with whether it
+    fits the node and its speed priors. It changes only when the model list does, so routing looks it up instead of
+    re-checking sizes for every (tier entry, node) pair of every decision."""
+    table: FitTable = {}
+    for name, info in installed.items():
+        entry = (info, fit_reason(info, max_model_b, gpu, vram_total_mb),
+                 info.size_b if info.size_b and info.size_b > 0.1 else 1.0, prior_tps(gpu, info), prior_load_s(gpu, info))
+        if name.endswith(":latest"):
+            table.setdefault(name[:-7], entry)
+        table[name] = entry
+    return table
+
 
 class Circuit(StrEnum):
     CLOSED = "closed"
@@ -46,6 +92,14 @@ class NodeView:
     vram_used_mb: int | None
     polled: bool                     # at least one good poll of /api/tags
     last_error: str | None
+    fit: FitTable | None = None      # fit_table() of ``installed``; built on demand when not given
+
+    @property
+    def fits_by_model(self) -> FitTable:
+        if self.fit is None:
+            object.__setattr__(self, "fit", fit_table(self.installed, self.max_model_b, self.gpu,
+                                                      self.vram_total_mb if self.gpu else None))
+        return self.fit  # type: ignore[return-value]
 
     @property
     def free_slots(self) -> int:
@@ -77,13 +131,15 @@ class NodeState:
     opened_at: float = 0.0
     trial_in_flight: bool = False
     in_flight: int = 0
-    installed: dict[str, ModelInfo] = field(default_factory=dict)
+    installed: dict[str, ModelInfo] = field(default_factory=dict)  # replaced on each poll, never mutated
     loaded: dict[str, LoadedModel] = field(default_factory=dict)
     version: str | None = None
     last_error: str | None = None
     last_seen: float | None = None
     polled: bool = False
     removed: bool = False
+    _fit_source: dict[str, ModelInfo] | None = field(default=None, repr=False)
+    _fit: FitTable = field(default_factory=dict, repr=False)
 
     @property
     def name(self) -> str:
@@ -99,9 +155,17 @@ class NodeState:
                 name=self.spec.name, url=self.spec.url, gpu=bool(self.spec.gpu), local=bool(self.spec.local),
                 max_model_b=self.spec.max_model_b, slots=self.spec.slots, in_flight=self.in_flight,
                 healthy=self.healthy and not self.removed, circuit=self.circuit,
-                trial_in_flight=self.trial_in_flight, installed=dict(self.installed),
+                trial_in_flight=self.trial_in_flight, installed=self.installed,
                 loaded=frozenset(self.loaded), vram_total_mb=self.spec.vram_mb if self.spec.gpu else None,
-                vram_used_mb=vram_used, polled=self.polled, last_error=self.last_error)
+                vram_used_mb=vram_used, polled=self.polled, last_error=self.last_error, fit=self._fits())
+
+    def _fits(self) -> FitTable:
+        """Lock held. The fit table of the current model list, rebuilt only when that list is replaced."""
+        if self._fit_source is not self.installed:
+            self._fit_source = self.installed
+            self._fit = fit_table(self.installed, self.spec.max_model_b, bool(self.spec.gpu),
+                                  self.spec.vram_mb if self.spec.gpu else None)
+        return self._fit
 
     # --- monitor side ---
 

@@ -13,8 +13,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 from .config import SollolConfig
-from .routing import (DEFAULT_OUTPUT_TOKENS, Estimates, RouteRequest, blocks_large_load, decode_tps,
-                      estimate_seconds, fits, is_routable, model_info)
+from .eligibility import blocks_large_load, fits, is_routable, model_info
+from .routing import DEFAULT_OUTPUT_TOKENS, Estimates, RouteRequest, decode_tps, estimate_seconds
 from .node import Circuit, NodeView
 from .types import RoutingMode
 

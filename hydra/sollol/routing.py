@@ -1,8 +1,8 @@
 """Pure routing: which model and which node serve a task, and why.
 
 No I/O, no threads, no clocks read here: ``route`` takes frozen node views
-and statistics and returns an outcome. Decisions are small named predicates
-(``is_routable``, ``fits``, ``needs_load``, ``vram_low``) testable alone.
+and statistics and returns an outcome. Its decisions rest on the small named
+predicates of eligibility.py (``is_routable``, ``fits``, ``vram_low``...).
 
 Scores are "lower is better". A route either binds (node has a free slot),
 waits (the best place is busy: late binding keeps the task queued), or is
@@ -14,18 +14,12 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
 from .config import SollolConfig
-from .node import Circuit, NodeView
+from .eligibility import blocks_large_load, is_routable, needs_load, normalize_model, vram_low
+from .node import Circuit, NodeView, prior_load_s
+from .node import prior_tps as node_prior_tps
 from .types import Candidate, ModelInfo, Placement, RoutingMode, TierEntry
 
 DEFAULT_OUTPUT_TOKENS = 200
-# Parameter counts are nominal: a node declared for 70B models holds llama3.1:70b, which Ollama
-# reports as 70.6B. Within 2 % still fits; a 30B node still refuses a 32.8B model.
-SIZE_SLACK = 1.02
-
-
-def normalize_model(name: str) -> str:
-    """'mistral' and 'mistral:latest' are the same model to Ollama."""
-    return name if ":" in name else name + ":latest"
 
 
 @dataclass(frozen=True)
@@ -41,63 +35,35 @@ class RouteRequest:
     ahead: int = 0                          # queued tasks before this one, still waiting for a place
 
 
-@dataclass(frozen=True)
 class RouteOutcome:
-    node: str | None
-    model: str | None
-    reason: str
-    candidates: tuple[Candidate, ...]
-    wait: bool = False     # nothing free now, but a place exists: keep the task queued
+    """Where a task goes (or why nowhere), and the record of every candidate.
+
+    ``candidates`` may be given as a function that builds them: only a decision that binds a task
+    is recorded, so the many routes of tasks that keep waiting never pay for the words."""
+
+    __slots__ = ("node", "model", "reason", "wait", "_candidates")
+
+    def __init__(self, node: str | None, model: str | None, reason: str,
+                 candidates: tuple[Candidate, ...] | Callable[[], tuple[Candidate, ...]] = (),
+                 wait: bool = False) -> None:
+        self.node = node
+        self.model = model
+        self.reason = reason
+        self.wait = wait        # nothing free now, but a place exists: keep the task queued
+        self._candidates = candidates
+
+    @property
+    def candidates(self) -> tuple[Candidate, ...]:
+        if callable(self._candidates):
+            self._candidates = self._candidates()
+        return self._candidates
+
+    def __repr__(self) -> str:
+        return f"RouteOutcome(node={self.node!r}, model={self.model!r}, wait={self.wait}, reason={self.reason!r})"
 
 
 Estimates = Mapping[tuple[str, str], tuple[float | None, float | None, float | None]]
 SuccessRates = Mapping[str, tuple[float | None, int]]
-
-
-# --- predicates ---
-
-def is_routable(node: NodeView) -> str | None:
-    """None when the node may take new work, else the reason it may not."""
-    if not node.healthy:
-        return "unhealthy" + (f": {node.last_error}" if node.last_error else "")
-    if node.circuit is Circuit.OPEN:
-        return "circuit open" + (f" after: {node.last_error}" if node.last_error else "")
-    if node.circuit is Circuit.HALF_OPEN and node.trial_in_flight:
-        return "circuit half-open, trial request in flight"
-    return None
-
-
-def model_info(node: NodeView, model: str) -> ModelInfo | None:
-    return node.installed.get(model) or node.installed.get(normalize_model(model))
-
-
-def fits(node: NodeView, info: ModelInfo) -> str | None:
-    """None when the model fits the node, else why not."""
-    if info.size_b and node.max_model_b is not None and info.size_b > node.max_model_b * SIZE_SLACK + 1e-9:
-        return f"too large: {info.size_b:g}B > max {node.max_model_b:g}B"
-    if node.gpu and node.vram_total_mb and info.size_bytes:
-        need_mb = info.size_bytes / (1024 * 1024)
-        if need_mb > node.vram_total_mb:
-            return f"too large: needs {need_mb:,.0f} MB > {node.vram_total_mb:,} MB VRAM"
-    return None
-
-
-def needs_load(node: NodeView, model: str) -> bool:
-    return model not in node.loaded and normalize_model(model) not in node.loaded
-
-
-def vram_low(node: NodeView, config: SollolConfig) -> bool:
-    """GPU node under SOLLOL_MIN_VRAM_MB free (monitoring on). CPU-only nodes never are."""
-    if not (config.vram_monitoring and node.gpu):
-        return False
-    free = node.vram_free_mb
-    return free is not None and free < config.min_vram_mb
-
-
-def blocks_large_load(node: NodeView, model: str, info: ModelInfo, config: SollolConfig) -> str | None:
-    if vram_low(node, config) and needs_load(node, model) and (info.size_b or 0) >= config.large_model_b:
-        return f"VRAM low: {node.vram_free_mb} MB free < {config.min_vram_mb} MB, no new large loads"
-    return None
 
 
 # --- estimates ---
@@ -106,12 +72,11 @@ def estimate_seconds(node: NodeView, model: str, info: ModelInfo, req: RouteRequ
                      estimates: Estimates) -> float:
     """Queue wait + cold load + prefill + decode at this node's measured (or prior) speed."""
     ttft, tps, load = estimates.get((node.name, model), _NO_ESTIMATE)
-    size = info.size_b if info.size_b and info.size_b > 0.1 else 1.0
     tps = tps or prior_tps(node, info)
     if model in node.loaded or normalize_model(model) in node.loaded:
         cold = 0.0
     else:
-        cold = load if load is not None else size * (0.3 if node.gpu else 0.7) + 0.5
+        cold = load if load is not None else prior_load_s(node.gpu, info)
     prefill = ttft if (ttft is not None and not cold) else req.prompt_tokens / (tps * 10.0)
     decode = (req.max_tokens or DEFAULT_OUTPUT_TOKENS) / tps
     wait = 0.0
@@ -125,10 +90,8 @@ _NO_ESTIMATE = (None, None, None)
 
 
 def prior_tps(node: NodeView, info: ModelInfo) -> float:
-    """Decode speed before any is measured: memory-bandwidth bound, so inversely proportional to size."""
-    size = info.size_b if info.size_b and info.size_b > 0.1 else 1.0
-    tps = (450.0 if node.gpu else 60.0) / size
-    return 1.0 if tps < 1.0 else 500.0 if tps > 500.0 else tps
+    """Decode speed before any is measured (see node.prior_tps)."""
+    return node_prior_tps(node.gpu, info)
 
 
 def decode_tps(node: NodeView, model: str, info: ModelInfo, estimates: Estimates) -> float:
@@ -143,12 +106,170 @@ def route(req: RouteRequest, nodes: Sequence[NodeView], config: SollolConfig,
     """One candidate per node is recorded: its best (node, model) pair with score and reason, or why not.
 
     Non-fast modes take the first tier entry that some eligible node can hold (DESIGN rule 1) and
-    score nodes for it; fast scores every (entry, node) pair and may take a lower tier.
+    score nodes for it; fast scores every (entry, node) pair and may take a lower tier. This runs for
+    every queued task a dispatch round looks at, so the inner loop (nodes x tier entries) does only
+    dictionary lookups and arithmetic: sizes are checked once per model list (NodeView.fit), and
+    words are built only for the recorded candidates.
     """
+    fast = req.mode is RoutingMode.FAST
+    node_block, capability, top = _blocked_nodes(req, nodes, success_rates)
+    first_miss: dict[str, str] = {}       # node -> why its best entry failed
+    if fast:
+        scored, chosen_index = _scan_fast(req, nodes, node_block, capability, top, config, estimates, first_miss)
+        firsts = []
+    else:
+        firsts, chosen_index = _scan_first(req, nodes, node_block, capability, top, config, first_miss)
+        scored = []
+    plan = req.entries
+
+    if chosen_index == len(plan):
+        def nowhere() -> tuple[Candidate, ...]:
+            return tuple(Candidate(n.name, req.entries[0].model if req.entries else "", None, False,
+                                   node_block.get(n.name) or first_miss.get(n.name, "no tier model fits"))
+                         for n in nodes)
+        waiting = any(not n.polled and n.name not in node_block for n in nodes)
+        models = ", ".join(e.model for e in req.entries)
+        reason = (f"no node known to serve {models} yet (waiting for model lists)" if waiting
+                  else f"no routable node can serve {models}")
+        return RouteOutcome(None, None, reason, nowhere, wait=waiting)
+
+    infos: dict[str, ModelInfo] = {}
+    if not fast:
+        scorer = _SCORERS[req.mode]
+        for index, entry, info, node in firsts:
+            if index == chosen_index:
+                infos[node.name] = info
+                scored.append((scorer(index, entry, node, info, req, estimates, top, success_rates),
+                               not node.local, node.name, entry, node))
+    scored.sort(key=lambda s: (s[0], s[1], s[2]))
+    best_free = next((s for s in scored if s[4].in_flight < s[4].slots), None)
+    if req.mode is RoutingMode.ASYNC and best_free is not None:
+        best_free = _async_tail_guard(scored, req, estimates, infos)
+    # fast waits for a busy node when it still finishes sooner; async and reliable take the best free place.
+    chosen = scored[0] if fast else best_free
+    def candidates() -> tuple[Candidate, ...]:
+        return _candidates(req, nodes, node_block, first_miss, scored, chosen, chosen_index)
+
+    if chosen is None or chosen[4].in_flight >= chosen[4].slots:
+        target = scored[0][4]
+        return RouteOutcome(None, scored[0][3].model, f"{req.mode.value}: waiting for a free slot "
+                            f"(best place {target.name} has {target.in_flight}/{target.slots} busy)",
+                            candidates, wait=True)
+    score, _, name, entry, node = chosen
+    return RouteOutcome(name, entry.model, f"{req.mode.value}: {name} with {entry.model} — "
+                        f"{_explain(req.mode, node, entry, score)}", candidates)
+
+
+def _ineligible(node: NodeView, model: str, hit: tuple | None, low: bool, most_capable_only: bool, cap: float,
+                top: float, config: SollolConfig) -> str | None:
+    """Why ``model`` cannot go to ``node`` now (None: it can). ``hit`` is the node's fit-table row."""
+    if hit is None:
+        return "model not installed" if node.polled else "models not known yet"
+    info, why = hit[0], hit[1]
+    if why is None and low and (info.size_b or 0) >= config.large_model_b:
+        why = blocks_large_load(node, model, info, config)
+    if why is None and most_capable_only and cap < top:
+        why = f"not the most capable node ({cap:g}B < {top:g}B)"
+    return why
+
+
+def _scan_first(req: RouteRequest, nodes: Sequence[NodeView], node_block: dict[str, str],
+                capability: dict[str, float], top: float, config: SollolConfig, first_miss: dict[str, str],
+                ) -> tuple[list[tuple[int, TierEntry, ModelInfo, NodeView]], int]:
+    """Non-fast modes: each open node's first eligible tier entry, and the best tier any node holds."""
+    plan = [(index, entry, entry.model, entry.placement is Placement.MOST_CAPABLE_ONLY)
+            for index, entry in enumerate(req.entries)]
+    firsts: list[tuple[int, TierEntry, ModelInfo, NodeView]] = []
+    chosen_index = len(plan)
+    for node in nodes:
+        name = node.name
+        if name in node_block:
+            continue
+        table = node.fit if node.fit is not None else node.fits_by_model
+        low = config.vram_monitoring and node.gpu and vram_low(node, config)
+        cap = capability[name]
+        for index, entry, model, most_capable_only in plan:
+            if index > chosen_index:
+                break  # a higher tier already has a place; lower tiers are not candidates
+            hit = table.get(model)
+            why = _ineligible(node, model, hit, low, most_capable_only, cap, top, config) \
+                if hit is None or hit[1] is not None or low or most_capable_only else None
+            if why is not None:
+                if name not in first_miss:
+                    first_miss[name] = f"{model}: {why}"
+                continue
+            chosen_index = index
+            firsts.append((index, entry, hit[0], node))
+            break
+    return firsts, chosen_index
+
+
+def _scan_fast(req: RouteRequest, nodes: Sequence[NodeView], node_block: dict[str, str],
+               capability: dict[str, float], top: float, config: SollolConfig, estimates: Estimates,
+               first_miss: dict[str, str]) -> tuple[list[tuple[float, bool, str, TierEntry, NodeView]], int]:
+    """Fast mode: every (tier entry, node) pair scored by estimated seconds to finish (``score_fast``,
+    inlined: this is the hottest loop of routing), each node's best kept."""
+    # (index, entry, model, bare name's :latest alias, most-capable-only, bias kind, tier factor)
+    plan = [(index, entry, entry.model, entry.model if ":" in entry.model else entry.model + ":latest",
+             entry.placement is Placement.MOST_CAPABLE_ONLY,
+             0 if entry.placement is Placement.ANY or top <= 0 else 1 if entry.placement is Placement.LIGHT else 2,
+             1.0 + 0.1 * index) for index, entry in enumerate(req.entries)]
+    scored: list[tuple[float, bool, str, TierEntry, NodeView]] = []
+    chosen_index = len(plan)
+    output = req.max_tokens or DEFAULT_OUTPUT_TOKENS
+    prompt_tokens, ahead = req.prompt_tokens, req.ahead
+    for node in nodes:
+        name = node.name
+        if name in node_block:
+            continue
+        table = node.fit if node.fit is not None else node.fits_by_model
+        low = config.vram_monitoring and node.gpu and vram_low(node, config)
+        cap = capability[name]
+        loaded, slots = node.loaded, node.slots
+        busy = (node.in_flight - slots + 1 + ahead) / slots if node.in_flight >= slots else 0.0
+        share = ((node.max_model_b if node.max_model_b is not None else cap) / top) if top > 0 else 0.0
+        biases = (0.0, 0.01 * share, 0.01 * (1.0 - share))
+        best_score, best_entry = None, None
+        for index, entry, model, alias, most_capable_only, bias_kind, tier_factor in plan:
+            hit = table.get(model)
+            if hit is None:  # the common miss, kept out of a function call
+                if name not in first_miss:
+                    first_miss[name] = f"{model}: {'model not installed' if node.polled else 'models not known yet'}"
+                continue
+            if hit[1] is not None or low or most_capable_only:
+                why = _ineligible(node, model, hit, low, most_capable_only, cap, top, config)
+                if why is not None:
+                    if name not in first_miss:
+                        first_miss[name] = f"{model}: {why}"
+                    continue
+            if index < chosen_index:
+                chosen_index = index
+            _, _, _, tps_prior, cold_prior = hit
+            ttft, tps, load = estimates.get((name, model), _NO_ESTIMATE)
+            tps = tps or tps_prior
+            if model in loaded or alias in loaded:
+                cold = 0.0
+                prefill = ttft if ttft is not None else prompt_tokens / (tps * 10.0)
+            else:
+                cold = load if load is not None else cold_prior
+                prefill = ttft if (ttft is not None and not cold) else prompt_tokens / (tps * 10.0)
+            decode = output / tps
+            score = (busy * decode + cold + prefill + decode) * tier_factor + biases[bias_kind]
+            if best_score is None or score < best_score:
+                best_score, best_entry = score, entry
+        if best_score is not None:
+            scored.append((best_score, not node.local, name, best_entry, node))
+    return scored, chosen_index
+
+
+def _blocked_nodes(req: RouteRequest, nodes: Sequence[NodeView], success_rates: SuccessRates,
+                   ) -> tuple[dict[str, str], dict[str, float], float]:
+    """Nodes that take nothing for this task (and why), every node's capability, and the top one
+    among routable nodes (MOST_CAPABLE_ONLY compares against it)."""
     reliable = req.mode is RoutingMode.RELIABLE
-    node_block: dict[str, str] = {}       # node -> why it takes nothing (not model-specific)
+    node_block: dict[str, str] = {}
     capability: dict[str, float] = {}
-    top = 0.0                             # the most capable routable node (MOST_CAPABLE_ONLY)
+    top = 0.0
     for node in nodes:
         capability[node.name] = cap = node.capability
         why = is_routable(node)
@@ -165,79 +286,20 @@ def route(req: RouteRequest, nodes: Sequence[NodeView], config: SollolConfig,
                     why = f"reliable: success {rate:.0%} < {req.min_success_rate:.0%}"
         if why is not None:
             node_block[node.name] = why
-    open_nodes = [n for n in nodes if n.name not in node_block]
+    return node_block, capability, top
 
-    # pairs[node] = eligible (index, entry, info) in tier order; first_miss[node] = why its best entry failed
-    pairs: dict[str, list[tuple[int, TierEntry, ModelInfo]]] = {}
-    first_miss: dict[str, str] = {}
-    chosen_index: int | None = None
-    low_vram = {n.name for n in open_nodes if vram_low(n, config)}
-    for index, entry in enumerate(req.entries):
-        if chosen_index is not None and req.mode is not RoutingMode.FAST:
-            break  # a higher tier already has a place; lower tiers are not candidates
-        model, alias = entry.model, normalize_model(entry.model)
-        for node in open_nodes:
-            info = node.installed.get(model) or node.installed.get(alias)
-            if info is None:
-                why = "model not installed" if node.polled else "models not known yet"
-            else:
-                # fits(), inlined for the common case (this loop runs nodes x tier entries times)
-                max_b = node.max_model_b
-                why = None
-                if (info.size_b and max_b is not None and info.size_b > max_b * SIZE_SLACK + 1e-9) or \
-                        (node.gpu and node.vram_total_mb and info.size_bytes):
-                    why = fits(node, info)
-                if why is None and node.name in low_vram:
-                    why = blocks_large_load(node, entry.model, info, config)
-                if why is None and entry.placement is Placement.MOST_CAPABLE_ONLY and capability[node.name] < top:
-                    why = f"not the most capable node ({capability[node.name]:g}B < {top:g}B)"
-            if why is None:
-                pairs.setdefault(node.name, []).append((index, entry, info))
-                if chosen_index is None:
-                    chosen_index = index
-            elif node.name not in first_miss:
-                first_miss[node.name] = f"{entry.model}: {why}"
 
-    if chosen_index is None:
-        candidates = tuple(Candidate(n.name, req.entries[0].model if req.entries else "", None, False,
-                                     node_block.get(n.name) or first_miss.get(n.name, "no tier model fits"))
-                           for n in nodes)
-        waiting = any(not n.polled and n.name not in node_block for n in nodes)
-        models = ", ".join(e.model for e in req.entries)
-        reason = (f"no node known to serve {models} yet (waiting for model lists)" if waiting
-                  else f"no routable node can serve {models}")
-        return RouteOutcome(None, None, reason, candidates, wait=waiting)
-
-    scorer = _SCORERS[req.mode]
-    by_name = {n.name: n for n in open_nodes}
-    scored: list[tuple[float, bool, str, TierEntry, NodeView]] = []
-    for name, options in pairs.items():
-        node = by_name[name]
-        if req.mode is RoutingMode.FAST:
-            best = _best_fast(node, options, req, estimates, top)
-        else:
-            best = None
-            for index, entry, info in options:
-                if index == chosen_index:
-                    score = scorer(index, entry, node, info, req, estimates, top, success_rates)
-                    if best is None or score < best[0]:
-                        best = (score, entry)
-        if best is not None:
-            scored.append((best[0], not node.local, name, best[1], node))
-    scored.sort(key=lambda s: (s[0], s[1], s[2]))
-    best_free = next((s for s in scored if s[4].in_flight < s[4].slots), None)
-    if req.mode is RoutingMode.ASYNC and best_free is not None:
-        best_free = _async_tail_guard(scored, req, estimates, pairs)
-    # fast waits for a busy node when it still finishes sooner; async and reliable take the best free place.
-    chosen = scored[0] if req.mode is RoutingMode.FAST else best_free
-
+def _candidates(req: RouteRequest, nodes: Sequence[NodeView], node_block: dict[str, str],
+                first_miss: dict[str, str], scored: list, chosen: tuple | None,
+                chosen_index: int) -> tuple[Candidate, ...]:
+    """The decision's record: nodes that took no part (and why) in node order, then the scored ones best first."""
     candidates: list[Candidate] = []
     scored_names = {s[2] for s in scored}
+    model = req.entries[chosen_index].model
     for node in nodes:
         if node.name in node_block:
             candidates.append(Candidate(node.name, "", None, False, node_block[node.name]))
         elif node.name not in scored_names:
-            model = req.entries[chosen_index].model
             candidates.append(Candidate(node.name, model, None, False, first_miss.get(node.name, "no tier model fits")))
     for s in scored:
         score, _, name, entry, node = s
@@ -247,59 +309,16 @@ def route(req: RouteRequest, nodes: Sequence[NodeView], config: SollolConfig,
         elif s is chosen:
             text = "chosen: " + text
         candidates.append(Candidate(name, entry.model, round(score, 4), True, text))
-
-    if chosen is None or chosen[4].in_flight >= chosen[4].slots:
-        target = scored[0][4]
-        return RouteOutcome(None, scored[0][3].model, f"{req.mode.value}: waiting for a free slot "
-                            f"(best place {target.name} has {target.in_flight}/{target.slots} busy)",
-                            tuple(candidates), wait=True)
-    score, _, name, entry, node = chosen
-    return RouteOutcome(name, entry.model, f"{req.mode.value}: {name} with {entry.model} — "
-                        f"{_explain(req.mode, node, entry, score)}", tuple(candidates))
+    return tuple(candidates)
 
 
-def _best_fast(node: NodeView, options: list[tuple[int, TierEntry, ModelInfo]], req: RouteRequest,
-               estimates: Estimates, top: float) -> tuple[float, TierEntry]:
-    """score_fast over one node's eligible entries, with the per-node work done once (the hot loop
-    of a fast decision: up to nodes x tier entries)."""
-    name, gpu, loaded = node.name, node.gpu, node.loaded
-    base_tps = 450.0 if gpu else 60.0
-    busy_factor = (node.in_flight - node.slots + 1 + req.ahead) / node.slots if node.in_flight >= node.slots else 0.0
-    output = req.max_tokens or DEFAULT_OUTPUT_TOKENS
-    share = ((node.max_model_b if node.max_model_b is not None else node.capability) / top) if top > 0 else 0.0
-    best_score, best_entry = float("inf"), options[0][1]
-    for index, entry, info in options:
-        model = entry.model
-        ttft, tps, load = estimates.get((name, model), _NO_ESTIMATE)
-        size = info.size_b if info.size_b and info.size_b > 0.1 else 1.0
-        if not tps:
-            tps = base_tps / size
-            tps = 1.0 if tps < 1.0 else 500.0 if tps > 500.0 else tps
-        if model in loaded or (":" not in model and model + ":latest" in loaded):
-            cold = 0.0
-        else:
-            cold = load if load is not None else size * (0.3 if gpu else 0.7) + 0.5
-        prefill = ttft if (ttft is not None and not cold) else req.prompt_tokens / (tps * 10.0)
-        decode = output / tps
-        seconds = busy_factor * decode + cold + prefill + decode
-        placement = entry.placement
-        bias = 0.0 if placement is Placement.ANY or top <= 0 else (
-            0.01 * share if placement is Placement.LIGHT else 0.01 * (1.0 - share))
-        score = seconds * (1.0 + 0.1 * index) + bias
-        if score < best_score:
-            best_score, best_entry = score, entry
-    return best_score, best_entry
-
-
-def _async_tail_guard(scored, req: RouteRequest, estimates: Estimates, pairs) -> tuple | None:
+def _async_tail_guard(scored, req: RouteRequest, estimates: Estimates, infos: dict[str, ModelInfo]) -> tuple | None:
     """Async takes the best free place (CPU first) unless a busy node would still finish the task
     sooner, queue wait included: then the task waits for it. While much work is queued the wait is
     long and every node stays busy; at the tail of a batch this keeps the last tasks off slow nodes,
     which would otherwise set the makespan."""
-    info = {(name, e.model): i for name, options in pairs.items() for _, e, i in options}
-
     def seconds(s) -> float:
-        return estimate_seconds(s[4], s[3].model, info[(s[2], s[3].model)], req, estimates)
+        return estimate_seconds(s[4], s[3].model, infos[s[2]], req, estimates)
 
     busy = [s for s in scored if s[4].in_flight >= s[4].slots]
     best_busy = min((seconds(s) for s in busy), default=None)

@@ -24,7 +24,8 @@ from typing import Protocol
 from .config import SollolConfig
 from .handle import TaskState
 from .node import Circuit, NodeView
-from .routing import RouteOutcome, is_routable
+from .eligibility import is_routable
+from .routing import RouteOutcome
 from .types import TaskStatus
 
 log = logging.getLogger("hydra.sollol.scheduler")

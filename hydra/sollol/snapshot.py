@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING
 
 from .handle import TaskState
 from .node import NodeState
-from .routing import vram_low
+from .eligibility import vram_low
 from .types import ClusterSnapshot, NodeSnapshot, TaskStatus
 
 if TYPE_CHECKING:

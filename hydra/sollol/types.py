@@ -10,7 +10,7 @@ import time
 import uuid
 from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import Any
+from typing import Any, NamedTuple
 from urllib.parse import urlsplit
 
 from .errors import ConfigError, TaskError
@@ -161,8 +161,10 @@ class Chunk:
     model: str = ""
 
 
-@dataclass(frozen=True)
-class Candidate:
+class Candidate(NamedTuple):
+    """One node as a routing decision saw it. A named tuple, not a dataclass: a decision over 64
+    nodes makes 64 of these, and a tuple is made in half the time."""
+
     node: str
     model: str
     score: float | None      # lower is better; None when excluded

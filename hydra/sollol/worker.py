@@ -154,7 +154,7 @@ class NodeWorkers:
         return task.think if self._think_cache[model] else None
 
     def _run_stream(self, a: Assignment) -> Finished | None:
-        task, state = a.state.task, a.state
+        task = a.state.task
         options = dict(task.options)
         messages = build_messages(task)
         think = self._think_param(task, a.model)

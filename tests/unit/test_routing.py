@@ -5,8 +5,8 @@ import pytest
 
 from hydra.sollol.config import SollolConfig
 from hydra.sollol.node import Circuit, NodeView
-from hydra.sollol.routing import (RouteRequest, blocks_large_load, fits, is_routable, needs_load, route,
-                                  vram_low)
+from hydra.sollol.eligibility import blocks_large_load, fits, is_routable, needs_load, vram_low
+from hydra.sollol.routing import RouteRequest, route
 from hydra.sollol.types import ModelInfo, Placement, RoutingMode, TierEntry
 
 MIB = 1024 * 1024
@@ -320,3 +320,67 @@ def test_every_candidate_has_a_reason_and_only_eligible_ones_a_score():
         assert (c.score is not None) == c.eligible
     chosen = [c for c in out.candidates if c.reason.startswith("chosen:")]
     assert [(c.node, c.model) for c in chosen] == [("cpu", "qwen2.5-coder:7b")]
+
+
+def _random_cluster(seed: int) -> tuple[list[NodeView], dict, dict]:
+    import random
+    rng = random.Random(seed)
+    names = sorted(SIZES)
+    nodes = []
+    for i in range(24):
+        is_gpu = rng.random() < 0.4
+        installed = tuple(m for m in names if rng.random() < 0.6)
+        nodes.append(view(f"n{i}", gpu=is_gpu, max_b=rng.choice([8, 16, 30, 70, None]), slots=rng.choice([1, 2, 4]),
+                          in_flight=rng.choice([0, 1, 2, 4]), models=installed,
+                          loaded=tuple(m for m in installed if rng.random() < 0.3),
+                          vram_used_mb=rng.choice([0, 47_000]) if is_gpu else None, local=rng.random() < 0.2,
+                          healthy=rng.random() > 0.1))
+    estimates = {(n.name, m): (rng.choice([None, 0.3]), rng.choice([None, 25.0, 90.0]), rng.choice([None, 0.0, 4.0]))
+                 for n in nodes for m in n.installed if rng.random() < 0.5}
+    return nodes, estimates, {}
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_fast_scores_are_score_fast_for_every_pair_and_the_lowest_wins(seed):
+    """The fast scan inlines score_fast for speed: every recorded score must be what the reference
+    formula gives for that node's best entry, and the decision must take the lowest of them."""
+    from hydra.sollol.routing import score_fast
+    nodes, estimates, rates = _random_cluster(seed)
+    entries = (TierEntry("llama3.1:70b", Placement.MOST_CAPABLE_ONLY), TierEntry("deepseek-coder-v2", Placement.POWERFUL),
+               TierEntry("qwen2.5-coder:7b", Placement.POWERFUL), TierEntry("mistral", Placement.ANY),
+               TierEntry("qwen2.5-coder:1.5b", Placement.LIGHT))
+    req = request(RoutingMode.FAST, entries, prompt_tokens=120, max_tokens=300, ahead=1)
+    outcome = route(req, nodes, CFG, estimates, rates)
+    by_name = {n.name: n for n in nodes}
+    top = max(n.capability for n in nodes if is_routable(n) is None)
+    scored = [c for c in outcome.candidates if c.eligible]
+    assert scored, "the random cluster must give the fast scan something to score"
+    for c in scored:
+        node = by_name[c.node]
+        expected = []
+        for index, entry in enumerate(entries):
+            model_info = node.installed.get(entry.model) or node.installed.get(entry.model + ":latest")
+            if model_info is None or fits(node, model_info) or blocks_large_load(node, entry.model, model_info, CFG):
+                continue
+            if entry.placement is Placement.MOST_CAPABLE_ONLY and node.capability < top:
+                continue
+            expected.append((score_fast(index, entry, node, model_info, req, estimates, top, rates), entry.model))
+        best_score, best_model = min(expected)
+        assert c.model == best_model
+        assert c.score == pytest.approx(round(best_score, 4), abs=1e-4)
+    if outcome.node is not None:
+        assert outcome.node == min(scored, key=lambda c: c.score).node
+
+
+def test_a_view_with_its_fit_table_routes_as_one_without():
+    """NodeState hands views a cached fit table; a bare view builds its own. Same answers either way."""
+    import dataclasses
+    from hydra.sollol.node import fit_table
+    nodes, estimates, rates = _random_cluster(3)
+    cached = [dataclasses.replace(n, fit=fit_table(n.installed, n.max_model_b, n.gpu, n.vram_total_mb)) for n in nodes]
+    for mode in RoutingMode:
+        for entries in (CODE, (TierEntry("mistral"), TierEntry("llama3.1:70b", Placement.MOST_CAPABLE_ONLY))):
+            a = route(request(mode, entries), nodes, CFG, estimates, rates)
+            b = route(request(mode, entries), cached, CFG, estimates, rates)
+            assert (a.node, a.model, a.reason, a.wait) == (b.node, b.model, b.reason, b.wait)
+            assert a.candidates == b.candidates

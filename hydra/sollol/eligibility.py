@@ -1,0 +1,50 @@
+"""Whether a node may take a task at all, and whether a model fits it: small named predicates,
+each testable alone, shared by routing, rebalancing, the monitor and the snapshots. No I/O."""
+from __future__ import annotations
+
+from .config import SollolConfig
+from .node import Circuit, NodeView, fit_reason
+from .types import ModelInfo
+
+
+def normalize_model(name: str) -> str:
+    """'mistral' and 'mistral:latest' are the same model to Ollama."""
+    return name if ":" in name else name + ":latest"
+
+
+def is_routable(node: NodeView) -> str | None:
+    """None when the node may take new work, else the reason it may not."""
+    if not node.healthy:
+        return "unhealthy" + (f": {node.last_error}" if node.last_error else "")
+    if node.circuit is Circuit.OPEN:
+        return "circuit open" + (f" after: {node.last_error}" if node.last_error else "")
+    if node.circuit is Circuit.HALF_OPEN and node.trial_in_flight:
+        return "circuit half-open, trial request in flight"
+    return None
+
+
+def model_info(node: NodeView, model: str) -> ModelInfo | None:
+    return node.installed.get(model) or node.installed.get(normalize_model(model))
+
+
+def fits(node: NodeView, info: ModelInfo) -> str | None:
+    """None when the model fits the node, else why not."""
+    return fit_reason(info, node.max_model_b, node.gpu, node.vram_total_mb if node.gpu else None)
+
+
+def needs_load(node: NodeView, model: str) -> bool:
+    return model not in node.loaded and normalize_model(model) not in node.loaded
+
+
+def vram_low(node: NodeView, config: SollolConfig) -> bool:
+    """GPU node under SOLLOL_MIN_VRAM_MB free (monitoring on). CPU-only nodes never are."""
+    if not (config.vram_monitoring and node.gpu):
+        return False
+    free = node.vram_free_mb
+    return free is not None and free < config.min_vram_mb
+
+
+def blocks_large_load(node: NodeView, model: str, info: ModelInfo, config: SollolConfig) -> str | None:
+    if vram_low(node, config) and needs_load(node, model) and (info.size_b or 0) >= config.large_model_b:
+        return f"VRAM low: {node.vram_free_mb} MB free < {config.min_vram_mb} MB, no new large loads"
+    return None
