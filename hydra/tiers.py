@@ -4,8 +4,8 @@ The tiers are the seed's lists ("Model Tier Configuration"), in priority
 order, each entry with the placement the seed's arrow gives it. The router
 takes the first model of the list that an able, routable node has installed.
 
-Import rule: this module imports nothing from Hydra but ``hydra.sollol.types``,
-because ``hydra.sollol.router`` imports it for its defaults (anything more
+Import rule: this module imports nothing from Hydra but ``hydra.sollol.types``
+and ``hydra.literal_gate`` (which imports nothing from Hydra), because ``hydra.sollol.router`` imports it for its defaults (anything more
 would make a cycle).
 """
 from __future__ import annotations
@@ -14,6 +14,7 @@ import functools
 import re
 from dataclasses import dataclass
 
+from hydra.literal_gate import GatedPatterns
 from hydra.sollol.types import TASK_TYPES, Placement, TierEntry
 
 P = Placement  # the tables below read better with the short name
@@ -107,7 +108,6 @@ TIE_ORDER = ("code", "math", "reasoning", "general")
 
 _I = re.IGNORECASE
 _RuleSpec = tuple[str, str, str, float, int]
-_Rule = tuple[str, str, re.Pattern[str], float]
 
 
 def _rule(task_type: str, label: str, pattern: str, points: float, flags: int = _I) -> _RuleSpec:
@@ -206,11 +206,16 @@ _NUMBERISH = (r"\d|\b(?:primes?|integers?|numbers?|even|odd|rational|irrational|
               r"roots?|infinitely)\b")
 
 
+_PROOF_SPECS = [(_PROVE_THAT, _I), (_NUMBERISH, _I)]  # NUMBERISH is searched only after PROVE_THAT
+
+
 @functools.cache
-def _rules() -> tuple[_Rule, ...]:
-    # Compiled on first use, not at import: the router and the pages import
-    # this module at start-up, most of them never classify.
-    return tuple((t, label, re.compile(p, flags), points) for t, label, p, points, flags in _RULE_SPECS)
+def _rules() -> GatedPatterns:
+    # Compiled on first use, not at import: the router and the pages import this module at
+    # start-up, most of them never classify. The classifier runs on the path from submit to first
+    # token, so each regex sits behind a literal gate (hydra/literal_gate.py): a rule whose words
+    # are all absent is skipped without running its regex. The proof rules come last.
+    return GatedPatterns([(p, flags) for _t, _label, p, _points, flags in _RULE_SPECS] + _PROOF_SPECS)
 
 
 @dataclass(frozen=True)
@@ -231,13 +236,17 @@ def classify_task(prompt: str) -> Classification:
     text = prompt[:SCAN_CHARS]
     scores = {t: 0.0 for t in TASK_TYPES}
     reasons: list[str] = []
-    for task_type, label, pattern, points in _rules():
-        if pattern.search(text):
-            scores[task_type] += points
-            reasons.append(f"{task_type}: {label} +{points:g}")
+    matched = _rules().matching(text)
+    for index in matched:
+        if index >= len(_RULE_SPECS):
+            break
+        task_type, label, _pattern, points, _flags = _RULE_SPECS[index]
+        scores[task_type] += points
+        reasons.append(f"{task_type}: {label} +{points:g}")
     # "prove that" plus numbers is a mathematical proof; without numbers it is
     # an argument (reasoning), which the plain "prove" rule already covers.
-    if re.search(_PROVE_THAT, text, _I) and re.search(_NUMBERISH, text, _I):
+    proof = len(_RULE_SPECS)  # the indices of _PROVE_THAT and _NUMBERISH
+    if proof in matched and proof + 1 in matched:
         scores["math"] += 2.0
         reasons.append("math: prove that + numbers +2")
     scores["general"] = GENERAL_BASELINE

@@ -9,7 +9,6 @@ import threading
 from collections import Counter, deque
 from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Any
 
 from .types import ModelStatsSnapshot
 
@@ -48,10 +47,12 @@ class RollingStats:
         self._window = window
         self._lock = threading.Lock()
         self._by_key: dict[tuple[str, str], _Window] = {}
-        # Routing reads estimates and success rates for every decision, many per dispatch round;
-        # they change only when a request ends, so they are computed once per change.
-        self._version = 0
-        self._cached: dict[str, tuple[int, Any]] = {}
+        self._keys_of: dict[str, list[tuple[str, str]]] = {}
+        # Routing reads estimates and success rates for every decision, many per dispatch round,
+        # and a submit routes at once: so they are kept up to date by record() for the one (node,
+        # model) that changed, and replaced (never mutated) so readers take them without the lock.
+        self._estimates: dict[tuple[str, str], tuple[float | None, float | None, float | None]] = {}
+        self._rates: dict[str, tuple[float | None, int]] = {}
 
     def _get(self, node: str, model: str) -> _Window:
         key = (node, model)
@@ -59,12 +60,12 @@ class RollingStats:
         if win is None:
             n = self._window
             win = self._by_key[key] = _Window(deque(maxlen=n), deque(maxlen=n), deque(maxlen=n), deque(maxlen=n))
+            self._keys_of.setdefault(node, []).append(key)
         return win
 
     def record(self, node: str, model: str, *, ok: bool, ttft_s: float | None = None,
                tokens_per_s: float | None = None, load_s: float | None = None) -> None:
         with self._lock:
-            self._version += 1
             win = self._get(node, model)
             win.requests += 1
             win.outcomes.append(ok)
@@ -78,12 +79,26 @@ class RollingStats:
                 win.tps.append(tokens_per_s)
             if load_s is not None and load_s > 0.05:
                 win.load.append(load_s)
+            self._refresh(node, model)
+
+    def _refresh(self, node: str, model: str | None) -> None:
+        """Lock held: recompute what routing reads for ``node`` (and ``model``), copy on write."""
+        estimates = dict(self._estimates)
+        if model is not None:
+            win = self._by_key[(node, model)]
+            estimates[(node, model)] = (percentile(win.ttft, 50), _mean(win.tps), _mean(win.load))
+        rates = dict(self._rates)
+        outcomes = [o for key in self._keys_of.get(node, ()) for o in self._by_key[key].outcomes]
+        if outcomes or node in rates:
+            rates[node] = ((sum(outcomes) / len(outcomes)) if outcomes else None, len(outcomes))
+        self._estimates, self._rates = estimates, rates
 
     def forget_node(self, node: str) -> None:
         with self._lock:
-            self._version += 1
-            for key in [k for k in self._by_key if k[0] == node]:
+            for key in self._keys_of.pop(node, []):
                 del self._by_key[key]
+            self._estimates = {k: v for k, v in self._estimates.items() if k[0] != node}
+            self._rates = {n: v for n, v in self._rates.items() if n != node}
 
     # --- reads (copies under the lock, computation outside it) ---
 
@@ -115,28 +130,13 @@ class RollingStats:
             "tokens_per_s": _mean([t for w in wins for t in w.tps]),
         }
 
-    def _memo(self, name: str, compute: Any) -> Any:
-        version = self._version
-        hit = self._cached.get(name)
-        if hit is not None and hit[0] == version:
-            return hit[1]
-        value = compute()
-        self._cached[name] = (version, value)
-        return value
-
     def estimates(self) -> dict[tuple[str, str], tuple[float | None, float | None, float | None]]:
         """(node, model) -> (median TTFT s, mean tokens/s, mean load s), for routing. Read-only."""
-        return self._memo("estimates", lambda: {k: (percentile(w.ttft, 50), _mean(w.tps), _mean(w.load))
-                                                for k, w in self._copy()})
+        return self._estimates
 
     def success_rates(self) -> dict[str, tuple[float | None, int]]:
         """node -> (success rate over the recent window, samples). Read-only."""
-        def compute() -> dict[str, tuple[float | None, int]]:
-            per_node: dict[str, list[bool]] = {}
-            for (node, _), w in self._copy():
-                per_node.setdefault(node, []).extend(w.outcomes)
-            return {n: ((sum(o) / len(o)) if o else None, len(o)) for n, o in per_node.items()}
-        return self._memo("success_rates", compute)
+        return self._rates
 
 
 def _mean(values: Iterable[float]) -> float | None:

@@ -167,6 +167,12 @@ class NodeState:
                                   self.spec.vram_mb if self.spec.gpu else None)
         return self._fit
 
+    def half_open(self, breaker_cooldown_s: float) -> bool:
+        """Whether the circuit is half-open now (a task bound here is its one trial)."""
+        with self.lock:
+            self._maybe_half_open(breaker_cooldown_s, time.monotonic())
+            return self.circuit is Circuit.HALF_OPEN
+
     # --- monitor side ---
 
     def poll_ok(self, version: str | None, installed: dict[str, ModelInfo] | None,

