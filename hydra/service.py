@@ -30,6 +30,7 @@ EMBEDDED_NAME = "embedded"
 EMBEDDED_HOST, EMBEDDED_PORT = "127.0.0.1", 11435
 PARTIAL_SAVE_EVERY_S = 2.0
 KEPT_HANDLES = 200
+QUEUED_COMMIT_WAIT_S = 30.0  # submit() returns once the task's row is committed; past this, it says why not
 
 # Settings that map one-to-one onto SollolConfig fields the running router can change.
 _ROUTER_FIELDS = {
@@ -69,9 +70,11 @@ class Hydra:
         self._stop = threading.Event()
         self._saver = threading.Thread(target=self._save_partials, name="hydra-partial-saver", daemon=True)
         self.router = Router(config=self._sollol_config(), tiers=self._tiers(), classify=tiers.classify)
-        # "queued" is written before submit() returns (a submitted task survives a kill); the other
-        # state changes go through one writer thread, in order, off the dispatch and TTFT path.
+        # Every state change goes through one writer thread, in order, off the dispatch and TTFT path.
+        # submit() still returns only once its "queued" row is committed (a submitted task survives
+        # a kill), but the commit runs while the task is already on its way to its node.
         self._events: queue.SimpleQueue[TaskEvent | None] = queue.SimpleQueue()
+        self._queued_commits: dict[str, threading.Event] = {}
         self._writer = threading.Thread(target=self._write_events, name="hydra-history-writer", daemon=True)
         self.router.subscribe(self._on_event)
         self._started = False
@@ -86,14 +89,16 @@ class Hydra:
         return cls(settings, history, engine_overrides=engine_overrides, env=env)
 
     def _on_event(self, event: TaskEvent) -> None:
-        if event.kind == "queued":
-            self.history.record_event(event)
-        else:
-            self._events.put(event)
+        self._events.put(event)
 
     def _write_events(self) -> None:
         while (event := self._events.get()) is not None:
             self.history.record_event(event)  # never raises: history logs its own troubles
+            if event.kind == "queued":
+                with self._lock:
+                    committed = self._queued_commits.pop(event.task.id, None)
+                if committed is not None:
+                    committed.set()
 
     # --- lifecycle ---
 
@@ -124,6 +129,10 @@ class Hydra:
         if self._writer.is_alive():
             self._events.put(None)  # after everything the router said at close
             self._writer.join()
+        with self._lock:
+            waiting, self._queued_commits = list(self._queued_commits.values()), {}
+        for committed in waiting:  # nobody is left to write them: let their submit() return
+            committed.set()
         if self._embedded is not None:
             self._embedded.stop()
         self.history.close()
@@ -234,7 +243,20 @@ class Hydra:
                     thinking_budget=budget,
                     meta={"assessment": assessment, "reasoning": _assessment_record(assessment),
                           "requested_task_type": task_type}, **task_fields)
-        handle = self.router.submit(task)  # history writes the task, reasoning included, before this returns
+        committed = threading.Event()
+        with self._lock:
+            self._queued_commits[task.id] = committed
+        try:
+            handle = self.router.submit(task)
+        except BaseException:
+            with self._lock:
+                self._queued_commits.pop(task.id, None)
+            raise
+        # The task is already on its way to a node; its row (reasoning included) is committed meanwhile.
+        if not committed.wait(QUEUED_COMMIT_WAIT_S):
+            log.error("task %s: history has not recorded it after %.0f s (is the database locked or the "
+                      "disk full? see earlier errors); it runs, but a crash now would lose it",
+                      task.id, QUEUED_COMMIT_WAIT_S)
         with self._lock:
             self._handles[task.id] = handle
             self._handles.move_to_end(task.id, last=False)
