@@ -41,6 +41,8 @@ def required_literals(pattern: str, flags: int = 0) -> Literals | None:
     found = _sequence(list(tree))
     if found is None or not all(found):
         return None
+    # "functions" contains "function": a text with the longer has the shorter, so the shorter will do
+    found = frozenset(lit for lit in found if not any(other != lit and other in lit for other in found))
     if flags & re.IGNORECASE:
         if any(not ch.isascii() and _has_ascii_twin(ch) for lit in found for ch in lit):
             return None  # e.g. the Kelvin sign, which re.IGNORECASE matches to an ASCII "k"
@@ -55,15 +57,21 @@ def _has_ascii_twin(char: str) -> bool:
     return any(pattern.fullmatch(letter) for letter in string.ascii_letters)
 
 
-def _selectivity(option: Literals) -> int:
-    # A set is as selective as its shortest member ("a" is in almost any text).
-    return min(len(s) for s in option)
+MAX_EXACT_STRINGS = 64  # past this many spellings, a run of fixed items is not expanded
+
+
+def _selectivity(option: Literals) -> tuple[int, int]:
+    # A set is as selective as its shortest member ("a" is in almost any text); then the fewer the better.
+    return min(len(s) for s in option), -len(option)
 
 
 def _sequence(items: list) -> Literals | None:
-    """Items matched one after another: every match contains each part, so keep the most selective."""
+    """Items matched one after another; any match contains each part, so keep the most selective.
+
+    Runs of fixed items (literals, small classes, anchors, optional letters, alternatives of such)
+    are spelled out: ``\\b(?:log|ln)s?\\(`` promises one of log(, logs(, ln(, lns(."""
     best: Literals | None = None
-    run: list[str] = []
+    run: frozenset[str] | None = frozenset({""})
 
     def consider(option: Literals | None) -> None:
         nonlocal best
@@ -71,19 +79,57 @@ def _sequence(items: list) -> Literals | None:
             best = option
 
     for op, av in items:
-        if op is _c.LITERAL:
-            run.append(chr(av))
-            continue
-        if run:
-            consider(frozenset({"".join(run)}))
-            run = []
-        consider(_node(op, av))
-    if run:
-        consider(frozenset({"".join(run)}))
+        spellings = _exact(op, av)
+        if spellings is not None and run is not None:
+            joined = frozenset(a + b for a in run for b in spellings)
+            if len(joined) <= MAX_EXACT_STRINGS:
+                run = joined
+                continue
+        consider(run)
+        run = spellings if spellings is not None else frozenset({""})
+        if spellings is None:
+            consider(_node(op, av))
+    consider(run)
     return best
 
 
+def _exact(op, av) -> frozenset[str] | None:  # noqa: ANN001 - sre parse-tree items
+    """Every string this item can match, when they are few and fixed; None otherwise."""
+    if op is _c.LITERAL:
+        return frozenset({chr(av)})
+    if op is _c.AT:
+        return frozenset({""})  # an anchor (\\b, ^, $) consumes nothing
+    if op is _c.IN:
+        return _char_class(av)
+    if op is _c.SUBPATTERN:
+        _group, add_flags, del_flags, body = av
+        return None if add_flags or del_flags else _exact_sequence(list(body))
+    if op is _c.BRANCH:
+        alternatives = [_exact_sequence(list(alt)) for alt in av[1]]
+        if any(alt is None for alt in alternatives):
+            return None
+        union = frozenset().union(*alternatives)
+        return union if len(union) <= MAX_EXACT_STRINGS else None
+    if op in (_c.MAX_REPEAT, _c.MIN_REPEAT, _c.POSSESSIVE_REPEAT) and av[0] == 0 and av[1] == 1:
+        body = _exact_sequence(list(av[2]))  # x? : x or nothing
+        return None if body is None else body | {""}
+    return None
+
+
+def _exact_sequence(items: list) -> frozenset[str] | None:
+    spelled = frozenset({""})
+    for op, av in items:
+        spellings = _exact(op, av)
+        if spellings is None:
+            return None
+        spelled = frozenset(a + b for a in spelled for b in spellings)
+        if len(spelled) > MAX_EXACT_STRINGS:
+            return None
+    return spelled
+
+
 def _node(op, av) -> Literals | None:  # noqa: ANN001 - sre parse-tree items
+    """What a variable item (not spelled out) promises: literals any of its matches contains."""
     if op is _c.SUBPATTERN:
         _group, add_flags, del_flags, body = av
         if add_flags or del_flags:
@@ -99,8 +145,6 @@ def _node(op, av) -> Literals | None:  # noqa: ANN001 - sre parse-tree items
         return _sequence(list(body)) if low >= 1 else None
     if op is _c.ATOMIC_GROUP:
         return _sequence(list(av))
-    if op is _c.IN:
-        return _char_class(av)
     return None  # classes, anchors, assertions, back-references: no literal promised
 
 
@@ -123,11 +167,36 @@ def _char_class(items: list) -> Literals | None:
     return frozenset(chars) or None
 
 
+class _LiteralScan:
+    """Which of many literals occur in a text, found in one pass of ``re`` (C) rather than one
+    Python-level ``in`` per literal: on a cold cache, as on the path from submit to first token, a
+    Python loop over ~200 literals costs as much as the regexes it was meant to skip.
+
+    ``(?=(a|b|...))`` matches at every position the first alternative that starts there; with the
+    alternatives longest first, that is the longest literal starting there, and every shorter
+    literal starting there is one of its prefixes (``prefixes``). So every occurrence is found."""
+
+    def __init__(self, rules_by_literal: dict[str, list[int]]) -> None:
+        literals = sorted(rules_by_literal, key=lambda lit: (-len(lit), lit))
+        self._scan = re.compile("(?=(" + "|".join(map(re.escape, literals)) + "))") if literals else None
+        # literal -> rules opened when it is the longest literal found at a position
+        self._opens: dict[str, frozenset[int]] = {
+            lit: frozenset(rule for other in literals if lit.startswith(other) for rule in rules_by_literal[other])
+            for lit in literals}
+
+    def rules_in(self, text: str) -> set[int]:
+        opened: set[int] = set()
+        if self._scan is not None:
+            for found in set(self._scan.findall(text)):
+                opened |= self._opens[found]
+        return opened
+
+
 class GatedPatterns:
     """Many regexes searched in one text, each behind its literal gate.
 
-    All the literals of all the patterns are checked once each (a plain ``in`` per literal, ~0.05 µs),
-    and only the patterns whose gate opened (plus those with no gate) run their regex."""
+    One scan finds which literals occur (``_LiteralScan``); only the patterns whose gate opened,
+    plus those with no gate, run their regex."""
 
     def __init__(self, specs: list[tuple[str, int]]) -> None:
         self._regexes = [re.compile(pattern, flags) for pattern, flags in specs]
@@ -142,8 +211,8 @@ class GatedPatterns:
             table = folded if flags & re.IGNORECASE else exact  # folded: checked in the lower-cased text
             for literal in literals:
                 table.setdefault(literal, []).append(index)
-        self._folded_literals = tuple((lit, tuple(rules)) for lit, rules in folded.items())
-        self._exact_literals = tuple((lit, tuple(rules)) for lit, rules in exact.items())
+        self._folded = _LiteralScan(folded)
+        self._exact = _LiteralScan(exact)
 
     def __len__(self) -> int:
         return len(self._regexes)
@@ -153,17 +222,10 @@ class GatedPatterns:
 
     def matching(self, text: str) -> list[int]:
         """Indices (in order) of the patterns whose ``search(text)`` finds a match."""
-        regexes = self._regexes
         if not text.isascii():  # gates are exact for ASCII text only: run every regex
             return self.matching_ungated(text)
-        candidates = set(self._ungated)
-        lowered = text.lower()
-        for literal, rules in self._folded_literals:
-            if literal in lowered:
-                candidates.update(rules)
-        for literal, rules in self._exact_literals:
-            if literal in text:
-                candidates.update(rules)
+        candidates = self._folded.rules_in(text.lower()) | self._exact.rules_in(text) | self._ungated
+        regexes = self._regexes
         return [index for index in sorted(candidates) if regexes[index].search(text)]
 
     def matching_ungated(self, text: str) -> list[int]:

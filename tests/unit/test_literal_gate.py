@@ -12,12 +12,14 @@ from hydra.literal_gate import GatedPatterns, required_literals
 
 @pytest.mark.parametrize("pattern, flags, expected", [
     (r"\bfunctions?\b", re.I, {"function"}),
-    (r"\b(?:code|coding|source code)\b", re.I, {"code", "coding", "source code"}),
+    (r"\b(?:code|coding|source code)\b", re.I, {"code", "coding"}),  # "source code" has "code" in it
     (r"\bSELECT\b[^;]{1,200}?\bFROM\b|\bINSERT INTO\b", 0, {"SELECT", "INSERT INTO"}),  # the longer of two
-    (r"\d\s*%|\bpercent\b", re.I, set("0123456789") | {"percent"}),
+    (r"\d\s*%|\bpercent\b", re.I, {"%", "percent"}),  # "%" beats the ten digits
     (r"(?:ab)+c", 0, {"ab"}),                 # both are required; the longer is the better gate
     (r"x*y", 0, {"y"}),                       # x* may be empty
     (r"[∑π]|\bsqrt\b", re.I, {"∑", "π", "sqrt"}),
+    (r"\b(?:log|ln)s?\s*\(", re.I, {"log", "ln"}),  # fixed runs are spelled out, then the shortest kept
+    (r"\bstep[- ]by[- ]step\b", re.I, {"step by step", "step-by step", "step by-step", "step-by-step"}),
 ])
 def test_required_literals_of_known_patterns(pattern, flags, expected):
     assert required_literals(pattern, flags) == expected
