@@ -220,13 +220,19 @@ class GatedPatterns:
     def gated(self, index: int) -> bool:
         return index not in self._ungated
 
+    def regex(self, index: int) -> re.Pattern[str]:
+        return self._regexes[index]
+
+    def candidates(self, text: str) -> set[int]:
+        """Indices of the patterns that may match ``text``; the others certainly do not."""
+        if not text.isascii():  # gates are exact for ASCII text only: every pattern may match
+            return set(range(len(self._regexes)))
+        return self._folded.rules_in(text.lower()) | self._exact.rules_in(text) | self._ungated
+
     def matching(self, text: str) -> list[int]:
         """Indices (in order) of the patterns whose ``search(text)`` finds a match."""
-        if not text.isascii():  # gates are exact for ASCII text only: run every regex
-            return self.matching_ungated(text)
-        candidates = self._folded.rules_in(text.lower()) | self._exact.rules_in(text) | self._ungated
         regexes = self._regexes
-        return [index for index in sorted(candidates) if regexes[index].search(text)]
+        return [index for index in sorted(self.candidates(text)) if regexes[index].search(text)]
 
     def matching_ungated(self, text: str) -> list[int]:
         """The same answer the slow way, every regex run: for non-ASCII text, and the reference."""

@@ -17,10 +17,10 @@ from __future__ import annotations
 
 import functools
 import re
-from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from hydra.literal_gate import GatedPatterns
 from hydra.sollol.errors import ConfigError
 from hydra.tiers import REASONING_TASK_TYPES, SCAN_CHARS, classify
 
@@ -151,25 +151,43 @@ _PATTERNS: dict[str, tuple[str, int]] = {
 
 
 @functools.cache
-def _rx(name: str) -> re.Pattern[str]:
-    # Compiled on first use: importing the module stays cheap for pages that never assess.
-    pattern, flags = _PATTERNS[name]
-    return re.compile(pattern, flags)
+def _patterns() -> tuple[GatedPatterns, dict[str, int]]:
+    # Compiled on first use: importing the module stays cheap for pages that never assess. Behind
+    # literal gates (hydra/literal_gate.py): assess runs on every submit, before the node is asked.
+    names = list(_PATTERNS)
+    return GatedPatterns([_PATTERNS[name] for name in names]), {name: i for i, name in enumerate(names)}
+
+
+class _Scan:
+    """The feature patterns over one text: a pattern whose literals are all absent is not run."""
+
+    def __init__(self, text: str) -> None:
+        self.text = text
+        self._gated, self._index = _patterns()
+        self._open = self._gated.candidates(text)
+
+    def _regex(self, name: str) -> re.Pattern[str] | None:
+        index = self._index[name]
+        return self._gated.regex(index) if index in self._open else None
+
+    def found(self, name: str) -> bool:
+        regex = self._regex(name)
+        return bool(regex and regex.search(self.text))
+
+    def count(self, name: str) -> int:
+        regex = self._regex(name)
+        return sum(1 for _ in regex.finditer(self.text)) if regex else 0
+
+    def distinct(self, name: str) -> list[str]:
+        regex = self._regex(name)
+        seen: dict[str, None] = {}
+        for match in regex.finditer(self.text) if regex else ():
+            seen.setdefault(re.sub(r"[\s-]+", " ", match.group(0).lower()), None)
+        return list(seen)
 
 
 def _capped(feature: str, points: float) -> float:
     return min(_CAPS[feature], points)
-
-
-def _count(pattern: re.Pattern[str], text: str) -> int:
-    return sum(1 for _ in pattern.finditer(text))
-
-
-def _distinct(pattern: re.Pattern[str], text: str) -> list[str]:
-    seen: dict[str, None] = {}
-    for match in pattern.finditer(text):
-        seen.setdefault(re.sub(r"[\s-]+", " ", match.group(0).lower()), None)
-    return list(seen)
 
 
 def _list_detail(words: list[str], limit: int = 4) -> str:
@@ -182,11 +200,11 @@ def _length(prompt: str) -> Reason:
     return Reason("length", _capped("length", max(0, words - _FREE_WORDS) / _WORDS_PER_POINT), f"{words} words")
 
 
-def _steps(prompt: str) -> Reason:
-    items = _count(_rx("list_item"), prompt)
-    step_by_step = bool(_rx("step_by_step").search(prompt))
-    thens = _count(_rx("then"), prompt)
-    constraints = _count(_rx("constraint"), prompt)
+def _steps(scan: _Scan) -> Reason:
+    items = scan.count("list_item")
+    step_by_step = scan.found("step_by_step")
+    thens = scan.count("then")
+    constraints = scan.count("constraint")
     points = 0.5 * items + 1.5 * step_by_step + 0.5 * thens + 0.5 * constraints
     parts = [f"{n} {label}" for n, label in ((items, "list items"), (thens, "x then"),
                                              (constraints, "constraint words")) if n]
@@ -195,40 +213,40 @@ def _steps(prompt: str) -> Reason:
     return Reason("steps", _capped("steps", points), ", ".join(parts) or "none asked for")
 
 
-def _code(prompt: str) -> Reason:
-    fence = bool(_rx("code_fence").search(prompt))
-    request = bool(_rx("code_request").search(prompt))
-    words = _distinct(_rx("code_words"), prompt)
-    syntax = bool(_rx("code_syntax").search(prompt))
+def _code(scan: _Scan) -> Reason:
+    fence = scan.found("code_fence")
+    request = scan.found("code_request")
+    words = scan.distinct("code_words")
+    syntax = scan.found("code_syntax")
     points = 1.5 * fence + 2.0 * request + 0.5 * len(words) + 0.5 * syntax
     parts = (["code block"] * fence + ["asks for code"] * request + ([_list_detail(words)] if words else [])
              + ["code syntax"] * syntax)
     return Reason("code", _capped("code", points), "; ".join(parts) or "no code")
 
 
-def _mathematics(prompt: str) -> Reason:
-    equation = bool(_rx("equation").search(prompt))
-    symbols = bool(_rx("math_symbols").search(prompt))
-    proof = bool(_rx("proof").search(prompt))
-    objects = _distinct(_rx("math_objects"), prompt)
+def _mathematics(scan: _Scan) -> Reason:
+    equation = scan.found("equation")
+    symbols = scan.found("math_symbols")
+    proof = scan.found("proof")
+    objects = scan.distinct("math_objects")
     points = 0.5 * equation + 1.0 * symbols + 1.0 * proof + 0.5 * len(objects)
     parts = (["equation"] * equation + ["math symbols"] * symbols + ["proof language"] * proof
              + ([_list_detail(objects)] if objects else []))
     return Reason("mathematics", _capped("mathematics", points), "; ".join(parts) or "no mathematics")
 
 
-def _hard_words(prompt: str) -> Reason:
-    hard = _distinct(_rx("hard_words"), prompt)
-    moderate = _distinct(_rx("moderate_words"), prompt)
+def _hard_words(scan: _Scan) -> Reason:
+    hard = scan.distinct("hard_words")
+    moderate = scan.distinct("moderate_words")
     points = 1.0 * len(hard) + 0.5 * len(moderate)
     return Reason("hard words", _capped("hard words", points), _list_detail(hard + moderate) or "none")
 
 
-def _multi_part(prompt: str) -> Reason:
+def _multi_part(scan: _Scan) -> Reason:
     # Every question after the first is another thing to answer; commas and
     # "and"s in a request usually enumerate deliverables.
-    questions = prompt.count("?")
-    separators = _count(_rx("separators"), prompt)
+    questions = scan.text.count("?")
+    separators = scan.count("separators")
     points = 0.75 * max(0, questions - 1) + 0.25 * separators
     detail = f"{questions} questions, {separators} list separators"
     return Reason("multi-part", _capped("multi-part", points), detail)
@@ -243,8 +261,8 @@ def complexity(prompt: str, task_type: str | None = None) -> tuple[float, tuple[
     order, zero contributions included, so a page can show the whole breakdown.
     """
     head = prompt[:SCAN_CHARS]  # length counts every word; the patterns read the head only
-    reasons = [_length(prompt), _steps(head), _code(head), _mathematics(head),
-               _hard_words(head), _multi_part(head)]
+    scan = _Scan(head)
+    reasons = [_length(prompt), _steps(scan), _code(scan), _mathematics(scan), _hard_words(scan), _multi_part(scan)]
     if task_type is not None:
         reasons.append(Reason("task type", _capped("task type", _TASK_TYPE_POINTS.get(task_type, 0.0)),
                               f"{task_type} task"))

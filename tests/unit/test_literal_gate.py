@@ -74,3 +74,19 @@ def test_gated_patterns_on_their_own():
     assert gated.matching("A Cat and a dog") == [0, 3]
     assert gated.matching("DOG 7") == [1, 2, 3]
     assert gated.matching("über CAT") == gated.matching_ungated("über CAT") == [0, 3]
+
+
+def test_reasoning_features_with_gates_equal_every_regex_run():
+    """The reasoning engine's scan skips patterns whose literals are absent: counts, finds and
+    distinct words must be what running each regex gives."""
+    from hydra import reasoning
+    words = sorted({lit for pattern, flags in reasoning._PATTERNS.values()
+                    for lit in (required_literals(pattern, flags) or ())})
+    rng = random.Random(3)
+    texts = _texts(1500, seed=8) + [" ".join(rng.choice(words) for _ in range(rng.randint(1, 12))) for _ in range(1500)]
+    for text in texts:
+        scan = reasoning._Scan(text)
+        for name, (pattern, flags) in reasoning._PATTERNS.items():
+            regex = re.compile(pattern, flags)
+            assert scan.count(name) == len(list(regex.finditer(text))), (name, text)
+            assert scan.found(name) == bool(regex.search(text)), (name, text)
