@@ -6,6 +6,9 @@ nothing it recorded (only an OS crash or power cut can drop the last few
 commits, which is the price of not fsyncing on every event: a write costs tens
 of microseconds instead of milliseconds).
 
+Several processes may share the file: each task row names its owner (hydra/owners.py),
+and ``mark_interrupted`` at start-up ends only the tasks of owners that are gone.
+
 Threads: router workers and Streamlit script threads call in at once. All
 writes go through one connection guarded by a lock, so they never wait on
 ``SQLITE_BUSY`` among themselves. Reads borrow a connection from a small pool
@@ -14,19 +17,18 @@ aggregating thousands of rows cannot stall a router thread recording an event.
 """
 from __future__ import annotations
 
-import json
 import logging
 import sqlite3
 import threading
 import time
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
-from enum import Enum
 from pathlib import Path
 from typing import Any
 
+from . import owners
+from .history_queries import _LIVE, HistoryQueries, _json, _text
 from .sollol.errors import ConfigError, ShutdownError
-from .sollol.metrics import percentile
 from .sollol.types import RoutingDecision, Task, TaskEvent, TaskResult, TaskStatus
 
 logger = logging.getLogger(__name__)
@@ -34,7 +36,6 @@ logger = logging.getLogger(__name__)
 BUSY_TIMEOUT_MS = 5000      # another process (a second app) holding the write lock
 _MAX_IDLE_READERS = 4
 CHECKPOINT_EVERY_S = 1.0
-_LIVE = (TaskStatus.QUEUED.value, TaskStatus.RUNNING.value)
 
 # Each migration runs once, in order, inside one transaction; append, never edit.
 _MIGRATIONS: tuple[tuple[int, tuple[str, ...]], ...] = (
@@ -57,39 +58,20 @@ _MIGRATIONS: tuple[tuple[int, tuple[str, ...]], ...] = (
         "CREATE INDEX decisions_task ON decisions (task_id)",
         "CREATE TABLE settings (key TEXT PRIMARY KEY, value TEXT NOT NULL, updated_at REAL NOT NULL)",
     )),
+    # Which History recorded the task (hydra/owners.py): a process starting on a shared database
+    # interrupts only the tasks of owners that are gone.
+    (2, ("ALTER TABLE tasks ADD COLUMN owner TEXT",)),
 )
 SCHEMA_VERSION = _MIGRATIONS[-1][0]
 
 
-def _text(value: Any) -> str | None:
-    """Enums as their values (StrEnum's str() would do, a plain Enum's would not)."""
-    if value is None:
-        return None
-    return str(value.value) if isinstance(value, Enum) else str(value)
-
-
-def _json(value: Any) -> str | None:
-    # default=str: task options come from users and may hold anything; history must not refuse them.
-    return None if value is None else json.dumps(value, default=str)
-
-
-def _decode(row: sqlite3.Row) -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for key in row.keys():
-        if key.endswith("_json"):
-            raw = row[key]
-            out[key[:-5]] = json.loads(raw) if raw is not None else None
-        else:
-            out[key] = row[key]
-    return out
-
-
-class History:
+class History(HistoryQueries):
     """The store. ``path`` may be ``":memory:"`` (tests): reads then share the writer under the lock."""
 
     def __init__(self, path: str | Path, *, clock: Callable[[], float] = time.time) -> None:
         self.path = str(path) if str(path) == ":memory:" else str(Path(path).expanduser())
         self._clock = clock
+        self.owner = owners.new_owner()
         self._memory = self.path == ":memory:"
         self._lock = threading.Lock()          # the writer connection and _closed
         self._pool_lock = threading.Lock()     # idle readers; separate so reads never queue behind writes
@@ -211,6 +193,7 @@ class History:
             conn = getattr(self, "_conn", None)   # absent when opening failed
             if conn is not None:
                 conn.close()
+        owners.release(self.owner)  # what it left unfinished may now be marked interrupted
         # Readers still borrowed are closed by their borrower on return (_closed is set).
         for reader in idle:
             reader.close()
@@ -232,7 +215,7 @@ class History:
             logger.exception("history could not record %s event of task %s", event.kind, event.task.id)
 
     def _on_queued(self, conn: sqlite3.Connection, event: TaskEvent) -> None:
-        _insert_task(conn, event.task)
+        _insert_task(conn, event.task, self.owner)
 
     def _on_routed(self, conn: sqlite3.Connection, event: TaskEvent) -> None:
         decision = event.decision
@@ -258,7 +241,7 @@ class History:
         result = event.result
         if result is None:
             return
-        _insert_task(conn, event.task)   # a no-op unless history missed "queued"
+        _insert_task(conn, event.task, self.owner)   # a no-op unless history missed "queued"
         _update_result(conn, result, self._clock())
 
     # --- direct writes from the service -----------------------------------------------
@@ -277,12 +260,21 @@ class History:
         return cur.rowcount > 0
 
     def mark_interrupted(self) -> int:
-        """At start-up: tasks a previous process left queued or running can never finish."""
+        """At start-up: tasks left queued or running by a History that is gone (a stopped or killed
+        process, or one closed) can never finish. Those of another live process sharing the
+        database are its own business and are left alone."""
         with self._write() as conn:
+            owners_now = [row[0] for row in conn.execute(
+                "SELECT DISTINCT owner FROM tasks WHERE status IN (?, ?)", _LIVE)]
+            gone = [owner for owner in owners_now if owner != self.owner and not owners.alive(owner)]
+            if not gone:
+                return 0
+            named = [owner for owner in gone if owner is not None]
             cur = conn.execute(
                 "UPDATE tasks SET error = 'Hydra stopped while this task was ' || status || '; resubmit it',"
-                " status = ?, finished_at = ? WHERE status IN (?, ?)",
-                (TaskStatus.INTERRUPTED.value, self._clock(), *_LIVE))
+                f" status = ?, finished_at = ? WHERE status IN (?, ?) AND (owner IN ({','.join('?' * len(named))})"
+                + (" OR owner IS NULL)" if None in gone else ")"),
+                (TaskStatus.INTERRUPTED.value, self._clock(), *_LIVE, *named))
         return cur.rowcount
 
     # --- settings ---------------------------------------------------------------------
@@ -300,87 +292,8 @@ class History:
         with self._read() as conn:
             return {row["key"]: row["value"] for row in conn.execute("SELECT key, value FROM settings ORDER BY key")}
 
-    # --- queries for the pages ----------------------------------------------------------
-    def recent_tasks(self, limit: int = 50, statuses: Iterable[str | TaskStatus] | None = None) -> list[dict[str, Any]]:
-        """Newest first; JSON columns decoded (``messages``, ``options``, ``reasoning``)."""
-        sql, args = "SELECT * FROM tasks", []
-        if statuses is not None:
-            wanted = [_text(s) for s in statuses]
-            sql += f" WHERE status IN ({','.join('?' * len(wanted))})"
-            args += wanted
-        sql += " ORDER BY submitted_at DESC, rowid DESC LIMIT ?"
-        with self._read() as conn:
-            return [_decode(r) for r in conn.execute(sql, (*args, limit))]
 
-    def get_task(self, task_id: str) -> dict[str, Any] | None:
-        with self._read() as conn:
-            row = conn.execute("SELECT * FROM tasks WHERE id = ?", (task_id,)).fetchone()
-        return _decode(row) if row is not None else None
-
-    def decisions(self, limit: int = 200, *, node: str | None = None, mode: str | None = None,
-                  task_id: str | None = None, since: float | None = None) -> list[dict[str, Any]]:
-        """Newest first; ``candidates`` decoded to a list of dicts."""
-        where, args = _where(("node = ?", node), ("mode = ?", _text(mode)), ("task_id = ?", task_id),
-                             ("time >= ?", since))
-        with self._read() as conn:
-            rows = conn.execute(f"SELECT * FROM decisions{where} ORDER BY time DESC, id DESC LIMIT ?",
-                                (*args, limit))
-            return [_decode(r) for r in rows]
-
-    def distribution(self, since: float | None = None, bucket_s: float = 60) -> list[dict[str, Any]]:
-        """Task counts per time bucket (by submission) and node, model, mode, type, status."""
-        if bucket_s <= 0:
-            raise ValueError(f"bucket_s must be positive, got {bucket_s!r}")
-        where, args = _where(("submitted_at >= ?", since))
-        # CAST truncates, which is floor for the (positive) wall-clock times stored here.
-        sql = ("SELECT CAST(submitted_at / ? AS INTEGER) * ? AS bucket, node, model, mode, task_type, status,"
-               f" COUNT(*) AS count FROM tasks{where}"
-               " GROUP BY bucket, node, model, mode, task_type, status"
-               " ORDER BY bucket, node, model, mode, task_type, status")
-        with self._read() as conn:
-            return [dict(r) for r in conn.execute(sql, (bucket_s, bucket_s, *args))]
-
-    def performance(self, since: float | None = None) -> list[dict[str, Any]]:
-        """Per node and model, over finished tasks that reached a node.
-
-        success_rate is done / (done + failed): cancelled and interrupted tasks say
-        nothing about the node, so they count in ``count`` but not in the rate.
-        """
-        sql, args = ("SELECT node, model, status, ttft_s, tokens_per_s, failovers FROM tasks"
-                     " WHERE node IS NOT NULL AND status NOT IN (?, ?)"), list(_LIVE)
-        if since is not None:
-            sql, args = sql + " AND submitted_at >= ?", [*args, since]
-        sql += " ORDER BY node, model"
-        groups: dict[tuple[str, str], list[sqlite3.Row]] = {}
-        with self._read() as conn:
-            for row in conn.execute(sql, args):
-                groups.setdefault((row["node"], row["model"]), []).append(row)
-        return [_performance_row(node, model, rows) for (node, model), rows in groups.items()]
-
-
-def _where(*conditions: tuple[str, Any]) -> tuple[str, list[Any]]:
-    """SQL WHERE from (clause, value) pairs; a None value drops its clause."""
-    kept = [(clause, value) for clause, value in conditions if value is not None]
-    clauses, args = [c for c, _ in kept], [v for _, v in kept]
-    return (" WHERE " + " AND ".join(clauses) if clauses else ""), args
-
-
-def _performance_row(node: str, model: str | None, rows: list[sqlite3.Row]) -> dict[str, Any]:
-    done = [r for r in rows if r["status"] == TaskStatus.DONE.value]
-    failed = sum(r["status"] == TaskStatus.FAILED.value for r in rows)
-    # The engine's percentile, so these match the live figures on the Nodes page.
-    ttfts = [r["ttft_s"] for r in done if r["ttft_s"] is not None]
-    speeds = [r["tokens_per_s"] for r in done if r["tokens_per_s"] is not None]
-    return {
-        "node": node, "model": model, "count": len(rows), "done": len(done), "failed": failed,
-        "success_rate": len(done) / (len(done) + failed) if done or failed else None,
-        "ttft_p50_s": percentile(ttfts, 50), "ttft_p95_s": percentile(ttfts, 95),
-        "tokens_per_s": sum(speeds) / len(speeds) if speeds else None,
-        "failovers": sum(r["failovers"] for r in rows),
-    }
-
-
-def _insert_task(conn: sqlite3.Connection, task: Task) -> None:
+def _insert_task(conn: sqlite3.Connection, task: Task, owner: str) -> None:
     options = {"max_tokens": task.max_tokens, "think": task.think, "options": task.options,
                "model": task.model, "task_type": task.task_type, "mode": _text(task.mode),
                "thinking_budget": task.thinking_budget, "system": task.system,
@@ -389,9 +302,9 @@ def _insert_task(conn: sqlite3.Connection, task: Task) -> None:
     reasoning = task.meta.get("reasoning") if isinstance(task.meta, dict) else None
     conn.execute(
         "INSERT INTO tasks (id, prompt, messages_json, options_json, status, model, mode, task_type, priority,"
-        " submitted_at, reasoning_json) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT(id) DO NOTHING",
+        " submitted_at, reasoning_json, owner) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT(id) DO NOTHING",
         (task.id, task.prompt or "", _json(task.messages), _json(options), TaskStatus.QUEUED.value,
-         task.model, _text(task.mode), task.task_type, task.priority, task.submitted_at, _json(reasoning)))
+         task.model, _text(task.mode), task.task_type, task.priority, task.submitted_at, _json(reasoning), owner))
 
 
 def _insert_decision(conn: sqlite3.Connection, d: RoutingDecision) -> None:

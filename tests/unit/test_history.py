@@ -164,14 +164,20 @@ def test_unknown_task_and_unknown_event_kind(history: History) -> None:
     assert history.get_task("x") is None
 
 
-def test_mark_interrupted_ends_queued_and_running_tasks(history: History, clock: Clock) -> None:
+def test_mark_interrupted_ends_queued_and_running_tasks(tmp_path: Path, clock: Clock) -> None:
+    before = History(tmp_path / "h.db", clock=clock)  # the previous run
     queued, running, done = task("q"), task("r"), task("d")
-    history.record_event(TaskEvent("queued", queued))
-    history.record_event(TaskEvent("queued", running))
-    history.record_event(TaskEvent("running", running, node="light", model="m", attempt=1))
-    history.save_partial("r", "half an answ")
-    run(history, done)
+    before.record_event(TaskEvent("queued", queued))
+    before.record_event(TaskEvent("queued", running))
+    before.record_event(TaskEvent("running", running, node="light", model="m", attempt=1))
+    before.save_partial("r", "half an answ")
+    run(before, done)
+    meanwhile = History(tmp_path / "h.db")
+    assert meanwhile.mark_interrupted() == 0  # their owner is still open: it may finish them
+    meanwhile.close()
+    before.close()
     clock.now = 2_000_000.0
+    history = History(tmp_path / "h.db", clock=clock)
 
     assert history.mark_interrupted() == 2
     q, r, d = (history.get_task(i) for i in "qrd")
@@ -180,6 +186,58 @@ def test_mark_interrupted_ends_queued_and_running_tasks(history: History, clock:
     assert r["text"] == "half an answ" and r["finished_at"] == 2_000_000.0
     assert (d["status"], d["error"]) == ("done", None)
     assert history.mark_interrupted() == 0
+    history.close()
+
+
+_OTHER_PROCESS = """
+import sys
+from hydra.history import History
+from hydra.sollol.types import Task, TaskEvent
+history = History(sys.argv[1])
+history.record_event(TaskEvent("queued", Task(prompt="theirs", id="theirs")))
+print("recorded", flush=True)
+sys.stdin.readline()  # holds the task "running" until told, or killed
+"""
+
+
+def test_a_live_process_sharing_the_database_keeps_its_tasks(tmp_path: Path) -> None:
+    """Two Hydras on one HYDRA_DB: starting the second must not interrupt the first's tasks;
+    once the first is killed, its tasks are interrupted at the next start."""
+    import signal
+    import subprocess
+    import sys
+    db = tmp_path / "shared.db"
+    History(db).close()  # create the schema before two processes race to
+    other = subprocess.Popen([sys.executable, "-c", _OTHER_PROCESS, str(db)], stdin=subprocess.PIPE,
+                             stdout=subprocess.PIPE, text=True, cwd=Path(__file__).resolve().parents[2])
+    try:
+        assert other.stdout is not None and other.stdout.readline().strip() == "recorded"
+        mine = History(db)
+        mine.record_event(TaskEvent("queued", task("mine")))
+        assert mine.mark_interrupted() == 0
+        assert mine.get_task("theirs")["status"] == "queued"
+        other.send_signal(signal.SIGKILL)
+        other.wait(timeout=10)
+        assert mine.mark_interrupted() == 1  # theirs, not mine: this History is open
+        assert mine.get_task("theirs")["status"] == "interrupted"
+        assert mine.get_task("mine")["status"] == "queued"
+        mine.close()
+    finally:
+        if other.poll() is None:
+            other.kill()
+            other.wait()
+
+
+def test_rows_without_an_owner_count_as_gone(tmp_path: Path) -> None:
+    """Rows written before owners were recorded (schema 1) have none: they are interrupted."""
+    old = History(tmp_path / "h.db")
+    old.record_event(TaskEvent("queued", task("legacy")))
+    with old._write() as conn:
+        conn.execute("UPDATE tasks SET owner = NULL")
+    new = History(tmp_path / "h.db")
+    assert new.mark_interrupted() == 1
+    new.close()
+    old.close()
 
 
 def test_recent_tasks_newest_first_and_by_status(history: History) -> None:
