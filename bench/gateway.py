@@ -8,7 +8,9 @@ and at the gateway in front of a Hydra over that node. Runs are interleaved so
 machine noise hits both alike; ``hydra.submit`` in-process is measured too, to
 split the gateway's own share from the router's. Target: <= 3 ms added at the
 median. Then ``--streams`` async streaming clients at once through the gateway:
-every one must end with done, errors are counted.
+every one must end with done, errors are counted, and the process's threads are
+counted while they are open, but the simulated node's (it serves each connection
+on a thread of its own: the node's cost, not the gateway's).
 """
 from __future__ import annotations
 
@@ -17,6 +19,7 @@ import asyncio
 import os
 import statistics
 import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -59,15 +62,15 @@ def hydra_ttft(hydra: Hydra, tokens: int) -> float:
     return first - start
 
 
-async def many_streams(url: str, n: int, tokens: int) -> tuple[int, int, int, float]:
-    """(completed, errors, most streams open at once, seconds)."""
+async def many_streams(url: str, n: int, tokens: int) -> tuple[int, int, int, float, int]:
+    """(completed, errors, most streams open at once, seconds, most threads in the process meanwhile)."""
     client = ollama.AsyncClient(host=url, timeout=120, limits=httpx.Limits(max_connections=None,
                                                                            max_keepalive_connections=None))
-    open_now = peak = 0
+    open_now = peak = threads = 0
     errors: list[str] = []
 
     async def one(i: int) -> bool:
-        nonlocal open_now, peak
+        nonlocal open_now, peak, threads
         open_now += 1
         peak = max(peak, open_now)
         try:
@@ -76,6 +79,7 @@ async def many_streams(url: str, n: int, tokens: int) -> tuple[int, int, int, fl
                                        stream=True, options={"num_predict": tokens})
             async for part in stream:
                 done = bool(part.done)
+                threads = max(threads, _threads())
             return done
         except Exception as exc:  # counted and printed, not raised: the figure is how many fail
             errors.append(f"{type(exc).__name__}: {exc}")
@@ -88,7 +92,7 @@ async def many_streams(url: str, n: int, tokens: int) -> tuple[int, int, int, fl
     elapsed = time.perf_counter() - start
     for line in sorted(set(errors))[:5]:
         print("  error:", line)
-    return sum(outcomes), n - sum(outcomes), peak, elapsed
+    return sum(outcomes), n - sum(outcomes), peak, elapsed, threads
 
 
 def main() -> None:
@@ -118,8 +122,9 @@ def main() -> None:
                 d.append(client_ttft(direct, 3))
                 g.append(client_ttft(through, 3))
                 h.append(hydra_ttft(hydra, 3))
-            completed, failed, peak, seconds = asyncio.run(many_streams(gateway.url, args.streams,
-                                                                        args.stream_tokens))
+            threads_before = _threads()
+            completed, failed, peak, seconds, threads = asyncio.run(many_streams(gateway.url, args.streams,
+                                                                                 args.stream_tokens))
         finally:
             gateway.stop()
             hydra.close()
@@ -134,6 +139,11 @@ def main() -> None:
     print(f"{args.streams} concurrent streams x {args.stream_tokens} tokens: {completed} completed, {failed} errors, "
           f"{peak} open at once, {seconds:.2f} s ({completed * args.stream_tokens / seconds:.0f} tokens/s in all)  "
           f"{'OK' if failed == 0 else 'MISSED'}")
+    print(f"threads but the node's: {threads_before} before the streams, at most {threads} while they ran")
+
+
+def _threads() -> int:
+    return sum(1 for t in threading.enumerate() if not t.name.endswith("(process_request_thread)"))
 
 
 def _p95(values: list[float]) -> float:

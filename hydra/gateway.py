@@ -31,6 +31,7 @@ import socket
 import threading
 import time
 from collections.abc import AsyncIterator
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import uvicorn
@@ -44,6 +45,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from hydra.gateway_metrics import CONTENT_TYPE, GatewayMetrics
 from hydra.gateway_ollama import OllamaRoutes
 from hydra.gateway_openai import OpenAIRoutes, openai_error
+from hydra.gateway_stream import SUBMIT_THREADS
 from hydra.sollol import TaskHandle, TaskResult
 
 log = logging.getLogger("hydra.gateway")
@@ -64,7 +66,7 @@ class BearerAuth:
         if self.expected is None or scope["type"] != "http" or scope["path"] == "/":
             await self.app(scope, receive, send)
             return
-        given = dict(scope["headers"]).get(b"authorization", b"")
+        given = next((value for name, value in scope["headers"] if name == b"authorization"), b"")
         if hmac.compare_digest(given, self.expected):
             await self.app(scope, receive, send)
             return
@@ -106,10 +108,12 @@ def _jsonable(value: Any) -> Any:
 
 
 class _OpenTasks:
-    """The tasks this gateway is answering (cancelled on stop) and the metrics of those that end."""
+    """The tasks this gateway is answering (cancelled on stop), the metrics of those that end, and the
+    threads that submit them (threads start on first use; shut down with the app)."""
 
     def __init__(self, hydra: Any) -> None:
         self.metrics = GatewayMetrics(hydra)
+        self.submits = ThreadPoolExecutor(SUBMIT_THREADS, thread_name_prefix="hydra-gateway-submit")
         self._lock = threading.Lock()
         self._open: dict[str, TaskHandle] = {}
 
@@ -170,6 +174,7 @@ def create_app(hydra: Any, api_key: str | None = None) -> Starlette:
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         yield
         await ollama.aclose()
+        tracker.submits.shutdown(wait=False, cancel_futures=True)  # every request has ended by now
 
     handlers = {HTTPException: _http_error, Exception: _crash}
     app = Starlette(routes=routes, lifespan=lifespan, exception_handlers=handlers)  # type: ignore[arg-type]

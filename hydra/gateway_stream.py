@@ -5,22 +5,23 @@ client that leaves: uvicorn drops writes to a closed connection silently, so
 one coroutine listens for ``http.disconnect`` while another writes, and any
 way out other than the task's own end cancels the task, which frees its node.
 
-``handle.stream()`` blocks, so one plain thread per request pumps its chunks
-into an asyncio queue (``call_soon_threadsafe``). A thread of its own, not the
-shared threadpool: a queued task may wait minutes for its first chunk, and
-200 such waits must not starve every other request of threads.
+Chunks come from ``handle.astream()``: the engine's thread that adds a chunk
+wakes the event loop itself (one ``call_soon_threadsafe`` per batch), so a
+request costs no thread however long its task waits in the queue, and the
+first chunk reaches the loop without a hop through a thread of the gateway.
+``hydra.submit`` does block (it writes the task to history), so it runs on a
+small pool of the gateway's own (``SUBMIT_THREADS``).
 """
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
-import threading
-import time
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
+from concurrent.futures import Executor, Future
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-import anyio
 from starlette.requests import Request
 from starlette.types import Receive, Scope, Send
 
@@ -30,6 +31,10 @@ from hydra.sollol.errors import (ConfigError, HydraError, NoRouteError, QueueFul
 
 MAX_BODY_BYTES = 1 << 20
 HEADER_WAIT_S = 30.0   # streaming: how long to hold the headers back waiting for the node to be known
+# Threads for hydra.submit. It is mostly Python (holding the GIL) and its history write is serialized,
+# so more threads than this only queue; a bounded pool of its own also keeps a burst of requests from
+# spawning a thread each, as anyio's shared pool (40) would.
+SUBMIT_THREADS = 4
 _END = object()
 
 
@@ -108,11 +113,13 @@ def resolve_model(hydra: Any, name: Any) -> str | None:
     name = (name or "").strip()
     if name.lower() in ("", "auto"):
         return None
-    installed = set(hydra.models())
-    if not installed and not hydra.snapshot().healthy_nodes:
+    # The router's node views, not hydra.models()/snapshot(): those build the whole cluster snapshot
+    # (per-node statistics included) on the event loop for every request, ~7x the cost for one node.
+    views = [v for v in hydra.router.node_views() if v.healthy]
+    if not views:
         raise GatewayError(503, "no healthy node: every node is down or not yet polled", "service_unavailable")
     for candidate in (name, f"{name}:latest"):
-        if candidate in installed:
+        if any(candidate in v.installed for v in views):
             return candidate
     raise GatewayError(404, f'model "{name}" not found, try pulling it first', "not_found_error")
 
@@ -133,7 +140,10 @@ def split_options(options: Any) -> tuple[dict[str, Any], int | None]:
 
 
 class Tracker(Protocol):
-    """Who hears of each generation request: open tasks (cancelled when the gateway stops) and metrics."""
+    """Who hears of each generation request: open tasks (cancelled when the gateway stops) and metrics,
+    and where ``hydra.submit`` runs."""
+
+    submits: Executor
 
     def started(self, handle: TaskHandle) -> None: ...
     def finished(self, api: str, handle: TaskHandle, result: TaskResult | None, started: float) -> None: ...
@@ -147,10 +157,19 @@ async def submit(hydra: Any, tracker: Tracker, **kwargs: Any) -> TaskHandle:
         tracker.started(handle)
         return handle
 
+    future = tracker.submits.submit(run)
     try:
-        return await anyio.to_thread.run_sync(run)
+        return await asyncio.wrap_future(future)
     except (HydraError, ValueError) as exc:
         raise translate(exc) from None
+    except asyncio.CancelledError:
+        future.add_done_callback(_cancel_orphan)  # the submit may still be running: its task has no reader
+        raise
+
+
+def _cancel_orphan(future: Future[TaskHandle]) -> None:
+    if not future.cancelled() and future.exception() is None:
+        future.result().cancel()
 
 
 class Renderer(Protocol):
@@ -170,26 +189,20 @@ class TaskResponse:
 
     def __init__(self, handle: TaskHandle, renderer: Renderer, *, stream: bool,
                  on_finish: Callable[[TaskHandle, TaskResult | None], None],
-                 header_wait_s: float = HEADER_WAIT_S) -> None:
+                 header_wait_s: float | None = None) -> None:
         self.handle = handle
         self.renderer = renderer
         self.stream = stream
         self.on_finish = on_finish
-        self.header_wait_s = header_wait_s
+        # Read at construction, not bound as a default, so a test can shorten HEADER_WAIT_S.
+        self.header_wait_s = HEADER_WAIT_S if header_wait_s is None else header_wait_s
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        loop = asyncio.get_running_loop()
-        queue: asyncio.Queue[Any] = asyncio.Queue()
         handle = self.handle
-        threading.Thread(target=_pump, args=(handle, loop, queue), name=f"gateway-{handle.id}",
-                         daemon=True).start()  # ends with its task; a daemon so it never holds up exit
         watcher = asyncio.ensure_future(_watch_disconnect(receive, handle))
         result: TaskResult | None = None
         try:
-            if self.stream:
-                result = await self._stream(queue, send)
-            else:
-                result = await self._collect(queue, send)
+            result = await (self._stream(send) if self.stream else self._collect(send))
         except OSError:
             pass  # the client went away while we wrote; cancelled below
         finally:
@@ -198,56 +211,86 @@ class TaskResponse:
                 handle.cancel()
             self.on_finish(handle, result)
 
-    async def _stream(self, queue: asyncio.Queue[Any], send: Send) -> TaskResult | None:
-        pending: list[bytes] = []
-        item: Any = None
-        deadline = time.monotonic() + self.header_wait_s
+    async def _stream(self, send: Send) -> TaskResult | None:
+        handle, renderer = self.handle, self.renderer
+        pieces: list[bytes] = []
+        taken = 0  # chunks read so far
         node = model = ""
-        while not node:  # hold the headers until the node that answers is known (bounded)
+        ended = False
+        async with contextlib.AsyncExitStack() as stack:
+            chunks = await stack.enter_async_context(contextlib.aclosing(handle.astream()))
             try:
-                item = await asyncio.wait_for(queue.get(), max(0.0, deadline - time.monotonic()))
-            except asyncio.TimeoutError:
-                view = self.handle.view()
+                # Hold the headers until the node that answers is known (bounded). This task reads the
+                # first chunk itself and writes it in the same step: no hand-off to another task.
+                async with asyncio.timeout(self.header_wait_s):
+                    while not node:
+                        try:
+                            chunk = await anext(chunks)
+                        except StopAsyncIteration:
+                            ended = True
+                            break
+                        taken += 1
+                        node, model = chunk.node, chunk.model  # "" on a restart notice: keep waiting
+                        piece = renderer.chunk(chunk)
+                        if piece:
+                            pieces.append(piece)
+                skip = 0  # the same generator goes on where it stopped
+            except TimeoutError:
+                # The timeout cancelled the generator inside its wait, which ends an async generator for
+                # good. A new one replays the task from its first chunk: skip those already rendered.
+                # (Reading in a task of its own would survive a timeout, but would cost every request's
+                # first chunk a hand-off; this way only a request that times out pays.)
+                view = handle.view()
                 node, model = view.node or "", view.model or ""
-                item = None
-                break
-            if item is _END:
-                break
-            if isinstance(item, Chunk):
-                node, model = item.node, item.model
-                piece = self.renderer.chunk(item)
-                if piece:
-                    pending.append(piece)
-        if item is _END and not pending:
-            result = self.handle.result(timeout=5)
-            if result.status is not TaskStatus.DONE:
-                await _send_json(send, failure_status(result), self.renderer.error(
-                    failure_status(result), result.error or result.status.value), result)
-                return result
-        await send({"type": "http.response.start", "status": 200,
-                    "headers": _headers(self.renderer.media_type, node, model, self.handle.id)})
-        for piece in pending:
-            await send({"type": "http.response.body", "body": piece, "more_body": True})
-        while item is not _END:
-            # Whatever has piled up since the last write goes out in one write: fewer syscalls under load.
-            items = [await queue.get()]
-            while items[-1] is not _END and not queue.empty():
-                items.append(queue.get_nowait())
-            item = items[-1]
-            body = b"".join(piece for piece in (self.renderer.chunk(i) for i in items if isinstance(i, Chunk))
-                            if piece)
-            if body:
-                await send({"type": "http.response.body", "body": body, "more_body": True})
-        result = self.handle.result(timeout=5)
-        tail = self.renderer.end(result) if result.status is TaskStatus.DONE else self.renderer.stream_error(
+                chunks = await stack.enter_async_context(contextlib.aclosing(handle.astream()))
+                skip = taken
+            if ended and not pieces:
+                result = handle.result(timeout=5)  # ended: immediate
+                if result.status is not TaskStatus.DONE:
+                    status = failure_status(result)
+                    await _send_json(send, status, renderer.error(status, result.error or result.status.value),
+                                     result)
+                    return result
+            await send({"type": "http.response.start", "status": 200,
+                        "headers": _headers(renderer.media_type, node, model, handle.id)})
+            if pieces:
+                await send({"type": "http.response.body", "body": b"".join(pieces), "more_body": True})
+            if not ended:
+                await self._follow(chunks, skip, send)
+        result = handle.result(timeout=5)  # the stream ended, so the task has: immediate
+        tail = renderer.end(result) if result.status is TaskStatus.DONE else renderer.stream_error(
             result.error or result.status.value)
         await send({"type": "http.response.body", "body": tail, "more_body": False})
         return result
 
-    async def _collect(self, queue: asyncio.Queue[Any], send: Send) -> TaskResult:
-        while await queue.get() is not _END:
-            pass
-        result = self.handle.result(timeout=5)
+    async def _follow(self, chunks: AsyncIterator[Chunk], skip: int, send: Send) -> None:
+        """The rest of the stream: this task reads and renders, a writer task writes. ``astream()``
+        hands out the chunks of one wake-up without pausing, and the writer (woken by the first of
+        them) runs only once this task waits again, so whatever piled up since the last write goes
+        out in one write: fewer syscalls under load. Only this task ever runs the generator, so
+        closing it (``aclosing`` above) never meets it mid-step."""
+        batch: list[Any] = []
+        wake = asyncio.Event()
+        writer = asyncio.ensure_future(_write(batch, wake, send))
+        try:
+            async for chunk in chunks:
+                if skip:
+                    skip -= 1
+                    continue
+                piece = self.renderer.chunk(chunk)
+                if piece:
+                    batch.append(piece)
+                    wake.set()
+                if writer.done():
+                    break  # the write failed (client gone): its error is raised below
+            batch.append(_END)
+            wake.set()
+            await writer  # everything written, or the writer's error
+        finally:
+            writer.cancel()  # a no-op once it ended; else this task failed or was cancelled: stop writing
+
+    async def _collect(self, send: Send) -> TaskResult:
+        result = await self.handle.aresult()
         if result.status is TaskStatus.DONE:
             await _send_json(send, 200, self.renderer.whole(result), result)
         else:
@@ -256,17 +299,21 @@ class TaskResponse:
         return result
 
 
-def _pump(handle: TaskHandle, loop: asyncio.AbstractEventLoop, queue: asyncio.Queue[Any]) -> None:
-    try:
-        for chunk in handle.stream():
-            loop.call_soon_threadsafe(queue.put_nowait, chunk)
-    except RuntimeError:
-        handle.cancel()  # the event loop is gone (gateway stopped): nobody will read this task
-        return
-    try:
-        loop.call_soon_threadsafe(queue.put_nowait, _END)
-    except RuntimeError:
-        pass
+async def _write(batch: list[Any], wake: asyncio.Event, send: Send) -> None:
+    while True:
+        if not batch:
+            wake.clear()  # only after finding nothing, with no await in between: no set() is lost
+            await wake.wait()
+            continue
+        items = batch[:]
+        batch.clear()
+        end = items[-1] is _END
+        if end:
+            items.pop()
+        if items:
+            await send({"type": "http.response.body", "body": b"".join(items), "more_body": True})
+        if end:
+            return
 
 
 async def _watch_disconnect(receive: Receive, handle: TaskHandle) -> None:
