@@ -280,7 +280,9 @@ class Hydra:
         return self.submit(row.get("prompt") or "", task_type=options.get("task_type"),
                            model=options.get("model"), mode=options.get("mode"),
                            priority=int(row.get("priority") or 5), max_tokens=options.get("max_tokens"),
-                           messages=row.get("messages"))
+                           messages=row.get("messages"), format=options.get("format"),
+                           keep_alive=options.get("keep_alive"), options=options.get("options") or {},
+                           system=options.get("system"))
 
     def _save_partials(self) -> None:
         """Running tasks' text so far goes to history now and then, so a crash keeps it."""

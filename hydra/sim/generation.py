@@ -85,6 +85,7 @@ class GenRequest:
     num_predict: int | None = None
     think_tokens: int | None = None
     stop: list[str] = field(default_factory=list)
+    json_key: str | None = None  # with format: the answer is the JSON object {json_key: "<text>"}
 
 
 def parse(chat: bool, body: object, profile: NodeProfile) -> GenRequest:
@@ -147,7 +148,21 @@ def parse(chat: bool, body: object, profile: NodeProfile) -> GenRequest:
         req.think_tokens = think_tokens
     stop = options.get("stop") or []
     req.stop = [stop] if isinstance(stop, str) else [s for s in stop if isinstance(s, str) and s]
+    req.json_key = _json_key(body.get("format"))
     return req
+
+
+def _json_key(fmt: object) -> str | None:
+    """Ollama constrains the answer to JSON ("json") or to a schema: the sim answers one object,
+    keyed by the schema's first property (or "answer")."""
+    if fmt is None or fmt == "":
+        return None
+    if fmt == "json":
+        return "answer"
+    if isinstance(fmt, dict):
+        properties = fmt.get("properties")
+        return next(iter(properties), "answer") if isinstance(properties, dict) and properties else "answer"
+    raise RequestError(400, f"invalid format: {fmt!r} (expected \"json\" or a JSON schema object)")
 
 
 class _Run:
@@ -255,6 +270,13 @@ class _Run:
         for _ in range(n_think):
             yield next(think_src), True
         content_src = textgen.content_tokens(name, self.node, self.req.key)
+        if self.req.json_key is not None and n_content >= 2:
+            # {"key": "words..."}: opened by the first token, closed by the last, so a whole answer parses
+            yield "{" + json.dumps(self.req.json_key) + ': "', False
+            for _ in range(n_content - 2):
+                yield json.dumps(next(content_src))[1:-1], False
+            yield '"}', False
+            return
         for _ in range(n_content):
             yield next(content_src), False
 

@@ -262,6 +262,7 @@ class NodeClient:
 
     def chat(self, model: str, messages: list[dict[str, Any]], *, options: dict[str, Any] | None = None,
              think: bool | str | None = None, keep_alive: str | float | None = None,
+             format: str | dict[str, Any] | None = None,  # noqa: A002 - Ollama's name for it
              sockets: StreamSockets | None = None) -> Iterator[StreamPart]:
         """Stream /api/chat. A lazy generator: close() it to drop the connection (cancel); or, from
         another thread, ``sockets.cut_all()`` when it may be blocked waiting for the node."""
@@ -269,6 +270,8 @@ class NodeClient:
                                   "options": options or None, "keep_alive": keep_alive}
         if think is not None:
             kwargs["think"] = think
+        if format is not None:
+            kwargs["format"] = format
         stage = "before the first token"
         client, backend = self._stream_client()  # runs on the consuming thread, at the first next()
         stream = client.chat(**kwargs)

@@ -124,6 +124,8 @@ class Task:
     system: str | None = None
     min_success_rate: float | None = None  # reliable mode threshold override
     deadline: float | None = None         # seconds from submission; None = no deadline
+    format: str | dict[str, Any] | None = None  # Ollama's format: "json", or a JSON schema the answer follows
+    keep_alive: str | float | None = None  # how long the node keeps the model loaded after ("5m", 0, -1)
     meta: dict[str, Any] = field(default_factory=dict)  # carried along untouched (e.g. the reasoning assessment)
     id: str = field(default_factory=lambda: uuid.uuid4().hex[:12])
     submitted_at: float = field(default_factory=time.time)
@@ -146,6 +148,11 @@ class Task:
             raise TaskError(f"thinking_budget must be a positive integer, got {self.thinking_budget!r}")
         if self.deadline is not None and self.deadline <= 0:
             raise TaskError(f"deadline must be a positive number of seconds, got {self.deadline!r}")
+        if self.format is not None and self.format != "json" and not isinstance(self.format, dict):
+            raise TaskError(f'format must be "json" or a JSON schema object, got {self.format!r}')
+        if self.keep_alive is not None and (isinstance(self.keep_alive, bool)
+                                            or not isinstance(self.keep_alive, (str, int, float))):
+            raise TaskError(f'keep_alive must be a duration such as "5m" or a number of seconds, got {self.keep_alive!r}')
 
 
 @dataclass(frozen=True)

@@ -194,7 +194,9 @@ class NodeWorkers:
         sockets = StreamSockets()
         if not state.set_canceller(a.attempt, sockets.cut_all):
             return None
-        stream = self.client.chat(a.model, messages, options=options or None, think=think, sockets=sockets)
+        task = state.task
+        stream = self.client.chat(a.model, messages, options=options or None, think=think, sockets=sockets,
+                                  format=task.format, keep_alive=task.keep_alive)
         try:
             for part in stream:
                 started = started or time.monotonic()
