@@ -20,6 +20,7 @@ from starlette.responses import JSONResponse, Response
 from hydra.gateway_stream import (GatewayError, Routing, TaskResponse, Tracker, done_reason, read_json, resolve_model,
                                   split_options, submit)
 from hydra.sollol import Chunk, TaskResult
+from hydra.sollol.client import shared_ssl_context
 
 FALLBACK_VERSION = "0.6.0"
 
@@ -159,7 +160,8 @@ class OllamaRoutes:
         nodes = [n for n in self.hydra.snapshot().healthy_nodes if any(m.name == model for m in n.installed)]
         last = "no healthy node has it"
         if self._http is None:
-            self._http = httpx.AsyncClient(timeout=10.0)  # one per gateway: building one costs tens of ms
+            # one per gateway; the shared SSL context spares it the ~55 ms of loading the CA bundle
+            self._http = httpx.AsyncClient(timeout=10.0, verify=shared_ssl_context())
         client = self._http
         for node in nodes:
             try:
