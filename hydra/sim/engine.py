@@ -41,6 +41,7 @@ class Stats:
 
     lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
     requests: collections.Counter = field(default_factory=collections.Counter)
+    connections: int = 0  # TCP connections accepted (a client that reuses its connections opens few)
     generations: int = 0  # generate/chat requests that sent their final chunk
     failed: int = 0  # generate/chat requests that ended with an error or a fault
     in_flight: int = 0  # requests holding a slot (loading or generating)

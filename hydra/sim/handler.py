@@ -77,6 +77,8 @@ class SimHandler(BaseHTTPRequestHandler):
         self.node: SimNode = self.server.node  # type: ignore[attr-defined]
         self.life: _Life = self.server.life  # type: ignore[attr-defined]
         self.accepted = self.life.register(self.connection)
+        with self.node.counters.lock:
+            self.node.counters.connections += 1
 
     def handle(self) -> None:
         if self.accepted:  # accepted just as the node was killed: drop it

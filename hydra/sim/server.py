@@ -231,6 +231,7 @@ class SimNode:
                 "url": self.url,
                 "running": self.running,
                 "requests": dict(s.requests),
+                "connections": s.connections,
                 "generations": s.generations,
                 "failed": s.failed,
                 "in_flight": s.in_flight,

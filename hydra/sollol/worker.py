@@ -7,6 +7,7 @@ chunk or when the connection ends, sees that it no longer owns the task.
 """
 from __future__ import annotations
 
+import collections
 import logging
 import queue
 import threading
@@ -25,6 +26,11 @@ from .types import Task
 
 log = logging.getLogger("hydra.sollol.worker")
 
+# After the first token of an attempt is handed over, this worker lets go of the interpreter lock for
+# a moment: the reader (a caller's thread, the gateway's event loop) was just woken and would
+# otherwise wait until this thread blocks on the socket again. Measured on the router path:
+# 0.23 -> 0.08 ms from the token to the reader; on the gateway's loop 0.6 -> 0.2 ms.
+FIRST_TOKEN_YIELD_S = 0.0002
 THINKING_SLACK = 16  # hydra.reasoning.THINKING_SLACK_TOKENS: what may still arrive after the budget
 ANSWER_NOW = ("Your thinking budget is used up. Using the reasoning above, stop thinking and give "
               "your final answer now.")
@@ -62,7 +68,12 @@ class WorkerEngine(Protocol):
 
 
 class NodeWorkers:
-    """``slots`` threads serving one node's inbox."""
+    """``slots`` threads serving one node.
+
+    Work goes to the worker that went idle last (a stack, not a shared FIFO queue): its HTTP
+    connection to the node is still open and its caches are warm. With a FIFO, a 200-slot node
+    serving one request at a time hands each to the thread idle longest, which opens a new
+    connection on the path to the first token (measured: +0.45 ms TTFT at 200 slots)."""
 
     def __init__(self, node: NodeState, client: NodeClient, engine: WorkerEngine,
                  config_source: Callable[[], SollolConfig]) -> None:
@@ -70,9 +81,12 @@ class NodeWorkers:
         self.client = client
         self._engine = engine
         self._config = config_source
-        self._inbox: queue.SimpleQueue[Assignment | None] = queue.SimpleQueue()
-        self._threads = [threading.Thread(target=self._run, name=f"sollol-worker-{node.name}-{i}", daemon=True)
-                         for i in range(node.spec.slots)]
+        self._inboxes: list[queue.SimpleQueue[Assignment | None]] = [queue.SimpleQueue()
+                                                                      for _ in range(node.spec.slots)]
+        self._threads = [threading.Thread(target=self._run, args=(inbox,), name=f"sollol-worker-{node.name}-{i}",
+                                          daemon=True) for i, inbox in enumerate(self._inboxes)]
+        self._idle: list[queue.SimpleQueue[Assignment | None]] = []  # most recently idle last
+        self._backlog: collections.deque[Assignment] = collections.deque()  # when none is idle yet
         self._think_cache: dict[str, bool] = {}
         self._lock = threading.Lock()
         self._stopped = False
@@ -86,26 +100,36 @@ class NodeWorkers:
         with self._lock:
             if self._stopped:
                 return False
-            self._inbox.put(assignment)
+            if self._idle:
+                self._idle.pop().put(assignment)
+            else:  # every worker is still finishing its last task (the slot is already free)
+                self._backlog.append(assignment)
             return True
 
     def stop(self) -> None:
         with self._lock:
             self._stopped = True
-            for _ in self._threads:
-                self._inbox.put(None)
+            for inbox in self._inboxes:
+                inbox.put(None)  # after any assignment already handed to it; the backlog is drained first
 
     def join(self, timeout: float | None = None) -> None:
         for thread in self._threads:
             thread.join(timeout)
 
-    def _run(self) -> None:
+    def _next(self, inbox: queue.SimpleQueue[Assignment | None]) -> Assignment | None:
+        with self._lock:
+            if self._backlog:
+                return self._backlog.popleft()
+            self._idle.append(inbox)
+        return inbox.get()
+
+    def _run(self, inbox: queue.SimpleQueue[Assignment | None]) -> None:
         try:
             self.client.prepare_thread()
         except Exception:
             log.warning("worker of %s could not prepare its HTTP client", self.node.name, exc_info=True)
         while True:
-            item = self._inbox.get()
+            item = self._next(inbox)
             if item is None:
                 return
             try:
@@ -189,6 +213,7 @@ class NodeWorkers:
         state = a.state
         thought: list[str] = []
         answered = 0
+        delivered = False
         final: StreamPart | None = None
         started: float | None = None
         sockets = StreamSockets()
@@ -204,8 +229,12 @@ class NodeWorkers:
                     if budget is not None and len(thought) >= budget:
                         return "".join(thought), self._counted(len(thought), started)
                     thought.append(part.thinking)
-                if (part.thinking or part.text) and not state.add(a.attempt, part.text, part.thinking):
-                    return None
+                if part.thinking or part.text:
+                    if not state.add(a.attempt, part.text, part.thinking):
+                        return None
+                    if not delivered:
+                        delivered = True  # see FIRST_TOKEN_YIELD_S
+                        time.sleep(FIRST_TOKEN_YIELD_S)
                 if part.text:
                     answered += 1
                     if answer_cap is not None and answered >= answer_cap and not part.done:
