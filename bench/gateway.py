@@ -1,6 +1,6 @@
 """What the gateway adds: TTFT through it against the official client straight to the node, and 200 streams at once.
 
-    python -m bench.gateway [--runs 60] [--streams 200]
+    python -m bench.gateway [--runs 60] [--streams 200] [--one-process]
 
 TTFT: from the call (ollama.Client.chat with stream=True) to the first chunk
 in the caller's hands, the same client pointed at the simulated node (direct)
@@ -8,36 +8,38 @@ and at the gateway in front of a Hydra over that node. Runs are interleaved so
 machine noise hits both alike; ``hydra.submit`` in-process is measured too, to
 split the gateway's own share from the router's. Target: <= 3 ms added at the
 median. Then ``--streams`` async streaming clients at once through the gateway:
-every one must end with done, errors are counted, and the process's threads are
-counted while they are open, but the simulated node's (it serves each connection
-on a thread of its own: the node's cost, not the gateway's).
+every one must end with done, errors are counted, and the gateway's threads are
+counted while they are open.
+
+The parties run as they are deployed: the simulated node in a process of its
+own, the gateway as ``python -m hydra serve``, the client here (bench/processes.py).
+``--one-process`` puts all of them in this process instead, the worst case:
+client, gateway, router and node then take turns on one interpreter lock.
 """
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import os
 import statistics
 import tempfile
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import httpx
 import ollama
 
+import psutil
+
+from bench.processes import MODEL, profile, serve_process, sim_process
 from hydra.gateway import Gateway
 from hydra.service import Hydra
-from hydra.sim import NodeProfile, SimModel, start_cluster
+from hydra.sim import start_cluster
 
-MODEL = "bench-fast:1b"
 PROMPT = "Stream an answer about routing."
-
-
-def _profile(tps: float, slots: int) -> NodeProfile:
-    # No load or prefill cost: any time before the first token that is not the node's is overhead.
-    model = SimModel(MODEL, size_b=1.0, decode_tps=tps, prefill_tps=1e9, load_s=0.0)
-    return NodeProfile(name="bench", gpu=True, vram_mb=8192, max_model_b=8, slots=slots, models=[model])
 
 
 def client_ttft(client: ollama.Client, tokens: int) -> float:
@@ -62,8 +64,9 @@ def hydra_ttft(hydra: Hydra, tokens: int) -> float:
     return first - start
 
 
-async def many_streams(url: str, n: int, tokens: int) -> tuple[int, int, int, float, int]:
-    """(completed, errors, most streams open at once, seconds, most threads in the process meanwhile)."""
+async def many_streams(url: str, n: int, tokens: int, threads_of: Callable[[], int],
+                       ) -> tuple[int, int, int, float, int]:
+    """(completed, errors, most streams open at once, seconds, most gateway threads meanwhile)."""
     client = ollama.AsyncClient(host=url, timeout=120, limits=httpx.Limits(max_connections=None,
                                                                            max_keepalive_connections=None))
     open_now = peak = threads = 0
@@ -79,7 +82,7 @@ async def many_streams(url: str, n: int, tokens: int) -> tuple[int, int, int, fl
                                        stream=True, options={"num_predict": tokens})
             async for part in stream:
                 done = bool(part.done)
-                threads = max(threads, _threads())
+                threads = max(threads, threads_of())
             return done
         except Exception as exc:  # counted and printed, not raised: the figure is how many fail
             errors.append(f"{type(exc).__name__}: {exc}")
@@ -101,37 +104,48 @@ def main() -> None:
     parser.add_argument("--streams", type=int, default=200, help="concurrent streaming clients")
     parser.add_argument("--tps", type=float, default=2000.0, help="simulated decode speed, tokens/s")
     parser.add_argument("--stream-tokens", type=int, default=400, help="tokens per concurrent stream")
+    parser.add_argument("--one-process", action="store_true",
+                        help="node, gateway, router and client all in this process (the worst case)")
     args = parser.parse_args()
 
     for key in [k for k in os.environ if k.startswith(("HYDRA_", "SOLLOL_")) or k == "OLLAMA_HOST"]:
         del os.environ[key]
-    with tempfile.TemporaryDirectory() as tmp, start_cluster([_profile(args.tps, args.streams)],
-                                                              time_scale=1.0) as cluster:
-        env = {"SOLLOL_NODES": cluster.sollol_nodes(), "HYDRA_DB": str(Path(tmp) / "bench.db"),
-               "HYDRA_EMBEDDED_NODE": "off", "SOLLOL_DISCOVER_LOCALHOST": "false", "HYDRA_GATEWAY_PORT": "0",
-               "SOLLOL_MAX_CONCURRENT_REQUESTS": str(min(1024, args.streams))}
-        hydra = Hydra.from_env(env).start()
-        gateway = Gateway(hydra, port=0).start()
-        try:
-            direct = ollama.Client(host=cluster.urls[0])
-            through = ollama.Client(host=gateway.url)
-            for _ in range(5):  # warm every path (connections, model load, thread pools)
-                client_ttft(direct, 3), client_ttft(through, 3), hydra_ttft(hydra, 3)
-            d, h, g = [], [], []
-            for _ in range(args.runs):
-                d.append(client_ttft(direct, 3))
-                g.append(client_ttft(through, 3))
-                h.append(hydra_ttft(hydra, 3))
-            threads_before = _threads()
-            completed, failed, peak, seconds, threads = asyncio.run(many_streams(gateway.url, args.streams,
-                                                                                 args.stream_tokens))
-        finally:
-            gateway.stop()
-            hydra.close()
+    with tempfile.TemporaryDirectory() as tmp, contextlib.ExitStack() as stack:
+        def env(name: str, sollol_nodes: str) -> dict[str, str]:
+            return {"SOLLOL_NODES": sollol_nodes, "HYDRA_DB": str(Path(tmp) / f"{name}.db"),
+                    "HYDRA_EMBEDDED_NODE": "off", "SOLLOL_DISCOVER_LOCALHOST": "false", "HYDRA_GATEWAY_PORT": "0",
+                    "SOLLOL_MAX_CONCURRENT_REQUESTS": str(min(1024, args.streams))}
+        if args.one_process:
+            cluster = stack.enter_context(start_cluster([profile(args.tps, args.streams)], time_scale=1.0))
+            node_url, sollol_nodes = cluster.urls[0], cluster.sollol_nodes()
+            hydra = stack.enter_context(contextlib.closing(Hydra.from_env(env("bench", sollol_nodes)).start()))
+            gateway = Gateway(hydra, port=0).start()
+            stack.callback(gateway.stop)
+            gateway_url, threads_of = gateway.url, _threads_here
+        else:
+            sim = stack.enter_context(sim_process(args.tps, args.streams))
+            node_url, sollol_nodes = sim.urls[0], sim.sollol_nodes
+            served = stack.enter_context(serve_process(env("gateway", sollol_nodes)))
+            gateway_url, threads_of = served.url, psutil.Process(served.pid).num_threads
+            hydra = stack.enter_context(contextlib.closing(Hydra.from_env(env("bench", sollol_nodes)).start()))
+        direct = ollama.Client(host=node_url)
+        through = ollama.Client(host=gateway_url)
+        _wait_ready(through)
+        for _ in range(5):  # warm every path (connections, model load, thread pools)
+            client_ttft(direct, 3), client_ttft(through, 3), hydra_ttft(hydra, 3)
+        d, h, g = [], [], []
+        for _ in range(args.runs):
+            d.append(client_ttft(direct, 3))
+            g.append(client_ttft(through, 3))
+            h.append(hydra_ttft(hydra, 3))
+        threads_before = threads_of()
+        completed, failed, peak, seconds, threads = asyncio.run(
+            many_streams(gateway_url, args.streams, args.stream_tokens, threads_of))
 
     d50, h50, g50 = (statistics.median(x) * 1000 for x in (d, h, g))
     added = g50 - d50
-    print(f"node: simulated, {args.tps:.0f} tok/s, no load/prefill; {args.runs} interleaved TTFT runs of each kind")
+    where = "all in one process" if args.one_process else "node, gateway (python -m hydra serve) and client in separate processes"
+    print(f"node: simulated, {args.tps:.0f} tok/s, no load/prefill; {where}; {args.runs} interleaved TTFT runs of each kind")
     print(f"TTFT median   direct {d50:6.2f} ms   hydra.submit {h50:6.2f} ms   gateway {g50:6.2f} ms")
     print(f"added by gateway+router {added:+.2f} ms (target <= 3 ms) {'OK' if added <= 3.0 else 'MISSED'};"
           f"  of which the gateway alone {g50 - h50:+.2f} ms;  ratio gateway/direct {g50 / d50:.2f}")
@@ -139,10 +153,24 @@ def main() -> None:
     print(f"{args.streams} concurrent streams x {args.stream_tokens} tokens: {completed} completed, {failed} errors, "
           f"{peak} open at once, {seconds:.2f} s ({completed * args.stream_tokens / seconds:.0f} tokens/s in all)  "
           f"{'OK' if failed == 0 else 'MISSED'}")
-    print(f"threads but the node's: {threads_before} before the streams, at most {threads} while they ran")
+    print(f"gateway threads: {threads_before} before the streams, at most {threads} while they ran")
 
 
-def _threads() -> int:
+def _wait_ready(client: ollama.Client, timeout: float = 30.0) -> None:
+    """Until the gateway lists the model (its router has polled the node)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            if any(m.model == MODEL for m in client.list().models):
+                return
+        except (ollama.ResponseError, httpx.HTTPError):
+            pass
+        time.sleep(0.1)
+    raise RuntimeError(f"the gateway did not list {MODEL} within {timeout:g} s")
+
+
+def _threads_here() -> int:
+    # The in-process simulated node serves each connection on a thread of its own: its cost, not the gateway's.
     return sum(1 for t in threading.enumerate() if not t.name.endswith("(process_request_thread)"))
 
 

@@ -1,12 +1,17 @@
 """What the Router adds on top of the official client, against the same simulated node.
 
-    python -m bench.overhead [--runs 40] [--tokens 400]
+    python -m bench.overhead [--runs 40] [--tokens 400] [--one-process]
 
 TTFT: time from the call (client.chat / router.submit) to the first chunk in
 the caller's hands. Throughput: streamed tokens per second of wall time over a
 long answer. Direct and routed runs are interleaved in one process so machine
 noise hits both alike. Targets: <= 1 ms added TTFT at the median, >= 95 % of
 direct throughput.
+
+The Router is a library and runs here; the simulated node runs in a process of
+its own, as a node does (bench/processes.py). ``--one-process`` puts the node in
+this process too: its threads then take turns with the router's on one
+interpreter lock.
 """
 from __future__ import annotations
 
@@ -14,20 +19,16 @@ import argparse
 import statistics
 import time
 
+import contextlib
+
 import ollama
 
-from hydra.sim import NodeProfile, SimModel, start_cluster
+from bench.processes import MODEL, profile, sim_process
+from hydra.sim import start_cluster
 from hydra.sollol import Router, SollolConfig, Task
 from hydra.sollol.config import parse_nodes
 
-MODEL = "bench-fast:1b"
 PROMPT = "Stream a long answer about routing."
-
-
-def _profile(tps: float) -> NodeProfile:
-    # A fast model with no load or prefill cost: any time not spent decoding is overhead.
-    model = SimModel(MODEL, size_b=1.0, decode_tps=tps, prefill_tps=1e9, load_s=0.0)
-    return NodeProfile(name="bench", gpu=True, vram_mb=8192, max_model_b=8, slots=4, models=[model])
 
 
 def direct_run(client: ollama.Client, tokens: int) -> tuple[float, float, int]:
@@ -61,12 +62,18 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=40, help="interleaved runs of each kind for TTFT")
     parser.add_argument("--tokens", type=int, default=400, help="tokens per throughput run")
     parser.add_argument("--tps", type=float, default=2000.0, help="simulated decode speed, tokens/s")
+    parser.add_argument("--one-process", action="store_true", help="the simulated node in this process too")
     args = parser.parse_args()
 
-    with start_cluster([_profile(args.tps)], time_scale=1.0) as cluster:
-        url = cluster.urls[0]
+    with contextlib.ExitStack() as stack:
+        if args.one_process:
+            cluster = stack.enter_context(start_cluster([profile(args.tps, 4)], time_scale=1.0))
+            url, sollol_nodes = cluster.urls[0], cluster.sollol_nodes()
+        else:
+            sim = stack.enter_context(sim_process(args.tps, 4))
+            url, sollol_nodes = sim.urls[0], sim.sollol_nodes
         client = ollama.Client(host=url)
-        config = SollolConfig(nodes=tuple(parse_nodes(cluster.sollol_nodes())), discover_localhost=False)
+        config = SollolConfig(nodes=tuple(parse_nodes(sollol_nodes)), discover_localhost=False)
         with Router(config=config) as router:
             for _ in range(3):  # warm both paths (connections, model load)
                 direct_run(client, 5)
@@ -84,7 +91,8 @@ def main() -> None:
     d_tps, r_tps = statistics.median(tps_direct), statistics.median(tps_routed)
     added_ms = (r50 - d50) * 1000
     ratio = r_tps / d_tps if d_tps else 0.0
-    print(f"node: simulated, {args.tps:.0f} tok/s, {args.runs} interleaved TTFT runs, 5 x {args.tokens} tokens")
+    where = "in this process" if args.one_process else "in its own process"
+    print(f"node: simulated ({where}), {args.tps:.0f} tok/s, {args.runs} interleaved TTFT runs, 5 x {args.tokens} tokens")
     print(f"TTFT median   direct {d50 * 1000:7.2f} ms   router {r50 * 1000:7.2f} ms   "
           f"added {added_ms:+.2f} ms   (target <= 1 ms)   {'OK' if added_ms <= 1.0 else 'MISSED'}")
     print(f"TTFT p95      direct {_p95(ttft_direct) * 1000:7.2f} ms   router {_p95(ttft_routed) * 1000:7.2f} ms")

@@ -1,0 +1,123 @@
+"""Benchmark parties in processes of their own, as they are deployed: nodes are other machines and
+clients are other programs, so neither shares Python's interpreter lock with Hydra.
+
+    with sim_process(tps=2000, slots=4) as sim:          # one simulated node, its own process
+        sim.urls, sim.sollol_nodes
+    with serve_process(env) as served:                     # `python -m hydra serve`, its own process
+        served.url, served.pid
+        ...
+
+In one process, the benchmark's client, the gateway, the router and the simulated node take turns on
+one lock over 2 cores, and every added step is paid several times over; the ``--one-process`` option
+of the benchmarks measures that case too.
+
+``python -m bench.processes --tps 2000 --slots 4`` is the simulated node's side: it prints one JSON
+line (urls, SOLLOL_NODES) and serves until its standard input closes.
+"""
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import os
+import subprocess
+import sys
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+MODEL = "bench-fast:1b"
+REPO = Path(__file__).resolve().parents[1]
+START_TIMEOUT_S = 60.0
+
+
+def profile(tps: float, slots: int):  # noqa: ANN201 - hydra.sim types, imported late
+    """One node with a fast model and no load or prefill cost: any time not spent decoding is overhead."""
+    from hydra.sim import NodeProfile, SimModel
+
+    model = SimModel(MODEL, size_b=1.0, decode_tps=tps, prefill_tps=1e9, load_s=0.0)
+    return NodeProfile(name="bench", gpu=True, vram_mb=8192, max_model_b=8, slots=slots, models=[model])
+
+
+@dataclass(frozen=True)
+class SimHandle:
+    urls: list[str]
+    sollol_nodes: str
+
+
+def _read_line(process: subprocess.Popen, what: str) -> str:
+    assert process.stdout is not None
+    line = process.stdout.readline()
+    if not line:
+        process.wait(timeout=10)
+        raise RuntimeError(f"{what} exited with status {process.returncode} before it was ready; "
+                           "run it by hand to see its error")
+    return line
+
+
+@contextlib.contextmanager
+def sim_process(tps: float, slots: int) -> Iterator[SimHandle]:
+    process = subprocess.Popen([sys.executable, "-m", "bench.processes", "--tps", str(tps), "--slots", str(slots)],
+                               cwd=REPO, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+                               env=dict(os.environ, PYTHONPATH=str(REPO)))
+    try:
+        info = json.loads(_read_line(process, "the simulated node"))
+        yield SimHandle(info["urls"], info["sollol_nodes"])
+    finally:
+        _stop(process)
+
+
+@dataclass(frozen=True)
+class ServeHandle:
+    url: str
+    pid: int
+
+
+@contextlib.contextmanager
+def serve_process(env: Mapping[str, str]) -> Iterator[ServeHandle]:
+    """``python -m hydra serve --port 0`` with ``env``; yields its gateway's URL once it listens."""
+    process = subprocess.Popen([sys.executable, "-m", "hydra", "serve", "--port", "0"], cwd=REPO,
+                               stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
+                               text=True, env={**os.environ, **env, "PYTHONPATH": str(REPO)})
+    try:
+        while True:
+            line = _read_line(process, "python -m hydra serve")
+            if line.startswith("Hydra gateway at "):
+                yield ServeHandle(line.split()[3], process.pid)
+                return
+    finally:
+        if process.poll() is None:
+            process.terminate()  # SIGTERM: serve stops its gateway and router and exits
+            try:
+                process.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+
+
+def _stop(process: subprocess.Popen) -> None:
+    if process.poll() is None:
+        with contextlib.suppress(OSError):
+            assert process.stdin is not None
+            process.stdin.close()
+        try:
+            process.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
+def main() -> None:
+    from hydra.sim import start_cluster
+
+    parser = argparse.ArgumentParser(description="one simulated node for the benchmarks, until stdin closes")
+    parser.add_argument("--tps", type=float, default=2000.0)
+    parser.add_argument("--slots", type=int, default=4)
+    args = parser.parse_args()
+    with start_cluster([profile(args.tps, args.slots)], time_scale=1.0) as cluster:
+        print(json.dumps({"urls": cluster.urls, "sollol_nodes": cluster.sollol_nodes()}), flush=True)
+        sys.stdin.read()  # returns when the benchmark closes our stdin (or exits)
+
+
+if __name__ == "__main__":
+    main()
