@@ -15,6 +15,11 @@ The parties run as they are deployed: the simulated node in a process of its
 own, the gateway as ``python -m hydra serve``, the client here (bench/processes.py).
 ``--one-process`` puts all of them in this process instead, the worst case:
 client, gateway, router and node then take turns on one interpreter lock.
+
+For scale, the same client also goes through a bare streaming proxy on the
+gateway's stack (uvicorn + Starlette + httpx, no routing, no history:
+bench/bare_proxy.py), interleaved with the rest: the floor for one extra HTTP
+hop in Python on this machine.
 """
 from __future__ import annotations
 
@@ -34,7 +39,7 @@ import ollama
 
 import psutil
 
-from bench.processes import MODEL, profile, serve_process, sim_process
+from bench.processes import MODEL, bare_proxy_process, profile, serve_process, sim_process
 from hydra.gateway import Gateway
 from hydra.service import Hydra
 from hydra.sim import start_cluster
@@ -128,21 +133,24 @@ def main() -> None:
             served = stack.enter_context(serve_process(env("gateway", sollol_nodes)))
             gateway_url, threads_of = served.url, psutil.Process(served.pid).num_threads
             hydra = stack.enter_context(contextlib.closing(Hydra.from_env(env("bench", sollol_nodes)).start()))
+        proxy_url = stack.enter_context(bare_proxy_process(node_url))
         direct = ollama.Client(host=node_url)
+        proxied = ollama.Client(host=proxy_url)
         through = ollama.Client(host=gateway_url)
         _wait_ready(through)
         for _ in range(5):  # warm every path (connections, model load, thread pools)
-            client_ttft(direct, 3), client_ttft(through, 3), hydra_ttft(hydra, 3)
-        d, h, g = [], [], []
+            client_ttft(direct, 3), client_ttft(through, 3), hydra_ttft(hydra, 3), client_ttft(proxied, 3)
+        d, h, g, p = [], [], [], []
         for _ in range(args.runs):
             d.append(client_ttft(direct, 3))
             g.append(client_ttft(through, 3))
             h.append(hydra_ttft(hydra, 3))
+            p.append(client_ttft(proxied, 3))
         threads_before = threads_of()
         completed, failed, peak, seconds, threads = asyncio.run(
             many_streams(gateway_url, args.streams, args.stream_tokens, threads_of))
 
-    d50, h50, g50 = (statistics.median(x) * 1000 for x in (d, h, g))
+    d50, h50, g50, p50 = (statistics.median(x) * 1000 for x in (d, h, g, p))
     added = g50 - d50
     where = "all in one process" if args.one_process else "node, gateway (python -m hydra serve) and client in separate processes"
     print(f"node: simulated, {args.tps:.0f} tok/s, no load/prefill; {where}; {args.runs} interleaved TTFT runs of each kind")
@@ -150,6 +158,8 @@ def main() -> None:
     print(f"added by gateway+router {added:+.2f} ms (target <= 3 ms) {'OK' if added <= 3.0 else 'MISSED'};"
           f"  of which the gateway alone {g50 - h50:+.2f} ms;  ratio gateway/direct {g50 / d50:.2f}")
     print(f"TTFT p95      direct {_p95(d):6.2f} ms   hydra.submit {_p95(h):6.2f} ms   gateway {_p95(g):6.2f} ms")
+    print(f"for scale: a bare streaming proxy on the same stack adds {p50 - d50:+.2f} ms (median {p50:.2f} ms); "
+          f"the gateway adds {g50 - p50:+.2f} ms over it")
     print(f"{args.streams} concurrent streams x {args.stream_tokens} tokens: {completed} completed, {failed} errors, "
           f"{peak} open at once, {seconds:.2f} s ({completed * args.stream_tokens / seconds:.0f} tokens/s in all)  "
           f"{'OK' if failed == 0 else 'MISSED'}")

@@ -95,6 +95,40 @@ def serve_process(env: Mapping[str, str]) -> Iterator[ServeHandle]:
                 process.wait()
 
 
+@contextlib.contextmanager
+def bare_proxy_process(node_url: str) -> Iterator[str]:
+    """bench/bare_proxy.py in front of ``node_url``; yields its URL once it answers."""
+    import socket
+    import time
+
+    import httpx
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    process = subprocess.Popen([sys.executable, "-m", "bench.bare_proxy", node_url, str(port)], cwd=REPO,
+                               stdin=subprocess.DEVNULL, env=dict(os.environ, PYTHONPATH=str(REPO)))
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + START_TIMEOUT_S
+        while True:
+            try:
+                httpx.get(url + "/", timeout=1.0)
+                break  # any answer (404) means it listens
+            except httpx.HTTPError:
+                if process.poll() is not None or time.monotonic() > deadline:
+                    raise RuntimeError("the bare proxy did not start; run python -m bench.bare_proxy by hand") from None
+                time.sleep(0.1)
+        yield url
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
 def _stop(process: subprocess.Popen) -> None:
     if process.poll() is None:
         with contextlib.suppress(OSError):

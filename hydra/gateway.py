@@ -17,9 +17,11 @@ tier selection. Answers carry ``X-Hydra-Node``, ``X-Hydra-Model`` and
 ``X-Hydra-Task-Id``; a stream holds its headers back until the first chunk
 names the node (at most ``gateway_stream.HEADER_WAIT_S``).
 
-Not carried through (the Task has no field for them): Ollama's ``format``,
-``tools``, ``keep_alive``, ``raw``, ``context``, ``suffix``; OpenAI's ``n``,
-``tools``, ``response_format``. Other Ollama routes (pull, embed, ...) are 404.
+Carried through: Ollama's ``format`` (JSON mode, JSON schema), ``keep_alive``,
+``think``, ``options``; OpenAI's ``response_format`` (json_object, json_schema),
+``reasoning_effort`` and sampling fields. Not carried (the Task has no field for
+them yet): ``tools`` (both APIs), Ollama's ``raw``, ``context``, ``suffix``;
+OpenAI's ``n``. Other Ollama routes (pull, embed, ...) are 404.
 """
 from __future__ import annotations
 

@@ -208,6 +208,10 @@ class OllamaRoutes:
             think = body.get("think")
             if think is not None and not isinstance(think, (bool, str)):
                 raise GatewayError(400, "think must be true, false or a level (low, medium, high)")
+            if body.get("format") not in (None, ""):
+                fields["format"] = body["format"]  # "json" or a JSON schema; the Task refuses anything else
+            if body.get("keep_alive") is not None:
+                fields["keep_alive"] = body["keep_alive"]
             stream = body.get("stream", True)
             handle = await submit(self.hydra, self.tracker, model=model, mode=routing.mode, priority=routing.priority,
                                   task_type=routing.task_type, think=think, **fields)

@@ -31,6 +31,23 @@ def error_response(exc: GatewayError) -> JSONResponse:
     return JSONResponse(openai_error(exc.status, exc.message, exc.kind), status_code=exc.status)
 
 
+def _response_format(value: Any) -> str | dict[str, Any] | None:
+    """OpenAI's response_format as Ollama's format: json_object -> "json", json_schema -> the schema."""
+    if value is None:
+        return None
+    kind = value.get("type") if isinstance(value, dict) else None
+    if kind == "text":
+        return None
+    if kind == "json_object":
+        return "json"
+    if kind == "json_schema":
+        schema = (value.get("json_schema") or {}).get("schema") if isinstance(value.get("json_schema"), dict) else None
+        if isinstance(schema, dict):
+            return schema
+        raise GatewayError(400, "response_format json_schema needs json_schema.schema, a JSON schema object")
+    raise GatewayError(400, 'response_format.type must be "text", "json_object" or "json_schema"')
+
+
 def _messages(raw: Any) -> list[dict[str, Any]]:
     """OpenAI messages as Ollama's: content parts of type text are joined."""
     if not isinstance(raw, list) or not raw:
@@ -133,11 +150,12 @@ class OpenAIRoutes:
             effort = body.get("reasoning_effort")
             if isinstance(effort, str):
                 think = False if effort == "none" else effort
+            answer_format = _response_format(body.get("response_format"))
             stream_options = body.get("stream_options") or {}
             include_usage = isinstance(stream_options, dict) and bool(stream_options.get("include_usage"))
             handle = await submit(self.hydra, self.tracker, messages=messages, model=model, mode=routing.mode,
                                   priority=routing.priority, task_type=routing.task_type, max_tokens=limit,
-                                  options=options, think=think)
+                                  options=options, think=think, format=answer_format)
         except GatewayError as exc:
             self.tracker.refused(api, requested, routing.mode if routing else None, exc.status)
             return error_response(exc)
