@@ -294,16 +294,25 @@ def _candidates(req: RouteRequest, nodes: Sequence[NodeView], node_block: dict[s
                 chosen_index: int) -> tuple[Candidate, ...]:
     """The decision's record: nodes that took no part (and why) in node order, then the scored ones best first."""
     candidates: list[Candidate] = []
-    scored_names = {s[2] for s in scored}
-    model = req.entries[chosen_index].model
-    for node in nodes:
-        if node.name in node_block:
-            candidates.append(Candidate(node.name, "", None, False, node_block[node.name]))
-        elif node.name not in scored_names:
-            candidates.append(Candidate(node.name, model, None, False, first_miss.get(node.name, "no tier model fits")))
+    if len(scored) < len(nodes):
+        scored_names = {s[2] for s in scored}
+        model = req.entries[chosen_index].model
+        for node in nodes:
+            if node.name in node_block:
+                candidates.append(Candidate(node.name, "", None, False, node_block[node.name]))
+            elif node.name not in scored_names:
+                candidates.append(Candidate(node.name, model, None, False,
+                                            first_miss.get(node.name, "no tier model fits")))
+    mode = req.mode
+    fast = mode is RoutingMode.FAST
     for s in scored:
         score, _, name, entry, node = s
-        text = _explain(req.mode, node, entry, score)
+        if fast:  # _explain's fast case, inlined: a 64-node fast decision records 64 of these
+            m, loaded = entry.model, node.loaded
+            warm = m in loaded or (":" not in m and m + ":latest" in loaded)
+            text = "est. %.2f s to finish (%s)" % (score, "warm" if warm else "cold load")
+        else:
+            text = _explain(mode, node, entry, score)
         if node.in_flight >= node.slots:
             text = f"busy ({node.in_flight}/{node.slots} slots); {text}"
         elif s is chosen:

@@ -368,6 +368,8 @@ def test_fast_scores_are_score_fast_for_every_pair_and_the_lowest_wins(seed):
         best_score, best_model = min(expected)
         assert c.model == best_model
         assert c.score == pytest.approx(round(best_score, 4), abs=1e-4)
+        warm = "warm" if not needs_load(node, best_model) else "cold load"
+        assert c.reason.endswith(f"est. {best_score:.2f} s to finish ({warm})"), c.reason
     if outcome.node is not None:
         assert outcome.node == min(scored, key=lambda c: c.score).node
 
