@@ -120,6 +120,10 @@ class NodeView:
         return max(sizes, default=0.0)
 
 
+# Fields whose change does not show in a view (and the bookkeeping of the view cache itself).
+_UNTRACKED = frozenset({"_changes", "_view_cache", "_fit_source", "_fit", "version", "last_seen"})
+
+
 @dataclass
 class NodeState:
     spec: NodeSpec
@@ -140,6 +144,16 @@ class NodeState:
     removed: bool = False
     _fit_source: dict[str, ModelInfo] | None = field(default=None, repr=False)
     _fit: FitTable = field(default_factory=dict, repr=False)
+    # Every dispatch round asks each node for a view; most rounds nothing changed since the last.
+    # Any assignment to a field (and mark_loaded's in-place change) bumps _changes, which retires
+    # the cached view: no mutator can forget to.
+    _changes: int = field(default=0, repr=False)
+    _view_cache: tuple[int, NodeView] | None = field(default=None, repr=False)
+
+    def __setattr__(self, name: str, value: object) -> None:
+        object.__setattr__(self, name, value)
+        if name not in _UNTRACKED:
+            object.__setattr__(self, "_changes", self.__dict__.get("_changes", 0) + 1)
 
     @property
     def name(self) -> str:
@@ -148,16 +162,21 @@ class NodeState:
     def view(self, *, breaker_cooldown_s: float = 5.0, now: float | None = None) -> NodeView:
         with self.lock:
             self._maybe_half_open(breaker_cooldown_s, time.monotonic() if now is None else now)
+            cached = self._view_cache
+            if cached is not None and cached[0] == self._changes:
+                return cached[1]
             vram_used = None
             if self.spec.gpu:
                 vram_used = sum(m.size_vram_bytes for m in self.loaded.values()) // (1024 * 1024)
-            return NodeView(
+            view = NodeView(
                 name=self.spec.name, url=self.spec.url, gpu=bool(self.spec.gpu), local=bool(self.spec.local),
                 max_model_b=self.spec.max_model_b, slots=self.spec.slots, in_flight=self.in_flight,
                 healthy=self.healthy and not self.removed, circuit=self.circuit,
                 trial_in_flight=self.trial_in_flight, installed=self.installed,
                 loaded=frozenset(self.loaded), vram_total_mb=self.spec.vram_mb if self.spec.gpu else None,
                 vram_used_mb=vram_used, polled=self.polled, last_error=self.last_error, fit=self._fits())
+            self._view_cache = (self._changes, view)
+            return view
 
     def _fits(self) -> FitTable:
         """Lock held. The fit table of the current model list, rebuilt only when that list is replaced."""
@@ -245,6 +264,7 @@ class NodeState:
                 info = self.installed.get(model)
                 size = info.size_bytes if info else 0
                 self.loaded[model] = LoadedModel(model, size, size if self.spec.gpu else 0)
+                self._changes += 1  # an in-place change: __setattr__ does not see it
 
     # --- breaker internals (lock held) ---
 
