@@ -17,11 +17,14 @@ tier selection. Answers carry ``X-Hydra-Node``, ``X-Hydra-Model`` and
 ``X-Hydra-Task-Id``; a stream holds its headers back until the first chunk
 names the node (at most ``gateway_stream.HEADER_WAIT_S``).
 
-Carried through: Ollama's ``format`` (JSON mode, JSON schema), ``keep_alive``,
-``think``, ``options``; OpenAI's ``response_format`` (json_object, json_schema),
-``reasoning_effort`` and sampling fields. Not carried (the Task has no field for
-them yet): ``tools`` (both APIs), Ollama's ``raw``, ``context``, ``suffix``;
-OpenAI's ``n``. Other Ollama routes (pull, embed, ...) are 404.
+Carried through: ``tools`` (both APIs; the model's calls come back as
+``message.tool_calls`` in each API's shape, and tool results sent back reach the
+node), Ollama's ``format`` (JSON mode, JSON schema), ``keep_alive``, ``think``,
+``options``; OpenAI's ``response_format`` (json_object, json_schema),
+``reasoning_effort``, sampling fields and ``tool_choice: "none"``. Not carried
+(the Task has no field for them yet): Ollama's ``raw``, ``context``, ``suffix``;
+OpenAI's ``n`` and any other ``tool_choice`` (the model decides). Other Ollama
+routes (pull, embed, ...) are 404.
 """
 from __future__ import annotations
 

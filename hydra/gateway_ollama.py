@@ -58,12 +58,15 @@ class OllamaRenderer:
         self.requested = model or "auto"
         self.max_tokens = max_tokens
 
-    def _body(self, model: str, text: str, thinking: str, done: bool) -> dict[str, Any]:
+    def _body(self, model: str, text: str, thinking: str, done: bool,
+              tool_calls: tuple[dict[str, Any], ...] = ()) -> dict[str, Any]:
         body: dict[str, Any] = {"model": model or self.requested, "created_at": created_at()}
         if self.chat:
             message: dict[str, Any] = {"role": "assistant", "content": text}
             if thinking:
                 message["thinking"] = thinking
+            if tool_calls:  # Ollama's shape as the node sent it: [{"function": {"name", "arguments": {...}}}]
+                message["tool_calls"] = list(tool_calls)
             body["message"] = message
         else:
             body["response"] = text
@@ -75,12 +78,13 @@ class OllamaRenderer:
     def chunk(self, chunk: Chunk) -> bytes | None:
         if chunk.restart:
             return _line(self._body(chunk.model, restart_note(chunk), "", False))
-        if not chunk.text and not chunk.thinking:
+        if not chunk.text and not chunk.thinking and not chunk.tool_calls:
             return None
-        return _line(self._body(chunk.model, chunk.text, chunk.thinking, False))
+        return _line(self._body(chunk.model, chunk.text, chunk.thinking, False, chunk.tool_calls))
 
-    def _final(self, result: TaskResult, text: str, thinking: str) -> dict[str, Any]:
-        body = self._body(result.model or "", text, thinking, True)
+    def _final(self, result: TaskResult, text: str, thinking: str,
+               tool_calls: tuple[dict[str, Any], ...] = ()) -> dict[str, Any]:
+        body = self._body(result.model or "", text, thinking, True, tool_calls)
         body["done_reason"] = done_reason(result, self.max_tokens)
         body.update(_stats(result))
         if not self.chat:
@@ -94,7 +98,7 @@ class OllamaRenderer:
         return _line({"error": message})
 
     def whole(self, result: TaskResult) -> dict[str, Any]:
-        return self._final(result, result.text, result.thinking)
+        return self._final(result, result.text, result.thinking, result.tool_calls)
 
     def error(self, status: int, message: str) -> dict[str, Any]:
         return {"error": message}
@@ -197,7 +201,9 @@ class OllamaRoutes:
                 messages = body.get("messages")
                 if not isinstance(messages, list) or not messages or not all(isinstance(m, dict) for m in messages):
                     raise GatewayError(400, "messages must be a non-empty list of {role, content} objects")
-                fields["messages"] = messages
+                fields["messages"] = messages  # tool messages and assistant tool_calls as they are
+                if body.get("tools") is not None:
+                    fields["tools"] = body["tools"]  # the Task refuses anything but a list of objects
             else:
                 prompt = body.get("prompt")
                 if not isinstance(prompt, str) or not prompt.strip():

@@ -3,10 +3,18 @@
 Thinking goes out as ``reasoning`` (as Ollama's own OpenAI layer names it) next
 to ``content``; clients that do not know the field ignore it. A failover restart
 is a bracketed note in the content, as on the Ollama side.
+
+Tools: OpenAI's ``tools`` go to the node as they are (Ollama takes the same
+``{"type": "function", "function": {...}}`` shape; ``tool_choice: "none"`` sends
+none). The model's calls come back in OpenAI's shape (``tool_calls`` with an id
+and the arguments as a JSON string, ``finish_reason: "tool_calls"``); the
+assistant's calls and the ``tool`` results a client sends back become Ollama's
+messages (arguments as an object, ``tool_call_id`` as the called ``tool_name``).
 """
 from __future__ import annotations
 
 import json
+import secrets
 import time
 from typing import Any
 
@@ -49,10 +57,12 @@ def _response_format(value: Any) -> str | dict[str, Any] | None:
 
 
 def _messages(raw: Any) -> list[dict[str, Any]]:
-    """OpenAI messages as Ollama's: content parts of type text are joined."""
+    """OpenAI messages as Ollama's: content parts of type text are joined, tool calls and results
+    converted (see the module's docstring)."""
     if not isinstance(raw, list) or not raw:
         raise GatewayError(400, "messages must be a non-empty list")
     out = []
+    called: dict[str, str] = {}  # tool_call_id -> function name, from the assistant's calls so far
     for m in raw:
         if not isinstance(m, dict) or not isinstance(m.get("role"), str):
             raise GatewayError(400, "each message needs a role and content")
@@ -62,8 +72,57 @@ def _messages(raw: Any) -> list[dict[str, Any]]:
         if not isinstance(content, str):
             raise GatewayError(400, "message content must be a string or a list of text parts")
         role = "system" if m["role"] == "developer" else m["role"]
-        out.append({"role": role, "content": content})
+        message: dict[str, Any] = {"role": role, "content": content}
+        if role == "assistant" and m.get("tool_calls"):
+            message["tool_calls"] = _calls_to_ollama(m["tool_calls"], called)
+        if role == "tool":
+            name = called.get(str(m.get("tool_call_id"))) or m.get("name")
+            if isinstance(name, str) and name:
+                message["tool_name"] = name  # Ollama ties a result to its call by the function's name
+        out.append(message)
     return out
+
+
+def _calls_to_ollama(calls: Any, called: dict[str, str]) -> list[dict[str, Any]]:
+    """An assistant's OpenAI tool_calls as Ollama's: the arguments as an object, not a JSON string."""
+    if not isinstance(calls, list):
+        raise GatewayError(400, "tool_calls must be a list")
+    out = []
+    for call in calls:
+        function = call.get("function") if isinstance(call, dict) else None
+        if not isinstance(function, dict) or not isinstance(function.get("name"), str):
+            raise GatewayError(400, 'each tool call needs {"function": {"name": ..., "arguments": ...}}')
+        arguments = function.get("arguments") or {}
+        if isinstance(arguments, str):
+            try:
+                arguments = json.loads(arguments)
+            except ValueError:
+                raise GatewayError(400, f"tool call arguments are not JSON: {arguments[:80]!r}") from None
+        if not isinstance(arguments, dict):
+            raise GatewayError(400, "tool call arguments must be a JSON object")
+        if call.get("id") is not None:
+            called[str(call["id"])] = function["name"]
+        out.append({"function": {"name": function["name"], "arguments": arguments}})
+    return out
+
+
+def _tools(body: dict[str, Any]) -> list[dict[str, Any]] | None:
+    tools = body.get("tools")
+    if tools is None or body.get("tool_choice") == "none":
+        return None
+    if not isinstance(tools, list) or not all(isinstance(t, dict) and t.get("type", "function") == "function"
+                                              and isinstance(t.get("function"), dict) for t in tools):
+        raise GatewayError(400, 'tools must be a list of {"type": "function", "function": {"name": ..., '
+                                '"parameters": ...}}')
+    return tools
+
+
+def _openai_calls(calls: tuple[dict[str, Any], ...], first: int = 0) -> list[dict[str, Any]]:
+    """Ollama's calls in OpenAI's shape; ``index`` numbers them within the answer (streaming)."""
+    return [{"index": first + i, "id": f"call_{secrets.token_hex(12)}", "type": "function",
+             "function": {"name": c["function"]["name"],
+                          "arguments": json.dumps(c["function"].get("arguments") or {})}}
+            for i, c in enumerate(calls)]
 
 
 def _usage(result: TaskResult) -> dict[str, int]:
@@ -81,6 +140,7 @@ class OpenAIRenderer:
         self.max_tokens = max_tokens
         self.include_usage = include_usage
         self.first = True
+        self.calls = 0  # tool calls streamed so far: the next one's index
 
     def _event(self, model: str, delta: dict[str, Any], finish: str | None, **extra: Any) -> bytes:
         body = {"id": self.id, "object": "chat.completion.chunk", "created": self.created,
@@ -90,17 +150,20 @@ class OpenAIRenderer:
 
     def chunk(self, chunk: Chunk) -> bytes | None:
         text = restart_note(chunk) if chunk.restart else chunk.text
-        if not text and not chunk.thinking:
+        if not text and not chunk.thinking and not chunk.tool_calls:
             return None
-        delta: dict[str, Any] = {"content": text}
+        delta: dict[str, Any] = {"content": text if text or not chunk.tool_calls else None}  # null with calls
         if chunk.thinking:
             delta["reasoning"] = chunk.thinking
+        if chunk.tool_calls:
+            delta["tool_calls"] = _openai_calls(chunk.tool_calls, self.calls)
+            self.calls += len(chunk.tool_calls)
         if self.first:
             delta["role"], self.first = "assistant", False
         return self._event(chunk.model, delta, None)
 
     def end(self, result: TaskResult) -> bytes:
-        tail = self._event(result.model or "", {}, done_reason(result, self.max_tokens))
+        tail = self._event(result.model or "", {}, self._finish(result))
         if self.include_usage:
             usage = {"id": self.id, "object": "chat.completion.chunk", "created": self.created,
                      "model": result.model or self.requested, "choices": [], "usage": _usage(result)}
@@ -110,13 +173,20 @@ class OpenAIRenderer:
     def stream_error(self, message: str) -> bytes:
         return b"data: " + json.dumps(openai_error(502, message, "server_error")).encode() + b"\n\ndata: [DONE]\n\n"
 
+    def _finish(self, result: TaskResult) -> str:
+        return "tool_calls" if result.tool_calls else done_reason(result, self.max_tokens)
+
     def whole(self, result: TaskResult) -> dict[str, Any]:
         message: dict[str, Any] = {"role": "assistant", "content": result.text}
         if result.thinking:
             message["reasoning"] = result.thinking
+        if result.tool_calls:
+            message["content"] = result.text or None  # as OpenAI answers a call without text
+            calls = _openai_calls(result.tool_calls)
+            message["tool_calls"] = [{k: v for k, v in c.items() if k != "index"} for c in calls]  # index: stream only
         return {"id": self.id, "object": "chat.completion", "created": self.created,
                 "model": result.model or self.requested,
-                "choices": [{"index": 0, "message": message, "finish_reason": done_reason(result, self.max_tokens)}],
+                "choices": [{"index": 0, "message": message, "finish_reason": self._finish(result)}],
                 "usage": _usage(result)}
 
     def error(self, status: int, message: str) -> dict[str, Any]:
@@ -151,11 +221,12 @@ class OpenAIRoutes:
             if isinstance(effort, str):
                 think = False if effort == "none" else effort
             answer_format = _response_format(body.get("response_format"))
+            tools = _tools(body)
             stream_options = body.get("stream_options") or {}
             include_usage = isinstance(stream_options, dict) and bool(stream_options.get("include_usage"))
             handle = await submit(self.hydra, self.tracker, messages=messages, model=model, mode=routing.mode,
                                   priority=routing.priority, task_type=routing.task_type, max_tokens=limit,
-                                  options=options, think=think, format=answer_format)
+                                  options=options, think=think, format=answer_format, tools=tools)
         except GatewayError as exc:
             self.tracker.refused(api, requested, routing.mode if routing else None, exc.status)
             return error_response(exc)

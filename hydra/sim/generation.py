@@ -1,4 +1,4 @@
-"""``/api/generate`` and ``/api/chat``: request parsing and the token loop.
+"""``/api/generate`` and ``/api/chat``: the token loop (request parsing: ``hydra.sim.request``).
 
 Timing model (document of record for benchmarks):
   queue wait (real) -> load (cold models only) -> prefill -> one chunk per
@@ -16,153 +16,24 @@ together, as in Ollama, and the simulator always uses the whole budget
 (``eval_count == num_predict``, done_reason "length"). Without it the length
 is deterministic from the prompt (20-120 content tokens) and done_reason is
 "stop". ``options.sim_think_tokens`` sets the number of thinking tokens.
+
+Tools: a chat with ``tools`` whose last message is the user's is answered, as Ollama does, with one
+chunk calling the first tool (``message.tool_calls``, empty content; arguments from
+``textgen.tool_call``), then the final chunk, done_reason "stop". After a ``tool`` message it answers text.
 """
 from __future__ import annotations
 
 import json
-import re
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass, field
 
 from hydra.sim import textgen
 from hydra.sim.engine import Busy, Engine, OutOfMemory, Stats, Stopped
 from hydra.sim.faults import BUSY_MESSAGE, MIDSTREAM_ERROR, Fault
-from hydra.sim.models import NodeProfile, SimModel
+from hydra.sim.request import GenRequest, RequestError, parse  # parsing lives there, this module runs
 from hydra.sim.wire import Wire, dumps, now_rfc3339
 
-DEFAULT_KEEP_ALIVE_S = 300.0  # Ollama's 5m
-THINK_LEVELS = ("low", "medium", "high")
-_GO_DURATION = re.compile(r"^([+-]?)((?:\d+(?:\.\d*)?|\.\d+)(?:ns|us|µs|ms|s|m|h))+$")
-_GO_PART = re.compile(r"(\d+(?:\.\d*)?|\.\d+)(ns|us|µs|ms|s|m|h)")
-_GO_UNITS = {"ns": 1e-9, "us": 1e-6, "µs": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0, "h": 3600.0}
-
-
 _MIDSTREAM_KINDS = ("error_midstream", "drop_midstream", "reset_midstream", "malformed_json")
-
-
-class RequestError(Exception):
-    def __init__(self, status: int, message: str) -> None:
-        super().__init__(message)
-        self.status = status
-        self.message = message
-
-
-def parse_keep_alive(value: object) -> float | None:
-    """Seconds to stay loaded; None = forever (negative values, like Ollama)."""
-    if value is None:
-        return DEFAULT_KEEP_ALIVE_S
-    if isinstance(value, bool):
-        raise RequestError(400, f"invalid keep_alive value: {value!r}")
-    if isinstance(value, (int, float)):
-        seconds = float(value)
-    elif isinstance(value, str):
-        text = value.strip()
-        try:
-            seconds = float(text)
-        except ValueError:
-            if not _GO_DURATION.match(text):
-                raise RequestError(400, f'time: invalid duration "{value}"') from None
-            seconds = sum(float(n) * _GO_UNITS[u] for n, u in _GO_PART.findall(text))
-            if text.startswith("-"):
-                seconds = -seconds
-    else:
-        raise RequestError(400, f"invalid keep_alive value: {value!r}")
-    return None if seconds < 0 else seconds
-
-
-@dataclass
-class GenRequest:
-    chat: bool
-    label: str  # the model name as requested; Ollama echoes it back
-    model: SimModel
-    stream: bool
-    think: bool
-    key: str  # what the deterministic text is derived from
-    prompt_tokens: int
-    keep_alive_s: float | None
-    empty: bool
-    num_predict: int | None = None
-    think_tokens: int | None = None
-    stop: list[str] = field(default_factory=list)
-    json_key: str | None = None  # with format: the answer is the JSON object {json_key: "<text>"}
-
-
-def parse(chat: bool, body: object, profile: NodeProfile) -> GenRequest:
-    if not isinstance(body, dict):
-        raise RequestError(400, "invalid request body: expected a JSON object")
-    label = body.get("model")
-    if not isinstance(label, str) or not label.strip():
-        raise RequestError(400, "model is required")
-    model = profile.model(label)
-    if model is None:
-        raise RequestError(404, f'model "{label}" not found, try pulling it first')
-    think_value = body.get("think")
-    if think_value is None or think_value is False:
-        think = False
-    elif think_value is True or think_value in THINK_LEVELS:
-        think = True
-    else:
-        raise RequestError(400, f"invalid think value: {think_value!r} (expected true, false, low, medium or high)")
-    if think and not model.thinking:
-        raise RequestError(400, f'"{label}" does not support thinking')
-    options = body.get("options") or {}
-    if not isinstance(options, dict):
-        raise RequestError(400, "options must be a JSON object")
-
-    if chat:
-        messages = body.get("messages") or []
-        if not isinstance(messages, list) or not all(isinstance(m, dict) for m in messages):
-            raise RequestError(400, "messages must be a list of objects")
-        texts = [str(m.get("content") or "") for m in messages]
-        key = "\n".join(f"{m.get('role', 'user')}: {t}" for m, t in zip(messages, texts))
-        empty, n_messages = not messages, len(messages)
-    else:
-        prompt = body.get("prompt") or ""
-        if not isinstance(prompt, str):
-            raise RequestError(400, "prompt must be a string")
-        system = body.get("system") or ""
-        texts = [str(system), prompt]
-        key, empty, n_messages = prompt, not prompt, 0
-
-    req = GenRequest(
-        chat=chat,
-        label=label,
-        model=model,
-        stream=body.get("stream", True) is not False,
-        think=think,
-        key=key,
-        prompt_tokens=textgen.prompt_token_count(texts, n_messages),
-        keep_alive_s=parse_keep_alive(body.get("keep_alive")),
-        empty=empty,
-    )
-    num_predict = options.get("num_predict")
-    if num_predict is not None:
-        if not isinstance(num_predict, int) or isinstance(num_predict, bool):
-            raise RequestError(400, f"option num_predict must be an integer, got {num_predict!r}")
-        req.num_predict = num_predict if num_predict >= 0 else None  # -1/-2: unlimited
-    think_tokens = options.get("sim_think_tokens")
-    if think_tokens is not None:
-        if not isinstance(think_tokens, int) or think_tokens < 0:
-            raise RequestError(400, f"option sim_think_tokens must be an integer >= 0, got {think_tokens!r}")
-        req.think_tokens = think_tokens
-    stop = options.get("stop") or []
-    req.stop = [stop] if isinstance(stop, str) else [s for s in stop if isinstance(s, str) and s]
-    req.json_key = _json_key(body.get("format"))
-    return req
-
-
-def _json_key(fmt: object) -> str | None:
-    """Ollama constrains the answer to JSON ("json") or to a schema: the sim answers one object,
-    keyed by the schema's first property (or "answer")."""
-    if fmt is None or fmt == "":
-        return None
-    if fmt == "json":
-        return "answer"
-    if isinstance(fmt, dict):
-        properties = fmt.get("properties")
-        return next(iter(properties), "answer") if isinstance(properties, dict) and properties else "answer"
-    raise RequestError(400, f"invalid format: {fmt!r} (expected \"json\" or a JSON schema object)")
 
 
 class _Run:
@@ -176,18 +47,21 @@ class _Run:
         self.sent = 0  # content/thinking chunks delivered (or accumulated)
         self.content: list[str] = []
         self.thinking: list[str] = []
+        self.calls: list[dict] = []
 
     # -- chunk shapes --------------------------------------------------------
 
     def _base(self) -> dict:
         return {"model": self.req.label, "created_at": now_rfc3339()}
 
-    def _piece(self, text: str, thinking: bool) -> dict:
+    def _piece(self, text: str, thinking: bool, calls: list[dict] | None = None) -> dict:
         obj = self._base()
         if self.req.chat:
             msg = {"role": "assistant", "content": "" if thinking else text}
             if thinking:
                 msg["thinking"] = text
+            if calls:
+                msg["tool_calls"] = calls
             obj["message"] = msg
         else:
             obj["response"] = "" if thinking else text
@@ -204,6 +78,8 @@ class _Run:
             obj["message"] = {"role": "assistant", "content": content}
             if thinking:
                 obj["message"]["thinking"] = thinking
+            if self.calls and not self.req.stream:
+                obj["message"]["tool_calls"] = self.calls
         else:
             obj["response"] = content
             if thinking:
@@ -239,14 +115,18 @@ class _Run:
             else:
                 self.wire.send_body(200, "application/json; charset=utf-8", half.encode())
 
-    def _emit(self, text: str, thinking: bool) -> bool:
-        """Deliver one token; False when a fault ended the response instead."""
+    def _emit(self, text: str | None, thinking: bool) -> bool:
+        """Deliver one token (None: the tool call); False when a fault ended the response instead."""
         if self.mid is not None and self.sent == self.mid.after_chunks:
             self._inject()
             return False
-        (self.thinking if thinking else self.content).append(text)
+        if text is None:
+            self.calls.append(self.req.tool_call)
+        else:
+            (self.thinking if thinking else self.content).append(text)
         if self.req.stream:
-            self.wire.chunk(self._piece(text, thinking))
+            piece = self._piece("", False, [self.req.tool_call]) if text is None else self._piece(text, thinking)
+            self.wire.chunk(piece)
         self.sent += 1
         return True
 
@@ -259,16 +139,21 @@ class _Run:
             n_think = req.think_tokens
             if n_think is None:
                 n_think = req.model.think_tokens or textgen.default_think_length(name, req.key)
+        if req.tool_call is not None:  # thinking (within num_predict), then the call
+            return min(n_think, req.num_predict if req.num_predict is not None else n_think), 0, "stop"
         if req.num_predict is not None:
             n_think = min(n_think, req.num_predict)
             return n_think, req.num_predict - n_think, "length"
         return n_think, textgen.default_content_length(name, self.node, req.key), "stop"
 
-    def _tokens(self, n_think: int, n_content: int) -> Iterator[tuple[str, bool]]:
+    def _tokens(self, n_think: int, n_content: int) -> Iterator[tuple[str | None, bool]]:
         name = self.req.model.name
         think_src = textgen.thinking_tokens(name, self.req.key)
         for _ in range(n_think):
             yield next(think_src), True
+        if self.req.tool_call is not None:
+            yield None, False  # the whole call in one chunk, as Ollama sends a parsed call
+            return
         content_src = textgen.content_tokens(name, self.node, self.req.key)
         if self.req.json_key is not None and n_content >= 2:
             # {"key": "words..."}: opened by the first token, closed by the last, so a whole answer parses
@@ -312,7 +197,7 @@ class _Run:
             for i, (token, thinking) in enumerate(self._tokens(n_think, n_content)):
                 # Due times from one origin so timer slack never accumulates.
                 engine.sleep_until(t0 + (i + 1) * step)
-                if not thinking:
+                if token is not None and not thinking:
                     cut = self._stop_cut(token)
                     if cut is not None:
                         if cut and not self._emit(cut, False):

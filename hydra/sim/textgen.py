@@ -117,3 +117,36 @@ def prompt_token_count(texts: list[str], messages: int = 0) -> int:
     """~1.3 tokens per word plus a few template tokens per chat message."""
     words = sum(len(t.split()) for t in texts)
     return max(1, math.ceil(words * 1.3) + 4 * messages)
+
+
+def tool_call(tool: object, prompt: str) -> dict:
+    """The call a model makes of ``tool`` (Ollama's shape, ``{"type": "function", "function": {...}}``):
+    every property of its JSON-schema parameters gets a deterministic value of its type, a string
+    one word from the prompt's hash. ValueError when the tool is not a function with a name."""
+    function = tool.get("function") if isinstance(tool, dict) else None
+    name = function.get("name") if isinstance(function, dict) else None
+    if not isinstance(name, str) or not name:
+        raise ValueError(f'invalid tool: {tool!r} (expected {{"type": "function", "function": {{"name": ...}}}})')
+    parameters = function.get("parameters")
+    properties = parameters.get("properties") if isinstance(parameters, dict) else None
+    arguments = {}
+    for key, schema in (properties or {}).items():
+        arguments[key] = _argument(schema if isinstance(schema, dict) else {}, seed_of("tool", name, key, prompt))
+    return {"function": {"name": name, "arguments": arguments}}
+
+
+def _argument(schema: dict, seed: int) -> object:
+    if schema.get("enum"):
+        return schema["enum"][0]
+    kind = schema.get("type")
+    if isinstance(kind, list):  # ["string", "null"]: the first that is not null
+        kind = next((k for k in kind if k != "null"), None)
+    if kind in ("number", "integer"):
+        return 1
+    if kind == "boolean":
+        return True
+    if kind == "array":
+        return []
+    if kind == "object":
+        return {}
+    return _WORDS[seed % len(_WORDS)]

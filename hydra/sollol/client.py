@@ -66,12 +66,20 @@ class StreamPart:
 
     text: str = ""
     thinking: str = ""
+    tool_calls: tuple[dict[str, Any], ...] = ()  # plain dicts: {"function": {"name": ..., "arguments": {...}}}
     done: bool = False
     done_reason: str | None = None
     eval_count: int | None = None
     eval_duration: int | None = None
     prompt_eval_count: int | None = None
     load_duration: int | None = None
+
+
+def _plain_calls(calls: Any) -> tuple[dict[str, Any], ...]:
+    """The client's ToolCall models as plain dicts: the engine's chunks and results stay free of
+    pydantic (copied across threads, written to JSON by the gateway)."""
+    return tuple({"function": {"name": c.function.name, "arguments": dict(c.function.arguments or {})}}
+                 for c in calls)
 
 
 def translate(exc: BaseException, node: str, url: str, *, during: str) -> NodeError:
@@ -284,6 +292,7 @@ class NodeClient:
     def chat(self, model: str, messages: list[dict[str, Any]], *, options: dict[str, Any] | None = None,
              think: bool | str | None = None, keep_alive: str | float | None = None,
              format: str | dict[str, Any] | None = None,  # noqa: A002 - Ollama's name for it
+             tools: list[dict[str, Any]] | None = None,
              sockets: StreamSockets | None = None) -> Iterator[StreamPart]:
         """Stream /api/chat. A lazy generator: close() it to drop the connection (cancel); or, from
         another thread, ``sockets.cut_all()`` when it may be blocked waiting for the node."""
@@ -293,6 +302,8 @@ class NodeClient:
             kwargs["think"] = think
         if format is not None:
             kwargs["format"] = format
+        if tools:
+            kwargs["tools"] = tools
         stage = "before the first token"
         client, backend = self._stream_client()  # runs on the consuming thread, at the first next()
         stream = client.chat(**kwargs)
@@ -307,6 +318,7 @@ class NodeClient:
                 yield StreamPart(
                     text=(message.content or "") if message else "",
                     thinking=(getattr(message, "thinking", None) or "") if message else "",
+                    tool_calls=_plain_calls(message.tool_calls) if message and message.tool_calls else (),
                     done=bool(part.done), done_reason=part.done_reason,
                     eval_count=part.eval_count, eval_duration=part.eval_duration,
                     prompt_eval_count=part.prompt_eval_count, load_duration=part.load_duration)

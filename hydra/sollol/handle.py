@@ -29,6 +29,7 @@ class TaskState:
     chunks: list[Chunk] = field(default_factory=list)
     text: list[str] = field(default_factory=list)
     thinking: list[str] = field(default_factory=list)
+    tool_calls: list[dict[str, Any]] = field(default_factory=list)
     excluded: set[str] = field(default_factory=set)
     errors: list[str] = field(default_factory=list)
     attempt: int = 0                    # number of the current (or last) attempt
@@ -94,21 +95,26 @@ class TaskState:
     def is_current(self, attempt: int) -> bool:
         return self.attempt == attempt and self.status is TaskStatus.RUNNING
 
-    def add(self, attempt: int, text: str = "", thinking: str = "") -> bool:
-        """Append output of ``attempt``; False when that attempt no longer owns the task."""
+    def add(self, attempt: int, text: str = "", thinking: str = "",
+            tool_calls: tuple[dict[str, Any], ...] = ()) -> bool:
+        """Append output of ``attempt``; False when that attempt no longer owns the task. Tool calls
+        are output too: a chunk with only them is progress, and may be the first token."""
         with self.cond:
             if not self.is_current(attempt):
                 return False
             now = time.monotonic()
             self.last_progress = now
-            if self.first_token_mono is None and (text or thinking):
+            if self.first_token_mono is None and (text or thinking or tool_calls):
                 self.first_token_mono = now
             if text:
                 self.text.append(text)
             if thinking:
                 self.thinking.append(thinking)
                 self.thinking_tokens += 1
-            self.chunks.append(Chunk(text=text, thinking=thinking, node=self.node or "", model=self.model or ""))
+            tool_calls = tuple(tool_calls)
+            self.tool_calls.extend(tool_calls)
+            self.chunks.append(Chunk(text=text, thinking=thinking, tool_calls=tool_calls, node=self.node or "",
+                                     model=self.model or ""))
             self._changed()
             return True
 
@@ -139,6 +145,7 @@ class TaskState:
             self.notice = restart_notice
             self.text.clear()
             self.thinking.clear()
+            self.tool_calls.clear()  # calls of the failed attempt: the new one makes its own
             self.thinking_tokens = 0
             self.first_token_mono = None
             self.chunks.append(Chunk(restart=True, notice=restart_notice))
@@ -183,7 +190,8 @@ class TaskState:
         queued = ((self.started_mono or self.finished_mono or time.monotonic()) - self.submitted_mono)
         return TaskResult(
             task_id=self.id, status=self.status, text="".join(self.text), thinking="".join(self.thinking),
-            node=self.node, model=self.model, mode=self.mode, task_type=self.task_type, attempts=self.attempt,
+            tool_calls=tuple(self.tool_calls), node=self.node, model=self.model, mode=self.mode,
+            task_type=self.task_type, attempts=self.attempt,
             failovers=len(self.errors), ttft_s=ttft, duration_s=duration, queued_s=queued,
             eval_count=self.eval_count, prompt_eval_count=self.prompt_eval_count, tokens_per_s=self.tokens_per_s,
             thinking_tokens=self.thinking_tokens, decision=self.decision, error=error)

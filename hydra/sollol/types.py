@@ -126,6 +126,7 @@ class Task:
     deadline: float | None = None         # seconds from submission; None = no deadline
     format: str | dict[str, Any] | None = None  # Ollama's format: "json", or a JSON schema the answer follows
     keep_alive: str | float | None = None  # how long the node keeps the model loaded after ("5m", 0, -1)
+    tools: list[dict[str, Any]] | None = None  # Ollama's tools: functions the model may call instead of answering
     meta: dict[str, Any] = field(default_factory=dict)  # carried along untouched (e.g. the reasoning assessment)
     id: str = field(default_factory=lambda: uuid.uuid4().hex[:12])
     submitted_at: float = field(default_factory=time.time)
@@ -153,15 +154,22 @@ class Task:
         if self.keep_alive is not None and (isinstance(self.keep_alive, bool)
                                             or not isinstance(self.keep_alive, (str, int, float))):
             raise TaskError(f'keep_alive must be a duration such as "5m" or a number of seconds, got {self.keep_alive!r}')
+        if self.tools is not None and (not isinstance(self.tools, list)
+                                       or not all(isinstance(t, dict) for t in self.tools)):
+            raise TaskError('tools must be a list of tool objects such as {"type": "function", "function": '
+                            f'{{"name": ..., "parameters": ...}}}}, got {self.tools!r}')
 
 
 @dataclass(frozen=True)
 class Chunk:
     """A piece of a streamed answer. ``restart`` means: discard the text so far,
-    the answer starts again (on another node); ``notice`` says why."""
+    the answer starts again (on another node); ``notice`` says why. ``tool_calls`` are the
+    model's calls of the task's tools, as Ollama sends them: ``{"function": {"name", "arguments"}}``
+    (a chunk may carry them and no text)."""
 
     text: str = ""
     thinking: str = ""
+    tool_calls: tuple[dict[str, Any], ...] = ()
     restart: bool = False
     notice: str = ""
     node: str = ""
@@ -199,6 +207,7 @@ class TaskResult:
     status: TaskStatus
     text: str = ""
     thinking: str = ""
+    tool_calls: tuple[dict[str, Any], ...] = ()  # every call the answer made, in order
     node: str | None = None
     model: str | None = None
     mode: RoutingMode | None = None

@@ -37,6 +37,8 @@ ANSWER_NOW = ("Your thinking budget is used up. Using the reasoning above, stop 
 
 
 def build_messages(task: Task) -> list[dict[str, Any]]:
+    """The task's messages as sent (a ``tool`` message, an assistant's ``tool_calls`` go unchanged),
+    the system prompt first, the prompt last."""
     messages = [dict(m) for m in task.messages] if task.messages else []
     if task.system and not any(m.get("role") == "system" for m in messages):
         messages.insert(0, {"role": "system", "content": task.system})
@@ -221,7 +223,7 @@ class NodeWorkers:
             return None
         task = state.task
         stream = self.client.chat(a.model, messages, options=options or None, think=think, sockets=sockets,
-                                  format=task.format, keep_alive=task.keep_alive)
+                                  format=task.format, keep_alive=task.keep_alive, tools=task.tools)
         try:
             for part in stream:
                 started = started or time.monotonic()
@@ -229,8 +231,8 @@ class NodeWorkers:
                     if budget is not None and len(thought) >= budget:
                         return "".join(thought), self._counted(len(thought), started)
                     thought.append(part.thinking)
-                if part.thinking or part.text:
-                    if not state.add(a.attempt, part.text, part.thinking):
+                if part.thinking or part.text or part.tool_calls:
+                    if not state.add(a.attempt, part.text, part.thinking, part.tool_calls):
                         return None
                     if not delivered:
                         delivered = True  # see FIRST_TOKEN_YIELD_S
