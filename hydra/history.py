@@ -298,7 +298,7 @@ def _insert_task(conn: sqlite3.Connection, task: Task, owner: str) -> None:
                "model": task.model, "task_type": task.task_type, "mode": _text(task.mode),
                "thinking_budget": task.thinking_budget, "system": task.system,
                "min_success_rate": task.min_success_rate, "deadline": task.deadline,
-               "format": task.format, "keep_alive": task.keep_alive}
+               "format": task.format, "keep_alive": task.keep_alive, "tools": task.tools}
     # The service puts the reasoning engine's verdict in task.meta["reasoning"]: one write, not two.
     reasoning = task.meta.get("reasoning") if isinstance(task.meta, dict) else None
     conn.execute(

@@ -281,7 +281,8 @@ class Hydra:
                            model=options.get("model"), mode=options.get("mode"),
                            priority=int(row.get("priority") or 5), max_tokens=options.get("max_tokens"),
                            messages=row.get("messages"), format=options.get("format"),
-                           keep_alive=options.get("keep_alive"), options=options.get("options") or {},
+                           keep_alive=options.get("keep_alive"), tools=options.get("tools"),
+                           options=options.get("options") or {},
                            system=options.get("system"))
 
     def _save_partials(self) -> None:
