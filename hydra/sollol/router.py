@@ -20,7 +20,7 @@ from typing import Any
 from .client import NodeClient
 from .config import SollolConfig
 from .discovery import discover
-from .errors import ConfigError, NodeError, NodeTimeoutError, QueueFullError, ShutdownError
+from .errors import ConfigError, NodeError, QueueFullError, ShutdownError
 from .handle import TaskHandle, TaskState
 from .metrics import Distribution, RollingStats, tokens_per_second
 from .monitor import NodeMonitor
@@ -31,6 +31,7 @@ from .scheduler import Dispatcher
 from .snapshot import build_snapshot
 from .types import (ClusterSnapshot, NodeSpec, RoutingDecision, RoutingMode, Task, TaskEvent, TaskStatus,
                     TierEntry)
+from .watchdog import overdue
 from .worker import Assignment, Finished, NodeWorkers
 
 log = logging.getLogger("hydra.sollol")
@@ -374,20 +375,11 @@ class Router:
 
     def check_timeouts(self, now: float) -> None:
         config = self._config
-        for state in list(self._active.values()):
-            if state.deadline_mono is not None and now >= state.deadline_mono:
+        for state, error in overdue(list(self._active.values()), now, config):
+            if error is None:
                 self.expire(state)
                 continue
-            if state.status is not TaskStatus.RUNNING or state.attempt_started is None:
-                continue
             attempt, node, model = state.attempt, state.node or "", state.model or ""
-            if state.first_token_mono is None:
-                waited, limit, what = now - state.attempt_started, config.first_token_timeout_s, "first token"
-            else:
-                waited, limit, what = now - (state.last_progress or now), config.idle_timeout_s, "next token"
-            if waited < limit:
-                continue
-            error = NodeTimeoutError(f"no {what} after {waited:.1f} s (limit {limit:g} s)", node=node)
             with self._lock:
                 member = self._members.get(node)
             if member is not None and state.is_current(attempt):
