@@ -212,7 +212,7 @@ class TaskState:
                     (now - self.started_mono) if self.started_mono else None),
                 tokens_per_s=self.tokens_per_s, eval_count=self.eval_count, attempts=self.attempt,
                 restarts=self.restarts, reason=self.decision.reason if self.decision else "",
-                error=result.error if result else None, notice=self.notice)
+                error=result.error if result else None, notice=self.notice, tool_calls=tuple(self.tool_calls))
 
 
 class TaskHandle:

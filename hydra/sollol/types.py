@@ -334,6 +334,7 @@ class TaskView:
     reason: str                  # routing reason of the latest decision
     error: str | None
     notice: str = ""             # latest failover notice
+    tool_calls: tuple[dict[str, Any], ...] = ()  # the tools the model called (gateway clients send tools)
 
 
 @dataclass(frozen=True)

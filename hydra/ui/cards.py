@@ -46,7 +46,9 @@ def task_card(view: TaskView, *, assessment: Any = None, on_cancel: Callable[[],
         # Follow the newest tokens while streaming; a finished answer reads from the top.
         with st.container(height=ANSWER_HEIGHT, border=False, autoscroll=status not in fmt.TERMINAL,
                           key=f"answer-{view.task_id}"):
-            st.markdown(view.text or _placeholder(view))
+            if view.tool_calls:  # a gateway client's tools: the answer is a call, not text
+                st.markdown("\n".join(f"- :material/build: `{fmt.tool_call_text(call)}`" for call in view.tool_calls))
+            st.markdown(view.text or ("" if view.tool_calls else _placeholder(view)))
         if status == TaskStatus.DONE:
             st.caption(fmt.result_stats(view.ttft_s, view.tokens_per_s, view.eval_count, view.duration_s,
                                         view.attempts))

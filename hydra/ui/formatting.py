@@ -118,6 +118,14 @@ def one_line(text: str | None, limit: int = 80) -> str:
     return flat if len(flat) <= limit else flat[: limit - 1].rstrip() + "…"
 
 
+def tool_call_text(call: Mapping[str, Any], limit: int = 160) -> str:
+    """``name(arg=value, ...)`` for a tool call as the engine keeps it ({"function": {name, arguments}})."""
+    function = call.get("function") or {}
+    arguments = function.get("arguments") or {}
+    args = ", ".join(f"{k}={v!r}" for k, v in arguments.items()) if isinstance(arguments, Mapping) else str(arguments)
+    return one_line(f"{function.get('name') or '?'}({args})", limit)
+
+
 def split_batch(text: str | None, batch: bool) -> list[str]:
     """The prompts of the form: the whole text, or one per non-empty line in batch mode."""
     text = (text or "").strip()

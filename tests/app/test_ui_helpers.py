@@ -49,6 +49,14 @@ def test_md_escape_leaves_no_markup(text):
             assert escaped[i - 1] == "\\", (text, escaped)
 
 
+def test_tool_call_text():
+    call = {"function": {"name": "get_weather", "arguments": {"city": "Paris", "days": 2}}}
+    assert fmt.tool_call_text(call) == "get_weather(city='Paris', days=2)"
+    assert fmt.tool_call_text({"function": {"name": "now"}}) == "now()"
+    assert fmt.tool_call_text({}) == "?()"
+    assert fmt.tool_call_text({"function": {"name": "f", "arguments": {"x": "y" * 500}}}).endswith("…")
+
+
 def test_one_line_flattens_and_truncates():
     assert fmt.one_line("a\n  b\tc", 80) == "a b c"
     assert fmt.one_line("x" * 100, 10) == "x" * 9 + "…"
