@@ -71,6 +71,16 @@ SuccessRates = Mapping[str, tuple[float | None, int]]
 def estimate_seconds(node: NodeView, model: str, info: ModelInfo, req: RouteRequest,
                      estimates: Estimates) -> float:
     """Queue wait + cold load + prefill + decode at this node's measured (or prior) speed."""
+    wait = 0.0
+    if node.in_flight >= node.slots:
+        # This task starts after the running ones free a slot and the tasks queued ahead have gone.
+        decode = (req.max_tokens or DEFAULT_OUTPUT_TOKENS) / decode_tps(node, model, info, estimates)
+        wait = (node.in_flight - node.slots + 1 + req.ahead) / node.slots * decode
+    return wait + service_seconds(node, model, info, req, estimates)
+
+
+def service_seconds(node: NodeView, model: str, info: ModelInfo, req: RouteRequest, estimates: Estimates) -> float:
+    """Cold load + prefill + decode once the task has a slot."""
     ttft, tps, load = estimates.get((node.name, model), _NO_ESTIMATE)
     tps = tps or prior_tps(node, info)
     if model in node.loaded or normalize_model(model) in node.loaded:
@@ -78,12 +88,7 @@ def estimate_seconds(node: NodeView, model: str, info: ModelInfo, req: RouteRequ
     else:
         cold = load if load is not None else prior_load_s(node.gpu, info)
     prefill = ttft if (ttft is not None and not cold) else req.prompt_tokens / (tps * 10.0)
-    decode = (req.max_tokens or DEFAULT_OUTPUT_TOKENS) / tps
-    wait = 0.0
-    if node.in_flight >= node.slots:
-        # This task starts after the running ones free a slot and the tasks queued ahead have gone.
-        wait = (node.in_flight - node.slots + 1 + req.ahead) / node.slots * decode
-    return wait + cold + prefill + decode
+    return cold + prefill + (req.max_tokens or DEFAULT_OUTPUT_TOKENS) / tps
 
 
 _NO_ESTIMATE = (None, None, None)
@@ -330,9 +335,21 @@ def _async_tail_guard(scored, req: RouteRequest, estimates: Estimates, infos: di
         return estimate_seconds(s[4], s[3].model, infos[s[2]], req, estimates)
 
     busy = [s for s in scored if s[4].in_flight >= s[4].slots]
-    best_busy = min((seconds(s) for s in busy), default=None)
+    if not busy:
+        return next((s for s in scored if s[4].in_flight < s[4].slots), None)
+    # estimate_seconds puts every task queued ahead on the busy node itself; they in fact spread over
+    # the whole cluster. So a busy node frees up by the sooner of that and the cluster's drain time:
+    # the work in flight and ahead (tasks of about this one's size) over every eligible slot's speed.
+    output = req.max_tokens or DEFAULT_OUTPUT_TOKENS
+    capacity = sum(s[4].slots * decode_tps(s[4], s[3].model, infos[s[2]], estimates) for s in scored)
+    drain = (req.ahead + sum(s[4].in_flight for s in scored)) * output / capacity if capacity > 0 else 0.0
+
+    def finish_after_wait(s) -> float:
+        return min(seconds(s), drain + service_seconds(s[4], s[3].model, infos[s[2]], req, estimates))
+
+    best_busy = min(finish_after_wait(s) for s in busy)
     for s in scored:
-        if s[4].in_flight < s[4].slots and (best_busy is None or seconds(s) <= best_busy):
+        if s[4].in_flight < s[4].slots and seconds(s) <= best_busy:
             return s
     return None
 

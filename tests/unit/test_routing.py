@@ -386,3 +386,23 @@ def test_a_view_with_its_fit_table_routes_as_one_without():
             b = route(request(mode, entries), cached, CFG, estimates, rates)
             assert (a.node, a.model, a.reason, a.wait) == (b.node, b.model, b.reason, b.wait)
             assert a.candidates == b.candidates
+
+
+def _drain_cluster() -> list[NodeView]:
+    loaded = ("qwen2.5-coder:7b",)
+    return [gpu("gpu-a", slots=4, in_flight=4, loaded=loaded), gpu("gpu-b", slots=4, in_flight=4, loaded=loaded),
+            view("cpu", slots=1, in_flight=0, loaded=loaded)]
+
+
+def test_async_slow_node_takes_long_work_while_the_backlog_outlasts_it():
+    # 80 tasks ahead spread over 8 fast slots: the cluster is busy well past the CPU node's 13 s.
+    req = request(RoutingMode.ASYNC, (TierEntry("qwen2.5-coder:7b"),), ahead=80)
+    assert route(req, _drain_cluster(), CFG, {}, {}).node == "cpu"
+
+
+def test_async_slow_node_leaves_long_work_to_fast_nodes_that_drain_sooner():
+    # 30 ahead: the fast nodes clear them (and this task) in ~9 s, before the CPU node would (13 s).
+    # Counting all 30 on one fast node (the old estimate) said ~14 s and gave the task to the CPU node.
+    req = request(RoutingMode.ASYNC, (TierEntry("qwen2.5-coder:7b"),), ahead=30)
+    outcome = route(req, _drain_cluster(), CFG, {}, {})
+    assert outcome.node is None and outcome.wait
