@@ -1,6 +1,6 @@
 """Makespan of 200 mixed tasks per routing mode, against round-robin and a lower bound.
 
-    python -m bench.makespan [--tasks 200] [--time-scale S] [--presets seed,cluster8]
+    python -m bench.makespan [--tasks 200] [--time-scale S] [--presets seed,cluster8] [--one-process]
 
 Every run sends the same tasks (explicit models, fixed num_predict) to a fresh
 simulated cluster whose models were loaded beforehand, with the global cap set
@@ -15,6 +15,10 @@ over the slots, each node running at its own speed for each model: a max-flow
 feasibility test (tasks -> nodes that hold their model -> sink with capacity
 slots x T), bisected on T. Targets: async <= 1.15 x the bound and <= 0.8 x
 round-robin.
+
+The simulated nodes run in a process of their own (python -m hydra.sim), as
+nodes do; ``--one-process`` serves them from this process, where their threads
+take turns with the router's on one interpreter lock.
 """
 from __future__ import annotations
 
@@ -28,6 +32,7 @@ from dataclasses import dataclass
 
 import ollama
 
+from bench.processes import preset_process
 from hydra.sim import PRESETS, NodeProfile, start_cluster
 from hydra.sollol import Router, RoutingMode, SollolConfig, Task
 from hydra.sollol.config import parse_nodes
@@ -183,14 +188,14 @@ def run_round_robin(cluster, profiles, jobs: list[Job]) -> float:
     return time.perf_counter() - start
 
 
-def bench_preset(name: str, n: int, scale: float) -> None:
+def bench_preset(name: str, n: int, scale: float, one_process: bool = False) -> None:
     profiles = PRESETS[name]
     jobs = make_jobs(profiles, n)
     bound = lower_bound(profiles, jobs, scale)
     models = {j.model for j in jobs}
     timings: dict[str, float] = {}
     for label in ("round-robin", "async", "fast", "reliable"):
-        with start_cluster(name, time_scale=scale) as cluster:
+        with (start_cluster(name, time_scale=scale) if one_process else preset_process(name, scale)) as cluster:
             warm(cluster, profiles, models)
             if label == "round-robin":
                 timings[label] = run_round_robin(cluster, profiles, jobs)
@@ -215,10 +220,11 @@ def main() -> None:
                         help="simulated time multiplier (default: seed 0.2, cluster8 1.5 — slow enough that "
                              "the makespan measures scheduling, not this 2-core machine's Python overhead)")
     parser.add_argument("--presets", default="seed,cluster8")
+    parser.add_argument("--one-process", action="store_true", help="serve the simulated nodes from this process")
     args = parser.parse_args()
     for name in args.presets.split(","):
         name = name.strip()
-        bench_preset(name, args.tasks, args.time_scale or DEFAULT_SCALES.get(name, 0.5))
+        bench_preset(name, args.tasks, args.time_scale or DEFAULT_SCALES.get(name, 0.5), args.one_process)
 
 
 if __name__ == "__main__":

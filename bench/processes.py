@@ -129,6 +129,51 @@ def bare_proxy_process(node_url: str) -> Iterator[str]:
             process.wait()
 
 
+@dataclass(frozen=True)
+class RemoteNode:
+    url: str
+    profile: object  # hydra.sim.NodeProfile
+
+
+@dataclass(frozen=True)
+class RemoteCluster:
+    """What the benchmarks use of a SimCluster, for a preset served by another process."""
+
+    nodes: list[RemoteNode]
+    nodes_value: str
+
+    def sollol_nodes(self) -> str:
+        return self.nodes_value
+
+
+@contextlib.contextmanager
+def preset_process(preset: str, time_scale: float) -> Iterator[RemoteCluster]:
+    """``python -m hydra.sim --preset P --port 0`` in a process of its own; its nodes in preset order."""
+    from hydra.sim import PRESETS
+
+    profiles = {p.name: p for p in PRESETS[preset]}
+    process = subprocess.Popen([sys.executable, "-m", "hydra.sim", "--preset", preset, "--port", "0",
+                                "--time-scale", str(time_scale)], cwd=REPO, stdin=subprocess.DEVNULL,
+                               stdout=subprocess.PIPE, text=True, env=dict(os.environ, PYTHONPATH=str(REPO)))
+    try:
+        nodes: list[RemoteNode] = []
+        while True:
+            line = _read_line(process, "python -m hydra.sim")
+            if line.startswith("SOLLOL_NODES="):
+                yield RemoteCluster(nodes, line.strip().split("=", 1)[1])
+                return
+            name, url = line.split()[:2]
+            nodes.append(RemoteNode(url, profiles[name]))
+    finally:
+        if process.poll() is None:
+            process.terminate()  # SIGTERM: the sim stops its nodes and exits
+            try:
+                process.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+
+
 def _stop(process: subprocess.Popen) -> None:
     if process.poll() is None:
         with contextlib.suppress(OSError):
