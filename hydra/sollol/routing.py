@@ -10,12 +10,12 @@ impossible (no node can ever serve it as things stand).
 """
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 
 from .config import SollolConfig
 from .eligibility import blocks_large_load, is_routable, needs_load, normalize_model, vram_low
-from .node import Circuit, NodeView, prior_load_s
+from .node import Circuit, FitTable, NodeView, prior_load_s
 from .node import prior_tps as node_prior_tps
 from .types import Candidate, ModelInfo, Placement, RoutingMode, TierEntry
 
@@ -178,6 +178,16 @@ def _ineligible(node: NodeView, model: str, hit: tuple | None, low: bool, most_c
     return why
 
 
+def _open_nodes(nodes: Sequence[NodeView], node_block: dict[str, str], capability: dict[str, float],
+                config: SollolConfig) -> Iterator[tuple[NodeView, str, FitTable, bool, float]]:
+    """The nodes a scan looks at, each with its fit table, whether its VRAM is low, its capability."""
+    for node in nodes:
+        name = node.name
+        if name not in node_block:
+            yield (node, name, node.fit if node.fit is not None else node.fits_by_model,
+                   config.vram_monitoring and node.gpu and vram_low(node, config), capability[name])
+
+
 def _scan_first(req: RouteRequest, nodes: Sequence[NodeView], node_block: dict[str, str],
                 capability: dict[str, float], top: float, config: SollolConfig, first_miss: dict[str, str],
                 ) -> tuple[list[tuple[int, TierEntry, ModelInfo, NodeView]], int]:
@@ -186,13 +196,7 @@ def _scan_first(req: RouteRequest, nodes: Sequence[NodeView], node_block: dict[s
             for index, entry in enumerate(req.entries)]
     firsts: list[tuple[int, TierEntry, ModelInfo, NodeView]] = []
     chosen_index = len(plan)
-    for node in nodes:
-        name = node.name
-        if name in node_block:
-            continue
-        table = node.fit if node.fit is not None else node.fits_by_model
-        low = config.vram_monitoring and node.gpu and vram_low(node, config)
-        cap = capability[name]
+    for node, name, table, low, cap in _open_nodes(nodes, node_block, capability, config):
         for index, entry, model, most_capable_only in plan:
             if index > chosen_index:
                 break  # a higher tier already has a place; lower tiers are not candidates
@@ -223,13 +227,7 @@ def _scan_fast(req: RouteRequest, nodes: Sequence[NodeView], node_block: dict[st
     chosen_index = len(plan)
     output = req.max_tokens or DEFAULT_OUTPUT_TOKENS
     prompt_tokens, ahead = req.prompt_tokens, req.ahead
-    for node in nodes:
-        name = node.name
-        if name in node_block:
-            continue
-        table = node.fit if node.fit is not None else node.fits_by_model
-        low = config.vram_monitoring and node.gpu and vram_low(node, config)
-        cap = capability[name]
+    for node, name, table, low, cap in _open_nodes(nodes, node_block, capability, config):
         loaded, slots = node.loaded, node.slots
         busy = (node.in_flight - slots + 1 + ahead) / slots if node.in_flight >= slots else 0.0
         share = ((node.max_model_b if node.max_model_b is not None else cap) / top) if top > 0 else 0.0

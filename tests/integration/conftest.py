@@ -92,3 +92,21 @@ def make_router(clusters: Callable[..., SimCluster]) -> Iterator[Callable[..., R
     yield make
     for router in routers:
         router.close()
+
+
+@pytest.fixture
+def seed_gateway(seed: SimCluster, tmp_path: Any) -> Iterator[Any]:
+    """A Hydra over the seed cluster (both nodes healthy) behind a Gateway on a free port."""
+    from hydra.gateway import Gateway
+    from hydra.service import Hydra
+
+    env = {"SOLLOL_NODES": seed.sollol_nodes(), "HYDRA_DB": str(tmp_path / "h.db"), "HYDRA_EMBEDDED_NODE": "off",
+           "SOLLOL_DISCOVER_LOCALHOST": "false", "HYDRA_GATEWAY_PORT": "0"}
+    hydra = Hydra.from_env(env, poll_interval_s=0.1).start()
+    try:
+        _eventually(lambda: len(hydra.snapshot().healthy_nodes) == 2, what="both nodes healthy")
+        with Gateway(hydra, port=0) as gateway:
+            yield gateway
+    finally:
+        hydra.close()
+

@@ -2,9 +2,6 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterator
-from pathlib import Path
-from typing import Any
 
 import httpx
 import ollama
@@ -12,23 +9,13 @@ import openai
 import pytest
 
 from hydra.gateway import Gateway
-from hydra.service import Hydra
-from hydra.sim import SimCluster
 
 SCHEMA = {"type": "object", "properties": {"colour": {"type": "string"}}, "required": ["colour"]}
 
 
 @pytest.fixture
-def gateway(seed: SimCluster, tmp_path: Path, eventually: Callable[..., Any]) -> Iterator[Gateway]:
-    env = {"SOLLOL_NODES": seed.sollol_nodes(), "HYDRA_DB": str(tmp_path / "h.db"), "HYDRA_EMBEDDED_NODE": "off",
-           "SOLLOL_DISCOVER_LOCALHOST": "false", "HYDRA_GATEWAY_PORT": "0"}
-    hydra = Hydra.from_env(env, poll_interval_s=0.1).start()
-    try:
-        eventually(lambda: len(hydra.snapshot().healthy_nodes) == 2, what="both nodes healthy")
-        with Gateway(hydra, port=0) as gw:
-            yield gw
-    finally:
-        hydra.close()
+def gateway(seed_gateway: Gateway) -> Gateway:
+    return seed_gateway
 
 
 def test_ollama_format_json_and_schema(gateway: Gateway) -> None:

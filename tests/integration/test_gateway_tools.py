@@ -3,39 +3,22 @@ their own shapes, send the tool's result back and get a text answer (simulated n
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterator
-from pathlib import Path
 from typing import Any
 
 import httpx
 import ollama
 import openai
 import pytest
+from toolspecs import ASK, CLOCK, WEATHER
 
 from hydra.gateway import Gateway
-from hydra.service import Hydra
-from hydra.sim import SimCluster
 
 MODEL = "llama3.2:3b"
-WEATHER = {"type": "function", "function": {
-    "name": "get_weather", "description": "The weather in a city",
-    "parameters": {"type": "object", "required": ["city"],
-                   "properties": {"city": {"type": "string"}, "days": {"type": "integer"}}}}}
-CLOCK = {"type": "function", "function": {"name": "get_time", "parameters": {"type": "object", "properties": {}}}}
-ASK = [{"role": "user", "content": "What is the weather in Paris?"}]
 
 
 @pytest.fixture
-def gateway(seed: SimCluster, tmp_path: Path, eventually: Callable[..., Any]) -> Iterator[Gateway]:
-    env = {"SOLLOL_NODES": seed.sollol_nodes(), "HYDRA_DB": str(tmp_path / "h.db"), "HYDRA_EMBEDDED_NODE": "off",
-           "SOLLOL_DISCOVER_LOCALHOST": "false", "HYDRA_GATEWAY_PORT": "0"}
-    hydra = Hydra.from_env(env, poll_interval_s=0.1).start()
-    try:
-        eventually(lambda: len(hydra.snapshot().healthy_nodes) == 2, what="both nodes healthy")
-        with Gateway(hydra, port=0) as gw:
-            yield gw
-    finally:
-        hydra.close()
+def gateway(seed_gateway: Gateway) -> Gateway:
+    return seed_gateway
 
 
 def _assert_weather_call(name: str, arguments: dict[str, Any]) -> None:

@@ -3,17 +3,12 @@ and the stream, and the tool's result sent back gets a text answer (simulated no
 from __future__ import annotations
 
 import pytest
+from toolspecs import ASK, CLOCK, WEATHER
 
 from hydra.sollol import Task, TaskError, TaskStatus
 from hydra.sollol.handle import TaskState
 from hydra.sollol.types import RoutingMode
 
-WEATHER = {"type": "function", "function": {
-    "name": "get_weather", "description": "The weather in a city",
-    "parameters": {"type": "object", "required": ["city"],
-                   "properties": {"city": {"type": "string"}, "days": {"type": "integer"}}}}}
-CLOCK = {"type": "function", "function": {"name": "get_time", "parameters": {"type": "object", "properties": {}}}}
-ASK = [{"role": "user", "content": "What is the weather in Paris?"}]
 
 
 def test_a_task_with_tools_gets_the_first_tools_call(seed, make_router):
