@@ -86,13 +86,7 @@ def serve_process(env: Mapping[str, str]) -> Iterator[ServeHandle]:
                 yield ServeHandle(line.split()[3], process.pid)
                 return
     finally:
-        if process.poll() is None:
-            process.terminate()  # SIGTERM: serve stops its gateway and router and exits
-            try:
-                process.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
+        _end(process, terminate=True)
 
 
 @contextlib.contextmanager
@@ -121,12 +115,7 @@ def bare_proxy_process(node_url: str) -> Iterator[str]:
                 time.sleep(0.1)
         yield url
     finally:
-        process.terminate()
-        try:
-            process.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+        _end(process, terminate=True)
 
 
 @dataclass(frozen=True)
@@ -165,25 +154,28 @@ def preset_process(preset: str, time_scale: float) -> Iterator[RemoteCluster]:
             name, url = line.split()[:2]
             nodes.append(RemoteNode(url, profiles[name]))
     finally:
-        if process.poll() is None:
-            process.terminate()  # SIGTERM: the sim stops its nodes and exits
-            try:
-                process.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
+        _end(process, terminate=True)
 
 
 def _stop(process: subprocess.Popen) -> None:
-    if process.poll() is None:
+    _end(process, terminate=False)
+
+
+def _end(process: subprocess.Popen, *, terminate: bool) -> None:
+    """Ask the process to stop (SIGTERM, or closing its stdin: the sim node's way), kill it after 15 s."""
+    if process.poll() is not None:
+        return
+    if terminate:
+        process.terminate()  # serve, the sim CLI and the proxy all stop cleanly on SIGTERM
+    else:
         with contextlib.suppress(OSError):
             assert process.stdin is not None
             process.stdin.close()
-        try:
-            process.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+    try:
+        process.wait(timeout=15)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
 
 
 def main() -> None:
