@@ -17,8 +17,8 @@ import httpx
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
-from hydra.gateway_stream import (GatewayError, Routing, TaskResponse, Tracker, done_reason, read_json, resolve_model,
-                                  split_options, submit)
+from hydra.gateway_stream import (GatewayError, Incoming, TaskResponse, Tracker, done_reason, read_json,
+                                  resolve_model, split_options, submit)
 from hydra.sollol import Chunk, TaskResult
 from hydra.sollol.client import shared_ssl_context
 
@@ -188,13 +188,9 @@ class OllamaRoutes:
     async def _generate(self, request: Request, *, chat: bool) -> Response:
         api = "ollama_chat" if chat else "ollama_generate"
         started = time.monotonic()
-        routing: Routing | None = None
-        requested = None
+        incoming = Incoming()
         try:
-            routing = Routing.from_headers(request)
-            body = await read_json(request)
-            requested = body.get("model")
-            model = resolve_model(self.hydra, requested)
+            routing, body, model = await incoming.read(self.hydra, request)
             options, max_tokens = split_options(body.get("options"))
             fields: dict[str, Any] = {"options": options, "max_tokens": max_tokens}
             if chat:
@@ -222,7 +218,7 @@ class OllamaRoutes:
             handle = await submit(self.hydra, self.tracker, model=model, mode=routing.mode, priority=routing.priority,
                                   task_type=routing.task_type, think=think, **fields)
         except GatewayError as exc:
-            self.tracker.refused(api, requested, routing.mode if routing else None, exc.status)
+            incoming.refused(self.tracker, api, exc)
             return error_response(exc)
         renderer = OllamaRenderer(chat, model, max_tokens)
         return TaskResponse(handle, renderer, stream=stream is not False,  # type: ignore[return-value]

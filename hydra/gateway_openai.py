@@ -22,8 +22,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from hydra.gateway_ollama import restart_note
-from hydra.gateway_stream import (GatewayError, Routing, TaskResponse, Tracker, done_reason, read_json, resolve_model,
-                                  submit)
+from hydra.gateway_stream import GatewayError, Incoming, TaskResponse, Tracker, done_reason, submit
 from hydra.sollol import Chunk, TaskResult
 
 # OpenAI request fields that map onto Ollama options.
@@ -204,13 +203,9 @@ class OpenAIRoutes:
 
     async def chat_completions(self, request: Request) -> Response:
         api, started = "openai_chat", time.monotonic()
-        routing: Routing | None = None
-        requested = None
+        incoming = Incoming()
         try:
-            routing = Routing.from_headers(request)
-            body = await read_json(request)
-            requested = body.get("model")
-            model = resolve_model(self.hydra, requested)
+            routing, body, model = await incoming.read(self.hydra, request)
             messages = _messages(body.get("messages"))
             limit = body.get("max_completion_tokens", body.get("max_tokens"))
             if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int) or limit < 1):
@@ -228,7 +223,7 @@ class OpenAIRoutes:
                                   priority=routing.priority, task_type=routing.task_type, max_tokens=limit,
                                   options=options, think=think, format=answer_format, tools=tools)
         except GatewayError as exc:
-            self.tracker.refused(api, requested, routing.mode if routing else None, exc.status)
+            incoming.refused(self.tracker, api, exc)
             return error_response(exc)
         renderer = OpenAIRenderer(handle.id, model, limit, include_usage)
         return TaskResponse(handle, renderer, stream=body.get("stream") is True,  # type: ignore[return-value]

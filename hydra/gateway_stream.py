@@ -106,6 +106,25 @@ class Routing:
         return cls(mode=mode, priority=priority, task_type=task_type)
 
 
+class Incoming:
+    """One generation request being read: what is known of it so far also counts a refusal
+    (by the model asked for and the mode) when a later step refuses it."""
+
+    def __init__(self) -> None:
+        self.routing: Routing | None = None
+        self.requested: Any = None
+
+    async def read(self, hydra: Any, request: Request) -> tuple[Routing, dict[str, Any], str | None]:
+        """The X-Hydra-* headers, the JSON body and the resolved model; GatewayError when one is bad."""
+        self.routing = routing = Routing.from_headers(request)
+        body = await read_json(request)
+        self.requested = body.get("model")
+        return routing, body, resolve_model(hydra, self.requested)
+
+    def refused(self, tracker: Tracker, api: str, exc: GatewayError) -> None:
+        tracker.refused(api, self.requested, self.routing.mode if self.routing else None, exc.status)
+
+
 def resolve_model(hydra: Any, name: Any) -> str | None:
     """None for tier selection ("auto" or empty); the installed name otherwise; 404 in Ollama's words."""
     if name is not None and not isinstance(name, str):
