@@ -15,8 +15,8 @@ import httpx
 import pytest
 
 from hydra.gateway import Gateway
-from hydra.gateway_ollama import OllamaRenderer
-from hydra.gateway_stream import SUBMIT_THREADS, TaskResponse, submit
+from hydra.gateway.ollama_api import OllamaRenderer
+from hydra.gateway.stream import SUBMIT_THREADS, TaskResponse, submit
 from hydra.service import Hydra
 from hydra.sim import SimCluster
 from hydra.sollol.handle import TaskHandle, TaskState

@@ -7,15 +7,15 @@ app uses, so its tasks are routed, recorded and shown exactly like the app's.
     gateway.url        # http://127.0.0.1:8080 (port=0 picks a free port)
     gateway.stop()     # cancels the tasks it is still answering, stops the server, joins
 
-Routes (modules): Ollama API in ``gateway_ollama``, OpenAI API in ``gateway_openai``,
-task streaming and request plumbing in ``gateway_stream``, Prometheus in ``gateway_metrics``.
+Routes (modules): Ollama API in ``ollama_api``, OpenAI API in ``openai_api``,
+task streaming and request plumbing in ``stream``, Prometheus in ``metrics``.
 With an API key every route but ``/`` needs ``Authorization: Bearer <key>``.
 
 Routing comes from request headers: ``X-Hydra-Mode`` (fast / reliable / async),
 ``X-Hydra-Priority`` (1..10), ``X-Hydra-Task-Type``; model ``auto`` or empty is
 tier selection. Answers carry ``X-Hydra-Node``, ``X-Hydra-Model`` and
 ``X-Hydra-Task-Id``; a stream holds its headers back until the first chunk
-names the node (at most ``gateway_stream.HEADER_WAIT_S``).
+names the node (at most ``stream.HEADER_WAIT_S``).
 
 Carried through: ``tools`` (both APIs; the model's calls come back as
 ``message.tool_calls`` in each API's shape, and tool results sent back reach the
@@ -47,10 +47,10 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from hydra.gateway_metrics import CONTENT_TYPE, GatewayMetrics
-from hydra.gateway_ollama import OllamaRoutes
-from hydra.gateway_openai import OpenAIRoutes, openai_error
-from hydra.gateway_stream import SUBMIT_THREADS
+from hydra.gateway.metrics import CONTENT_TYPE, GatewayMetrics
+from hydra.gateway.ollama_api import OllamaRoutes
+from hydra.gateway.openai_api import OpenAIRoutes, openai_error
+from hydra.gateway.stream import SUBMIT_THREADS
 from hydra.sollol import TaskHandle, TaskResult
 
 log = logging.getLogger("hydra.gateway")

@@ -17,7 +17,7 @@ import httpx
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
-from hydra.gateway_stream import (GatewayError, Incoming, TaskResponse, Tracker, done_reason, read_json,
+from hydra.gateway.stream import (GatewayError, Incoming, TaskResponse, Tracker, done_reason, read_json,
                                   resolve_model, split_options, submit)
 from hydra.sollol import Chunk, TaskResult
 from hydra.sollol.client import shared_ssl_context

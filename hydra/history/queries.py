@@ -9,20 +9,20 @@ from contextlib import AbstractContextManager
 from enum import Enum
 from typing import Any
 
-from .sollol.metrics import percentile
-from .sollol.types import TaskStatus
+from hydra.sollol.metrics import percentile
+from hydra.sollol.types import TaskStatus
 
-_LIVE = (TaskStatus.QUEUED.value, TaskStatus.RUNNING.value)
+LIVE_STATUSES = (TaskStatus.QUEUED.value, TaskStatus.RUNNING.value)
 
 
-def _text(value: Any) -> str | None:
+def as_text(value: Any) -> str | None:
     """Enums as their values (StrEnum's str() would do, a plain Enum's would not)."""
     if value is None:
         return None
     return str(value.value) if isinstance(value, Enum) else str(value)
 
 
-def _json(value: Any) -> str | None:
+def as_json(value: Any) -> str | None:
     # default=str: task options come from users and may hold anything; history must not refuse them.
     return None if value is None else json.dumps(value, default=str)
 
@@ -48,7 +48,7 @@ class HistoryQueries:
         """Newest first; JSON columns decoded (``messages``, ``options``, ``reasoning``)."""
         sql, args = "SELECT * FROM tasks", []
         if statuses is not None:
-            wanted = [_text(s) for s in statuses]
+            wanted = [as_text(s) for s in statuses]
             sql += f" WHERE status IN ({','.join('?' * len(wanted))})"
             args += wanted
         sql += " ORDER BY submitted_at DESC, rowid DESC LIMIT ?"
@@ -63,7 +63,7 @@ class HistoryQueries:
     def decisions(self, limit: int = 200, *, node: str | None = None, mode: str | None = None,
                   task_id: str | None = None, since: float | None = None) -> list[dict[str, Any]]:
         """Newest first; ``candidates`` decoded to a list of dicts."""
-        where, args = _where(("node = ?", node), ("mode = ?", _text(mode)), ("task_id = ?", task_id),
+        where, args = _where(("node = ?", node), ("mode = ?", as_text(mode)), ("task_id = ?", task_id),
                              ("time >= ?", since))
         with self._read() as conn:
             rows = conn.execute(f"SELECT * FROM decisions{where} ORDER BY time DESC, id DESC LIMIT ?",
@@ -90,7 +90,7 @@ class HistoryQueries:
         nothing about the node, so they count in ``count`` but not in the rate.
         """
         sql, args = ("SELECT node, model, status, ttft_s, tokens_per_s, failovers FROM tasks"
-                     " WHERE node IS NOT NULL AND status NOT IN (?, ?)"), list(_LIVE)
+                     " WHERE node IS NOT NULL AND status NOT IN (?, ?)"), list(LIVE_STATUSES)
         if since is not None:
             sql, args = sql + " AND submitted_at >= ?", [*args, since]
         sql += " ORDER BY node, model"

@@ -21,8 +21,8 @@ from typing import Any
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
-from hydra.gateway_ollama import restart_note
-from hydra.gateway_stream import GatewayError, Incoming, TaskResponse, Tracker, done_reason, submit
+from hydra.gateway.ollama_api import restart_note
+from hydra.gateway.stream import GatewayError, Incoming, TaskResponse, Tracker, done_reason, submit
 from hydra.sollol import Chunk, TaskResult
 
 # OpenAI request fields that map onto Ollama options.

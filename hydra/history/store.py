@@ -6,7 +6,7 @@ nothing it recorded (only an OS crash or power cut can drop the last few
 commits, which is the price of not fsyncing on every event: a write costs tens
 of microseconds instead of milliseconds).
 
-Several processes may share the file: each task row names its owner (hydra/owners.py),
+Several processes may share the file: each task row names its owner (owners.py),
 and ``mark_interrupted`` at start-up ends only the tasks of owners that are gone.
 
 Threads: router workers and Streamlit script threads call in at once. All
@@ -27,9 +27,9 @@ from pathlib import Path
 from typing import Any
 
 from . import owners
-from .history_queries import _LIVE, HistoryQueries, _json, _text
-from .sollol.errors import ConfigError, ShutdownError
-from .sollol.types import RoutingDecision, Task, TaskEvent, TaskResult, TaskStatus
+from .queries import LIVE_STATUSES, HistoryQueries, as_json, as_text
+from hydra.sollol.errors import ConfigError, ShutdownError
+from hydra.sollol.types import RoutingDecision, Task, TaskEvent, TaskResult, TaskStatus
 
 logger = logging.getLogger(__name__)
 
@@ -58,7 +58,7 @@ _MIGRATIONS: tuple[tuple[int, tuple[str, ...]], ...] = (
         "CREATE INDEX decisions_task ON decisions (task_id)",
         "CREATE TABLE settings (key TEXT PRIMARY KEY, value TEXT NOT NULL, updated_at REAL NOT NULL)",
     )),
-    # Which History recorded the task (hydra/owners.py): a process starting on a shared database
+    # Which History recorded the task (owners.py): a process starting on a shared database
     # interrupts only the tasks of owners that are gone.
     (2, ("ALTER TABLE tasks ADD COLUMN owner TEXT",)),
 )
@@ -224,13 +224,13 @@ class History(HistoryQueries):
         _insert_decision(conn, decision)
         # The decision resolves the mode and task type a task left open (None).
         conn.execute("UPDATE tasks SET mode = ?, task_type = ? WHERE id = ?",
-                     (_text(decision.mode), decision.task_type, decision.task_id))
+                     (as_text(decision.mode), decision.task_type, decision.task_id))
 
     def _on_running(self, conn: sqlite3.Connection, event: TaskEvent) -> None:
         conn.execute(
             "UPDATE tasks SET status = 'running', node = ?, model = ?, attempts = MAX(attempts, ?),"
             " started_at = COALESCE(started_at, ?) WHERE id = ? AND status IN (?, ?)",
-            (event.node, event.model, event.attempt, self._clock(), event.task.id, *_LIVE))
+            (event.node, event.model, event.attempt, self._clock(), event.task.id, *LIVE_STATUSES))
 
     def _on_restart(self, conn: sqlite3.Connection, event: TaskEvent) -> None:
         # The answer starts again on another node: the partial text saved so far is void.
@@ -248,7 +248,7 @@ class History(HistoryQueries):
     def set_reasoning(self, task_id: str, reasoning: Mapping[str, Any]) -> bool:
         """Store the reasoning assessment; call after submit. False if the task is unknown."""
         with self._write() as conn:
-            cur = conn.execute("UPDATE tasks SET reasoning_json = ? WHERE id = ?", (_json(dict(reasoning)), task_id))
+            cur = conn.execute("UPDATE tasks SET reasoning_json = ? WHERE id = ?", (as_json(dict(reasoning)), task_id))
         return cur.rowcount > 0
 
     def save_partial(self, task_id: str, text: str, thinking: str = "") -> bool:
@@ -256,7 +256,7 @@ class History(HistoryQueries):
         because a throttled save can race the final result."""
         with self._write() as conn:
             cur = conn.execute("UPDATE tasks SET text = ?, thinking = ? WHERE id = ? AND status IN (?, ?)",
-                               (text, thinking, task_id, *_LIVE))
+                               (text, thinking, task_id, *LIVE_STATUSES))
         return cur.rowcount > 0
 
     def mark_interrupted(self) -> int:
@@ -265,7 +265,7 @@ class History(HistoryQueries):
         database are its own business and are left alone."""
         with self._write() as conn:
             owners_now = [row[0] for row in conn.execute(
-                "SELECT DISTINCT owner FROM tasks WHERE status IN (?, ?)", _LIVE)]
+                "SELECT DISTINCT owner FROM tasks WHERE status IN (?, ?)", LIVE_STATUSES)]
             gone = [owner for owner in owners_now if owner != self.owner and not owners.alive(owner)]
             if not gone:
                 return 0
@@ -274,7 +274,7 @@ class History(HistoryQueries):
                 "UPDATE tasks SET error = 'Hydra stopped while this task was ' || status || '; resubmit it',"
                 f" status = ?, finished_at = ? WHERE status IN (?, ?) AND (owner IN ({','.join('?' * len(named))})"
                 + (" OR owner IS NULL)" if None in gone else ")"),
-                (TaskStatus.INTERRUPTED.value, self._clock(), *_LIVE, *named))
+                (TaskStatus.INTERRUPTED.value, self._clock(), *LIVE_STATUSES, *named))
         return cur.rowcount
 
     # --- settings ---------------------------------------------------------------------
@@ -295,7 +295,7 @@ class History(HistoryQueries):
 
 def _insert_task(conn: sqlite3.Connection, task: Task, owner: str) -> None:
     options = {"max_tokens": task.max_tokens, "think": task.think, "options": task.options,
-               "model": task.model, "task_type": task.task_type, "mode": _text(task.mode),
+               "model": task.model, "task_type": task.task_type, "mode": as_text(task.mode),
                "thinking_budget": task.thinking_budget, "system": task.system,
                "min_success_rate": task.min_success_rate, "deadline": task.deadline,
                "format": task.format, "keep_alive": task.keep_alive, "tools": task.tools}
@@ -304,8 +304,8 @@ def _insert_task(conn: sqlite3.Connection, task: Task, owner: str) -> None:
     conn.execute(
         "INSERT INTO tasks (id, prompt, messages_json, options_json, status, model, mode, task_type, priority,"
         " submitted_at, reasoning_json, owner) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT(id) DO NOTHING",
-        (task.id, task.prompt or "", _json(task.messages), _json(options), TaskStatus.QUEUED.value,
-         task.model, _text(task.mode), task.task_type, task.priority, task.submitted_at, _json(reasoning), owner))
+        (task.id, task.prompt or "", as_json(task.messages), as_json(options), TaskStatus.QUEUED.value,
+         task.model, as_text(task.mode), task.task_type, task.priority, task.submitted_at, as_json(reasoning), owner))
 
 
 def _insert_decision(conn: sqlite3.Connection, d: RoutingDecision) -> None:
@@ -314,8 +314,8 @@ def _insert_decision(conn: sqlite3.Connection, d: RoutingDecision) -> None:
     conn.execute(
         "INSERT INTO decisions (task_id, time, mode, task_type, node, model, reason, attempt, priority,"
         " candidates_json) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-        (d.task_id, d.time, _text(d.mode), d.task_type, d.node, d.model, d.reason, d.attempt, d.priority,
-         _json(candidates)))
+        (d.task_id, d.time, as_text(d.mode), d.task_type, d.node, d.model, d.reason, d.attempt, d.priority,
+         as_json(candidates)))
 
 
 def _update_result(conn: sqlite3.Connection, r: TaskResult, now: float) -> None:
@@ -327,7 +327,7 @@ def _update_result(conn: sqlite3.Connection, r: TaskResult, now: float) -> None:
         " attempts = MAX(attempts, ?), failovers = MAX(failovers, ?), ttft_s = ?, duration_s = ?, queued_s = ?,"
         " eval_count = ?, prompt_eval_count = ?, tokens_per_s = ?, thinking_tokens = ?, error = ?,"
         " finished_at = ? WHERE id = ?",
-        (_text(r.status), r.text, r.thinking, r.node, r.model, _text(r.mode), r.task_type, r.attempts,
+        (as_text(r.status), r.text, r.thinking, r.node, r.model, as_text(r.mode), r.task_type, r.attempts,
          r.failovers, r.ttft_s, r.duration_s, r.queued_s, r.eval_count, r.prompt_eval_count, r.tokens_per_s,
          r.thinking_tokens, r.error, now, r.task_id))
 

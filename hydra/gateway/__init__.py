@@ -1,0 +1,10 @@
+"""The whole cluster behind one Ollama- and OpenAI-compatible address.
+
+``app`` builds the Starlette app and runs uvicorn; ``ollama_api`` and ``openai_api`` are the
+two APIs; ``stream`` turns a request into a task and a task's chunks into a response;
+``metrics`` is the Prometheus exposition at ``/metrics``."""
+from __future__ import annotations
+
+from .app import Gateway
+
+__all__ = ["Gateway"]
