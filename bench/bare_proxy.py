@@ -24,7 +24,7 @@ def app_for(node_url: str) -> Starlette:
         upstream = await client[0].send(client[0].build_request("POST", "/api/chat", content=await request.body()),
                                         stream=True)
 
-        async def pieces():  # noqa: ANN202
+        async def pieces():
             try:
                 async for piece in upstream.aiter_raw():
                     yield piece

@@ -31,15 +31,15 @@ import statistics
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any
 
 import ollama
 
-from hydra.sollol import NodeSpec, Router, SollolConfig, Task, TaskStatus
-
 from hydra.node import DEFAULT_MODEL_NAME, EmbeddedNode, bundled_model_path
 from hydra.node.engine import DEFAULT_CTX, default_threads, sampling_request
+from hydra.sollol import NodeSpec, Router, SollolConfig, Task, TaskStatus
 
 PROMPT = "Write a very long story about a dragon who learns to paint."
 SYSTEM = "You are a helpful assistant."

@@ -36,7 +36,6 @@ from pathlib import Path
 
 import httpx
 import ollama
-
 import psutil
 
 from bench.processes import MODEL, bare_proxy_process, profile, serve_process, sim_process

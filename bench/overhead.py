@@ -16,10 +16,9 @@ interpreter lock.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import statistics
 import time
-
-import contextlib
 
 import ollama
 

@@ -31,7 +31,7 @@ REPO = Path(__file__).resolve().parents[1]
 START_TIMEOUT_S = 60.0
 
 
-def profile(tps: float, slots: int):  # noqa: ANN201 - hydra.sim types, imported late
+def profile(tps: float, slots: int):
     """One node with a fast model and no load or prefill cost: any time not spent decoding is overhead."""
     from hydra.sim import NodeProfile, SimModel
 

@@ -25,8 +25,7 @@ from typing import Any
 
 from platformdirs import user_data_dir
 
-from .sollol.config import (SollolConfig, format_node, parse_bool, parse_float, parse_int, parse_node,
-                            parse_nodes)
+from .sollol.config import SollolConfig, format_node, parse_bool, parse_float, parse_int, parse_node, parse_nodes
 from .sollol.errors import ConfigError
 from .sollol.types import NodeSpec, RoutingMode
 

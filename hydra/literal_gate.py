@@ -93,7 +93,7 @@ def _sequence(items: list) -> Literals | None:
     return best
 
 
-def _exact(op, av) -> frozenset[str] | None:  # noqa: ANN001 - sre parse-tree items
+def _exact(op, av) -> frozenset[str] | None:
     """Every string this item can match, when they are few and fixed; None otherwise."""
     if op is _c.LITERAL:
         return frozenset({chr(av)})
@@ -128,7 +128,7 @@ def _exact_sequence(items: list) -> frozenset[str] | None:
     return spelled
 
 
-def _node(op, av) -> Literals | None:  # noqa: ANN001 - sre parse-tree items
+def _node(op, av) -> Literals | None:
     """What a variable item (not spelled out) promises: literals any of its matches contains."""
     if op is _c.SUBPATTERN:
         _group, add_flags, del_flags, body = av

@@ -22,6 +22,9 @@ from typing import Any
 
 from hydra.literal_gate import GatedPatterns
 from hydra.sollol.errors import ConfigError
+
+# The engine must know both too (it never sends ``think`` to a model that cannot), so they live there.
+from hydra.sollol.thinking import supports_thinking
 from hydra.tiers import REASONING_TASK_TYPES, SCAN_CHARS, classify
 
 MODES = ("auto", "off", "standard", "deep")
@@ -34,10 +37,6 @@ SIMPLE_BELOW = 4.0
 # the deep threshold; deep gets all of it.
 BUDGET_LOW = 0.25
 BUDGET_HIGH = 0.90
-# How far past the budget the engine may go: the tokens already in flight
-# between the moment it counts the budget reached and the moment the node
-# stops sending thinking.
-THINKING_SLACK_TOKENS = 16
 MAX_SCORE = 10.0
 
 
@@ -272,9 +271,6 @@ def complexity(prompt: str, task_type: str | None = None) -> tuple[float, tuple[
 
 
 # --- Thinking ----------------------------------------------------------------
-
-# The engine must know it too (it never sends ``think`` to a model that cannot), so it lives there.
-from hydra.sollol.thinking import supports_thinking  # noqa: E402  (re-exported)
 
 
 @dataclass(frozen=True)

@@ -17,8 +17,18 @@ from typing import Any
 from hydra import reasoning, tiers
 from hydra.config import Settings, load_settings, parse_value
 from hydra.history import History
-from hydra.sollol import (ClusterSnapshot, ConfigError, NodeSpec, Router, RoutingDecision, Task, TaskError, TaskEvent,
-                          TaskHandle, TaskStatus)
+from hydra.sollol import (
+    ClusterSnapshot,
+    ConfigError,
+    NodeSpec,
+    Router,
+    RoutingDecision,
+    Task,
+    TaskError,
+    TaskEvent,
+    TaskHandle,
+    TaskStatus,
+)
 from hydra.sollol.client import NodeClient
 from hydra.sollol.config import SollolConfig
 from hydra.sollol.discovery import LOCALHOST_URL, probe

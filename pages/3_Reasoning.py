@@ -3,8 +3,8 @@ from __future__ import annotations
 
 import streamlit as st
 
-from hydra.ui import forms, layout, tables
 from hydra.ui import formatting as fmt
+from hydra.ui import forms, layout, tables
 
 FORM = "reasoning"
 NAMES = ("HYDRA_REASONING_MODE", "HYDRA_REASONING_MODEL", "HYDRA_USE_REASONING_MODEL",

@@ -4,8 +4,8 @@ from __future__ import annotations
 import streamlit as st
 
 from hydra.sollol.types import MODE_DESCRIPTIONS, RoutingMode
-from hydra.ui import forms, layout
 from hydra.ui import formatting as fmt
+from hydra.ui import forms, layout
 
 FORM = "settings"
 NAMES = ("SOLLOL_DEFAULT_ROUTING_MODE", "SOLLOL_PARALLEL_REQUESTS", "SOLLOL_MAX_CONCURRENT_REQUESTS",

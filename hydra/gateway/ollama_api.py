@@ -10,15 +10,24 @@ from __future__ import annotations
 
 import json
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 import httpx
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
-from hydra.gateway.stream import (GatewayError, Incoming, TaskResponse, Tracker, done_reason, read_json,
-                                  resolve_model, split_options, submit)
+from hydra.gateway.stream import (
+    GatewayError,
+    Incoming,
+    TaskResponse,
+    Tracker,
+    done_reason,
+    read_json,
+    resolve_model,
+    split_options,
+    submit,
+)
 from hydra.sollol import Chunk, TaskResult
 from hydra.sollol.client import shared_ssl_context
 
@@ -26,7 +35,7 @@ FALLBACK_VERSION = "0.6.0"
 
 
 def created_at() -> str:
-    return datetime.now(timezone.utc).isoformat(timespec="microseconds").replace("+00:00", "Z")
+    return datetime.now(UTC).isoformat(timespec="microseconds").replace("+00:00", "Z")
 
 
 def restart_note(chunk: Chunk) -> str:

@@ -26,8 +26,7 @@ from starlette.requests import Request
 from starlette.types import Receive, Scope, Send
 
 from hydra.sollol import Chunk, TaskHandle, TaskResult, TaskStatus
-from hydra.sollol.errors import (ConfigError, HydraError, NoRouteError, QueueFullError, ShutdownError,
-                                 TaskError)
+from hydra.sollol.errors import ConfigError, HydraError, NoRouteError, QueueFullError, ShutdownError, TaskError
 
 MAX_BODY_BYTES = 1 << 20
 HEADER_WAIT_S = 30.0   # streaming: how long to hold the headers back waiting for the node to be known

@@ -26,10 +26,11 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from . import owners
-from .queries import LIVE_STATUSES, HistoryQueries, as_json, as_text
 from hydra.sollol.errors import ConfigError, ShutdownError
 from hydra.sollol.types import RoutingDecision, Task, TaskEvent, TaskResult, TaskStatus
+
+from . import owners
+from .queries import LIVE_STATUSES, HistoryQueries, as_json, as_text
 
 logger = logging.getLogger(__name__)
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 from .engine import EngineError, Generation, sampling_request
@@ -18,7 +18,7 @@ from .model_files import ModelInfo
 # The Ollama server version this node answers like (its API surface).
 OLLAMA_API_VERSION = "0.12.6"
 # The model never unloads; Ollama reports keep_alive<0 the same way, far ahead.
-NEVER = datetime(2318, 1, 1, tzinfo=timezone.utc)
+NEVER = datetime(2318, 1, 1, tzinfo=UTC)
 CHAT_ROLES = ("system", "user", "assistant")
 
 
@@ -31,11 +31,11 @@ class ApiError(Exception):
 
 
 def now_iso() -> str:
-    return datetime.now(timezone.utc).isoformat(timespec="microseconds").replace("+00:00", "Z")
+    return datetime.now(UTC).isoformat(timespec="microseconds").replace("+00:00", "Z")
 
 
 def iso(dt: datetime) -> str:
-    return dt.astimezone(timezone.utc).isoformat().replace("+00:00", "Z")
+    return dt.astimezone(UTC).isoformat().replace("+00:00", "Z")
 
 
 # --- requests --------------------------------------------------------------------

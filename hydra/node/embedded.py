@@ -14,7 +14,6 @@ import tempfile
 import time
 import urllib.error
 import urllib.request
-from typing import Any
 
 from .model_files import DEFAULT_MODEL_NAME
 from .server import DEFAULT_HOST, DEFAULT_PORT, READY_MARKER, NodeServer, is_loopback
@@ -102,7 +101,7 @@ class EmbeddedNode:
             cmd.append("--verbose")
         return cmd
 
-    def start(self) -> "EmbeddedNode":
+    def start(self) -> EmbeddedNode:
         """Launch the node and wait (bounded) until `/api/version` answers."""
         if self.running:
             return self
@@ -140,10 +139,10 @@ class EmbeddedNode:
             proc.kill()
             proc.wait(5)
 
-    def __enter__(self) -> "EmbeddedNode":
+    def __enter__(self) -> EmbeddedNode:
         return self.start()
 
-    def __exit__(self, *exc: Any) -> None:
+    def __exit__(self, *exc: object) -> None:
         self.stop()
 
     # --- internals -------------------------------------------------------------

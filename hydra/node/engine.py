@@ -20,8 +20,9 @@ import os
 import secrets
 import threading
 import time
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Callable, Mapping, Sequence
+from typing import Any
 
 from .fifo import Abandoned, FairLock
 
@@ -290,5 +291,12 @@ class Engine:
         del server  # ~Server joins llama.cpp's loop thread
 
 
-__all__ = ["Abandoned", "Engine", "EngineError", "Generation", "OLLAMA_DEFAULTS",
-           "default_threads", "sampling_request"]
+__all__ = [
+    "OLLAMA_DEFAULTS",
+    "Abandoned",
+    "Engine",
+    "EngineError",
+    "Generation",
+    "default_threads",
+    "sampling_request",
+]

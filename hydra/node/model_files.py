@@ -13,7 +13,7 @@ import os
 import struct
 import threading
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any, BinaryIO
 
 DEFAULT_MODEL_NAME = "smollm2:135m"
@@ -150,13 +150,13 @@ class ModelInfo:
     _digest_lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     @classmethod
-    def load(cls, path: str, name: str) -> "ModelInfo":
+    def load(cls, path: str, name: str) -> ModelInfo:
         if not os.path.isfile(path):
             raise ModelFileError(f"model file not found: {path}")
         st = os.stat(path)
         meta, params = read_gguf(path)
         return cls(name=name, path=path, size=st.st_size,
-                   modified_at=datetime.fromtimestamp(st.st_mtime, timezone.utc),
+                   modified_at=datetime.fromtimestamp(st.st_mtime, UTC),
                    meta=meta, parameter_count=params)
 
     @property

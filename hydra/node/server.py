@@ -66,7 +66,7 @@ class NodeHandler(BaseHTTPRequestHandler):
 
     # --- plumbing ------------------------------------------------------------
 
-    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 (stdlib name)
+    def log_message(self, format: str, *args: Any) -> None:
         log.debug("%s %s", self.address_string(), format % args)
 
     def _send(self, status: int, body: bytes, ctype: str, head: bool = False) -> None:
@@ -280,7 +280,7 @@ class NodeServer:
         host = f"[{self.host}]" if ":" in self.host else self.host
         return f"http://{host}:{self._bound_port}"
 
-    def start(self) -> "NodeServer":
+    def start(self) -> NodeServer:
         self.info = ModelInfo.load(self.model_path, self.name)
         ctx = self.ctx or min(4096, self.info.context_length or 4096)
         # Bind before loading the model: a busy port fails at once.
@@ -327,8 +327,8 @@ class NodeServer:
             self.engine.close()
             self.engine = None
 
-    def __enter__(self) -> "NodeServer":
+    def __enter__(self) -> NodeServer:
         return self.start()
 
-    def __exit__(self, *exc: Any) -> None:
+    def __exit__(self, *exc: object) -> None:
         self.stop()

@@ -18,7 +18,8 @@ token, keep-alive); reported durations stay simulated (unscaled), so
 from __future__ import annotations
 
 from hydra.sim.cluster import SimCluster, default_hosts, start_cluster
-from hydra.sim.faults import BUSY_MESSAGE, KINDS as FAULT_KINDS
+from hydra.sim.faults import BUSY_MESSAGE
+from hydra.sim.faults import KINDS as FAULT_KINDS
 from hydra.sim.models import NodeProfile, SimModel
 from hydra.sim.presets import CATALOG, PRESETS, preset
 from hydra.sim.server import SimNode, check_loopback, free_port
@@ -27,8 +28,8 @@ __all__ = [
     "BUSY_MESSAGE",
     "CATALOG",
     "FAULT_KINDS",
-    "NodeProfile",
     "PRESETS",
+    "NodeProfile",
     "SimCluster",
     "SimModel",
     "SimNode",

@@ -16,7 +16,7 @@ import collections
 import threading
 import time
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 from hydra.sim.models import NodeProfile, SimModel
 
@@ -142,7 +142,7 @@ class Engine:
     # -- models --------------------------------------------------------------
 
     def _expiry(self, keep_alive_s: float | None) -> tuple[float | None, datetime]:
-        now_wall = datetime.now(timezone.utc)
+        now_wall = datetime.now(UTC)
         if keep_alive_s is None:
             return None, now_wall + FOREVER
         real = keep_alive_s * self.time_scale

@@ -11,7 +11,7 @@ import json
 import logging
 import socket
 import time
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from http.server import BaseHTTPRequestHandler
 from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
@@ -29,7 +29,7 @@ log = logging.getLogger("hydra.sim")
 VERSION = "0.12.0-sim"
 _GENERATE_ROUTES = {"/api/generate": False, "/api/chat": True}  # path -> chat?
 # Installed models look a few days old, and stay the same across restarts.
-_MODIFIED_AT = (datetime.now(timezone.utc) - timedelta(days=3)).replace(microsecond=0).isoformat()
+_MODIFIED_AT = (datetime.now(UTC) - timedelta(days=3)).replace(microsecond=0).isoformat()
 
 
 def _tag_entry(m: SimModel) -> dict:
@@ -92,7 +92,7 @@ class SimHandler(BaseHTTPRequestHandler):
         finally:
             self.life.unregister(self.connection)
 
-    def log_message(self, format: str, *args: object) -> None:  # noqa: A002
+    def log_message(self, format: str, *args: object) -> None:
         log.debug("%s %s: " + format, self.node.profile.name, self.address_string(), *args)
 
     def do_GET(self) -> None:

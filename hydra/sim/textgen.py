@@ -12,16 +12,7 @@ import random
 import re
 from collections.abc import Iterator
 
-_WORDS = (
-    "the a system request node model cluster answer result value function data "
-    "task token stream result input output approach method step case test "
-    "simple careful useful clear small large fast steady robust efficient "
-    "returns handles checks builds keeps uses makes computes reads writes "
-    "because when while so then also first next finally therefore however "
-    "each every this that its their our with for from into over under "
-    "memory queue thread latency throughput error retry timeout list map "
-    "string number loop branch state cache order priority balance load"
-).split()
+_WORDS = ["the", "a", "system", "request", "node", "model", "cluster", "answer", "result", "value", "function", "data", "task", "token", "stream", "result", "input", "output", "approach", "method", "step", "case", "test", "simple", "careful", "useful", "clear", "small", "large", "fast", "steady", "robust", "efficient", "returns", "handles", "checks", "builds", "keeps", "uses", "makes", "computes", "reads", "writes", "because", "when", "while", "so", "then", "also", "first", "next", "finally", "therefore", "however", "each", "every", "this", "that", "its", "their", "our", "with", "for", "from", "into", "over", "under", "memory", "queue", "thread", "latency", "throughput", "error", "retry", "timeout", "list", "map", "string", "number", "loop", "branch", "state", "cache", "order", "priority", "balance", "load"]
 
 _THINK_OPENERS = (
     "Okay, let me think about this.",

@@ -13,7 +13,7 @@ import io
 import json
 import socket
 import struct
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from email.utils import formatdate
 from http.server import BaseHTTPRequestHandler
 
@@ -23,7 +23,7 @@ NDJSON_TYPE = "application/x-ndjson"
 
 def now_rfc3339() -> str:
     """Ollama's ``created_at``: RFC 3339, UTC, sub-second precision."""
-    return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
 def dumps(obj: object) -> str:

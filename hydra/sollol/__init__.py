@@ -2,13 +2,40 @@
 from __future__ import annotations
 
 from .config import SollolConfig
-from .errors import (ConfigError, HydraError, NodeError, NodeProtocolError, NodeTimeoutError,
-                     NodeUnavailableError, NoRouteError, QueueFullError, RequestRejectedError, ShutdownError,
-                     TaskCancelledError, TaskError, TaskInterruptedError, TaskTimeoutError)
+from .errors import (
+                     ConfigError,
+                     HydraError,
+                     NodeError,
+                     NodeProtocolError,
+                     NodeTimeoutError,
+                     NodeUnavailableError,
+                     NoRouteError,
+                     QueueFullError,
+                     RequestRejectedError,
+                     ShutdownError,
+                     TaskCancelledError,
+                     TaskError,
+                     TaskInterruptedError,
+                     TaskTimeoutError,
+)
 from .handle import TaskHandle
 from .router import Router
-from .types import (Candidate, Chunk, ClusterSnapshot, NodeSnapshot, NodeSpec, Placement, RoutingDecision,
-                    RoutingMode, Task, TaskEvent, TaskResult, TaskStatus, TaskView, TierEntry)
+from .types import (
+                     Candidate,
+                     Chunk,
+                     ClusterSnapshot,
+                     NodeSnapshot,
+                     NodeSpec,
+                     Placement,
+                     RoutingDecision,
+                     RoutingMode,
+                     Task,
+                     TaskEvent,
+                     TaskResult,
+                     TaskStatus,
+                     TaskView,
+                     TierEntry,
+)
 
 __all__ = sorted([
     "Candidate", "Chunk", "ClusterSnapshot", "ConfigError", "HydraError", "NoRouteError", "NodeError",

@@ -14,17 +14,10 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
-from typing import TYPE_CHECKING
-
-if TYPE_CHECKING:  # imported lazily below: together they cost ~0.5 s, and importing hydra.sollol must stay fast
-    import httpx
-    import ollama
-
-from .errors import (NodeError, NodeProtocolError, NodeTimeoutError, NodeUnavailableError,
-                     RequestRejectedError)
+from .errors import NodeError, NodeProtocolError, NodeTimeoutError, NodeUnavailableError, RequestRejectedError
 from .types import LoadedModel, ModelInfo, NodeSpec
 
-_SIZE = re.compile(r"([\d.]+)\s*([KMBT]?)", re.I)
+_SIZE = re.compile(r"([\d.]+)\s*([KMBT]?)", re.IGNORECASE)
 _ssl_lock = threading.Lock()
 _ssl_context: Any = None
 
@@ -170,7 +163,7 @@ def _tracking_transport() -> Any:
             self.sockets: list[socket.socket] = []    # every live socket of this thread's pool
             self.sink: StreamSockets | None = None    # the request in flight
 
-        def connect_tcp(self, host, port, timeout=None, local_address=None, socket_options=None):  # noqa: ANN001
+        def connect_tcp(self, host, port, timeout=None, local_address=None, socket_options=None):
             stream = self.inner.connect_tcp(host, port, timeout=timeout, local_address=local_address,
                                             socket_options=socket_options)
             sock = stream.get_extra_info("socket")
@@ -180,7 +173,7 @@ def _tracking_transport() -> Any:
                     self.sink.add(sock)
             return stream
 
-        def connect_unix_socket(self, path, timeout=None, socket_options=None):  # noqa: ANN001
+        def connect_unix_socket(self, path, timeout=None, socket_options=None):
             return self.inner.connect_unix_socket(path, timeout=timeout, socket_options=socket_options)
 
         def sleep(self, seconds: float) -> None:
@@ -291,7 +284,7 @@ class NodeClient:
 
     def chat(self, model: str, messages: list[dict[str, Any]], *, options: dict[str, Any] | None = None,
              think: bool | str | None = None, keep_alive: str | float | None = None,
-             format: str | dict[str, Any] | None = None,  # noqa: A002 - Ollama's name for it
+             format: str | dict[str, Any] | None = None,
              tools: list[dict[str, Any]] | None = None,
              sockets: StreamSockets | None = None) -> Iterator[StreamPart]:
         """Stream /api/chat. A lazy generator: close() it to drop the connection (cancel); or, from

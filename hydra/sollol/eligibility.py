@@ -12,7 +12,7 @@ def normalize_model(name: str) -> str:
     return name if ":" in name else name + ":latest"
 
 
-def is_routable(node: NodeView) -> str | None:
+def why_unroutable(node: NodeView) -> str | None:
     """None when the node may take new work, else the reason it may not."""
     if not node.healthy:
         return "unhealthy" + (f": {node.last_error}" if node.last_error else "")
@@ -27,7 +27,7 @@ def model_info(node: NodeView, model: str) -> ModelInfo | None:
     return node.installed.get(model) or node.installed.get(normalize_model(model))
 
 
-def fits(node: NodeView, info: ModelInfo) -> str | None:
+def why_unfit(node: NodeView, info: ModelInfo) -> str | None:
     """None when the model fits the node, else why not."""
     return fit_reason(info, node.max_model_b, node.gpu, node.vram_total_mb if node.gpu else None)
 
@@ -44,7 +44,7 @@ def vram_low(node: NodeView, config: SollolConfig) -> bool:
     return free is not None and free < config.min_vram_mb
 
 
-def blocks_large_load(node: NodeView, model: str, info: ModelInfo, config: SollolConfig) -> str | None:
+def why_no_large_load(node: NodeView, model: str, info: ModelInfo, config: SollolConfig) -> str | None:
     if vram_low(node, config) and needs_load(node, model) and (info.size_b or 0) >= config.large_model_b:
         return f"VRAM low: {node.vram_free_mb} MB free < {config.min_vram_mb} MB, no new large loads"
     return None

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .errors import TaskTimeoutError
-from .types import (Chunk, RoutingDecision, RoutingMode, Task, TaskResult, TaskStatus, TaskView)
+from .types import Chunk, RoutingDecision, RoutingMode, Task, TaskResult, TaskStatus, TaskView
 
 
 @dataclass

@@ -13,9 +13,9 @@ from collections.abc import Callable
 
 from .client import NodeClient
 from .config import SollolConfig
+from .eligibility import vram_low
 from .errors import NodeError
 from .node import NodeState
-from .eligibility import vram_low
 
 log = logging.getLogger("hydra.sollol.monitor")
 

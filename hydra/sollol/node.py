@@ -31,7 +31,7 @@ def prior_tps(gpu: bool, info: ModelInfo) -> float:
     """Decode speed before any is measured: memory-bandwidth bound, so inversely proportional to size."""
     size = info.size_b if info.size_b and info.size_b > 0.1 else 1.0
     tps = (450.0 if gpu else 60.0) / size
-    return 1.0 if tps < 1.0 else 500.0 if tps > 500.0 else tps
+    return 1.0 if tps < 1.0 else min(tps, 500.0)
 
 
 def prior_load_s(gpu: bool, info: ModelInfo) -> float:

@@ -13,9 +13,9 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 from .config import SollolConfig
-from .eligibility import blocks_large_load, fits, is_routable, model_info
-from .routing import DEFAULT_OUTPUT_TOKENS, Estimates, RouteRequest, decode_tps, estimate_seconds
+from .eligibility import model_info, why_no_large_load, why_unfit, why_unroutable
 from .node import Circuit, NodeView
+from .routing import DEFAULT_OUTPUT_TOKENS, Estimates, RouteRequest, decode_tps, estimate_seconds
 from .types import RoutingMode
 
 MARGIN = 0.6            # move only when the idle node finishes in under 60 % of the time left
@@ -56,7 +56,7 @@ def remaining_seconds(r: Running, tps: float) -> float | None:
 def plan_moves(running: Sequence[Running], views: Sequence[NodeView], config: SollolConfig,
                estimates: Estimates, *, margin: float = MARGIN) -> list[Move]:
     free: Mapping[str, int] = {v.name: v.slots - v.in_flight for v in views
-                               if v.in_flight < v.slots and is_routable(v) is None}
+                               if v.in_flight < v.slots and why_unroutable(v) is None}
     if not free:
         return []
     free = dict(free)
@@ -77,7 +77,7 @@ def plan_moves(running: Sequence[Running], views: Sequence[NodeView], config: So
                 continue
             view = by_name[name]
             info = model_info(view, r.model)
-            if info is None or fits(view, info) or blocks_large_load(view, r.model, info, config):
+            if info is None or why_unfit(view, info) or why_no_large_load(view, r.model, info, config):
                 continue
             request = RouteRequest(mode=RoutingMode.ASYNC, task_type="", entries=(), min_success_rate=0.0,
                                    prompt_tokens=r.prompt_tokens, max_tokens=r.target_tokens)

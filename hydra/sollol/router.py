@@ -25,12 +25,11 @@ from .handle import TaskHandle, TaskState
 from .metrics import Distribution, RollingStats, tokens_per_second
 from .monitor import NodeMonitor
 from .node import NodeState, NodeView
-from .routing import RouteOutcome, RouteRequest, route
 from .rebalance import Running, plan_moves
+from .routing import RouteOutcome, RouteRequest, route
 from .scheduler import Dispatcher
 from .snapshot import build_snapshot
-from .types import (ClusterSnapshot, NodeSpec, RoutingDecision, RoutingMode, Task, TaskEvent, TaskStatus,
-                    TierEntry)
+from .types import ClusterSnapshot, NodeSpec, RoutingDecision, RoutingMode, Task, TaskEvent, TaskStatus, TierEntry
 from .watchdog import overdue
 from .worker import Assignment, Finished, NodeWorkers
 

@@ -2,7 +2,7 @@
 
 No I/O, no threads, no clocks read here: ``route`` takes frozen node views
 and statistics and returns an outcome. Its decisions rest on the small named
-predicates of eligibility.py (``is_routable``, ``fits``, ``vram_low``...).
+predicates of eligibility.py (``why_unroutable``, ``why_unfit``, ``vram_low``...).
 
 Scores are "lower is better". A route either binds (node has a free slot),
 waits (the best place is busy: late binding keeps the task queued), or is
@@ -14,7 +14,7 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 
 from .config import SollolConfig
-from .eligibility import blocks_large_load, is_routable, needs_load, normalize_model, vram_low
+from .eligibility import needs_load, normalize_model, vram_low, why_no_large_load, why_unroutable
 from .node import Circuit, FitTable, NodeView, prior_load_s
 from .node import prior_tps as node_prior_tps
 from .types import Candidate, ModelInfo, Placement, RoutingMode, TierEntry
@@ -41,7 +41,7 @@ class RouteOutcome:
     ``candidates`` may be given as a function that builds them: only a decision that binds a task
     is recorded, so the many routes of tasks that keep waiting never pay for the words."""
 
-    __slots__ = ("node", "model", "reason", "wait", "_candidates")
+    __slots__ = ("_candidates", "model", "node", "reason", "wait")
 
     def __init__(self, node: str | None, model: str | None, reason: str,
                  candidates: tuple[Candidate, ...] | Callable[[], tuple[Candidate, ...]] = (),
@@ -172,7 +172,7 @@ def _ineligible(node: NodeView, model: str, hit: tuple | None, low: bool, most_c
         return "model not installed" if node.polled else "models not known yet"
     info, why = hit[0], hit[1]
     if why is None and low and (info.size_b or 0) >= config.large_model_b:
-        why = blocks_large_load(node, model, info, config)
+        why = why_no_large_load(node, model, info, config)
     if why is None and most_capable_only and cap < top:
         why = f"not the most capable node ({cap:g}B < {top:g}B)"
     return why
@@ -245,8 +245,7 @@ def _scan_fast(req: RouteRequest, nodes: Sequence[NodeView], node_block: dict[st
                     if name not in first_miss:
                         first_miss[name] = f"{model}: {why}"
                     continue
-            if index < chosen_index:
-                chosen_index = index
+            chosen_index = min(chosen_index, index)
             _, _, _, tps_prior, cold_prior = hit
             ttft, tps, load = estimates.get((name, model), _NO_ESTIMATE)
             tps = tps or tps_prior
@@ -275,7 +274,7 @@ def _blocked_nodes(req: RouteRequest, nodes: Sequence[NodeView], success_rates: 
     top = 0.0
     for node in nodes:
         capability[node.name] = cap = node.capability
-        why = is_routable(node)
+        why = why_unroutable(node)
         if why is None and cap > top:
             top = cap
         if node.name in req.excluded:

@@ -22,9 +22,9 @@ from collections.abc import Callable
 from typing import Protocol
 
 from .config import SollolConfig
+from .eligibility import why_unroutable
 from .handle import TaskState
 from .node import Circuit, NodeView
-from .eligibility import is_routable
 from .routing import RouteOutcome
 from .types import TaskStatus
 
@@ -267,4 +267,4 @@ class Dispatcher:
         """A task with no place now may still get one: a node is down, unknown or its circuit open."""
         if state.waiting_since is not None and now - state.waiting_since > config.no_route_wait_s:
             return False
-        return any(is_routable(v) is not None and v.name not in state.excluded for v in views)
+        return any(why_unroutable(v) is not None and v.name not in state.excluded for v in views)

@@ -5,9 +5,9 @@ import time
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
+from .eligibility import vram_low
 from .handle import TaskState
 from .node import NodeState
-from .eligibility import vram_low
 from .types import ClusterSnapshot, NodeSnapshot, TaskStatus
 
 if TYPE_CHECKING:

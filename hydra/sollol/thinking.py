@@ -8,6 +8,10 @@ from collections.abc import Sequence
 _THINKING_PREFIXES = ("qwen3", "deepseek-r1", "gpt-oss", "magistral", "qwq")
 _NON_THINKING_PREFIXES = ("qwen3-coder", "qwen3-embedding")
 
+# Tokens of thinking that may still arrive after the budget is spent (the stream is cut at the
+# next chunk): room the worker adds to ``num_predict`` and the reasoning engine counts on.
+THINKING_SLACK_TOKENS = 16
+
 
 def supports_thinking(model: str, capabilities: Sequence[str] | None = None) -> bool:
     """Whether ``model`` can think. ``capabilities`` from /api/show win when known;

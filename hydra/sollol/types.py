@@ -53,6 +53,19 @@ class TaskStatus(StrEnum):
         return self not in (TaskStatus.QUEUED, TaskStatus.RUNNING)
 
 
+class FailureKind(StrEnum):
+    """Why a task did not finish done: machine-readable, so callers (the gateway's HTTP status,
+    the pages) decide by kind, never by matching the text of ``TaskResult.error``."""
+
+    NO_ROUTE = "no_route"          # no node can serve the task's model(s) now
+    REJECTED = "rejected"          # a node refused the request itself (a 4xx): the caller's to fix
+    NODE_FAILED = "node_failed"    # the nodes that tried failed (errors, timeouts, broken streams)
+    DEADLINE = "deadline"          # the task's own deadline passed
+    CANCELLED = "cancelled"        # someone cancelled it
+    INTERRUPTED = "interrupted"    # the router closed (or the process died) while it ran
+    SHUTDOWN = "shutdown"          # the router closed before it ran
+
+
 class Placement(StrEnum):
     """Where a tier entry should run (the seed's arrows)."""
 
@@ -223,6 +236,7 @@ class TaskResult:
     thinking_tokens: int = 0
     decision: RoutingDecision | None = None
     error: str | None = None
+    failure: FailureKind | None = None  # set whenever status is not DONE
 
 
 @dataclass(frozen=True)

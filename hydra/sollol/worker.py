@@ -21,7 +21,7 @@ from .config import SollolConfig
 from .errors import NodeError, NodeProtocolError
 from .handle import TaskState
 from .node import NodeState
-from .thinking import supports_thinking
+from .thinking import THINKING_SLACK_TOKENS, supports_thinking
 from .types import Task
 
 log = logging.getLogger("hydra.sollol.worker")
@@ -31,7 +31,6 @@ log = logging.getLogger("hydra.sollol.worker")
 # otherwise wait until this thread blocks on the socket again. Measured on the router path:
 # 0.23 -> 0.08 ms from the token to the reader; on the gateway's loop 0.6 -> 0.2 ms.
 FIRST_TOKEN_YIELD_S = 0.0002
-THINKING_SLACK = 16  # hydra.reasoning.THINKING_SLACK_TOKENS: what may still arrive after the budget
 ANSWER_NOW = ("Your thinking budget is used up. Using the reasoning above, stop thinking and give "
               "your final answer now.")
 
@@ -187,7 +186,7 @@ class NodeWorkers:
         budget = task.thinking_budget if think else None
         if task.max_tokens:
             # Ollama counts thinking in num_predict; max_tokens is the answer's length, so thinking gets its own room.
-            options["num_predict"] = task.max_tokens + (budget or 0) + (THINKING_SLACK if budget else 0)
+            options["num_predict"] = task.max_tokens + (budget or 0) + (THINKING_SLACK_TOKENS if budget else 0)
         # With thinking on, num_predict has room for the thinking too; the answer itself is capped here.
         outcome = self._consume(a, messages, options, think, budget, answer_cap=task.max_tokens if budget else None)
         if outcome is None or isinstance(outcome, Finished):

@@ -10,8 +10,15 @@ import sys
 import ollama
 import pytest
 
-from hydra.node import (DEFAULT_MODEL_NAME, EmbeddedNode, EmbeddedNodeError, ModelFileError,
-                        NodeServer, bundled_model_path, node_answers)
+from hydra.node import (
+    DEFAULT_MODEL_NAME,
+    EmbeddedNode,
+    EmbeddedNodeError,
+    ModelFileError,
+    NodeServer,
+    bundled_model_path,
+    node_answers,
+)
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 

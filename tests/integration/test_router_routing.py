@@ -4,7 +4,8 @@ from __future__ import annotations
 import httpx
 import pytest
 
-from hydra.sim.presets import model as catalog_model, preset
+from hydra.sim.presets import model as catalog_model
+from hydra.sim.presets import preset
 from hydra.sim.testing import profile
 from hydra.sollol import RoutingMode, Task, TaskStatus
 

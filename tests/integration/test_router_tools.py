@@ -10,7 +10,6 @@ from hydra.sollol.handle import TaskState
 from hydra.sollol.types import RoutingMode
 
 
-
 def test_a_task_with_tools_gets_the_first_tools_call(seed, make_router):
     router = make_router(seed)
     handle = router.submit(Task(messages=ASK, model="llama3.2:3b", tools=[WEATHER, CLOCK]))

@@ -6,7 +6,6 @@ from pathlib import Path
 from hydra.service import Hydra
 from hydra.sollol import TaskStatus
 
-
 TOOLS = [{"type": "function", "function": {"name": "pick_colour", "description": "Pick a colour",
                                            "parameters": {"type": "object", "properties": {"hue": {"type": "string"}}}}}]
 

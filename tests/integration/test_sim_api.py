@@ -342,7 +342,7 @@ def test_non_loopback_hosts_are_refused() -> None:
 
 
 def test_cli_help_and_refusal() -> None:
-    run = lambda *args: subprocess.run(  # noqa: E731
+    run = lambda *args: subprocess.run(
         [sys.executable, "-m", "hydra.sim", *args], cwd=ROOT, capture_output=True, text=True, timeout=30)
     help_ = run("--help")
     assert help_.returncode == 0 and "--preset" in help_.stdout and "--time-scale" in help_.stdout

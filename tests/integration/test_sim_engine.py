@@ -16,7 +16,7 @@ pytestmark = pytest.mark.timeout(60)
 SEVEN, SMALL, LLAMA = "qwen2.5-coder:7b", "qwen2.5-coder:1.5b", "llama3.2:3b"
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def client_for(url: str) -> ollama.Client:
     # One (thread-safe) client per node: building one loads a TLS context and
     # takes 0.1-0.3 s, which would stagger requests meant to be simultaneous.

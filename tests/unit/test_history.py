@@ -11,8 +11,7 @@ import pytest
 
 from hydra.history import SCHEMA_VERSION, History
 from hydra.sollol.errors import ConfigError, ShutdownError
-from hydra.sollol.types import (Candidate, RoutingDecision, RoutingMode, Task, TaskEvent, TaskResult,
-                                TaskStatus)
+from hydra.sollol.types import Candidate, RoutingDecision, RoutingMode, Task, TaskEvent, TaskResult, TaskStatus
 
 
 @pytest.fixture(autouse=True)

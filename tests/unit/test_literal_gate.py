@@ -11,15 +11,15 @@ from hydra.literal_gate import GatedPatterns, required_literals
 
 
 @pytest.mark.parametrize("pattern, flags, expected", [
-    (r"\bfunctions?\b", re.I, {"function"}),
-    (r"\b(?:code|coding|source code)\b", re.I, {"code", "coding"}),  # "source code" has "code" in it
+    (r"\bfunctions?\b", re.IGNORECASE, {"function"}),
+    (r"\b(?:code|coding|source code)\b", re.IGNORECASE, {"code", "coding"}),  # "source code" has "code" in it
     (r"\bSELECT\b[^;]{1,200}?\bFROM\b|\bINSERT INTO\b", 0, {"SELECT", "INSERT INTO"}),  # the longer of two
-    (r"\d\s*%|\bpercent\b", re.I, {"%", "percent"}),  # "%" beats the ten digits
+    (r"\d\s*%|\bpercent\b", re.IGNORECASE, {"%", "percent"}),  # "%" beats the ten digits
     (r"(?:ab)+c", 0, {"ab"}),                 # both are required; the longer is the better gate
     (r"x*y", 0, {"y"}),                       # x* may be empty
-    (r"[∑π]|\bsqrt\b", re.I, {"∑", "π", "sqrt"}),
-    (r"\b(?:log|ln)s?\s*\(", re.I, {"log", "ln"}),  # fixed runs are spelled out, then the shortest kept
-    (r"\bstep[- ]by[- ]step\b", re.I, {"step by step", "step-by step", "step by-step", "step-by-step"}),
+    (r"[∑π]|\bsqrt\b", re.IGNORECASE, {"∑", "π", "sqrt"}),
+    (r"\b(?:log|ln)s?\s*\(", re.IGNORECASE, {"log", "ln"}),  # fixed runs are spelled out, then the shortest kept
+    (r"\bstep[- ]by[- ]step\b", re.IGNORECASE, {"step by step", "step-by step", "step by-step", "step-by-step"}),
 ])
 def test_required_literals_of_known_patterns(pattern, flags, expected):
     assert required_literals(pattern, flags) == expected
@@ -30,7 +30,7 @@ def test_required_literals_of_known_patterns(pattern, flags, expected):
     (r"a|\w", 0),                             # one alternative promises nothing
     (r"(?i:abc)", 0),                         # inline flags change how literals match
     (r"[^a]", 0),
-    (r"\u212a", re.I),                        # the Kelvin sign matches an ASCII "k" case-insensitively
+    (r"\u212a", re.IGNORECASE),                        # the Kelvin sign matches an ASCII "k" case-insensitively
 ])
 def test_required_literals_refuses_what_it_cannot_promise(pattern, flags):
     assert required_literals(pattern, flags) is None
@@ -70,7 +70,7 @@ def test_the_gates_skip_most_regexes_on_an_everyday_prompt():
 
 
 def test_gated_patterns_on_their_own():
-    gated = GatedPatterns([(r"\bcat\b", re.I), (r"DOG", 0), (r"\d+", 0), (r"\w+", 0)])
+    gated = GatedPatterns([(r"\bcat\b", re.IGNORECASE), (r"DOG", 0), (r"\d+", 0), (r"\w+", 0)])
     assert gated.matching("A Cat and a dog") == [0, 3]
     assert gated.matching("DOG 7") == [1, 2, 3]
     assert gated.matching("über CAT") == gated.matching_ungated("über CAT") == [0, 3]

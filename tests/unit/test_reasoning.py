@@ -5,9 +5,21 @@ from types import SimpleNamespace
 
 import pytest
 
-from hydra.reasoning import (BUDGET_HIGH, BUDGET_LOW, LEVELS, SIMPLE_BELOW, THINKING_SLACK_TOKENS, Assessment,
-                             ReasoningSettings, Reason, assess, complexity, standard_budget, supports_thinking)
+from hydra.reasoning import (
+    BUDGET_HIGH,
+    BUDGET_LOW,
+    LEVELS,
+    SIMPLE_BELOW,
+    Assessment,
+    Reason,
+    ReasoningSettings,
+    assess,
+    complexity,
+    standard_budget,
+    supports_thinking,
+)
 from hydra.sollol.errors import ConfigError
+from hydra.sollol.thinking import THINKING_SLACK_TOKENS
 from hydra.tiers import classify
 
 TRIVIAL = {

@@ -4,8 +4,8 @@ from __future__ import annotations
 import pytest
 
 from hydra.sollol.config import SollolConfig
+from hydra.sollol.eligibility import needs_load, vram_low, why_no_large_load, why_unfit, why_unroutable
 from hydra.sollol.node import Circuit, NodeView
-from hydra.sollol.eligibility import blocks_large_load, fits, is_routable, needs_load, vram_low
 from hydra.sollol.routing import RouteRequest, route
 from hydra.sollol.types import ModelInfo, Placement, RoutingMode, TierEntry
 
@@ -73,7 +73,7 @@ def reason_of(outcome, node: str) -> str:
     (view(in_flight=2, slots=2), None),  # busy is not unroutable: the task waits for a slot
 ], ids=["healthy", "unhealthy", "circuit-open", "half-open-no-trial", "half-open-trial-running", "busy"])
 def test_is_routable(node, expected):
-    assert is_routable(node) == expected
+    assert why_unroutable(node) == expected
 
 
 @pytest.mark.parametrize("node, model, expected", [
@@ -85,7 +85,7 @@ def test_is_routable(node, expected):
     (view(max_b=None, models=("llama3.1:70b",)), "llama3.1:70b", None),  # nothing declared: no limit known
 ], ids=["cpu-fits", "over-max-model-b", "gpu-70b-fits", "32b-on-30b-node", "over-vram", "undeclared"])
 def test_fits(node, model, expected):
-    assert fits(node, info(model)) == expected
+    assert why_unfit(node, info(model)) == expected
 
 
 @pytest.mark.parametrize("loaded, model, expected", [
@@ -125,7 +125,7 @@ LOW = dict(vram_mb=8_000, vram_used_mb=7_990)
     (view(), "mistral:latest", False),                                      # CPU node
 ], ids=["gpu-low-cold-large", "gpu-low-warm", "gpu-low-small-model", "gpu-roomy", "cpu"])
 def test_blocks_large_load(node, model, blocked):
-    why = blocks_large_load(node, model, info(model), CFG)
+    why = why_no_large_load(node, model, info(model), CFG)
     assert (why is not None) is blocked
     if blocked:
         assert why.startswith("VRAM low: 10 MB free < 100 MB")
@@ -352,7 +352,7 @@ def test_fast_scores_are_score_fast_for_every_pair_and_the_lowest_wins(seed):
     req = request(RoutingMode.FAST, entries, prompt_tokens=120, max_tokens=300, ahead=1)
     outcome = route(req, nodes, CFG, estimates, rates)
     by_name = {n.name: n for n in nodes}
-    top = max(n.capability for n in nodes if is_routable(n) is None)
+    top = max(n.capability for n in nodes if why_unroutable(n) is None)
     scored = [c for c in outcome.candidates if c.eligible]
     assert scored, "the random cluster must give the fast scan something to score"
     for c in scored:
@@ -360,7 +360,7 @@ def test_fast_scores_are_score_fast_for_every_pair_and_the_lowest_wins(seed):
         expected = []
         for index, entry in enumerate(entries):
             model_info = node.installed.get(entry.model) or node.installed.get(entry.model + ":latest")
-            if model_info is None or fits(node, model_info) or blocks_large_load(node, entry.model, model_info, CFG):
+            if model_info is None or why_unfit(node, model_info) or why_no_large_load(node, entry.model, model_info, CFG):
                 continue
             if entry.placement is Placement.MOST_CAPABLE_ONLY and node.capability < top:
                 continue
@@ -377,6 +377,7 @@ def test_fast_scores_are_score_fast_for_every_pair_and_the_lowest_wins(seed):
 def test_a_view_with_its_fit_table_routes_as_one_without():
     """NodeState hands views a cached fit table; a bare view builds its own. Same answers either way."""
     import dataclasses
+
     from hydra.sollol.node import fit_table
     nodes, estimates, rates = _random_cluster(3)
     cached = [dataclasses.replace(n, fit=fit_table(n.installed, n.max_model_b, n.gpu, n.vram_total_mb)) for n in nodes]

@@ -6,8 +6,17 @@ import sys
 import pytest
 
 from hydra.sollol.types import TASK_TYPES, Placement, TierEntry
-from hydra.tiers import (DEFAULT_TIERS, EMBEDDED_MODEL, GENERAL_BASELINE, SEED_TIERS, TIE_ORDER, build_tiers,
-                         classify, classify_task, model_key)
+from hydra.tiers import (
+    DEFAULT_TIERS,
+    EMBEDDED_MODEL,
+    GENERAL_BASELINE,
+    SEED_TIERS,
+    TIE_ORDER,
+    build_tiers,
+    classify,
+    classify_task,
+    model_key,
+)
 
 POWERFUL, ANY, LIGHT, MOST = Placement.POWERFUL, Placement.ANY, Placement.LIGHT, Placement.MOST_CAPABLE_ONLY
 
