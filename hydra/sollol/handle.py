@@ -15,7 +15,11 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .errors import TaskTimeoutError
-from .types import Chunk, RoutingDecision, RoutingMode, Task, TaskResult, TaskStatus, TaskView
+from .types import Chunk, FailureKind, RoutingDecision, RoutingMode, Task, TaskResult, TaskStatus, TaskView
+
+
+_DEFAULT_FAILURE = {TaskStatus.FAILED: FailureKind.NODE_FAILED, TaskStatus.CANCELLED: FailureKind.CANCELLED,
+                    TaskStatus.INTERRUPTED: FailureKind.INTERRUPTED}
 
 
 @dataclass
@@ -163,9 +167,15 @@ class TaskState:
 
     def finish(self, status: TaskStatus, *, error: str | None = None, attempt: int | None = None,
                eval_count: int | None = None, prompt_eval_count: int | None = None,
-               tokens_per_s: float | None = None) -> TaskResult | None:
-        """The one way to a terminal status. Returns the result if this call ended the task."""
+               tokens_per_s: float | None = None, failure: FailureKind | None = None) -> TaskResult | None:
+        """The one way to a terminal status. Returns the result if this call ended the task.
+        Every status but DONE carries its ``failure`` kind (callers decide by it, not by the text);
+        without one given, the status says it."""
         assert status.terminal
+        if status is TaskStatus.DONE:
+            failure = None
+        elif failure is None:
+            failure = _DEFAULT_FAILURE[status]
         with self.cond:
             if self.status.terminal or (attempt is not None and not self.is_current(attempt)):
                 return None
@@ -175,7 +185,7 @@ class TaskState:
             self.finished_mono = time.monotonic()
             if eval_count is not None:
                 self.eval_count, self.prompt_eval_count, self.tokens_per_s = eval_count, prompt_eval_count, tokens_per_s
-            self.result_value = self._result(error)
+            self.result_value = self._result(error, failure)
             self._changed()
             result = self.result_value
         if cancel is not None:
@@ -184,7 +194,7 @@ class TaskState:
             self._left_running()
         return result
 
-    def _result(self, error: str | None) -> TaskResult:
+    def _result(self, error: str | None, failure: FailureKind | None) -> TaskResult:
         ttft = (self.first_token_mono - self.attempt_started) if (self.first_token_mono and self.attempt_started) else None
         duration = (self.finished_mono - self.started_mono) if (self.finished_mono and self.started_mono) else None
         queued = ((self.started_mono or self.finished_mono or time.monotonic()) - self.submitted_mono)
@@ -194,7 +204,8 @@ class TaskState:
             task_type=self.task_type, attempts=self.attempt,
             failovers=len(self.errors), ttft_s=ttft, duration_s=duration, queued_s=queued,
             eval_count=self.eval_count, prompt_eval_count=self.prompt_eval_count, tokens_per_s=self.tokens_per_s,
-            thinking_tokens=self.thinking_tokens, decision=self.decision, error=error)
+            thinking_tokens=self.thinking_tokens, decision=self.decision, error=error,
+            failure=failure)
 
     # --- reads ---
 

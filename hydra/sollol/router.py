@@ -29,7 +29,17 @@ from .rebalance import Running, plan_moves
 from .routing import RouteOutcome, RouteRequest, route
 from .scheduler import Dispatcher
 from .snapshot import build_snapshot
-from .types import ClusterSnapshot, NodeSpec, RoutingDecision, RoutingMode, Task, TaskEvent, TaskStatus, TierEntry
+from .types import (
+    ClusterSnapshot,
+    FailureKind,
+    NodeSpec,
+    RoutingDecision,
+    RoutingMode,
+    Task,
+    TaskEvent,
+    TaskStatus,
+    TierEntry,
+)
 from .watchdog import overdue
 from .worker import Assignment, Finished, NodeWorkers
 
@@ -116,9 +126,11 @@ class Router:
             return
         self._closed = True
         for state in self._dispatcher.close():
-            self._finish(state, TaskStatus.FAILED, error=str(ShutdownError("the router closed before this task ran")))
+            self._finish(state, TaskStatus.FAILED, error=str(ShutdownError("the router closed before this task ran")),
+                         failure=FailureKind.SHUTDOWN)
         for state in list(self._active.values()):
-            self._finish(state, TaskStatus.INTERRUPTED, error="the router closed while this task ran")
+            self._finish(state, TaskStatus.INTERRUPTED, error="the router closed while this task ran",
+                         failure=FailureKind.INTERRUPTED)
         self._stop.set()
         if self._watchdog.is_alive():
             self._watchdog.join()
@@ -228,7 +240,7 @@ class Router:
         return TaskHandle(state, self._cancel)
 
     def _cancel(self, state: TaskState) -> bool:
-        return self._finish(state, TaskStatus.CANCELLED, error="cancelled") is not None
+        return self._finish(state, TaskStatus.CANCELLED, error="cancelled", failure=FailureKind.CANCELLED) is not None
 
     # --- the dispatcher's engine protocol ---
 
@@ -311,10 +323,11 @@ class Router:
         self._decisions.append(decision)
         self._emit(TaskEvent("routed", state.task, decision=decision))
         self._finish(state, TaskStatus.FAILED, error=f"no node could run this task: {reason}{tried}. "
-                     "Check the Nodes page, or add a node that has the model.")
+                     "Check the Nodes page, or add a node that has the model.", failure=FailureKind.NO_ROUTE)
 
     def expire(self, state: TaskState) -> None:
-        self._finish(state, TaskStatus.FAILED, error=f"deadline of {state.task.deadline:g} s passed")
+        self._finish(state, TaskStatus.FAILED, error=f"deadline of {state.task.deadline:g} s passed",
+                     failure=FailureKind.DEADLINE)
 
     # --- the workers' engine protocol ---
 
@@ -341,7 +354,8 @@ class Router:
         if failures >= self._config.max_attempts or not others:
             why = "no other node to try" if not others else f"{failures} failed attempts"
             self._finish(state, TaskStatus.FAILED, attempt=attempt,
-                         error=f"{message} ({why}; earlier: {'; '.join(state.errors) or 'none'})")
+                         error=f"{message} ({why}; earlier: {'; '.join(state.errors) or 'none'})",
+                         failure=FailureKind.NODE_FAILED if error.counts_against_node else FailureKind.REJECTED)
             return
         notice = ""
         if state.first_token_mono is not None:
