@@ -40,6 +40,7 @@ import ollama
 from hydra.node import DEFAULT_MODEL_NAME, EmbeddedNode, bundled_model_path
 from hydra.node.engine import DEFAULT_CTX, default_threads, sampling_request
 from hydra.sollol import NodeSpec, Router, SollolConfig, Task, TaskStatus
+from hydra.tiers import SEED_TIERS, classify
 
 PROMPT = "Write a very long story about a dragon who learns to paint."
 SYSTEM = "You are a helpful assistant."
@@ -263,7 +264,7 @@ def main(argv: list[str] | None = None) -> int:
         }
         # Through the Router: in this process, over the same node (monitor, dispatcher, worker, stream).
         router = Router(config=SollolConfig(nodes=(NodeSpec(url=node.url, name="embedded", slots=1),),
-                                            discover_localhost=False)).start()
+                                            discover_localhost=False), tiers=SEED_TIERS, classify=classify).start()
         labels["router"] = "through the Router (hydra.sollol)"
         sides["router"] = lambda: measure_router(router, args.prompt, args.n)
         pids = [os.getpid(), node.pid or 0]

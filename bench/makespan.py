@@ -36,6 +36,7 @@ from bench.processes import preset_process
 from hydra.sim import PRESETS, NodeProfile, start_cluster
 from hydra.sollol import Router, RoutingMode, SollolConfig, Task
 from hydra.sollol.config import parse_nodes
+from hydra.tiers import SEED_TIERS, classify
 
 TOKENS = (32, 64, 96, 128)
 DEFAULT_SCALES = {"seed": 0.2, "cluster8": 1.5}
@@ -151,7 +152,7 @@ def run_router(cluster, profiles, jobs: list[Job], mode: RoutingMode) -> float:
     slots = sum(p.slots for p in profiles)
     config = SollolConfig(nodes=tuple(parse_nodes(cluster.sollol_nodes())), discover_localhost=False,
                           max_concurrent_requests=slots, default_mode=mode, poll_interval_s=0.5)
-    with Router(config=config) as router:
+    with Router(config=config, tiers=SEED_TIERS, classify=classify) as router:
         start = time.perf_counter()
         handles = [router.submit(Task(prompt=j.prompt, model=j.model, max_tokens=j.tokens)) for j in jobs]
         results = [h.result(timeout=600) for h in handles]

@@ -26,6 +26,7 @@ from bench.processes import MODEL, profile, sim_process
 from hydra.sim import start_cluster
 from hydra.sollol import Router, SollolConfig, Task
 from hydra.sollol.config import parse_nodes
+from hydra.tiers import SEED_TIERS, classify
 
 PROMPT = "Stream a long answer about routing."
 
@@ -73,7 +74,7 @@ def main() -> None:
             url, sollol_nodes = sim.urls[0], sim.sollol_nodes
         client = ollama.Client(host=url)
         config = SollolConfig(nodes=tuple(parse_nodes(sollol_nodes)), discover_localhost=False)
-        with Router(config=config) as router:
+        with Router(config=config, tiers=SEED_TIERS, classify=classify) as router:
             for _ in range(3):  # warm both paths (connections, model load)
                 direct_run(client, 5)
                 routed_run(router, 5)

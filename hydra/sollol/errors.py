@@ -8,10 +8,7 @@ can act on. Foreign exceptions (httpx, ollama) are translated in one place,
     ├── ConfigError             a setting has a value that is not allowed
     ├── TaskError               a task is malformed (bad priority, empty prompt, ...)
     ├── QueueFullError          the queue holds its maximum; submit later
-    ├── NoRouteError            no healthy node can serve the task's model(s)
     ├── ShutdownError           the router is closed or closing
-    ├── TaskCancelledError      the task was cancelled
-    ├── TaskInterruptedError    the process stopped while the task ran
     ├── TaskTimeoutError        waiting on a handle (result, stream) took longer than asked (also a TimeoutError)
     └── NodeError               one node failed a request (carries node, status)
         ├── NodeUnavailableError    connection refused/reset, DNS, 5xx, busy (503)
@@ -21,6 +18,10 @@ can act on. Foreign exceptions (httpx, ollama) are translated in one place,
 
 ``NodeError.counts_against_node`` tells the circuit breaker whether the failure
 is the node's fault (every NodeError but RequestRejectedError).
+
+A task that ends without an answer is not an exception: its ``TaskResult``
+says so, with ``status`` and a machine-readable ``failure`` (``FailureKind``:
+no route, rejected, node failed, deadline, cancelled, interrupted, shutdown).
 """
 from __future__ import annotations
 
@@ -47,20 +48,8 @@ class QueueFullError(HydraError):
     """The queue is full; retry when some tasks have finished."""
 
 
-class NoRouteError(HydraError):
-    """No healthy node can serve the task's model (or any model of its tier)."""
-
-
 class ShutdownError(HydraError):
     """The router is closed; it accepts no more work."""
-
-
-class TaskCancelledError(HydraError):
-    """The task was cancelled before it finished."""
-
-
-class TaskInterruptedError(HydraError):
-    """The process stopped while the task was queued or running."""
 
 
 class TaskTimeoutError(HydraError, TimeoutError):

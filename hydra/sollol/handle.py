@@ -17,7 +17,6 @@ from typing import Any
 from .errors import TaskTimeoutError
 from .types import Chunk, FailureKind, RoutingDecision, RoutingMode, Task, TaskResult, TaskStatus, TaskView
 
-
 _DEFAULT_FAILURE = {TaskStatus.FAILED: FailureKind.NODE_FAILED, TaskStatus.CANCELLED: FailureKind.CANCELLED,
                     TaskStatus.INTERRUPTED: FailureKind.INTERRUPTED}
 

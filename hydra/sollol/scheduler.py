@@ -9,6 +9,15 @@ waited ``aging_s`` per level of difference: nothing starves.
 Late binding: a task is bound to a node only when it can start there. Each
 round the dispatcher takes the best-ranked queued tasks, routes each over
 fresh node views, and binds those whose place has a free slot.
+
+The dispatcher knows nothing of nodes or attempts: it is given plain callables
+(``views``, ``route``, ``bind``, ``give_up``, ``expire``, ``moves``; the router
+passes the attempt life cycle's, attempts.py). Rounds run on two kinds of
+thread only: the dispatcher's own, and a submitter's (``submit`` with a free
+slot binds at once in the caller's thread, which saves a thread hop on the
+path to the first token). A requeue (a worker's failed attempt, the
+watchdog's timeout) and every other event only push and wake the dispatcher
+thread; they never run a round where they are.
 """
 from __future__ import annotations
 
@@ -18,8 +27,7 @@ import itertools
 import logging
 import threading
 import time
-from collections.abc import Callable
-from typing import Protocol
+from collections.abc import Callable, Iterable
 
 from .config import SollolConfig
 from .eligibility import why_unroutable
@@ -72,21 +80,25 @@ class TaskQueue:
         return items
 
 
-class Engine(Protocol):
-    def node_views(self) -> list[NodeView]: ...
-    def route_task(self, state: TaskState, views: list[NodeView], ahead: int = 0) -> RouteOutcome: ...
-    def start_attempt(self, state: TaskState, outcome: RouteOutcome) -> bool: ...
-    def give_up(self, state: TaskState, reason: str) -> None: ...
-    def expire(self, state: TaskState) -> None: ...
-    def rebalance(self, views: list[NodeView]) -> list[tuple[TaskState, RouteOutcome]]: ...
+Views = Callable[[], list[NodeView]]
+Route = Callable[[TaskState, list[NodeView], int], RouteOutcome]   # (task, views, queued ahead of it)
+Bind = Callable[[TaskState, RouteOutcome], bool]                   # False: not bound, the place is still free
+GiveUp = Callable[[TaskState, str], None]
+Expire = Callable[[TaskState], None]
+Moves = Callable[[list[NodeView]], list[tuple[TaskState, RouteOutcome]]]  # rebalance: tasks taken off slow nodes
 
 
 class Dispatcher:
     """Owns the queue; one thread binds queued tasks to nodes as slots free up."""
 
-    def __init__(self, engine: Engine, config_source: Callable[[], SollolConfig],
-                 clock: Callable[[], float] = time.monotonic) -> None:
-        self._engine = engine
+    def __init__(self, config_source: Callable[[], SollolConfig], *, views: Views, route: Route, bind: Bind,
+                 give_up: GiveUp, expire: Expire, moves: Moves, clock: Callable[[], float] = time.monotonic) -> None:
+        self._views = views
+        self._route = route
+        self._bind = bind
+        self._give_up = give_up
+        self._expire = expire
+        self._moves = moves
         self._config = config_source
         self._clock = clock
         self._cond = threading.Condition()
@@ -119,7 +131,11 @@ class Dispatcher:
             self.wake()
 
     def requeue(self, state: TaskState) -> None:
-        self.submit(state)
+        """Back in the queue (an attempt failed or timed out): the dispatcher thread routes it again."""
+        with self._cond:
+            self._queue.push(state)
+            self._pending = True
+            self._cond.notify()
 
     def attempt_ended(self) -> None:
         with self._cond:
@@ -198,12 +214,12 @@ class Dispatcher:
                 deep = self._backlog_peak >= BACKLOG_DEPTH * config.effective_concurrency
         now = self._clock()
         if not waiting and deep and now - self._last_backlog < BACKLOG_WINDOW_S:
-            bound += self._rebalance(list(v for v in self._engine.node_views()))
+            bound += self._rebalance(self._views())
         return bound
 
     def _bind_batch(self, batch: list[TaskState], config: SollolConfig) -> int:
         """Route each task over fresh views; bind those whose place is free. Others stay queued."""
-        views = {v.name: v for v in self._engine.node_views()}
+        views = {v.name: v for v in self._views()}
         bound, waiting = 0, 0
         now = self._clock()
         last = len(batch) - 1
@@ -211,17 +227,17 @@ class Dispatcher:
             if state.status is not TaskStatus.QUEUED:
                 continue
             if state.deadline_mono is not None and now >= state.deadline_mono:
-                self._engine.expire(state)
+                self._expire(state)
                 continue
             if self._in_flight >= config.effective_concurrency or not any(v.free_slots for v in views.values()):
                 waiting += 1
                 continue
             # ``ahead``: queued tasks ranked before this one that are still waiting for a place.
-            outcome = self._engine.route_task(state, list(views.values()), waiting)
+            outcome = self._route(state, list(views.values()), waiting)
             if outcome.node is not None:
                 with self._cond:  # counted before the worker can end it
                     self._in_flight += 1
-                if self._engine.start_attempt(state, outcome):
+                if self._bind(state, outcome):
                     bound += 1
                     if position == last:
                         continue  # no later task in this round needs the updated view
@@ -238,7 +254,7 @@ class Dispatcher:
                 state.waiting_since = state.waiting_since or now
                 waiting += 1
             else:
-                self._engine.give_up(state, outcome.reason)
+                self._give_up(state, outcome.reason)
         return bound
 
     def _note_backlog(self, depth: int) -> None:
@@ -252,18 +268,18 @@ class Dispatcher:
     def _rebalance(self, views: list[NodeView]) -> int:
         """The queue ran dry after a backlog: let idle fast nodes take over slow nodes' long answers."""
         moved = 0
-        for state, outcome in self._engine.rebalance(views):
+        for state, outcome in self._moves(views):
             with self._cond:
                 self._in_flight += 1
-            if self._engine.start_attempt(state, outcome):
+            if self._bind(state, outcome):
                 moved += 1
             else:
                 self.attempt_ended()
-                self.submit(state)
+                self.requeue(state)
         return moved
 
     @staticmethod
-    def _may_appear(state: TaskState, views, config: SollolConfig, now: float) -> bool:
+    def _may_appear(state: TaskState, views: Iterable[NodeView], config: SollolConfig, now: float) -> bool:
         """A task with no place now may still get one: a node is down, unknown or its circuit open."""
         if state.waiting_since is not None and now - state.waiting_since > config.no_route_wait_s:
             return False

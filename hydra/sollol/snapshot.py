@@ -2,27 +2,25 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
-from typing import TYPE_CHECKING
+from collections.abc import Mapping, Sequence
 
+from .config import SollolConfig
 from .eligibility import vram_low
 from .handle import TaskState
+from .metrics import Distribution, RollingStats
 from .node import NodeState
 from .types import ClusterSnapshot, NodeSnapshot, TaskStatus
 
-if TYPE_CHECKING:
-    from .router import Router
 
-
-def build_snapshot(router: Router, states: Sequence[NodeState], active: Sequence[TaskState]) -> ClusterSnapshot:
-    config = router.config
+def build_snapshot(config: SollolConfig, stats: RollingStats, distribution: Distribution,
+                   states: Sequence[NodeState], active: Sequence[TaskState]) -> ClusterSnapshot:
     nodes = []
     for state in states:
         view = state.view(breaker_cooldown_s=config.breaker_cooldown_s)
         with state.lock:
             loaded = tuple(state.loaded.values())
             version, last_seen = state.version, state.last_seen
-        summary = router.stats.node_summary(state.name)
+        summary = stats.node_summary(state.name)
         nodes.append(NodeSnapshot(
             name=view.name, url=view.url, healthy=view.healthy, circuit=view.circuit.value,
             last_error=view.last_error, gpu=view.gpu, local=view.local, max_model_b=view.max_model_b,
@@ -34,12 +32,24 @@ def build_snapshot(router: Router, states: Sequence[NodeState], active: Sequence
             success_rate=summary["success_rate"], ttft_p50_s=summary["ttft_p50_s"],
             ttft_p95_s=summary["ttft_p95_s"], tokens_per_s=summary["tokens_per_s"],
             vram_low=vram_low(view, config)))
-    counts = router.distribution.copy()
+    counts = distribution.copy()
     return ClusterSnapshot(
-        time=time.time(), nodes=tuple(nodes), models=router.stats.model_snapshots(),
+        time=time.time(), nodes=tuple(nodes), models=stats.model_snapshots(),
         queue_depth=sum(1 for s in active if s.status is TaskStatus.QUEUED),
         in_flight=sum(1 for s in active if s.status is TaskStatus.RUNNING),
         max_concurrent=config.effective_concurrency, parallel=config.parallel_requests,
         default_mode=config.default_mode, vram_monitoring=config.vram_monitoring,
-        by_node=counts["by_node"], by_model=counts["by_model"], by_mode=counts["by_mode"],
-        by_task_type=counts["by_task_type"], by_status=counts["by_status"], failovers=counts["failovers"])
+        by_node=_table(counts, "by_node"), by_model=_table(counts, "by_model"), by_mode=_table(counts, "by_mode"),
+        by_task_type=_table(counts, "by_task_type"), by_status=_table(counts, "by_status"),
+        failovers=_number(counts, "failovers"))
+
+
+# Distribution.copy() holds tables and one count under one value type; these read each as what it is.
+def _table(counts: Mapping[str, dict[str, int] | int], key: str) -> dict[str, int]:
+    value = counts[key]
+    return value if isinstance(value, dict) else {}
+
+
+def _number(counts: Mapping[str, dict[str, int] | int], key: str) -> int:
+    value = counts[key]
+    return value if isinstance(value, int) else 0

@@ -146,12 +146,20 @@ class Task:
     seq: int = field(default_factory=lambda: next(_task_seq))
 
     def validate(self) -> None:
+        """Raise TaskError on the first field that is not allowed (and make ``mode`` a RoutingMode)."""
+        self._check_content()
+        if self.mode is not None:
+            self.mode = RoutingMode.parse(self.mode, "task mode")
+        self._check_limits()
+        self._check_request_fields()
+
+    def _check_content(self) -> None:
         if not (self.prompt and self.prompt.strip()) and not self.messages:
             raise TaskError("task has neither a prompt nor messages")
         if not isinstance(self.priority, int) or not 1 <= self.priority <= 10:
             raise TaskError(f"priority must be an integer from 1 to 10, got {self.priority!r}")
-        if self.mode is not None:
-            self.mode = RoutingMode.parse(self.mode, "task mode")
+
+    def _check_limits(self) -> None:
         if self.task_type is not None and self.task_type not in TASK_TYPES:
             raise TaskError(f"task_type must be one of {', '.join(TASK_TYPES)} or None, got {self.task_type!r}")
         if self.max_tokens is not None and (not isinstance(self.max_tokens, int) or self.max_tokens < 1):
@@ -162,6 +170,9 @@ class Task:
             raise TaskError(f"thinking_budget must be a positive integer, got {self.thinking_budget!r}")
         if self.deadline is not None and self.deadline <= 0:
             raise TaskError(f"deadline must be a positive number of seconds, got {self.deadline!r}")
+
+    def _check_request_fields(self) -> None:
+        """The fields that go to Ollama as they are: format, keep_alive, tools."""
         if self.format is not None and self.format != "json" and not isinstance(self.format, dict):
             raise TaskError(f'format must be "json" or a JSON schema object, got {self.format!r}')
         if self.keep_alive is not None and (isinstance(self.keep_alive, bool)

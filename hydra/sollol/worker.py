@@ -1,9 +1,10 @@
 """Per-node worker threads: run one attempt of a task on one node and stream its chunks.
 
-The loop is short (take an assignment, run it, report); an error in one task
-never kills the thread. Timeouts are the watchdog's job (router.py): it
-takes the task away from a stalled attempt, and the worker, at its next
-chunk or when the connection ends, sees that it no longer owns the task.
+The loop is short (take an assignment, run it, report the outcome through
+``on_success`` / ``on_failure``); an error in one task never kills the thread.
+Timeouts are the watchdog's job (attempts.py): it takes the task away from a
+stalled attempt and cuts its connection, and the worker, at its next chunk or
+when the connection ends, sees that it no longer owns the task.
 """
 from __future__ import annotations
 
@@ -12,9 +13,9 @@ import logging
 import queue
 import threading
 import time
-from collections.abc import Callable
-from dataclasses import dataclass
-from typing import Any, Protocol
+from collections.abc import Callable, Generator, Iterator
+from dataclasses import dataclass, field
+from typing import Any
 
 from .client import NodeClient, StreamPart, StreamSockets
 from .config import SollolConfig
@@ -63,9 +64,30 @@ class Finished:
     load_s: float | None
 
 
-class WorkerEngine(Protocol):
-    def attempt_succeeded(self, state: TaskState, attempt: int, node: str, model: str, done: Finished) -> None: ...
-    def attempt_failed(self, state: TaskState, attempt: int, node: str, model: str, error: NodeError) -> None: ...
+# (task, attempt, node, model, outcome): how a worker reports the end of an attempt it still owned.
+SucceededAttempt = Callable[[TaskState, int, str, str, Finished], None]
+FailedAttempt = Callable[[TaskState, int, str, str, NodeError], None]
+Outcome = Finished | tuple[str, Finished] | None  # done; (thinking so far, partial) at the budget; lost the task
+
+
+@dataclass
+class _Reading:
+    """What one request has streamed so far, and where it must stop early."""
+
+    budget: int | None          # thinking tokens allowed (None: no limit)
+    answer_cap: int | None      # answer tokens allowed (None: the node's num_predict decides)
+    thought: list[str] = field(default_factory=list)
+    answered: int = 0
+    delivered: bool = False     # the first token has reached the task
+    final: StreamPart | None = None
+    started: float | None = None
+
+
+@dataclass(frozen=True)
+class _Stop:
+    """Stop reading this stream: the attempt's outcome is known."""
+
+    outcome: Outcome
 
 
 class NodeWorkers:
@@ -76,11 +98,12 @@ class NodeWorkers:
     serving one request at a time hands each to the thread idle longest, which opens a new
     connection on the path to the first token (measured: +0.45 ms TTFT at 200 slots)."""
 
-    def __init__(self, node: NodeState, client: NodeClient, engine: WorkerEngine,
-                 config_source: Callable[[], SollolConfig]) -> None:
+    def __init__(self, node: NodeState, client: NodeClient, config_source: Callable[[], SollolConfig], *,
+                 on_success: SucceededAttempt, on_failure: FailedAttempt) -> None:
         self.node = node
         self.client = client
-        self._engine = engine
+        self._on_success = on_success
+        self._on_failure = on_failure
         self._config = config_source
         self._inboxes: list[queue.SimpleQueue[Assignment | None]] = [queue.SimpleQueue()
                                                                       for _ in range(node.spec.slots)]
@@ -91,8 +114,16 @@ class NodeWorkers:
         self._think_cache: dict[str, bool] = {}
         self._lock = threading.Lock()
         self._stopped = False
+        self._running = 0                                     # threads started and not yet ended
+        self._on_stopped: Callable[[], None] | None = None   # run once, when the last thread ends
+
+    @property
+    def threads(self) -> tuple[threading.Thread, ...]:
+        return tuple(self._threads)
 
     def start(self) -> None:
+        with self._lock:
+            self._running = len(self._threads)
         for thread in self._threads:
             thread.start()
 
@@ -107,15 +138,39 @@ class NodeWorkers:
                 self._backlog.append(assignment)
             return True
 
-    def stop(self) -> None:
+    def stop(self, on_stopped: Callable[[], None] | None = None) -> None:
+        """Each thread ends after the attempts already handed to it; the last one to end calls
+        ``on_stopped`` (at once here when none is running)."""
         with self._lock:
+            if self._stopped:
+                return
             self._stopped = True
+            self._on_stopped = on_stopped
             for inbox in self._inboxes:
                 inbox.put(None)  # after any assignment already handed to it; the backlog is drained first
+            now = self._running == 0
+        if now and on_stopped is not None:
+            on_stopped()
 
-    def join(self, timeout: float | None = None) -> None:
+    def join(self, timeout: float) -> list[threading.Thread]:
+        """Wait up to ``timeout`` seconds in all; returns the threads still running (never the caller's)."""
+        deadline = time.monotonic() + timeout
+        me = threading.current_thread()
         for thread in self._threads:
-            thread.join(timeout)
+            if thread is not me and thread.ident is not None:
+                thread.join(max(0.0, deadline - time.monotonic()))
+        return [t for t in self._threads if t is not me and t.is_alive()]
+
+    def _thread_ended(self) -> None:
+        with self._lock:
+            self._running -= 1
+            last = self._running == 0 and self._stopped
+            on_stopped = self._on_stopped if last else None
+        if on_stopped is not None:
+            try:
+                on_stopped()
+            except Exception:
+                log.warning("closing the client of %s failed", self.node.name, exc_info=True)
 
     def _next(self, inbox: queue.SimpleQueue[Assignment | None]) -> Assignment | None:
         with self._lock:
@@ -125,6 +180,12 @@ class NodeWorkers:
         return inbox.get()
 
     def _run(self, inbox: queue.SimpleQueue[Assignment | None]) -> None:
+        try:
+            self._serve(inbox)
+        finally:
+            self._thread_ended()
+
+    def _serve(self, inbox: queue.SimpleQueue[Assignment | None]) -> None:
         try:
             self.client.prepare_thread()
         except Exception:
@@ -153,7 +214,7 @@ class NodeWorkers:
                 return  # the attempt lost the task (cancel, timeout): says nothing of the node
             ok = True
             node.mark_loaded(a.model)
-            self._engine.attempt_succeeded(state, a.attempt, node.name, a.model, done)
+            self._on_success(state, a.attempt, node.name, a.model, done)
         except NodeError as exc:
             ok = False if exc.counts_against_node else None
             error_text = str(exc).removeprefix(f"node {node.name}: ")
@@ -161,7 +222,7 @@ class NodeWorkers:
                 ok = None  # the watchdog already charged the node for this attempt
             log.debug("node=%s model=%s task=%s attempt=%d failed: %s", node.name, a.model, state.id,
                       a.attempt, error_text)
-            self._engine.attempt_failed(state, a.attempt, node.name, a.model, exc)
+            self._on_failure(state, a.attempt, node.name, a.model, exc)
         finally:
             node.end(ok=ok, error=error_text, threshold=config.breaker_threshold, trial=a.trial)
 
@@ -205,60 +266,69 @@ class NodeWorkers:
                         _add(first.prompt_eval_count, second.prompt_eval_count), first.load_s)
 
     def _consume(self, a: Assignment, messages: list[dict[str, Any]], options: dict[str, Any],
-                 think: bool | str | None, budget: int | None, *, answer_cap: int | None = None,
-                 ) -> Finished | tuple[str, Finished] | None:
+                 think: bool | str | None, budget: int | None, *, answer_cap: int | None = None) -> Outcome:
         """Stream one request into the task. Returns Finished, (thinking, partial) at the budget, or None.
 
         Stopping early (budget, answer cap) closes the stream; no final chunk then carries Ollama's
         counts, so the tokens are counted here and timed by the clock."""
         state = a.state
-        thought: list[str] = []
-        answered = 0
-        delivered = False
-        final: StreamPart | None = None
-        started: float | None = None
         sockets = StreamSockets()
         if not state.set_canceller(a.attempt, sockets.cut_all):
             return None
         task = state.task
+        reading = _Reading(budget, answer_cap)
         stream = self.client.chat(a.model, messages, options=options or None, think=think, sockets=sockets,
                                   format=task.format, keep_alive=task.keep_alive, tools=task.tools)
         try:
             for part in stream:
-                started = started or time.monotonic()
-                if part.thinking:
-                    if budget is not None and len(thought) >= budget:
-                        return "".join(thought), self._counted(len(thought), started)
-                    thought.append(part.thinking)
-                if part.thinking or part.text or part.tool_calls:
-                    if not state.add(a.attempt, part.text, part.thinking, part.tool_calls):
-                        return None
-                    if not delivered:
-                        delivered = True  # see FIRST_TOKEN_YIELD_S
-                        time.sleep(FIRST_TOKEN_YIELD_S)
-                if part.text:
-                    answered += 1
-                    if answer_cap is not None and answered >= answer_cap and not part.done:
-                        if not state.is_current(a.attempt):
-                            return None
-                        return self._counted(len(thought) + answered, started)
-                if part.done:
-                    final = part
+                stop = self._take(a, reading, part)
+                if stop is not None:
+                    return stop.outcome
         finally:
-            stream.close()
+            _close(stream)
             state.set_canceller(a.attempt, None)  # this connection is done; a later cut must not touch it
         if not state.is_current(a.attempt):
             return None
+        final = reading.final
         if final is None:
             raise NodeProtocolError("ended the stream without its final chunk", node=self.node.name)
         load_s = final.load_duration / 1e9 if final.load_duration else None
         return Finished(final, final.eval_count, final.eval_duration, final.prompt_eval_count, load_s)
 
+    def _take(self, a: Assignment, reading: _Reading, part: StreamPart) -> _Stop | None:
+        """Hand one part of the stream to the task; a _Stop when reading must end here."""
+        reading.started = reading.started or time.monotonic()
+        if part.thinking:
+            if reading.budget is not None and len(reading.thought) >= reading.budget:
+                return _Stop(("".join(reading.thought), self._counted(len(reading.thought), reading.started)))
+            reading.thought.append(part.thinking)
+        if part.thinking or part.text or part.tool_calls:
+            if not a.state.add(a.attempt, part.text, part.thinking, part.tool_calls):
+                return _Stop(None)
+            if not reading.delivered:
+                reading.delivered = True  # see FIRST_TOKEN_YIELD_S
+                time.sleep(FIRST_TOKEN_YIELD_S)
+        if part.text:
+            reading.answered += 1
+            cap = reading.answer_cap
+            if cap is not None and reading.answered >= cap and not part.done:
+                if not a.state.is_current(a.attempt):
+                    return _Stop(None)
+                return _Stop(self._counted(len(reading.thought) + reading.answered, reading.started))
+        if part.done:
+            reading.final = part
+        return None
 
     @staticmethod
     def _counted(tokens: int, started: float | None) -> Finished:
         elapsed_ns = int((time.monotonic() - started) * 1e9) if started else None
         return Finished(None, tokens, elapsed_ns or None, None, None)
+
+
+def _close(stream: Iterator[StreamPart]) -> None:
+    """NodeClient.chat's generator: closing it drops the HTTP connection, so the node stops generating."""
+    if isinstance(stream, Generator):
+        stream.close()
 
 
 def _add(a: int | None, b: int | None) -> int | None:

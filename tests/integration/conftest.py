@@ -16,6 +16,7 @@ import pytest
 from hydra.sim import NodeProfile, SimCluster, start_cluster
 from hydra.sollol import Router, SollolConfig, TaskEvent
 from hydra.sollol.config import parse_nodes
+from hydra.tiers import SEED_TIERS, classify
 
 TIME_SCALE = 0.05   # a 7B model "loads" in 0.1-0.25 s and decodes 20 tokens in 0.02-0.1 s
 
@@ -48,9 +49,10 @@ def eventually() -> Callable[..., Any]:
 
 def router_config(cluster: SimCluster | str, **overrides: Any) -> SollolConfig:
     nodes = cluster if isinstance(cluster, str) else cluster.sollol_nodes()
-    values: dict[str, Any] = dict(
-        nodes=tuple(parse_nodes(nodes)), discover_localhost=False, poll_interval_s=0.1, max_backoff_s=0.5,
-        breaker_cooldown_s=0.5, connect_timeout_s=1.0, first_token_timeout_s=5.0, idle_timeout_s=5.0)
+    values: dict[str, Any] = {
+        "nodes": tuple(parse_nodes(nodes)), "discover_localhost": False, "poll_interval_s": 0.1,
+        "max_backoff_s": 0.5, "breaker_cooldown_s": 0.5, "connect_timeout_s": 1.0, "first_token_timeout_s": 5.0,
+        "idle_timeout_s": 5.0}
     values.update(overrides)
     return SollolConfig(**values)
 
@@ -83,7 +85,7 @@ def make_router(clusters: Callable[..., SimCluster]) -> Iterator[Callable[..., R
     routers: list[Router] = []
 
     def make(cluster: SimCluster | str, *, events: list[TaskEvent] | None = None, **overrides: Any) -> Router:
-        router = Router(config=router_config(cluster, **overrides))
+        router = Router(config=router_config(cluster, **overrides), tiers=SEED_TIERS, classify=classify)
         if events is not None:
             router.subscribe(events.append)
         routers.append(router)

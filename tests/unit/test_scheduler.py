@@ -1,6 +1,8 @@
 """The priority queue with aging, and one dispatch round over a fake engine and a fake clock."""
 from __future__ import annotations
 
+import threading
+
 import pytest
 
 from hydra.sollol.config import SollolConfig
@@ -86,10 +88,10 @@ class FakeEngine:
         self.given_up: list[tuple[str, str]] = []
         self.expired: list[str] = []
 
-    def node_views(self):
+    def views(self):
         return [node_view(n, s, self.busy[n]) for n, s in self.nodes.items()]
 
-    def route_task(self, st, views, ahead=0):
+    def route(self, st, views, ahead=0):
         if not self.routable:
             return RouteOutcome(None, None, "no routable node can serve x", ())
         free = next((v for v in views if v.free_slots), None)
@@ -97,7 +99,7 @@ class FakeEngine:
             return RouteOutcome(None, "m", "waiting for a free slot", (), wait=True)
         return RouteOutcome(free.name, "m", "ok", ())
 
-    def start_attempt(self, st, outcome):
+    def bind(self, st, outcome):
         st.bind(outcome.node, outcome.model, None)
         self.busy[outcome.node] += 1
         self.started.append(st.task.prompt)
@@ -110,6 +112,13 @@ class FakeEngine:
     def expire(self, st):
         self.expired.append(st.task.prompt)
         st.finish(TaskStatus.FAILED, error="deadline")
+
+
+def over(engine: FakeEngine, config_source, clock=None) -> Dispatcher:
+    """A dispatcher over the fake engine's steps (the router gives it the attempt life cycle's)."""
+    extra = {"clock": clock} if clock is not None else {}
+    return Dispatcher(config_source, views=engine.views, route=engine.route, bind=engine.bind,
+                      give_up=engine.give_up, expire=engine.expire, moves=lambda views: [], **extra)
 
 
 class Clock:
@@ -127,7 +136,7 @@ class Clock:
 ], ids=["cap-4", "cap-2", "parallel-off"])
 def test_dispatch_round_never_exceeds_the_global_cap(config, expected):
     engine = FakeEngine({"a": 8, "b": 8})
-    dispatcher = Dispatcher(engine, lambda: config)
+    dispatcher = over(engine, lambda: config)
     states = [state(5, float(i), f"t{i}") for i in range(12)]
     for st in states:
         st.submitted_mono = 0.0
@@ -146,7 +155,7 @@ def test_dispatch_round_never_exceeds_the_global_cap(config, expected):
 
 def test_dispatch_round_respects_node_slots():
     engine = FakeEngine({"a": 1, "b": 1})
-    dispatcher = Dispatcher(engine, lambda: SollolConfig(max_concurrent_requests=4))
+    dispatcher = over(engine, lambda: SollolConfig(max_concurrent_requests=4))
     for i in range(4):
         dispatcher.submit(state(5, float(i), f"t{i}"))
     dispatcher.dispatch_round()
@@ -156,7 +165,7 @@ def test_dispatch_round_respects_node_slots():
 
 def test_dispatch_binds_the_most_urgent_first():
     engine = FakeEngine({"a": 1})
-    dispatcher = Dispatcher(engine, lambda: SollolConfig(max_concurrent_requests=1))
+    dispatcher = over(engine, lambda: SollolConfig(max_concurrent_requests=1))
     first = state(5, 0.0, "running")
     dispatcher.submit(first)
     for name, priority in [("p2-a", 2), ("p2-b", 2), ("p10", 10)]:
@@ -170,7 +179,7 @@ def test_dispatch_binds_the_most_urgent_first():
 
 def test_a_task_with_no_possible_place_fails_at_once():
     engine = FakeEngine({"a": 2}, routable=False)
-    dispatcher = Dispatcher(engine, lambda: SollolConfig())
+    dispatcher = over(engine, lambda: SollolConfig())
     st = state(5, 0.0, "lost")
     dispatcher.submit(st)
     dispatcher.dispatch_round()
@@ -181,7 +190,7 @@ def test_a_task_with_no_possible_place_fails_at_once():
 def test_a_queued_task_past_its_deadline_expires():
     clock = Clock()
     engine = FakeEngine({"a": 1})
-    dispatcher = Dispatcher(engine, lambda: SollolConfig(max_concurrent_requests=1), clock=clock)
+    dispatcher = over(engine, lambda: SollolConfig(max_concurrent_requests=1), clock=clock)
     dispatcher.submit(state(5, clock.now, "running"))
     late = state(5, clock.now, "late")
     late.task.deadline = 5.0
@@ -196,10 +205,42 @@ def test_a_queued_task_past_its_deadline_expires():
 
 def test_close_returns_the_queued_tasks():
     engine = FakeEngine({"a": 1})
-    dispatcher = Dispatcher(engine, lambda: SollolConfig(max_concurrent_requests=1))
+    dispatcher = over(engine, lambda: SollolConfig(max_concurrent_requests=1))
     dispatcher.start()
     states = [state(5, float(i), f"t{i}") for i in range(3)]
     for st in states:
         dispatcher.submit(st)
     left = dispatcher.close()
     assert sorted(s.task.prompt for s in left) == ["t1", "t2"]
+
+
+def test_a_requeue_only_queues_and_wakes_it_never_runs_a_round_in_the_callers_thread():
+    engine = FakeEngine({"a": 2})
+    dispatcher = over(engine, lambda: SollolConfig(max_concurrent_requests=2))
+    failed_over = state(5, 0.0, "failed-over")
+    dispatcher.requeue(failed_over)         # a worker's (or the watchdog's) thread, with a free slot
+    assert engine.started == [] and failed_over.status is TaskStatus.QUEUED
+    dispatcher.dispatch_round()             # what the woken dispatcher thread does
+    assert engine.started == ["failed-over"]
+
+
+def test_the_dispatcher_thread_binds_a_requeued_task():
+    engine = FakeEngine({"a": 1})
+    bound_on: list[str] = []
+    done = threading.Event()
+    fake_bind = engine.bind
+
+    def bind(st, outcome):
+        bound_on.append(threading.current_thread().name)
+        done.set()
+        return fake_bind(st, outcome)
+
+    dispatcher = Dispatcher(lambda: SollolConfig(), views=engine.views, route=engine.route, bind=bind,
+                            give_up=engine.give_up, expire=engine.expire, moves=lambda views: [])
+    dispatcher.start()
+    try:
+        dispatcher.requeue(state(5, 0.0, "again"))
+        assert done.wait(5), "the dispatcher thread never bound the requeued task"
+    finally:
+        dispatcher.close()
+    assert bound_on == ["sollol-dispatcher"]

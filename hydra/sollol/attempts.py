@@ -1,0 +1,264 @@
+"""The life of a task's attempts: route, bind to a node, succeed, fail over, give up, expire, time
+out, move to a faster node, and every way a task ends.
+
+One task's path crosses the engine's parts in one direction:
+
+    Router.submit -> Dispatcher (queue, rounds) -> Attempts.route / bind -> NodeWorkers (a worker thread)
+    worker thread -> Attempts.succeeded / failed;   watchdog thread -> Attempts.check_timeouts
+
+An attempt that failed (or timed out) and may go on elsewhere is handed to ``requeue``: the
+dispatcher's push-and-wake, so the dispatcher thread routes it again; the worker or watchdog
+thread that saw the failure never runs a dispatch round. Every end goes through ``_finish``: the
+task leaves the table of active tasks, the listeners are told, and every end that is not done
+carries its FailureKind (callers decide by it, never by the text of the error).
+"""
+from __future__ import annotations
+
+import logging
+import time
+from collections import deque
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from typing import Any
+
+from .active import ActiveTasks
+from .config import SollolConfig
+from .errors import NodeError, RequestRejectedError, ShutdownError
+from .handle import TaskState
+from .members import Members
+from .metrics import Distribution, RollingStats, tokens_per_second
+from .node import NodeView
+from .rebalance import Running, plan_moves
+from .routing import RouteOutcome, RouteRequest, route
+from .types import (
+    FailureKind,
+    RoutingDecision,
+    RoutingMode,
+    Task,
+    TaskEvent,
+    TaskResult,
+    TaskStatus,
+    TierEntry,
+)
+from .watchdog import overdue
+from .worker import Assignment, Finished
+
+log = logging.getLogger("hydra.sollol")
+
+DECISIONS_KEPT = 1000
+NO_NODE_ADVICE = "Check the Nodes page, or add a node that has the model."
+NO_TIER_ADVICE = "Name a model (Task.model), or pass tiers= to Router."
+
+Tiers = Mapping[str, Sequence[TierEntry]]
+
+
+def prompt_text(task: Task) -> str:
+    """The text a task is about: its prompt, else the last user message."""
+    if task.prompt:
+        return task.prompt
+    for message in reversed(task.messages or []):
+        if message.get("role") == "user":
+            return str(message.get("content", ""))
+    return ""
+
+
+def tier_entries(task: Task, task_type: str, tiers: Tiers) -> tuple[TierEntry, ...]:
+    """The models a task may run on, in order: its own model, else its type's tier (else general's)."""
+    if task.model:
+        return (TierEntry(task.model),)
+    return tuple(tiers.get(task_type) or tiers.get("general", ()))
+
+
+class Attempts:
+    """Acts on the attempts of the router's active tasks; holds the recent routing decisions."""
+
+    def __init__(self, *, members: Members, tasks: ActiveTasks, config: Callable[[], SollolConfig],
+                 tiers: Callable[[], Tiers], stats: RollingStats, distribution: Distribution,
+                 emit: Callable[[TaskEvent], None], requeue: Callable[[TaskState], None]) -> None:
+        self._members = members
+        self._tasks = tasks
+        self._config = config
+        self._tiers = tiers
+        self._stats = stats
+        self._distribution = distribution
+        self._emit = emit
+        self._requeue = requeue
+        self._decisions: deque[RoutingDecision] = deque(maxlen=DECISIONS_KEPT)
+
+    def decisions(self, limit: int) -> list[RoutingDecision]:
+        """The latest decisions, newest first."""
+        return list(self._decisions)[-limit:][::-1]
+
+    # --- routing and binding (the dispatcher's thread, or a submitter's) ---
+
+    def unroutable(self, state: TaskState) -> bool:
+        """End at once (no route) a task that names no model when no tier lists one for its type: no
+        node could ever take it. True when it was ended."""
+        if tier_entries(state.task, state.task_type, self._tiers()):
+            return False
+        self.give_up(state, f'no tier lists a model for task type "{state.task_type}" and the task names '
+                            "none", advice=NO_TIER_ADVICE)
+        return True
+
+    def route(self, state: TaskState, views: list[NodeView], ahead: int = 0) -> RouteOutcome:
+        task = state.task
+        config = self._config()
+        request = RouteRequest(
+            mode=state.mode, task_type=state.task_type, entries=tier_entries(task, state.task_type, self._tiers()),
+            min_success_rate=task.min_success_rate if task.min_success_rate is not None
+            else config.min_success_rate,
+            excluded=frozenset(state.excluded), prompt_tokens=max(1, len(prompt_text(task)) // 4),
+            max_tokens=task.max_tokens, explicit_model=bool(task.model), ahead=ahead)
+        outcome = route(request, views, config, self._stats.estimates(), self._stats.success_rates())
+        log.debug("task=%s mode=%s node=%s model=%s reason=%s", state.id, state.mode.value, outcome.node,
+                  outcome.model, outcome.reason)
+        return outcome
+
+    def bind(self, state: TaskState, outcome: RouteOutcome) -> bool:
+        """Start an attempt where ``outcome`` says; False when nothing started (the node was removed,
+        or the task was cancelled or expired since it was routed)."""
+        node, model = outcome.node, outcome.model
+        assert node is not None and model is not None
+        member = self._members.get(node)
+        if member is None or member.state.removed:
+            return False
+        decision = RoutingDecision(
+            task_id=state.id, time=time.time(), mode=state.mode, task_type=state.task_type,
+            node=node, model=model, reason=outcome.reason, candidates=outcome.candidates,
+            attempt=state.attempt + 1, priority=state.task.priority)
+        trial = member.state.half_open(self._config().breaker_cooldown_s)
+        attempt = state.bind(node, model, decision)
+        if attempt is None:
+            return False
+        self._decisions.append(decision)
+        self._distribution.routed(node, model, state.mode.value, state.task_type)
+        self._emit(TaskEvent("routed", state.task, decision=decision))
+        self._emit(TaskEvent("running", state.task, node=node, model=model, attempt=attempt))
+        # Counted now, not when a worker thread picks it up: the next round (often the very next
+        # submit) must already see this slot taken, or it binds more tasks than the node has slots.
+        member.state.begin(trial)
+        if not member.workers.submit(Assignment(state, attempt, model, trial)):
+            # The node was removed while this task was being bound: straight back to the queue.
+            member.state.end(ok=None, trial=trial)
+            if state.requeue(attempt, node, f"node {node} was removed"):
+                self._requeue(state)
+        return True
+
+    def moves(self, views: list[NodeView]) -> list[tuple[TaskState, RouteOutcome]]:
+        """At the tail of a backlog: end the attempts that an idle node would finish well before
+        their slow node (once per task; never in reliable mode) and say where each should restart."""
+        candidates: dict[str, tuple[TaskState, int, Running]] = {}
+        for state in self._tasks.all():
+            running = _movable(state)
+            if running is not None:
+                candidates[state.id] = (state, state.attempt, running)
+        planned = plan_moves([c[2] for c in candidates.values()], views, self._config(), self._stats.estimates())
+        out = []
+        for move in planned:
+            state, attempt, _ = candidates[move.task_id]
+            notice = (f"moved from {move.from_node} to {move.to_node}, which finishes sooner (about "
+                      f"{move.estimate_s:.1f} s against {move.remaining_s:.1f} s left); the answer restarts.")
+            if state.requeue(attempt, move.from_node, notice, restart_notice=notice, moved=True):
+                log.info("task %s %s", state.id, notice)
+                self._emit(TaskEvent("restart", state.task, node=move.from_node, notice=notice))
+                out.append((state, RouteOutcome(move.to_node, move.model, f"{state.mode.value}: {notice}", ())))
+        return out
+
+    def give_up(self, state: TaskState, reason: str, *, advice: str = NO_NODE_ADVICE) -> None:
+        tried = f" (tried: {'; '.join(state.errors)})" if state.errors else ""
+        decision = RoutingDecision(task_id=state.id, time=time.time(), mode=state.mode, task_type=state.task_type,
+                                   node=None, model=None, reason=reason, attempt=state.attempt + 1,
+                                   priority=state.task.priority)
+        self._decisions.append(decision)
+        self._emit(TaskEvent("routed", state.task, decision=decision))
+        self._finish(state, TaskStatus.FAILED, error=f"no node could run this task: {reason}{tried}. {advice}",
+                     failure=FailureKind.NO_ROUTE)
+
+    def expire(self, state: TaskState) -> None:
+        self._finish(state, TaskStatus.FAILED, error=f"deadline of {state.task.deadline:g} s passed",
+                     failure=FailureKind.DEADLINE)
+
+    # --- outcomes (a worker's thread; the watchdog's) ---
+
+    def succeeded(self, state: TaskState, attempt: int, node: str, model: str, done: Finished) -> None:
+        ttft = (state.first_token_mono - state.attempt_started
+                if state.first_token_mono and state.attempt_started else None)
+        tps = tokens_per_second(done.eval_count, done.eval_duration_ns)
+        self._stats.record(node, model, ok=True, ttft_s=ttft, tokens_per_s=tps, load_s=done.load_s)
+        self._finish(state, TaskStatus.DONE, attempt=attempt, eval_count=done.eval_count,
+                     prompt_eval_count=done.prompt_eval_count, tokens_per_s=tps)
+
+    def failed(self, state: TaskState, attempt: int, node: str, model: str, error: NodeError) -> None:
+        """Fail over to another node, or end the task when none is left to try."""
+        if not state.is_current(attempt):
+            return  # the watchdog (or a cancel) already settled this attempt
+        if error.counts_against_node:
+            self._stats.record(node, model, ok=False)
+        member = self._members.get(node)
+        if member is not None:
+            member.monitor.poke()  # look at the node now rather than at the next poll
+        message = str(error)
+        others = [v for v in self._members.views() if v.name != node and v.name not in state.excluded]
+        failures = len(state.errors) + 1  # moves to a faster node are attempts but not failures
+        if failures >= self._config().max_attempts or not others:
+            why = "no other node to try" if not others else f"{failures} failed attempts"
+            kind = FailureKind.REJECTED if isinstance(error, RequestRejectedError) else FailureKind.NODE_FAILED
+            self._finish(state, TaskStatus.FAILED, attempt=attempt, failure=kind,
+                         error=f"{message} ({why}; earlier: {'; '.join(state.errors) or 'none'})")
+            return
+        notice = ""
+        if state.first_token_mono is not None:
+            notice = f"{node} failed mid-answer ({message}); the answer restarts on another node."
+        if state.requeue(attempt, node, message, restart_notice=notice):
+            self._distribution.failover()
+            log.info("task %s fails over from %s: %s", state.id, node, message)
+            if notice:
+                self._emit(TaskEvent("restart", state.task, node=node, notice=notice))
+            self._requeue(state)
+
+    def check_timeouts(self, now: float) -> None:
+        """The watchdog's tick: tasks past their deadline end; stalled attempts fail (and charge their node)."""
+        config = self._config()
+        for state, error in overdue(self._tasks.all(), now, config):
+            if error is None:
+                self.expire(state)
+                continue
+            attempt, node, model = state.attempt, state.node or "", state.model or ""
+            member = self._members.get(node)
+            if member is not None and state.is_current(attempt):
+                member.state.charge(str(error).removeprefix(f"node {node}: "), config.breaker_threshold)
+            self.failed(state, attempt, node, model, error)
+
+    # --- the caller's ends ---
+
+    def cancel(self, state: TaskState) -> bool:
+        return self._finish(state, TaskStatus.CANCELLED, error="cancelled", failure=FailureKind.CANCELLED) is not None
+
+    def shut_down(self, states: Iterable[TaskState]) -> None:
+        """The router closes: queued tasks fail (shutdown), running ones end interrupted (their
+        connections are cut, which frees their workers)."""
+        for state in states:
+            if state.status is TaskStatus.QUEUED:
+                self._finish(state, TaskStatus.FAILED, error=str(ShutdownError("the router closed before this task ran")),
+                             failure=FailureKind.SHUTDOWN)
+            else:
+                self._finish(state, TaskStatus.INTERRUPTED, error="the router closed while this task ran",
+                             failure=FailureKind.INTERRUPTED)
+
+    def _finish(self, state: TaskState, status: TaskStatus, **kwargs: Any) -> TaskResult | None:
+        result = state.finish(status, **kwargs)
+        if result is None:
+            return None
+        self._tasks.discard(state.id)
+        self._distribution.finished(status.value)
+        self._emit(TaskEvent("finished", state.task, result=result))
+        return result
+
+
+def _movable(state: TaskState) -> Running | None:
+    """A running attempt the rebalance may move: streaming already, never moved, not reliable mode."""
+    first = state.first_token_mono
+    if (state.status is not TaskStatus.RUNNING or state.mode is RoutingMode.RELIABLE or state.moved
+            or first is None or not state.node or not state.model):
+        return None
+    return Running(state.id, state.node, state.model, len(state.text) + len(state.thinking),
+                   state.task.max_tokens, max(1, len(prompt_text(state.task)) // 4), frozenset(state.excluded))
