@@ -8,13 +8,13 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any
 
 import pytest
 
 from hydra.sim import NodeProfile, SimCluster, start_cluster
-from hydra.sollol import Router, SollolConfig, TaskEvent
+from hydra.sollol import Router, SollolConfig, TaskEvent, TierEntry
 from hydra.sollol.config import parse_nodes
 from hydra.tiers import SEED_TIERS, classify
 
@@ -81,11 +81,14 @@ def seed(clusters: Callable[..., SimCluster]) -> SimCluster:
 
 @pytest.fixture
 def make_router(clusters: Callable[..., SimCluster]) -> Iterator[Callable[..., Router]]:
-    """``make(cluster, **config_overrides)`` -> a started Router, closed at teardown (before the clusters stop)."""
+    """``make(cluster, **config_overrides)`` -> a started Router, closed at teardown (before the clusters stop).
+    It has the seed's tiers and classifier unless ``tiers=`` / ``classify=`` say otherwise (None: none)."""
     routers: list[Router] = []
 
-    def make(cluster: SimCluster | str, *, events: list[TaskEvent] | None = None, **overrides: Any) -> Router:
-        router = Router(config=router_config(cluster, **overrides), tiers=SEED_TIERS, classify=classify)
+    def make(cluster: SimCluster | str, *, events: list[TaskEvent] | None = None,
+             tiers: Mapping[str, Sequence[TierEntry]] | None = SEED_TIERS,
+             classify: Callable[[str], str] | None = classify, **overrides: Any) -> Router:
+        router = Router(config=router_config(cluster, **overrides), tiers=tiers, classify=classify)
         if events is not None:
             router.subscribe(events.append)
         routers.append(router)

@@ -90,7 +90,7 @@ def test_a_flapping_node_is_cut_off_and_readmitted(seed, make_router, eventually
             break
         batch = [router.submit(Task(prompt=f"{CODE} cycle {cycle} #{i}", max_tokens=200)) for i in range(2)]
         handles += batch
-        eventually(lambda: all(h.view().node == "light" and h.view().text for h in batch),
+        eventually(lambda batch=batch: all(h.view().node == "light" and h.view().text for h in batch),
                    what="both tasks streaming from light")
         light.kill()
         eventually(lambda: not router.snapshot().node("light").healthy, what="light seen down")

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import threading
 import time
+from typing import Self
 
 from hydra.sim.testing import profile
 from hydra.sollol import Task, TaskEvent, TaskStatus
@@ -25,7 +26,7 @@ class Sampler:
             self.max_snapshot = max(self.max_snapshot, self.router.snapshot().in_flight)
             self.max_nodes = max(self.max_nodes, sum(n.stats()["in_flight"] for n in self.nodes))
 
-    def __enter__(self) -> Sampler:
+    def __enter__(self) -> Self:
         self._thread.start()
         return self
 

@@ -49,6 +49,19 @@ def test_astream_replays_a_finished_task_and_aresult_returns_it():
     assert result.status is TaskStatus.DONE and result.text == "t0 t1 t2 "
 
 
+class _Watchers(list):
+    """A task's watcher list that says when a reader subscribes. astream() subscribes, reads, and
+    awaits new chunks in one step of the loop, so once it has subscribed it is waiting."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.added = asyncio.Event()
+
+    def append(self, item) -> None:
+        super().append(item)
+        self.added.set()
+
+
 def test_astream_wakes_the_loop_once_per_batch_not_once_per_chunk():
     state, handle, attempt = _running()
     wakes = []
@@ -61,9 +74,10 @@ def test_astream_wakes_the_loop_once_per_batch_not_once_per_chunk():
             wakes.append(1)
             return original(callback, *args)
         loop.call_soon_threadsafe = counting  # type: ignore[method-assign]
+        state.watchers = watchers = _Watchers()
         stream = handle.astream()
         first = asyncio.ensure_future(stream.__anext__())
-        await asyncio.sleep(0.01)  # the reader now waits
+        await asyncio.wait_for(watchers.added.wait(), timeout=5)  # the reader now waits
         for i in range(50):  # 50 chunks written before the loop gets to run again
             state.add(attempt, text=str(i))
         await first
