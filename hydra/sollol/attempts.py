@@ -90,9 +90,9 @@ class Attempts:
 
     # --- routing and binding (the dispatcher's thread, or a submitter's) ---
 
-    def unroutable(self, state: TaskState) -> bool:
+    def end_if_no_models(self, state: TaskState) -> bool:
         """End at once (no route) a task that names no model when no tier lists one for its type: no
-        node could ever take it. True when it was ended."""
+        node could ever take it, so it does not wait in the queue for one. True when it was ended."""
         if tier_entries(state.task, state.task_type, self._tiers()):
             return False
         self.give_up(state, f'no tier lists a model for task type "{state.task_type}" and the task names '

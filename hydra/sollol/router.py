@@ -181,7 +181,7 @@ class Router:
         state.on_leave_running = self._dispatcher.attempt_ended
         self._tasks.admit(state, self._config.max_queue)  # refused here if close() came first
         self._listeners.emit(TaskEvent("queued", task))
-        if not self._attempts.unroutable(state):
+        if not self._attempts.end_if_no_models(state):
             self._dispatcher.submit(state)
         return TaskHandle(state, self._attempts.cancel)
 

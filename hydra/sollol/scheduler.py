@@ -42,6 +42,7 @@ ROUND_SCAN = 64          # queued tasks looked at per round beyond the free slot
 IDLE_TICK_S = 0.25       # re-examine waiting tasks this often even without events
 BACKLOG_WINDOW_S = 30.0  # tasks waited this recently: the queue's tail may be rebalanced
 BACKLOG_DEPTH = 2        # ... if at least this many times the concurrency cap waited at once (a real batch)
+ROUND_END_WAIT_S = 1.0   # close(): how long to wait for a round in progress (rounds do no I/O: microseconds)
 
 
 class TaskQueue:
@@ -117,6 +118,7 @@ class Dispatcher:
         self._thread.start()
 
     def submit(self, state: TaskState) -> None:
+        """A new task (the submitter's thread): bound here at once when a slot is free, else queued."""
         with self._cond:
             self._queue.push(state)
             idle = self._in_flight < self._config().effective_concurrency
@@ -157,8 +159,13 @@ class Dispatcher:
             self._closed = True
             left = self._queue.drain()
             self._cond.notify_all()
-        if self._thread.ident is not None:  # a router closed without (or after a failed) start has no thread
+        # A router closed without (or after a failed) start has no thread; a listener may close it from this one.
+        if self._thread.ident is not None and self._thread is not threading.current_thread():
             self._thread.join()
+        # A submitter's round already past its closed check may still bind: let it end first. Bounded,
+        # because a listener may close the router from inside a round, in this very thread.
+        if self._round_lock.acquire(timeout=ROUND_END_WAIT_S):
+            self._round_lock.release()
         return left
 
     # --- the loop ---
