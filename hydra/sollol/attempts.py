@@ -6,6 +6,9 @@ One task's path crosses the engine's parts in one direction:
     Router.submit -> Dispatcher (queue, rounds) -> Attempts.route / bind -> NodeWorkers (a worker thread)
     worker thread -> Attempts.succeeded / failed;   watchdog thread -> Attempts.check_timeouts
 
+(Router.submit asks ``end_if_no_models`` first: a task no tier could ever place ends at once,
+and a cancel or close comes from the Router too: ``cancel``, ``shut_down``.)
+
 An attempt that failed (or timed out) and may go on elsewhere is handed to ``requeue``: the
 dispatcher's push-and-wake, so the dispatcher thread routes it again; the worker or watchdog
 thread that saw the failure never runs a dispatch round. Every end goes through ``_finish``: the
