@@ -12,7 +12,7 @@ import queue
 import threading
 from collections import OrderedDict
 from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from hydra import reasoning, tiers
 from hydra.config import Settings, load_settings, parse_value
@@ -33,6 +33,11 @@ from hydra.sollol.client import NodeClient
 from hydra.sollol.config import SollolConfig
 from hydra.sollol.discovery import LOCALHOST_URL, probe
 from hydra.sollol.errors import NodeError
+from hydra.sollol.types import TierEntry
+
+if TYPE_CHECKING:  # both are imported when first used: most runs start neither
+    from hydra.gateway import Gateway
+    from hydra.node.embedded import EmbeddedNode
 
 log = logging.getLogger("hydra")
 
@@ -71,12 +76,16 @@ class Hydra:
         self._settings = settings
         self.history = history
         self._engine_overrides = dict(engine_overrides or {})
-        self._lock = threading.Lock()
+        self._lock = threading.Lock()              # _handles and _queued_commits
+        # Every change of the settings reads them, changes the running router and adopts the result:
+        # two at once would each start from the same settings and the later adoption would drop the
+        # other's change. Reentrant: add_node and the others call _apply while they hold it.
+        self._settings_lock = threading.RLock()
         self._handles: OrderedDict[str, TaskHandle] = OrderedDict()
         self._saved_partial: dict[str, int] = {}
-        self._embedded: Any = None
+        self._embedded: EmbeddedNode | None = None
         self.embedded_url: str | None = None
-        self.gateway: Any = None
+        self.gateway: Gateway | None = None
         self._stop = threading.Event()
         self._saver = threading.Thread(target=self._save_partials, name="hydra-partial-saver", daemon=True)
         self.router = Router(config=self._sollol_config(), tiers=self._tiers(), classify=tiers.classify)
@@ -103,12 +112,20 @@ class Hydra:
 
     def _write_events(self) -> None:
         while (event := self._events.get()) is not None:
-            self.history.record_event(event)  # never raises: history logs its own troubles
-            if event.kind == "queued":
-                with self._lock:
-                    committed = self._queued_commits.pop(event.task.id, None)
-                if committed is not None:
-                    committed.set()
+            try:
+                self.history.record_event(event)  # logs its own database troubles
+            except Exception:  # anything else (a value it cannot store): this event is lost, not the writer
+                log.exception("history could not record the %s event of task %s", event.kind, event.task.id)
+            finally:
+                if event.kind == "queued":
+                    self._release_submit(event.task.id)
+
+    def _release_submit(self, task_id: str) -> None:
+        """The submit() of ``task_id`` waits for its queued row: it may return now."""
+        with self._lock:
+            committed = self._queued_commits.pop(task_id, None)
+        if committed is not None:
+            committed.set()
 
     # --- lifecycle ---
 
@@ -194,7 +211,7 @@ class Hydra:
     def _sollol_config(self) -> SollolConfig:
         return self._settings.sollol_config(**self._engine_overrides)
 
-    def _tiers(self) -> dict[str, Any]:
+    def _tiers(self) -> dict[str, tuple[TierEntry, ...]]:
         return tiers.build_tiers(reasoning_model=self._settings.reasoning_model,
                                  use_reasoning_model=self._settings.use_reasoning_model,
                                  fallback=tiers.EMBEDDED_MODEL)
@@ -202,20 +219,25 @@ class Hydra:
     def update_settings(self, changes: Mapping[str, Any]) -> Settings:
         """Validate every change first (nothing applies if one is bad), then apply to the running router and save."""
         parsed = {name: parse_value(name, value) for name, value in changes.items()}
-        settings = self._settings
-        for name, value in parsed.items():
-            settings = settings.with_value(name, value)
-        return self._apply(settings, parsed)
+        with self._settings_lock:
+            settings = self._settings
+            for name, value in parsed.items():
+                settings = settings.with_value(name, value)
+            return self._apply(settings, parsed)
 
     def reset_setting(self, name: str) -> Settings:
-        settings = self._settings.without_override(name)
-        settings = self._apply(settings, {name: settings[name]}, save=False)
-        self.history.delete_setting(name)  # last: only once the running router took the change
-        return settings
+        with self._settings_lock:
+            settings = self._settings.without_override(name)
+            settings = self._apply(settings, {name: settings[name]}, save=False)
+            self.history.delete_setting(name)  # last: only once the running router took the change
+            return settings
 
     def _apply(self, settings: Settings, changed: Mapping[str, Any], *, save: bool = True) -> Settings:
-        """Apply to the running router, then adopt and save. Nodes go first: they are the part that can
-        fail (a URL already served by a discovered node), and then nothing else has changed."""
+        """Apply to the running router, then adopt and save; the caller holds ``_settings_lock`` from
+        reading the settings ``settings`` was made from. Nodes go first: they are the part that can
+        fail (a URL already served by a discovered node), and then nothing else has changed.
+        The lock is held across the router's add_node/remove_node, which start and stop a node's
+        threads (they send no request themselves), and across the saves, so saved and running agree."""
         previous = self._settings
         if "SOLLOL_NODES" in changed:
             self._sync_nodes(previous.nodes, settings.nodes)
@@ -239,20 +261,32 @@ class Hydra:
                mode: str | None = None, priority: int = 5, max_tokens: int | None = None,
                think: bool | str | None = None, messages: list[dict[str, Any]] | None = None,
                **task_fields: Any) -> TaskHandle:
-        """Submit one task; returns at once. The reasoning engine decides thinking and its budget."""
-        text = prompt or next((m.get("content", "") for m in reversed(messages or []) if m.get("role") == "user"), "")
+        """Submit one task; returns once history has its row, while it is already on its way to a node.
+        The prompt is classified here, once (the Router then trusts ``task_type``), because the reasoning
+        engine needs the type too; the reasoning engine decides thinking and its budget."""
+        text = prompt or _last_user_text(messages)
         kind = task_type or (tiers.classify(text) if text.strip() else "general")
-        assessment = reasoning.assess(text, kind, reasoning.ReasoningSettings.from_settings(self._settings),
-                                      model=model)
+        settings = self._settings
+        assessment = reasoning.assess(text, kind, reasoning.ReasoningSettings.from_settings(settings), model=model)
         if think is None:
             think = assessment.think
         # A caller who asks for thinking gets a budget even when the assessment would not think.
-        budget = (assessment.budget or self._settings.max_thinking_tokens) if think else None
+        budget = (assessment.budget or settings.max_thinking_tokens) if think else None
         task = Task(prompt=prompt, messages=messages, task_type=kind, model=model or None, mode=mode or None,
                     priority=priority, max_tokens=max_tokens, think=think,
                     thinking_budget=budget,
                     meta={"assessment": assessment, "reasoning": _assessment_record(assessment),
                           "requested_task_type": task_type}, **task_fields)
+        handle = self._submit_recorded(task)
+        with self._lock:
+            self._handles[task.id] = handle
+            self._handles.move_to_end(task.id, last=False)
+            while len(self._handles) > KEPT_HANDLES:
+                self._handles.popitem(last=True)
+        return handle
+
+    def _submit_recorded(self, task: Task) -> TaskHandle:
+        """The router's submit, then a bounded wait for the writer to commit the task's queued row."""
         committed = threading.Event()
         with self._lock:
             self._queued_commits[task.id] = committed
@@ -267,11 +301,6 @@ class Hydra:
             log.error("task %s: history has not recorded it after %.0f s (is the database locked or the "
                       "disk full? see earlier errors); it runs, but a crash now would lose it",
                       task.id, QUEUED_COMMIT_WAIT_S)
-        with self._lock:
-            self._handles[task.id] = handle
-            self._handles.move_to_end(task.id, last=False)
-            while len(self._handles) > KEPT_HANDLES:
-                self._handles.popitem(last=True)
         return handle
 
     def tasks(self, limit: int = 50) -> list[TaskHandle]:
@@ -327,25 +356,37 @@ class Hydra:
         snapshot = self.router.snapshot()
         return sorted({m.name for n in snapshot.nodes if n.healthy for m in n.installed})
 
+    # The two below read the router's node views (copies cached until a node changes), not the
+    # snapshot: the gateway asks them for every request, on its event loop.
+
+    def has_healthy_node(self) -> bool:
+        return any(view.healthy for view in self.router.node_views())
+
+    def has_model(self, name: str) -> bool:
+        """Whether a healthy node has ``name`` installed (the exact name, tag included)."""
+        return any(view.healthy and name in view.installed for view in self.router.node_views())
+
     def add_node(self, url: str, *, name: str = "", max_model_b: float | None = None, gpu: bool | None = None,
                  vram_mb: int | None = None, slots: int = 2) -> NodeSpec:
         """Add a node to the running router and to the saved SOLLOL_NODES."""
         spec = NodeSpec(url=url, name=name.strip(), max_model_b=max_model_b, gpu=gpu, vram_mb=vram_mb, slots=slots)
-        taken = {n.name: n.url for n in self.router.nodes()}
-        if spec.name in taken or spec.url in taken.values():
-            raise ConfigError("node", url, "a name and URL not already in the cluster "
-                              f"(in use: {', '.join(f'{k}={v}' for k, v in taken.items())})")
-        nodes = (*self._settings.nodes, spec)
-        self._apply(self._settings.with_value("SOLLOL_NODES", nodes), {"SOLLOL_NODES": nodes})
+        with self._settings_lock:
+            taken = {n.name: n.url for n in self.router.nodes()}
+            if spec.name in taken or spec.url in taken.values():
+                raise ConfigError("node", url, "a name and URL not already in the cluster "
+                                  f"(in use: {', '.join(f'{k}={v}' for k, v in taken.items())})")
+            nodes = (*self._settings.nodes, spec)
+            self._apply(self._settings.with_value("SOLLOL_NODES", nodes), {"SOLLOL_NODES": nodes})
         return spec
 
     def remove_node(self, name: str) -> None:
         """Remove a node; when it came from SOLLOL_NODES the removal is saved too."""
-        nodes = tuple(n for n in self._settings.nodes if n.name != name)
-        if len(nodes) == len(self._settings.nodes):
-            self.router.remove_node(name)  # discovered (localhost, OLLAMA_HOST, scan) or embedded: this run only
-            return
-        self._apply(self._settings.with_value("SOLLOL_NODES", nodes), {"SOLLOL_NODES": nodes})
+        with self._settings_lock:
+            nodes = tuple(n for n in self._settings.nodes if n.name != name)
+            if len(nodes) == len(self._settings.nodes):
+                self.router.remove_node(name)  # discovered (localhost, OLLAMA_HOST, scan) or embedded: this run only
+                return
+            self._apply(self._settings.with_value("SOLLOL_NODES", nodes), {"SOLLOL_NODES": nodes})
 
     def _sync_nodes(self, before: tuple[NodeSpec, ...], after: tuple[NodeSpec, ...]) -> None:
         """Apply a change of SOLLOL_NODES to the running router; other nodes are left alone.
@@ -388,6 +429,10 @@ class Hydra:
             client.close()
         names = ", ".join(sorted(models)[:6]) + (" ..." if len(models) > 6 else "")
         return True, f"Ollama {version} at {spec.url}, {len(models)} models" + (f": {names}" if models else "")
+
+
+def _last_user_text(messages: list[dict[str, Any]] | None) -> str:
+    return next((m.get("content", "") for m in reversed(messages or []) if m.get("role") == "user"), "")
 
 
 def _assessment_record(a: reasoning.Assessment) -> dict[str, Any]:
