@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import atexit
 import logging
-import queue
 import threading
 from collections import OrderedDict
 from collections.abc import Mapping
@@ -17,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 from hydra import reasoning, tiers
 from hydra.config import Settings, load_settings, parse_value
 from hydra.history import History
+from hydra.history.recorder import EventWriter, PartialSaver
 from hydra.sollol import (
     ClusterSnapshot,
     ConfigError,
@@ -25,9 +25,7 @@ from hydra.sollol import (
     RoutingDecision,
     Task,
     TaskError,
-    TaskEvent,
     TaskHandle,
-    TaskStatus,
 )
 from hydra.sollol.client import NodeClient
 from hydra.sollol.config import SollolConfig
@@ -43,7 +41,6 @@ log = logging.getLogger("hydra")
 
 EMBEDDED_NAME = "embedded"
 EMBEDDED_HOST, EMBEDDED_PORT = "127.0.0.1", 11435
-PARTIAL_SAVE_EVERY_S = 2.0
 KEPT_HANDLES = 200
 QUEUED_COMMIT_WAIT_S = 30.0  # submit() returns once the task's row is committed; past this, it says why not
 
@@ -76,26 +73,22 @@ class Hydra:
         self._settings = settings
         self.history = history
         self._engine_overrides = dict(engine_overrides or {})
-        self._lock = threading.Lock()              # _handles and _queued_commits
+        self._lock = threading.Lock()              # _handles
         # Every change of the settings reads them, changes the running router and adopts the result:
         # two at once would each start from the same settings and the later adoption would drop the
         # other's change. Reentrant: add_node and the others call _apply while they hold it.
         self._settings_lock = threading.RLock()
         self._handles: OrderedDict[str, TaskHandle] = OrderedDict()
-        self._saved_partial: dict[str, int] = {}
         self._embedded: EmbeddedNode | None = None
         self.embedded_url: str | None = None
         self.gateway: Gateway | None = None
-        self._stop = threading.Event()
-        self._saver = threading.Thread(target=self._save_partials, name="hydra-partial-saver", daemon=True)
+        self._closed = threading.Event()
+        # The router is told the tiers and the classifier: the service classifies every task itself
+        # (submit), so the router's classifier serves only tasks that reach it without a type.
         self.router = Router(config=self._sollol_config(), tiers=self._tiers(), classify=tiers.classify)
-        # Every state change goes through one writer thread, in order, off the dispatch and TTFT path.
-        # submit() still returns only once its "queued" row is committed (a submitted task survives
-        # a kill), but the commit runs while the task is already on its way to its node.
-        self._events: queue.SimpleQueue[TaskEvent | None] = queue.SimpleQueue()
-        self._queued_commits: dict[str, threading.Event] = {}
-        self._writer = threading.Thread(target=self._write_events, name="hydra-history-writer", daemon=True)
-        self.router.subscribe(self._on_event)
+        self._recorder = EventWriter(history)  # every event into history, in order, on a thread of its own
+        self._saver = PartialSaver(history, lambda: self.tasks(KEPT_HANDLES))
+        self.router.subscribe(self._recorder.on_event)
         self._started = False
 
     @classmethod
@@ -107,26 +100,6 @@ class Hydra:
         settings = load_settings(env, history.load_settings())
         return cls(settings, history, engine_overrides=engine_overrides, env=env)
 
-    def _on_event(self, event: TaskEvent) -> None:
-        self._events.put(event)
-
-    def _write_events(self) -> None:
-        while (event := self._events.get()) is not None:
-            try:
-                self.history.record_event(event)  # logs its own database troubles
-            except Exception:  # anything else (a value it cannot store): this event is lost, not the writer
-                log.exception("history could not record the %s event of task %s", event.kind, event.task.id)
-            finally:
-                if event.kind == "queued":
-                    self._release_submit(event.task.id)
-
-    def _release_submit(self, task_id: str) -> None:
-        """The submit() of ``task_id`` waits for its queued row: it may return now."""
-        with self._lock:
-            committed = self._queued_commits.pop(task_id, None)
-        if committed is not None:
-            committed.set()
-
     # --- lifecycle ---
 
     def start(self) -> Hydra:
@@ -137,7 +110,7 @@ class Hydra:
         if interrupted:
             log.info("%d task(s) left queued or running by the last run are marked interrupted", interrupted)
         self._maybe_start_embedded()
-        self._writer.start()
+        self._recorder.start()
         self.router.start()
         self._saver.start()
         self._maybe_start_gateway()
@@ -145,21 +118,14 @@ class Hydra:
         return self
 
     def close(self) -> None:
-        if self._stop.is_set():
+        if self._closed.is_set():
             return
-        self._stop.set()
+        self._closed.set()
         if self.gateway is not None:
             self.gateway.stop()
         self.router.close()
-        if self._saver.is_alive():
-            self._saver.join()
-        if self._writer.is_alive():
-            self._events.put(None)  # after everything the router said at close
-            self._writer.join()
-        with self._lock:
-            waiting, self._queued_commits = list(self._queued_commits.values()), {}
-        for committed in waiting:  # nobody is left to write them: let their submit() return
-            committed.set()
+        self._saver.close()
+        self._recorder.close()  # after everything the router said at close
         if self._embedded is not None:
             self._embedded.stop()
         self.history.close()
@@ -287,14 +253,11 @@ class Hydra:
 
     def _submit_recorded(self, task: Task) -> TaskHandle:
         """The router's submit, then a bounded wait for the writer to commit the task's queued row."""
-        committed = threading.Event()
-        with self._lock:
-            self._queued_commits[task.id] = committed
+        committed = self._recorder.expect(task.id)  # before submitting: the row may be written at once
         try:
             handle = self.router.submit(task)
         except BaseException:
-            with self._lock:
-                self._queued_commits.pop(task.id, None)
+            self._recorder.forget(task.id)
             raise
         # The task is already on its way to a node; its row (reasoning included) is committed meanwhile.
         if not committed.wait(QUEUED_COMMIT_WAIT_S):
@@ -323,26 +286,6 @@ class Hydra:
                            keep_alive=options.get("keep_alive"), tools=options.get("tools"),
                            options=options.get("options") or {},
                            system=options.get("system"))
-
-    def _save_partials(self) -> None:
-        """Running tasks' text so far goes to history now and then, so a crash keeps it."""
-        while not self._stop.wait(PARTIAL_SAVE_EVERY_S):
-            live = set()
-            for handle in self.tasks(KEPT_HANDLES):
-                if handle.status is not TaskStatus.RUNNING:
-                    continue
-                live.add(handle.id)
-                view = handle.view()
-                size = len(view.text) + len(view.thinking)
-                if size and self._saved_partial.get(handle.id) != size:
-                    try:
-                        self.history.save_partial(handle.id, view.text, view.thinking)
-                    except Exception:  # history trouble must not stop the saving of later tasks
-                        log.warning("could not save partial output of task %s", handle.id, exc_info=True)
-                        continue
-                    self._saved_partial[handle.id] = size
-            for task_id in set(self._saved_partial) - live:
-                del self._saved_partial[task_id]
 
     # --- cluster ---
 

@@ -190,7 +190,8 @@ def create_app(service: GatewayService, api_key: str | None = None) -> Starlette
 
 
 class Gateway:
-    def __init__(self, service: GatewayService, *, host: str = "127.0.0.1", port: int = 8080, api_key: str | None = None) -> None:
+    def __init__(self, service: GatewayService, *, host: str = "127.0.0.1", port: int = 8080,
+                 api_key: str | None = None) -> None:
         self.service = service
         self.host = host
         self.port = port
