@@ -84,6 +84,8 @@ def parse_generate(body: dict[str, Any], ours: str, chat: bool) -> GenerateCall:
         request = sampling_request(options, body.get("format"))
     except EngineError as e:
         raise ApiError(e.status, str(e)) from None
+    messages: list[dict[str, str]] | None
+    prompt: str | None
     if chat:
         messages, prompt = chat_messages(body.get("messages")), None
     else:
