@@ -25,13 +25,17 @@ import sys
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # hydra.sim is imported late: the child process's start-up stays short
+    from hydra.sim import NodeProfile
 
 MODEL = "bench-fast:1b"
 REPO = Path(__file__).resolve().parents[1]
 START_TIMEOUT_S = 60.0
 
 
-def profile(tps: float, slots: int):
+def profile(tps: float, slots: int) -> NodeProfile:
     """One node with a fast model and no load or prefill cost: any time not spent decoding is overhead."""
     from hydra.sim import NodeProfile, SimModel
 
@@ -121,7 +125,7 @@ def bare_proxy_process(node_url: str) -> Iterator[str]:
 @dataclass(frozen=True)
 class RemoteNode:
     url: str
-    profile: object  # hydra.sim.NodeProfile
+    profile: NodeProfile
 
 
 @dataclass(frozen=True)
