@@ -11,8 +11,8 @@ import streamlit as st
 
 from hydra.service import Hydra
 from hydra.sollol.types import ClusterSnapshot
-from hydra.ui import engine
 from hydra.ui import formatting as fmt
+from hydra.ui import shared
 
 SIDEBAR_EVERY = 5.0
 # (file, label, icon). Streamlit's own page list is hidden (client.showSidebarNavigation = false)
@@ -27,7 +27,7 @@ PAGES = (("app.py", "Tasks", ":material/bolt:"),
 def page(title: str) -> Hydra:
     """Every page starts here: page config, the shared Hydra (or why it cannot start), the sidebar."""
     st.set_page_config(page_title=f"{title} · Hydra", page_icon=":material/hub:", layout="wide")
-    hydra = engine.hydra_or_stop()
+    hydra = shared.hydra_or_stop()
     with st.sidebar:
         st.markdown("### :material/hub: Hydra")
         for path, label, icon in PAGES:
