@@ -22,7 +22,7 @@ import time
 
 import ollama
 
-from bench.processes import MODEL, profile, sim_process
+from bench.processes import MODEL, fast_profile, sim_process
 from hydra.sim import start_cluster
 from hydra.sollol import Router, SollolConfig, Task
 from hydra.sollol.config import parse_nodes
@@ -72,7 +72,7 @@ def main() -> None:
 
     with contextlib.ExitStack() as stack:
         if args.one_process:
-            cluster = stack.enter_context(start_cluster([profile(args.tps, 4)], time_scale=1.0))
+            cluster = stack.enter_context(start_cluster([fast_profile(args.tps, 4)], time_scale=1.0))
             url, sollol_nodes = cluster.urls[0], cluster.sollol_nodes()
         else:
             sim = stack.enter_context(sim_process(args.tps, 4))

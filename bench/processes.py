@@ -35,7 +35,7 @@ REPO = Path(__file__).resolve().parents[1]
 START_TIMEOUT_S = 60.0
 
 
-def profile(tps: float, slots: int) -> NodeProfile:
+def fast_profile(tps: float, slots: int) -> NodeProfile:
     """One node with a fast model and no load or prefill cost: any time not spent decoding is overhead."""
     from hydra.sim import NodeProfile, SimModel
 
@@ -189,7 +189,7 @@ def main() -> None:
     parser.add_argument("--tps", type=float, default=2000.0)
     parser.add_argument("--slots", type=int, default=4)
     args = parser.parse_args()
-    with start_cluster([profile(args.tps, args.slots)], time_scale=1.0) as cluster:
+    with start_cluster([fast_profile(args.tps, args.slots)], time_scale=1.0) as cluster:
         print(json.dumps({"urls": cluster.urls, "sollol_nodes": cluster.sollol_nodes()}), flush=True)
         sys.stdin.read()  # returns when the benchmark closes our stdin (or exits)
 

@@ -23,7 +23,7 @@ from typing import Any, Self
 from . import api
 from .api import ApiError, GenerateCall
 from .engine import Abandoned, EngineError, Generation, LlamaEngine
-from .model_files import DEFAULT_MODEL_NAME, ModelInfo, bundled_model_path
+from .model_files import DEFAULT_MODEL_NAME, ServedModel, bundled_model_path
 
 log = logging.getLogger(__name__)
 
@@ -52,7 +52,7 @@ class NodeHTTPServer(ThreadingHTTPServer):
     request_queue_size = 64
 
     def __init__(self, address: tuple[str, int], engine: LlamaEngine | None,
-                 info: ModelInfo) -> None:
+                 info: ServedModel) -> None:
         self.address_family = socket.AF_INET6 if ":" in address[0] else socket.AF_INET
         self.engine = engine
         self.info = info
@@ -274,7 +274,7 @@ class NodeServer:
         self.model_path = model_path or bundled_model_path()
         self.name, self.host, self.port = name, host, port
         self.threads, self.ctx, self.verbosity = threads, ctx, verbosity
-        self.info: ModelInfo | None = None
+        self.info: ServedModel | None = None
         self.engine: LlamaEngine | None = None
         self._httpd: NodeHTTPServer | None = None
         self._bound_port: int | None = None
@@ -295,7 +295,7 @@ class NodeServer:
         return self.engine
 
     def start(self) -> Self:
-        self.info = ModelInfo.load(self.model_path, self.name)
+        self.info = ServedModel.load(self.model_path, self.name)
         ctx = self.ctx or min(4096, self.info.context_length or 4096)
         # Bind before loading the model: a busy port fails at once.
         try:

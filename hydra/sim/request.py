@@ -86,7 +86,7 @@ def parse(chat: bool, body: object, profile: NodeProfile) -> GenRequest:
         empty=prompt.empty,
         num_predict=_num_predict(options),
         think_tokens=_think_tokens(options),
-        stop=_stop(options),
+        stop=_stop_sequences(options),
         json_key=_json_key(body.get("format")),
         tool_call=_tool_call(body.get("tools") if chat else None, prompt),
     )
@@ -154,7 +154,7 @@ def _think_tokens(options: dict) -> int | None:
     return value
 
 
-def _stop(options: dict) -> list[str]:
+def _stop_sequences(options: dict) -> list[str]:
     stop = options.get("stop") or []
     return [stop] if isinstance(stop, str) else [s for s in stop if isinstance(s, str) and s]
 
