@@ -1,6 +1,7 @@
-# Hydra — the two commands the README promises:
+# Hydra — the commands the README promises (and make check, which make test runs first):
 #   make run    set up .venv and start the app on http://localhost:8501
-#   make test   set up .venv (test tools and Chromium included) and run every test
+#   make test   set up .venv (test tools and Chromium included), run the checks, then every test
+#   make check  only the checks: ruff, mypy, and no function of radon rank D or worse in hydra/
 # Both are idempotent: a second run only re-installs when a requirements file changed.
 
 PYTHON ?= python3
@@ -10,7 +11,7 @@ STAMP  := $(VENV)/.installed
 MODEL_STAMP := $(VENV)/.model-installed
 CHROMIUM ?= /usr/bin/chromium
 
-.PHONY: run test demo bench setup setup-test chromium clean
+.PHONY: run test check demo bench setup setup-test chromium clean
 
 run: setup
 	$(PY) -m hydra.launch $(ARGS)
@@ -18,8 +19,19 @@ run: setup
 demo: setup
 	$(PY) -m hydra.launch --demo $(ARGS)
 
-test: setup-test
+test: setup-test check
 	$(PY) -m pytest
+
+# Each check runs even if one before it failed, so one run shows every finding (file:line).
+# Settings: pyproject.toml ([tool.ruff], [tool.mypy]); the complexity rule: tests/unit/test_checks.py.
+LINTED := hydra app.py pages bench tests
+check: $(STAMP) $(VENV)/.dev-installed
+	@failed=""; \
+	echo "== ruff check $(LINTED)"; $(PY) -m ruff check $(LINTED) || failed="$$failed ruff"; \
+	echo "== mypy (files: pyproject.toml)"; $(PY) -m mypy || failed="$$failed mypy"; \
+	echo "== complexity (radon, rank D or worse in hydra/)"; \
+	$(PY) -m pytest -q -p no:cacheprovider tests/unit/test_checks.py || failed="$$failed complexity"; \
+	if [ -n "$$failed" ]; then echo "make check failed:$$failed"; exit 1; fi
 
 bench: setup
 	$(PY) -m bench.overhead

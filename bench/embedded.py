@@ -18,7 +18,7 @@ The decode rate (first to last token) and llama.cpp's own eval rate are
 printed beside it.
 
 `measure_http(url, model, prompt, n)` works against anything that speaks
-Ollama's API (the lead's Router/gateway line reuses it; see HOOK below).
+Ollama's API; the third line, through the Router, is `measure_router`.
 Exit status 1 when a ratio is below 0.95.
 """
 
@@ -33,6 +33,7 @@ import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
 import ollama
@@ -76,7 +77,8 @@ def measure_http(url: str, model: str, prompt: str, n: int,
     own = client is None
     client = client or ollama.Client(host=url, timeout=300)
     try:
-        first = last = None
+        first: float | None = None
+        last = end = 0.0
         final = None
         t0 = time.perf_counter()
         for chunk in client.chat(model=model, messages=_messages(prompt), stream=True,
@@ -89,8 +91,9 @@ def measure_http(url: str, model: str, prompt: str, n: int,
                 last = now
         if final is None or first is None:
             raise RuntimeError(f"{url}: stream ended without tokens or a final chunk")
-        eval_rate = final.eval_count / (final.eval_duration / 1e9) if final.eval_duration else 0.0
-        return Measurement(tokens=final.eval_count, wall_s=end - t0, ttft_s=first - t0,
+        tokens = final.eval_count or 0
+        eval_rate = tokens / (final.eval_duration / 1e9) if final.eval_duration else 0.0
+        return Measurement(tokens=tokens, wall_s=end - t0, ttft_s=first - t0,
                            decode_s=last - first, eval_rate=eval_rate)
     finally:
         if own:
@@ -102,7 +105,8 @@ def measure_router(router: Router, prompt: str, n: int) -> Measurement:
     t0 = time.perf_counter()
     handle = router.submit(Task(messages=_messages(prompt), model=DEFAULT_MODEL_NAME, max_tokens=n,
                                 options=dict(OPTIONS)))
-    first = last = None
+    first: float | None = None
+    last = 0.0
     for chunk in handle.stream(timeout=300):
         if chunk.text:
             now = time.perf_counter()
@@ -236,7 +240,7 @@ def run_rounds(sides: dict[str, Callable[[], Measurement]], repeats: int, pids: 
     return rounds
 
 
-def main(argv: list[str] | None = None) -> int:
+def _parse_args(argv: list[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="python -m bench.embedded", description=__doc__.split("\n")[0])
     p.add_argument("--n", type=int, default=128, help="tokens to generate (num_predict)")
     p.add_argument("--repeats", type=int, default=5, help="rounds (one run per side) to keep")
@@ -246,61 +250,80 @@ def main(argv: list[str] | None = None) -> int:
                    help="seconds to keep trying for rounds the rest of the machine left alone")
     p.add_argument("--log", default=os.path.join(tempfile.gettempdir(), "bench-embedded-node.log"),
                    help="the node's log file")
-    args = p.parse_args(argv)
-    model_path = bundled_model_path()
+    return p.parse_args(argv)
 
-    print(f"embedded node benchmark: {DEFAULT_MODEL_NAME} ({os.path.basename(model_path)}), "
-          f"{args.threads} threads, num_predict {args.n}, greedy; median of {args.repeats} "
-          f"interleaved rounds")
-    labels = {"direct": "llama.cpp direct (xllamacpp)",
-              "http": "HTTP (ollama client -> hydra.node)"}
+
+LABELS = {"direct": "llama.cpp direct (xllamacpp)",
+          "http": "HTTP (ollama client -> hydra.node)",
+          "router": "through the Router (hydra.sollol)"}
+
+
+def _measure(args: argparse.Namespace, model_path: str) -> list[Round]:
+    """Warm each side up, then run the rounds: llama.cpp direct, the node over HTTP, the Router."""
     with EmbeddedNode(port=0, log_path=args.log, threads=args.threads) as node, \
             ollama.Client(host=node.url, timeout=300) as client:
         server = direct_server(model_path, args.threads)
-        sides: dict[str, Callable[[], Measurement]] = {
-            "direct": lambda: measure_direct(server, args.prompt, args.n),
-            "http": lambda: measure_http(node.url, DEFAULT_MODEL_NAME, args.prompt, args.n,
-                                         client=client),
-        }
         # Through the Router: in this process, over the same node (monitor, dispatcher, worker, stream).
         router = Router(config=SollolConfig(nodes=(NodeSpec(url=node.url, name="embedded", slots=1),),
                                             discover_localhost=False), tiers=SEED_TIERS, classify=classify).start()
-        labels["router"] = "through the Router (hydra.sollol)"
-        sides["router"] = lambda: measure_router(router, args.prompt, args.n)
+        sides: dict[str, Callable[[], Measurement]] = {
+            "direct": partial(measure_direct, server, args.prompt, args.n),
+            "http": partial(measure_http, node.url, DEFAULT_MODEL_NAME, args.prompt, args.n, client=client),
+            "router": partial(measure_router, router, args.prompt, args.n),
+        }
         pids = [os.getpid(), node.pid or 0]
         for side in sides.values():  # warm-up: first-run allocations, prompt cache
             side()
         rounds = run_rounds(sides, args.repeats, pids, args.budget)
         router.close()
-        del server
+        sides.clear()
+        del server  # frees the direct model before the node stops
+    return rounds
 
+
+def _ratio_line(name: str, kept: list[Round]) -> tuple[str, bool]:
+    """The ratio of ``name`` to direct, and whether it meets the target."""
+    # Each run against the direct run of its own round: a slow stretch of
+    # the machine then skews one pair, not the median.
+    pairs = [r.runs[name].tokens_per_s / r.runs["direct"].tokens_per_s for r in kept]
+    ratio = statistics.median(pairs)
+    verdict = "ok" if ratio >= 0.95 else "BELOW TARGET"
+    of_medians = (_median([r.runs[name] for r in kept], "tokens_per_s")
+                  / _median([r.runs["direct"] for r in kept], "tokens_per_s"))
+    return (f"  ratio {name} / direct: {ratio:.3f}  (median of the per-round ratios "
+            f"{', '.join(f'{x:.3f}' for x in pairs)}; ratio of the medians above "
+            f"{of_medians:.3f}; target >= 0.95: {verdict})"), ratio >= 0.95
+
+
+def _report(rounds: list[Round]) -> int:
+    """Print the medians, each run and the ratios; 1 when a ratio is below target."""
     kept = [r for r in rounds if r.clean] or rounds
-    for name in sides:
-        print(_line(labels[name], [r.runs[name] for r in kept]))
-    for name in sides:
+    for name, label in LABELS.items():
+        print(_line(label, [r.runs[name] for r in kept]))
+    for name in LABELS:
         print(f"    {name:>6} runs: " + ", ".join(
             f"{r.runs[name].tokens_per_s:.1f}" + ("" if r.clean else "*") for r in rounds))
     status = 0
-    for name in sides:
-        if name == "direct":
-            continue
-        # Each run against the direct run of its own round: a slow stretch of
-        # the machine then skews one pair, not the median.
-        pairs = [r.runs[name].tokens_per_s / r.runs["direct"].tokens_per_s for r in kept]
-        ratio = statistics.median(pairs)
-        verdict = "ok" if ratio >= 0.95 else "BELOW TARGET"
-        status |= ratio < 0.95
-        of_medians = (_median([r.runs[name] for r in kept], "tokens_per_s")
-                      / _median([r.runs["direct"] for r in kept], "tokens_per_s"))
-        print(f"  ratio {name} / direct: {ratio:.3f}  (median of the per-round ratios "
-              f"{', '.join(f'{x:.3f}' for x in pairs)}; ratio of the medians above "
-              f"{of_medians:.3f}; target >= 0.95: {verdict})")
+    for name in LABELS:
+        if name != "direct":
+            line, ok = _ratio_line(name, kept)
+            print(line)
+            status |= not ok
     noisy = [r for r in rounds if not r.clean]
     if noisy:
         others = ", ".join(f"{r.other_cpu:.0%}" for r in noisy)
         print(f"  * {len(noisy)} round(s) left out: other processes took {others} of the CPU"
               + ("" if len(kept) < len(rounds) else "; no quiet round: figures are noisy"))
     return int(status)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parse_args(argv)
+    model_path = bundled_model_path()
+    print(f"embedded node benchmark: {DEFAULT_MODEL_NAME} ({os.path.basename(model_path)}), "
+          f"{args.threads} threads, num_predict {args.n}, greedy; median of {args.repeats} "
+          f"interleaved rounds")
+    return _report(_measure(args, model_path))
 
 
 if __name__ == "__main__":

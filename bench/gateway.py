@@ -38,7 +38,7 @@ import httpx
 import ollama
 import psutil
 
-from bench.processes import MODEL, bare_proxy_process, profile, serve_process, sim_process
+from bench.processes import MODEL, bare_proxy_process, fast_profile, serve_process, sim_process
 from hydra.gateway import Gateway
 from hydra.service import Hydra
 from hydra.sim import start_cluster
@@ -88,7 +88,7 @@ async def many_streams(url: str, n: int, tokens: int, threads_of: Callable[[], i
                 done = bool(part.done)
                 threads = max(threads, threads_of())
             return done
-        except Exception as exc:  # counted and printed, not raised: the figure is how many fail
+        except Exception as exc:  # noqa: BLE001 - any failure is counted and printed: the figure is how many fail
             errors.append(f"{type(exc).__name__}: {exc}")
             return False
         finally:
@@ -120,7 +120,7 @@ def main() -> None:
                     "HYDRA_EMBEDDED_NODE": "off", "SOLLOL_DISCOVER_LOCALHOST": "false", "HYDRA_GATEWAY_PORT": "0",
                     "SOLLOL_MAX_CONCURRENT_REQUESTS": str(min(1024, args.streams))}
         if args.one_process:
-            cluster = stack.enter_context(start_cluster([profile(args.tps, args.streams)], time_scale=1.0))
+            cluster = stack.enter_context(start_cluster([fast_profile(args.tps, args.streams)], time_scale=1.0))
             node_url, sollol_nodes = cluster.urls[0], cluster.sollol_nodes()
             hydra = stack.enter_context(contextlib.closing(Hydra.from_env(env("bench", sollol_nodes)).start()))
             gateway = Gateway(hydra, port=0).start()

@@ -27,8 +27,10 @@ import itertools
 import threading
 import time
 from collections import defaultdict, deque
+from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from typing import Protocol
 
 import ollama
 
@@ -42,6 +44,21 @@ TOKENS = (32, 64, 96, 128)
 DEFAULT_SCALES = {"seed": 0.2, "cluster8": 1.5}
 PROMPTS = {"code": "Write a Python function that parses a log line.", "reasoning": "Explain why the sky is blue.",
            "math": "Solve 3x + 5 = 20.", "general": "Describe a quiet harbour town."}
+
+
+class _Node(Protocol):
+    @property
+    def url(self) -> str: ...
+    @property
+    def profile(self) -> NodeProfile: ...
+
+
+class Cluster(Protocol):
+    """What this benchmark uses of a SimCluster or of bench.processes.RemoteCluster."""
+
+    @property
+    def nodes(self) -> Sequence[_Node]: ...
+    def sollol_nodes(self) -> str: ...
 
 
 @dataclass(frozen=True)
@@ -70,7 +87,7 @@ def make_jobs(profiles: list[NodeProfile], n: int) -> list[Job]:
                 f"{PROMPTS[next(kinds)]} (task {i})") for i in range(n)]
 
 
-def seconds_on(profile: NodeProfile, model: str, tokens: int, scale: float) -> float | None:
+def seconds_on(profile: NodeProfile, model: str, tokens: float, scale: float) -> float | None:
     sim = next((m for m in profile.models if m.name == model and m.size_b <= profile.max_model_b), None)
     return None if sim is None else tokens / profile.decode_tps(sim) * scale
 
@@ -86,7 +103,7 @@ def lower_bound(profiles: list[NodeProfile], jobs: list[Job], scale: float) -> f
     # seconds" (tokens / base) every node then works at its own constant rate, and the fractional
     # split is a plain max-flow: source -> model group (its work) -> nodes holding it -> sink
     # (slots x decode_mult x T).
-    base = {}
+    base: dict[str, float] = {}
     for p in profiles:
         for m in p.models:
             base.setdefault(m.name, m.decode_tps)
@@ -97,7 +114,8 @@ def lower_bound(profiles: list[NodeProfile], jobs: list[Job], scale: float) -> f
         capacity = {p.name: p.slots * float(p.decode_mult or 1.0) * t for p in profiles}
         return max_flow(work, holders, capacity) >= sum(work.values()) * (1 - 1e-9)
 
-    low, high = 0.0, sum(max(seconds_on(p, m, k, scale) or 0 for p in profiles) for m, k in groups.items())
+    low = 0.0
+    high = sum(max(seconds_on(p, m, k, scale) or 0.0 for p in profiles) for m, k in groups.items())
     for _ in range(60):
         mid = (low + high) / 2
         low, high = (low, mid) if feasible(mid) else (mid, high)
@@ -106,19 +124,20 @@ def lower_bound(profiles: list[NodeProfile], jobs: list[Job], scale: float) -> f
 
 def max_flow(work: dict[str, float], holders: dict[str, list[NodeProfile]], capacity: dict[str, float]) -> float:
     """Edmonds-Karp on source -> groups -> nodes -> sink (a few dozen vertices at most)."""
+    # Vertices: "SRC", "SNK", "g:<model>" for a group, "n:<node>" for a node.
     graph: dict[str, dict[str, float]] = defaultdict(dict)
     for m, w in work.items():
-        graph["SRC"][("g", m)] = w
+        graph["SRC"][f"g:{m}"] = w
         for p in holders[m]:
-            graph[("g", m)][("n", p.name)] = float("inf")
+            graph[f"g:{m}"][f"n:{p.name}"] = float("inf")
     for name, cap in capacity.items():
-        graph[("n", name)]["SNK"] = cap
+        graph[f"n:{name}"]["SNK"] = cap
     for u in list(graph):
         for v in list(graph[u]):
             graph[v].setdefault(u, 0.0)
     total = 0.0
     while True:
-        parent = {"SRC": None}
+        parent: dict[str, str | None] = {"SRC": None}
         frontier = deque(["SRC"])
         while frontier and "SNK" not in parent:
             u = frontier.popleft()
@@ -129,9 +148,9 @@ def max_flow(work: dict[str, float], holders: dict[str, list[NodeProfile]], capa
         if "SNK" not in parent:
             return total
         path, v = [], "SNK"
-        while parent[v] is not None:
-            path.append((parent[v], v))
-            v = parent[v]
+        while (before := parent[v]) is not None:
+            path.append((before, v))
+            v = before
         push = min(graph[u][v] for u, v in path)
         for u, v in path:
             graph[u][v] -= push
@@ -139,7 +158,7 @@ def max_flow(work: dict[str, float], holders: dict[str, list[NodeProfile]], capa
         total += push
 
 
-def warm(cluster, profiles: list[NodeProfile], models: set[str]) -> None:
+def warm(cluster: Cluster, profiles: list[NodeProfile], models: set[str]) -> None:
     for node, profile in zip(cluster.nodes, profiles):
         client = ollama.Client(host=node.url)
         for m in profile.models:
@@ -148,7 +167,7 @@ def warm(cluster, profiles: list[NodeProfile], models: set[str]) -> None:
                             options={"num_predict": 1}, keep_alive=-1)
 
 
-def run_router(cluster, profiles, jobs: list[Job], mode: RoutingMode) -> float:
+def run_router(cluster: Cluster, profiles: list[NodeProfile], jobs: list[Job], mode: RoutingMode) -> float:
     slots = sum(p.slots for p in profiles)
     config = SollolConfig(nodes=tuple(parse_nodes(cluster.sollol_nodes())), discover_localhost=False,
                           max_concurrent_requests=slots, default_mode=mode, poll_interval_s=0.5)
@@ -162,7 +181,7 @@ def run_router(cluster, profiles, jobs: list[Job], mode: RoutingMode) -> float:
     return elapsed
 
 
-def run_round_robin(cluster, profiles, jobs: list[Job]) -> float:
+def run_round_robin(cluster: Cluster, profiles: list[NodeProfile], jobs: list[Job]) -> float:
     queues: dict[str, deque[Job]] = {p.name: deque() for p in profiles}
     turn = itertools.count()
     for job in jobs:

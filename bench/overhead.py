@@ -22,7 +22,7 @@ import time
 
 import ollama
 
-from bench.processes import MODEL, profile, sim_process
+from bench.processes import MODEL, fast_profile, sim_process
 from hydra.sim import start_cluster
 from hydra.sollol import Router, SollolConfig, Task
 from hydra.sollol.config import parse_nodes
@@ -39,7 +39,13 @@ def direct_run(client: ollama.Client, tokens: int) -> tuple[float, float, int]:
         if part.message.content:
             first = first or time.perf_counter()
             count += 1
-    end = time.perf_counter()
+    return _timing(start, first, time.perf_counter(), count)
+
+
+def _timing(start: float, first: float | None, end: float, count: int) -> tuple[float, float, int]:
+    """(time to first token, tokens/s after it, tokens)."""
+    if first is None:
+        raise RuntimeError("the stream ended without a token")
     return first - start, count / (end - first) if end > first else 0.0, count
 
 
@@ -54,7 +60,7 @@ def routed_run(router: Router, tokens: int) -> tuple[float, float, int]:
     end = time.perf_counter()
     result = handle.result(timeout=30)
     assert result.status.value == "done", result.error
-    return first - start, count / (end - first) if end > first else 0.0, count
+    return _timing(start, first, end, count)
 
 
 def main() -> None:
@@ -67,7 +73,7 @@ def main() -> None:
 
     with contextlib.ExitStack() as stack:
         if args.one_process:
-            cluster = stack.enter_context(start_cluster([profile(args.tps, 4)], time_scale=1.0))
+            cluster = stack.enter_context(start_cluster([fast_profile(args.tps, 4)], time_scale=1.0))
             url, sollol_nodes = cluster.urls[0], cluster.sollol_nodes()
         else:
             sim = stack.enter_context(sim_process(args.tps, 4))

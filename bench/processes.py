@@ -25,13 +25,17 @@ import sys
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # hydra.sim is imported late: the child process's start-up stays short
+    from hydra.sim import NodeProfile
 
 MODEL = "bench-fast:1b"
 REPO = Path(__file__).resolve().parents[1]
 START_TIMEOUT_S = 60.0
 
 
-def profile(tps: float, slots: int):
+def fast_profile(tps: float, slots: int) -> NodeProfile:
     """One node with a fast model and no load or prefill cost: any time not spent decoding is overhead."""
     from hydra.sim import NodeProfile, SimModel
 
@@ -121,7 +125,7 @@ def bare_proxy_process(node_url: str) -> Iterator[str]:
 @dataclass(frozen=True)
 class RemoteNode:
     url: str
-    profile: object  # hydra.sim.NodeProfile
+    profile: NodeProfile
 
 
 @dataclass(frozen=True)
@@ -185,7 +189,7 @@ def main() -> None:
     parser.add_argument("--tps", type=float, default=2000.0)
     parser.add_argument("--slots", type=int, default=4)
     args = parser.parse_args()
-    with start_cluster([profile(args.tps, args.slots)], time_scale=1.0) as cluster:
+    with start_cluster([fast_profile(args.tps, args.slots)], time_scale=1.0) as cluster:
         print(json.dumps({"urls": cluster.urls, "sollol_nodes": cluster.sollol_nodes()}), flush=True)
         sys.stdin.read()  # returns when the benchmark closes our stdin (or exits)
 

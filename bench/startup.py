@@ -55,7 +55,7 @@ def make_nodes(count: int, rng: random.Random) -> list[NodeView]:
     return nodes
 
 
-def decision_latencies(nodes: list[NodeView], queued: int, decisions: int, rng: random.Random) -> dict:
+def decision_latencies(nodes: list[NodeView], queued: int, decisions: int, rng: random.Random) -> dict[str, tuple[float, float]]:
     config = SollolConfig()
     queue = TaskQueue(config.aging_s)
     for i in range(queued):
@@ -71,7 +71,7 @@ def decision_latencies(nodes: list[NodeView], queued: int, decisions: int, rng: 
                                    min_success_rate=0.98, prompt_tokens=40, max_tokens=256)
             start = time.perf_counter()
             batch = queue.pop_batch(1)
-            route(request, nodes, config, estimates, rates).candidates  # the decision's record included
+            _ = route(request, nodes, config, estimates, rates).candidates  # the decision's record included
             for state in batch:
                 queue.push(state)
             samples.append(time.perf_counter() - start)

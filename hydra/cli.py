@@ -17,9 +17,9 @@ import signal
 import sys
 import threading
 from collections.abc import Sequence
-from typing import Any, TextIO
+from typing import TextIO
 
-from hydra.sollol import HydraError, NodeSnapshot, TaskStatus
+from hydra.sollol import HydraError, NodeSnapshot, TaskHandle, TaskResult, TaskStatus
 
 NODES_WAIT_S = 3.0
 
@@ -125,7 +125,8 @@ def cmd_nodes(args: argparse.Namespace, out: TextIO | None = None) -> int:
         finally:
             history.close()
     settings = load_settings(None, saved)
-    router = Router(config=settings.sollol_config(), classify=tiers.classify)
+    # The seed's tiers and classifier, as the service's router has them; this one only polls the nodes.
+    router = Router(config=settings.sollol_config(), tiers=tiers.SEED_TIERS, classify=tiers.classify)
     router.start(wait_for_nodes_s=args.wait)
     try:
         nodes = router.snapshot().nodes
@@ -177,7 +178,7 @@ def cmd_submit(args: argparse.Namespace) -> int:
         hydra.close()
 
 
-def stream_to(handle: Any, out: TextIO, err: TextIO, timeout: float) -> None:
+def stream_to(handle: TaskHandle, out: TextIO, err: TextIO, timeout: float) -> None:
     thinking = False
     for chunk in handle.stream(timeout=timeout):
         if chunk.restart:
@@ -197,7 +198,7 @@ def stream_to(handle: Any, out: TextIO, err: TextIO, timeout: float) -> None:
             out.flush()
 
 
-def summary(result: Any) -> str:
+def summary(result: TaskResult) -> str:
     if result.status is not TaskStatus.DONE:
         return f"{result.status.value}: {result.error or ''}".rstrip(": ")
     parts = [f"node={result.node}", f"model={result.model}"]

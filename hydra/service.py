@@ -8,15 +8,15 @@ from __future__ import annotations
 
 import atexit
 import logging
-import queue
 import threading
 from collections import OrderedDict
 from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from hydra import reasoning, tiers
 from hydra.config import Settings, load_settings, parse_value
 from hydra.history import History
+from hydra.history.recorder import EventWriter, PartialSaver
 from hydra.sollol import (
     ClusterSnapshot,
     ConfigError,
@@ -25,20 +25,22 @@ from hydra.sollol import (
     RoutingDecision,
     Task,
     TaskError,
-    TaskEvent,
     TaskHandle,
-    TaskStatus,
 )
 from hydra.sollol.client import NodeClient
 from hydra.sollol.config import SollolConfig
 from hydra.sollol.discovery import LOCALHOST_URL, probe
 from hydra.sollol.errors import NodeError
+from hydra.sollol.types import TierEntry
+
+if TYPE_CHECKING:  # both are imported when first used: most runs start neither
+    from hydra.gateway import Gateway
+    from hydra.node.embedded import EmbeddedNode
 
 log = logging.getLogger("hydra")
 
 EMBEDDED_NAME = "embedded"
 EMBEDDED_HOST, EMBEDDED_PORT = "127.0.0.1", 11435
-PARTIAL_SAVE_EVERY_S = 2.0
 KEPT_HANDLES = 200
 QUEUED_COMMIT_WAIT_S = 30.0  # submit() returns once the task's row is committed; past this, it says why not
 
@@ -71,22 +73,22 @@ class Hydra:
         self._settings = settings
         self.history = history
         self._engine_overrides = dict(engine_overrides or {})
-        self._lock = threading.Lock()
+        self._lock = threading.Lock()              # _handles
+        # Every change of the settings reads them, changes the running router and adopts the result:
+        # two at once would each start from the same settings and the later adoption would drop the
+        # other's change. Reentrant: add_node and the others call _apply while they hold it.
+        self._settings_lock = threading.RLock()
         self._handles: OrderedDict[str, TaskHandle] = OrderedDict()
-        self._saved_partial: dict[str, int] = {}
-        self._embedded: Any = None
+        self._embedded: EmbeddedNode | None = None
         self.embedded_url: str | None = None
-        self.gateway: Any = None
-        self._stop = threading.Event()
-        self._saver = threading.Thread(target=self._save_partials, name="hydra-partial-saver", daemon=True)
+        self.gateway: Gateway | None = None
+        self._closed = threading.Event()
+        # The router is told the tiers and the classifier: the service classifies every task itself
+        # (submit), so the router's classifier serves only tasks that reach it without a type.
         self.router = Router(config=self._sollol_config(), tiers=self._tiers(), classify=tiers.classify)
-        # Every state change goes through one writer thread, in order, off the dispatch and TTFT path.
-        # submit() still returns only once its "queued" row is committed (a submitted task survives
-        # a kill), but the commit runs while the task is already on its way to its node.
-        self._events: queue.SimpleQueue[TaskEvent | None] = queue.SimpleQueue()
-        self._queued_commits: dict[str, threading.Event] = {}
-        self._writer = threading.Thread(target=self._write_events, name="hydra-history-writer", daemon=True)
-        self.router.subscribe(self._on_event)
+        self._recorder = EventWriter(history)  # every event into history, in order, on a thread of its own
+        self._saver = PartialSaver(history, lambda: self.tasks(KEPT_HANDLES))
+        self.router.subscribe(self._recorder.on_event)
         self._started = False
 
     @classmethod
@@ -98,18 +100,6 @@ class Hydra:
         settings = load_settings(env, history.load_settings())
         return cls(settings, history, engine_overrides=engine_overrides, env=env)
 
-    def _on_event(self, event: TaskEvent) -> None:
-        self._events.put(event)
-
-    def _write_events(self) -> None:
-        while (event := self._events.get()) is not None:
-            self.history.record_event(event)  # never raises: history logs its own troubles
-            if event.kind == "queued":
-                with self._lock:
-                    committed = self._queued_commits.pop(event.task.id, None)
-                if committed is not None:
-                    committed.set()
-
     # --- lifecycle ---
 
     def start(self) -> Hydra:
@@ -120,7 +110,7 @@ class Hydra:
         if interrupted:
             log.info("%d task(s) left queued or running by the last run are marked interrupted", interrupted)
         self._maybe_start_embedded()
-        self._writer.start()
+        self._recorder.start()
         self.router.start()
         self._saver.start()
         self._maybe_start_gateway()
@@ -128,21 +118,14 @@ class Hydra:
         return self
 
     def close(self) -> None:
-        if self._stop.is_set():
+        if self._closed.is_set():
             return
-        self._stop.set()
+        self._closed.set()
         if self.gateway is not None:
             self.gateway.stop()
         self.router.close()
-        if self._saver.is_alive():
-            self._saver.join()
-        if self._writer.is_alive():
-            self._events.put(None)  # after everything the router said at close
-            self._writer.join()
-        with self._lock:
-            waiting, self._queued_commits = list(self._queued_commits.values()), {}
-        for committed in waiting:  # nobody is left to write them: let their submit() return
-            committed.set()
+        self._saver.close()
+        self._recorder.close()  # after everything the router said at close
         if self._embedded is not None:
             self._embedded.stop()
         self.history.close()
@@ -194,7 +177,7 @@ class Hydra:
     def _sollol_config(self) -> SollolConfig:
         return self._settings.sollol_config(**self._engine_overrides)
 
-    def _tiers(self) -> dict[str, Any]:
+    def _tiers(self) -> dict[str, tuple[TierEntry, ...]]:
         return tiers.build_tiers(reasoning_model=self._settings.reasoning_model,
                                  use_reasoning_model=self._settings.use_reasoning_model,
                                  fallback=tiers.EMBEDDED_MODEL)
@@ -202,20 +185,25 @@ class Hydra:
     def update_settings(self, changes: Mapping[str, Any]) -> Settings:
         """Validate every change first (nothing applies if one is bad), then apply to the running router and save."""
         parsed = {name: parse_value(name, value) for name, value in changes.items()}
-        settings = self._settings
-        for name, value in parsed.items():
-            settings = settings.with_value(name, value)
-        return self._apply(settings, parsed)
+        with self._settings_lock:
+            settings = self._settings
+            for name, value in parsed.items():
+                settings = settings.with_value(name, value)
+            return self._apply(settings, parsed)
 
     def reset_setting(self, name: str) -> Settings:
-        settings = self._settings.without_override(name)
-        settings = self._apply(settings, {name: settings[name]}, save=False)
-        self.history.delete_setting(name)  # last: only once the running router took the change
-        return settings
+        with self._settings_lock:
+            settings = self._settings.without_override(name)
+            settings = self._apply(settings, {name: settings[name]}, save=False)
+            self.history.delete_setting(name)  # last: only once the running router took the change
+            return settings
 
     def _apply(self, settings: Settings, changed: Mapping[str, Any], *, save: bool = True) -> Settings:
-        """Apply to the running router, then adopt and save. Nodes go first: they are the part that can
-        fail (a URL already served by a discovered node), and then nothing else has changed."""
+        """Apply to the running router, then adopt and save; the caller holds ``_settings_lock`` from
+        reading the settings ``settings`` was made from. Nodes go first: they are the part that can
+        fail (a URL already served by a discovered node), and then nothing else has changed.
+        The lock is held across the router's add_node/remove_node, which start and stop a node's
+        threads (they send no request themselves), and across the saves, so saved and running agree."""
         previous = self._settings
         if "SOLLOL_NODES" in changed:
             self._sync_nodes(previous.nodes, settings.nodes)
@@ -239,39 +227,43 @@ class Hydra:
                mode: str | None = None, priority: int = 5, max_tokens: int | None = None,
                think: bool | str | None = None, messages: list[dict[str, Any]] | None = None,
                **task_fields: Any) -> TaskHandle:
-        """Submit one task; returns at once. The reasoning engine decides thinking and its budget."""
-        text = prompt or next((m.get("content", "") for m in reversed(messages or []) if m.get("role") == "user"), "")
+        """Submit one task; returns once history has its row, while it is already on its way to a node.
+        The prompt is classified here, once (the Router then trusts ``task_type``), because the reasoning
+        engine needs the type too; the reasoning engine decides thinking and its budget."""
+        text = prompt or _last_user_text(messages)
         kind = task_type or (tiers.classify(text) if text.strip() else "general")
-        assessment = reasoning.assess(text, kind, reasoning.ReasoningSettings.from_settings(self._settings),
-                                      model=model)
+        settings = self._settings
+        assessment = reasoning.assess(text, kind, reasoning.ReasoningSettings.from_settings(settings), model=model)
         if think is None:
             think = assessment.think
         # A caller who asks for thinking gets a budget even when the assessment would not think.
-        budget = (assessment.budget or self._settings.max_thinking_tokens) if think else None
+        budget = (assessment.budget or settings.max_thinking_tokens) if think else None
         task = Task(prompt=prompt, messages=messages, task_type=kind, model=model or None, mode=mode or None,
                     priority=priority, max_tokens=max_tokens, think=think,
                     thinking_budget=budget,
                     meta={"assessment": assessment, "reasoning": _assessment_record(assessment),
                           "requested_task_type": task_type}, **task_fields)
-        committed = threading.Event()
+        handle = self._submit_recorded(task)
         with self._lock:
-            self._queued_commits[task.id] = committed
+            self._handles[task.id] = handle
+            self._handles.move_to_end(task.id, last=False)
+            while len(self._handles) > KEPT_HANDLES:
+                self._handles.popitem(last=True)
+        return handle
+
+    def _submit_recorded(self, task: Task) -> TaskHandle:
+        """The router's submit, then a bounded wait for the writer to commit the task's queued row."""
+        committed = self._recorder.expect(task.id)  # before submitting: the row may be written at once
         try:
             handle = self.router.submit(task)
         except BaseException:
-            with self._lock:
-                self._queued_commits.pop(task.id, None)
+            self._recorder.forget(task.id)
             raise
         # The task is already on its way to a node; its row (reasoning included) is committed meanwhile.
         if not committed.wait(QUEUED_COMMIT_WAIT_S):
             log.error("task %s: history has not recorded it after %.0f s (is the database locked or the "
                       "disk full? see earlier errors); it runs, but a crash now would lose it",
                       task.id, QUEUED_COMMIT_WAIT_S)
-        with self._lock:
-            self._handles[task.id] = handle
-            self._handles.move_to_end(task.id, last=False)
-            while len(self._handles) > KEPT_HANDLES:
-                self._handles.popitem(last=True)
         return handle
 
     def tasks(self, limit: int = 50) -> list[TaskHandle]:
@@ -295,26 +287,6 @@ class Hydra:
                            options=options.get("options") or {},
                            system=options.get("system"))
 
-    def _save_partials(self) -> None:
-        """Running tasks' text so far goes to history now and then, so a crash keeps it."""
-        while not self._stop.wait(PARTIAL_SAVE_EVERY_S):
-            live = set()
-            for handle in self.tasks(KEPT_HANDLES):
-                if handle.status is not TaskStatus.RUNNING:
-                    continue
-                live.add(handle.id)
-                view = handle.view()
-                size = len(view.text) + len(view.thinking)
-                if size and self._saved_partial.get(handle.id) != size:
-                    try:
-                        self.history.save_partial(handle.id, view.text, view.thinking)
-                    except Exception:  # history trouble must not stop the saving of later tasks
-                        log.warning("could not save partial output of task %s", handle.id, exc_info=True)
-                        continue
-                    self._saved_partial[handle.id] = size
-            for task_id in set(self._saved_partial) - live:
-                del self._saved_partial[task_id]
-
     # --- cluster ---
 
     def snapshot(self) -> ClusterSnapshot:
@@ -327,25 +299,37 @@ class Hydra:
         snapshot = self.router.snapshot()
         return sorted({m.name for n in snapshot.nodes if n.healthy for m in n.installed})
 
+    # The two below read the router's node views (copies cached until a node changes), not the
+    # snapshot: the gateway asks them for every request, on its event loop.
+
+    def has_healthy_node(self) -> bool:
+        return any(view.healthy for view in self.router.node_views())
+
+    def has_model(self, name: str) -> bool:
+        """Whether a healthy node has ``name`` installed (the exact name, tag included)."""
+        return any(view.healthy and name in view.installed for view in self.router.node_views())
+
     def add_node(self, url: str, *, name: str = "", max_model_b: float | None = None, gpu: bool | None = None,
                  vram_mb: int | None = None, slots: int = 2) -> NodeSpec:
         """Add a node to the running router and to the saved SOLLOL_NODES."""
         spec = NodeSpec(url=url, name=name.strip(), max_model_b=max_model_b, gpu=gpu, vram_mb=vram_mb, slots=slots)
-        taken = {n.name: n.url for n in self.router.nodes()}
-        if spec.name in taken or spec.url in taken.values():
-            raise ConfigError("node", url, "a name and URL not already in the cluster "
-                              f"(in use: {', '.join(f'{k}={v}' for k, v in taken.items())})")
-        nodes = (*self._settings.nodes, spec)
-        self._apply(self._settings.with_value("SOLLOL_NODES", nodes), {"SOLLOL_NODES": nodes})
+        with self._settings_lock:
+            taken = {n.name: n.url for n in self.router.nodes()}
+            if spec.name in taken or spec.url in taken.values():
+                raise ConfigError("node", url, "a name and URL not already in the cluster "
+                                  f"(in use: {', '.join(f'{k}={v}' for k, v in taken.items())})")
+            nodes = (*self._settings.nodes, spec)
+            self._apply(self._settings.with_value("SOLLOL_NODES", nodes), {"SOLLOL_NODES": nodes})
         return spec
 
     def remove_node(self, name: str) -> None:
         """Remove a node; when it came from SOLLOL_NODES the removal is saved too."""
-        nodes = tuple(n for n in self._settings.nodes if n.name != name)
-        if len(nodes) == len(self._settings.nodes):
-            self.router.remove_node(name)  # discovered (localhost, OLLAMA_HOST, scan) or embedded: this run only
-            return
-        self._apply(self._settings.with_value("SOLLOL_NODES", nodes), {"SOLLOL_NODES": nodes})
+        with self._settings_lock:
+            nodes = tuple(n for n in self._settings.nodes if n.name != name)
+            if len(nodes) == len(self._settings.nodes):
+                self.router.remove_node(name)  # discovered (localhost, OLLAMA_HOST, scan) or embedded: this run only
+                return
+            self._apply(self._settings.with_value("SOLLOL_NODES", nodes), {"SOLLOL_NODES": nodes})
 
     def _sync_nodes(self, before: tuple[NodeSpec, ...], after: tuple[NodeSpec, ...]) -> None:
         """Apply a change of SOLLOL_NODES to the running router; other nodes are left alone.
@@ -388,6 +372,10 @@ class Hydra:
             client.close()
         names = ", ".join(sorted(models)[:6]) + (" ..." if len(models) > 6 else "")
         return True, f"Ollama {version} at {spec.url}, {len(models)} models" + (f": {names}" if models else "")
+
+
+def _last_user_text(messages: list[dict[str, Any]] | None) -> str:
+    return next((m.get("content", "") for m in reversed(messages or []) if m.get("role") == "user"), "")
 
 
 def _assessment_record(a: reasoning.Assessment) -> dict[str, Any]:

@@ -37,7 +37,7 @@ import threading
 import time
 from collections.abc import AsyncIterator
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any
+from typing import Any, Self
 
 import uvicorn
 from starlette.applications import Starlette
@@ -50,6 +50,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from hydra.gateway.metrics import CONTENT_TYPE, GatewayMetrics
 from hydra.gateway.ollama_api import OllamaRoutes
 from hydra.gateway.openai_api import OpenAIRoutes, openai_error
+from hydra.gateway.service_api import GatewayService
 from hydra.gateway.stream import SUBMIT_THREADS
 from hydra.sollol import TaskHandle, TaskResult
 
@@ -116,8 +117,8 @@ class _OpenTasks:
     """The tasks this gateway is answering (cancelled on stop), the metrics of those that end, and the
     threads that submit them (threads start on first use; shut down with the app)."""
 
-    def __init__(self, hydra: Any) -> None:
-        self.metrics = GatewayMetrics(hydra)
+    def __init__(self, service: GatewayService) -> None:
+        self.metrics = GatewayMetrics(service)
         self.submits = ThreadPoolExecutor(SUBMIT_THREADS, thread_name_prefix="hydra-gateway-submit")
         self._lock = threading.Lock()
         self._open: dict[str, TaskHandle] = {}
@@ -145,21 +146,21 @@ class _OpenTasks:
             handle.cancel()
 
 
-def create_app(hydra: Any, api_key: str | None = None) -> Starlette:
-    """The gateway's ASGI app over ``hydra`` (a started ``hydra.service.Hydra``)."""
-    tracker = _OpenTasks(hydra)
-    ollama = OllamaRoutes(hydra, tracker)
-    openai = OpenAIRoutes(hydra, tracker)
+def create_app(service: GatewayService, api_key: str | None = None) -> Starlette:
+    """The gateway's ASGI app over ``service`` (a started ``hydra.service.Hydra``)."""
+    tracker = _OpenTasks(service)
+    ollama = OllamaRoutes(service, tracker)
+    openai = OpenAIRoutes(service, tracker)
 
     async def metrics(request: Request) -> Response:
         return Response(tracker.metrics.render(), media_type=CONTENT_TYPE)
 
     async def status(request: Request) -> Response:
-        snapshot = _jsonable(hydra.snapshot())
+        snapshot = _jsonable(service.snapshot())
         distribution = {k: snapshot.pop(k) for k in ("by_node", "by_model", "by_mode", "by_task_type",
                                                       "by_status", "failovers")}
         return JSONResponse({**snapshot, "distribution": distribution,
-                             "decisions": _jsonable(hydra.decisions(STATUS_DECISIONS))})
+                             "decisions": _jsonable(service.decisions(STATUS_DECISIONS))})
 
     routes = [
         Route("/", ollama.root, methods=["GET", "HEAD"]),
@@ -182,18 +183,19 @@ def create_app(hydra: Any, api_key: str | None = None) -> Starlette:
         tracker.submits.shutdown(wait=False, cancel_futures=True)  # every request has ended by now
 
     handlers = {HTTPException: _http_error, Exception: _crash}
-    app = Starlette(routes=routes, lifespan=lifespan, exception_handlers=handlers)  # type: ignore[arg-type]
+    app = Starlette(routes=routes, lifespan=lifespan, exception_handlers=handlers)
     app.state.tracker = tracker
     app.add_middleware(BearerAuth, api_key=api_key)
     return app
 
 
 class Gateway:
-    def __init__(self, hydra: Any, *, host: str = "127.0.0.1", port: int = 8080, api_key: str | None = None) -> None:
-        self.hydra = hydra
+    def __init__(self, service: GatewayService, *, host: str = "127.0.0.1", port: int = 8080,
+                 api_key: str | None = None) -> None:
+        self.service = service
         self.host = host
         self.port = port
-        self.app = create_app(hydra, api_key)
+        self.app = create_app(service, api_key)
         self._server: uvicorn.Server | None = None
         self._thread: threading.Thread | None = None
         self._socket: socket.socket | None = None
@@ -203,7 +205,7 @@ class Gateway:
         host = f"[{self.host}]" if ":" in self.host else self.host
         return f"http://{host}:{self.port}"
 
-    def start(self) -> Gateway:
+    def start(self) -> Self:
         """Bind now (a busy port raises OSError here), then serve in a background thread."""
         family = socket.AF_INET6 if ":" in self.host else socket.AF_INET
         # IPPROTO_TCP explicitly: asyncio sets TCP_NODELAY only on sockets that say they are TCP, and without
@@ -249,7 +251,7 @@ class Gateway:
             self._socket.close()
             self._socket = None
 
-    def __enter__(self) -> Gateway:
+    def __enter__(self) -> Self:
         return self.start()
 
     def __exit__(self, *exc: object) -> None:

@@ -3,12 +3,12 @@ requests end, and cluster gauges (queue, health, circuit, VRAM) read from a snap
 from __future__ import annotations
 
 from collections.abc import Iterator
-from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
+from hydra.gateway.service_api import GatewayService
 from hydra.sollol import TaskResult
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
@@ -17,13 +17,13 @@ _CIRCUITS = ("closed", "open", "half_open")
 
 
 class ClusterCollector(Collector):
-    """Gauges from ``hydra.snapshot()`` at each scrape: never stale, nothing to keep in step."""
+    """Gauges from ``service.snapshot()`` at each scrape: never stale, nothing to keep in step."""
 
-    def __init__(self, hydra: Any) -> None:
-        self.hydra = hydra
+    def __init__(self, service: GatewayService) -> None:
+        self.service = service
 
     def collect(self) -> Iterator[Metric]:
-        snap = self.hydra.snapshot()
+        snap = self.service.snapshot()
         yield GaugeMetricFamily("hydra_queue_depth", "Tasks waiting for a node.", value=snap.queue_depth)
         yield GaugeMetricFamily("hydra_router_in_flight", "Tasks running on nodes.", value=snap.in_flight)
         healthy = GaugeMetricFamily("hydra_node_healthy", "1 when the node answers its health poll.",
@@ -42,7 +42,7 @@ class ClusterCollector(Collector):
 
 
 class GatewayMetrics:
-    def __init__(self, hydra: Any) -> None:
+    def __init__(self, service: GatewayService) -> None:
         self.registry = registry = CollectorRegistry()
         self.requests = Counter("hydra_gateway_requests", "Generation requests by outcome.",
                                 ["api", "node", "model", "mode", "status"], registry=registry)
@@ -53,7 +53,7 @@ class GatewayMetrics:
                                   ["node", "model"], buckets=_SECONDS, registry=registry)
         self.tokens = Counter("hydra_gateway_tokens", "Tokens by kind (prompt, completion).",
                               ["node", "model", "kind"], registry=registry)
-        registry.register(ClusterCollector(hydra))
+        registry.register(ClusterCollector(service))
 
     def finished(self, api: str, mode: str, result: TaskResult | None, duration_s: float) -> None:
         if result is None:

@@ -17,6 +17,7 @@ import httpx
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
+from hydra.gateway.service_api import GatewayService
 from hydra.gateway.stream import (
     GatewayError,
     Incoming,
@@ -118,8 +119,8 @@ def error_response(exc: GatewayError) -> JSONResponse:
 
 
 class OllamaRoutes:
-    def __init__(self, hydra: Any, tracker: Tracker) -> None:
-        self.hydra = hydra
+    def __init__(self, service: GatewayService, tracker: Tracker) -> None:
+        self.service = service
         self.tracker = tracker
         self._http: httpx.AsyncClient | None = None  # made on first use, inside the server's event loop
 
@@ -132,12 +133,12 @@ class OllamaRoutes:
         return Response("Ollama is running", media_type="text/plain")
 
     async def version(self, request: Request) -> Response:
-        versions = [n.version for n in self.hydra.snapshot().healthy_nodes if n.version]
+        versions = [n.version for n in self.service.snapshot().healthy_nodes if n.version]
         return JSONResponse({"version": max(versions, default=FALLBACK_VERSION)})
 
     async def tags(self, request: Request) -> Response:
         seen: dict[str, dict[str, Any]] = {}
-        for node in self.hydra.snapshot().healthy_nodes:
+        for node in self.service.snapshot().healthy_nodes:
             for m in node.installed:
                 entry = seen.setdefault(m.name, {
                     "name": m.name, "model": m.name, "modified_at": "1970-01-01T00:00:00Z", "size": m.size_bytes,
@@ -151,7 +152,7 @@ class OllamaRoutes:
 
     async def ps(self, request: Request) -> Response:
         seen: dict[str, dict[str, Any]] = {}
-        for node in self.hydra.snapshot().healthy_nodes:
+        for node in self.service.snapshot().healthy_nodes:
             for m in node.loaded:
                 entry = seen.setdefault(m.name, {
                     "name": m.name, "model": m.name, "size": 0, "size_vram": 0, "digest": "",
@@ -165,12 +166,12 @@ class OllamaRoutes:
         try:
             body = await read_json(request)
             name = body.get("model") or body.get("name")
-            model = resolve_model(self.hydra, name)
+            model = resolve_model(self.service, name)
             if model is None:
                 raise GatewayError(400, "model is required (a name from /api/tags)")
         except GatewayError as exc:
             return error_response(exc)
-        nodes = [n for n in self.hydra.snapshot().healthy_nodes if any(m.name == model for m in n.installed)]
+        nodes = [n for n in self.service.snapshot().healthy_nodes if any(m.name == model for m in n.installed)]
         last = "no healthy node has it"
         if self._http is None:
             # one per gateway; the shared SSL context spares it the ~55 ms of loading the CA bundle
@@ -199,7 +200,7 @@ class OllamaRoutes:
         started = time.monotonic()
         incoming = Incoming()
         try:
-            routing, body, model = await incoming.read(self.hydra, request)
+            routing, body, model = await incoming.read(self.service, request)
             options, max_tokens = split_options(body.get("options"))
             fields: dict[str, Any] = {"options": options, "max_tokens": max_tokens}
             if chat:
@@ -224,7 +225,7 @@ class OllamaRoutes:
             if body.get("keep_alive") is not None:
                 fields["keep_alive"] = body["keep_alive"]
             stream = body.get("stream", True)
-            handle = await submit(self.hydra, self.tracker, model=model, mode=routing.mode, priority=routing.priority,
+            handle = await submit(self.service, self.tracker, model=model, mode=routing.mode, priority=routing.priority,
                                   task_type=routing.task_type, think=think, **fields)
         except GatewayError as exc:
             incoming.refused(self.tracker, api, exc)

@@ -22,6 +22,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from hydra.gateway.ollama_api import restart_note
+from hydra.gateway.service_api import GatewayService
 from hydra.gateway.stream import GatewayError, Incoming, TaskResponse, Tracker, done_reason, submit
 from hydra.sollol import Chunk, TaskResult
 
@@ -189,23 +190,24 @@ class OpenAIRenderer:
                 "usage": _usage(result)}
 
     def error(self, status: int, message: str) -> dict[str, Any]:
-        return openai_error(status, message, "service_unavailable" if status == 503 else "server_error")
+        kind = "service_unavailable" if status == 503 else "server_error" if status >= 500 else "invalid_request_error"
+        return openai_error(status, message, kind)
 
 
 class OpenAIRoutes:
-    def __init__(self, hydra: Any, tracker: Tracker) -> None:
-        self.hydra = hydra
+    def __init__(self, service: GatewayService, tracker: Tracker) -> None:
+        self.service = service
         self.tracker = tracker
 
     async def models(self, request: Request) -> Response:
-        data = [{"id": name, "object": "model", "created": 0, "owned_by": "hydra"} for name in self.hydra.models()]
+        data = [{"id": name, "object": "model", "created": 0, "owned_by": "hydra"} for name in self.service.models()]
         return JSONResponse({"object": "list", "data": data})
 
     async def chat_completions(self, request: Request) -> Response:
         api, started = "openai_chat", time.monotonic()
         incoming = Incoming()
         try:
-            routing, body, model = await incoming.read(self.hydra, request)
+            routing, body, model = await incoming.read(self.service, request)
             messages = _messages(body.get("messages"))
             limit = body.get("max_completion_tokens", body.get("max_tokens"))
             if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int) or limit < 1):
@@ -219,7 +221,7 @@ class OpenAIRoutes:
             tools = _tools(body)
             stream_options = body.get("stream_options") or {}
             include_usage = isinstance(stream_options, dict) and bool(stream_options.get("include_usage"))
-            handle = await submit(self.hydra, self.tracker, messages=messages, model=model, mode=routing.mode,
+            handle = await submit(self.service, self.tracker, messages=messages, model=model, mode=routing.mode,
                                   priority=routing.priority, task_type=routing.task_type, max_tokens=limit,
                                   options=options, think=think, format=answer_format, tools=tools)
         except GatewayError as exc:

@@ -9,15 +9,18 @@ Chunks come from ``handle.astream()``: the engine's thread that adds a chunk
 wakes the event loop itself (one ``call_soon_threadsafe`` per batch), so a
 request costs no thread however long its task waits in the queue, and the
 first chunk reaches the loop without a hop through a thread of the gateway.
-``hydra.submit`` does block (it writes the task to history), so it runs on a
+``service.submit`` does block (it writes the task to history), so it runs on a
 small pool of the gateway's own (``SUBMIT_THREADS``).
+
+A task that fails before its first byte answers with the HTTP status of its
+``TaskResult.failure`` (``FAILURE_STATUS``), never with one guessed from the text.
 """
 from __future__ import annotations
 
 import asyncio
 import contextlib
 import json
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncGenerator, AsyncIterator, Callable, Mapping
 from concurrent.futures import Executor, Future
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -25,12 +28,14 @@ from typing import Any, Protocol
 from starlette.requests import Request
 from starlette.types import Receive, Scope, Send
 
+from hydra.gateway.service_api import GatewayService
 from hydra.sollol import Chunk, TaskHandle, TaskResult, TaskStatus
-from hydra.sollol.errors import ConfigError, HydraError, NoRouteError, QueueFullError, ShutdownError, TaskError
+from hydra.sollol.errors import ConfigError, HydraError, QueueFullError, ShutdownError, TaskError
+from hydra.sollol.types import FailureKind
 
 MAX_BODY_BYTES = 1 << 20
 HEADER_WAIT_S = 30.0   # streaming: how long to hold the headers back waiting for the node to be known
-# Threads for hydra.submit. It is mostly Python (holding the GIL) and its history write is serialized,
+# Threads for service.submit. It is mostly Python (holding the GIL) and its history write is serialized,
 # so more threads than this only queue; a bounded pool of its own also keeps a burst of requests from
 # spawning a thread each, as anyio's shared pool (40) would.
 SUBMIT_THREADS = 4
@@ -47,23 +52,34 @@ class GatewayError(Exception):
         self.kind = kind
 
 
-def translate(exc: HydraError | ValueError) -> GatewayError:
-    """The engine's refusals as HTTP statuses (one boundary, like client.py does for node errors)."""
+def refusal_as_http_error(exc: HydraError | ValueError) -> GatewayError:
+    """A submit the engine refused, as the HTTP error to answer (one boundary, as client.py has for
+    the nodes' errors): the caller's mistake is 400, a full or closed engine 503."""
     if isinstance(exc, (TaskError, ConfigError, ValueError)):
         return GatewayError(400, str(exc))
-    if isinstance(exc, (QueueFullError, NoRouteError, ShutdownError)):
+    if isinstance(exc, (QueueFullError, ShutdownError)):
         return GatewayError(503, str(exc), "service_unavailable")
     return GatewayError(500, str(exc), "server_error")
 
 
+# The HTTP status of a task that ended without an answer, by why it ended.
+FAILURE_STATUS: Mapping[FailureKind, int] = {
+    FailureKind.NO_ROUTE: 503,      # no node can serve it now: try again later
+    FailureKind.REJECTED: 400,      # a node refused the request itself: the caller's to fix (its message says why)
+    FailureKind.NODE_FAILED: 502,   # the nodes that tried failed
+    FailureKind.DEADLINE: 504,      # the task's own deadline passed first
+    FailureKind.CANCELLED: 499,     # nginx's "client closed request": the gateway cancels when the client leaves
+    FailureKind.SHUTDOWN: 503,      # the service closed before it ran
+    FailureKind.INTERRUPTED: 503,   # the service closed while it ran
+}
+UNKNOWN_FAILURE_STATUS = 502  # a result not done that names no kind: an engine defect, blamed on the nodes
+
+
 def failure_status(result: TaskResult) -> int:
-    """A task that failed before its first byte: 503 when no node could take it, 502 when nodes failed it."""
-    error = result.error or ""
-    if result.status is TaskStatus.FAILED and "no node could run" in error:
-        return 503
-    if result.status is TaskStatus.CANCELLED:
-        return 499
-    return 502
+    """The HTTP status of a task that failed before its first byte, from ``result.failure``."""
+    if result.failure is None:
+        return UNKNOWN_FAILURE_STATUS
+    return FAILURE_STATUS[result.failure]
 
 
 async def read_json(request: Request, limit: int = MAX_BODY_BYTES) -> dict[str, Any]:
@@ -113,31 +129,30 @@ class Incoming:
         self.routing: Routing | None = None
         self.requested: Any = None
 
-    async def read(self, hydra: Any, request: Request) -> tuple[Routing, dict[str, Any], str | None]:
+    async def read(self, service: GatewayService, request: Request) -> tuple[Routing, dict[str, Any], str | None]:
         """The X-Hydra-* headers, the JSON body and the resolved model; GatewayError when one is bad."""
         self.routing = routing = Routing.from_headers(request)
         body = await read_json(request)
         self.requested = body.get("model")
-        return routing, body, resolve_model(hydra, self.requested)
+        return routing, body, resolve_model(service, self.requested)
 
     def refused(self, tracker: Tracker, api: str, exc: GatewayError) -> None:
         tracker.refused(api, self.requested, self.routing.mode if self.routing else None, exc.status)
 
 
-def resolve_model(hydra: Any, name: Any) -> str | None:
+def resolve_model(service: GatewayService, name: Any) -> str | None:
     """None for tier selection ("auto" or empty); the installed name otherwise; 404 in Ollama's words."""
     if name is not None and not isinstance(name, str):
         raise GatewayError(400, "model must be a string")
     name = (name or "").strip()
     if name.lower() in ("", "auto"):
         return None
-    # The router's node views, not hydra.models()/snapshot(): those build the whole cluster snapshot
+    # has_healthy_node/has_model, not models()/snapshot(): those build the whole cluster snapshot
     # (per-node statistics included) on the event loop for every request, ~7x the cost for one node.
-    views = [v for v in hydra.router.node_views() if v.healthy]
-    if not views:
+    if not service.has_healthy_node():
         raise GatewayError(503, "no healthy node: every node is down or not yet polled", "service_unavailable")
     for candidate in (name, f"{name}:latest"):
-        if any(candidate in v.installed for v in views):
+        if service.has_model(candidate):
             return candidate
     raise GatewayError(404, f'model "{name}" not found, try pulling it first', "not_found_error")
 
@@ -159,19 +174,20 @@ def split_options(options: Any) -> tuple[dict[str, Any], int | None]:
 
 class Tracker(Protocol):
     """Who hears of each generation request: open tasks (cancelled when the gateway stops) and metrics,
-    and where ``hydra.submit`` runs."""
+    and where ``service.submit`` runs."""
 
-    submits: Executor
+    @property
+    def submits(self) -> Executor: ...
 
     def started(self, handle: TaskHandle) -> None: ...
     def finished(self, api: str, handle: TaskHandle, result: TaskResult | None, started: float) -> None: ...
     def refused(self, api: str, model: Any, mode: str | None, status: int) -> None: ...
 
 
-async def submit(hydra: Any, tracker: Tracker, **kwargs: Any) -> TaskHandle:
-    """``hydra.submit`` off the event loop (it writes history); engine refusals become HTTP errors."""
+async def submit(service: GatewayService, tracker: Tracker, **kwargs: Any) -> TaskHandle:
+    """``service.submit`` off the event loop (it writes history); engine refusals become HTTP errors."""
     def run() -> TaskHandle:
-        handle = hydra.submit(**kwargs)
+        handle = service.submit(**kwargs)
         tracker.started(handle)
         return handle
 
@@ -179,7 +195,7 @@ async def submit(hydra: Any, tracker: Tracker, **kwargs: Any) -> TaskHandle:
     try:
         return await asyncio.wrap_future(future)
     except (HydraError, ValueError) as exc:
-        raise translate(exc) from None
+        raise refusal_as_http_error(exc) from None
     except asyncio.CancelledError:
         future.add_done_callback(_cancel_orphan)  # the submit may still be running: its task has no reader
         raise
@@ -236,7 +252,7 @@ class TaskResponse:
         node = model = ""
         ended = False
         async with contextlib.AsyncExitStack() as stack:
-            chunks = await stack.enter_async_context(contextlib.aclosing(handle.astream()))
+            chunks = await stack.enter_async_context(contextlib.aclosing(_generator(handle.astream())))
             try:
                 # Hold the headers until the node that answers is known (bounded). This task reads the
                 # first chunk itself and writes it in the same step: no hand-off to another task.
@@ -260,7 +276,7 @@ class TaskResponse:
                 # first chunk a hand-off; this way only a request that times out pays.)
                 view = handle.view()
                 node, model = view.node or "", view.model or ""
-                chunks = await stack.enter_async_context(contextlib.aclosing(handle.astream()))
+                chunks = await stack.enter_async_context(contextlib.aclosing(_generator(handle.astream())))
                 skip = taken
             if ended and not pieces:
                 result = handle.result(timeout=5)  # ended: immediate
@@ -315,6 +331,14 @@ class TaskResponse:
             status = failure_status(result)
             await _send_json(send, status, self.renderer.error(status, result.error or result.status.value), result)
         return result
+
+
+def _generator(chunks: AsyncIterator[Chunk]) -> AsyncGenerator[Chunk, None]:
+    """``astream()`` is an async generator (its annotation says only iterator): ``aclosing`` needs its
+    ``aclose()``, which unregisters the reader at once on every way out."""
+    if not isinstance(chunks, AsyncGenerator):
+        raise TypeError(f"TaskHandle.astream() gave a {type(chunks).__name__}, not an async generator")
+    return chunks
 
 
 async def _write(batch: list[Any], wake: asyncio.Event, send: Send) -> None:

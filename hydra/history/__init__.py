@@ -1,5 +1,6 @@
 """Hydra's SQLite history: tasks, routing decisions and saved settings (``store``), the
-aggregates the pages read (``queries``), and which process owns each live task (``owners``)."""
+aggregates the pages read (``queries``), which process owns each live task (``owners``), and
+the threads that record a running router into it (``recorder``)."""
 from __future__ import annotations
 
 from .store import SCHEMA_VERSION, History

@@ -23,13 +23,33 @@ def as_text(value: Any) -> str | None:
 
 
 def as_json(value: Any) -> str | None:
-    # default=str: task options come from users and may hold anything; history must not refuse them.
-    return None if value is None else json.dumps(value, default=str)
+    """``value`` as JSON text. Task options come from users and may hold anything: history keeps
+    what it can (other values as their str(), other keys as text) rather than refuse the row."""
+    if value is None:
+        return None
+    try:
+        return json.dumps(value, default=str)
+    except (TypeError, ValueError):  # a key JSON cannot have (a tuple, say), or a cycle
+        pass
+    try:
+        return json.dumps(_text_keys(value), default=str)
+    except (TypeError, ValueError, RecursionError):  # a cycle
+        return json.dumps(repr(value))
+
+
+def _text_keys(value: Any) -> Any:
+    """``value`` with every mapping key JSON cannot write turned into its str()."""
+    if isinstance(value, dict):
+        return {k if isinstance(k, (str, int, float, bool)) or k is None else str(k): _text_keys(v)
+                for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_text_keys(v) for v in value]
+    return value
 
 
 def _decode(row: sqlite3.Row) -> dict[str, Any]:
     out: dict[str, Any] = {}
-    for key in row.keys():
+    for key in row.keys():  # noqa: SIM118 - iterating a Row gives its values, not its keys
         if key.endswith("_json"):
             raw = row[key]
             out[key[:-5]] = json.loads(raw) if raw is not None else None
@@ -89,8 +109,9 @@ class HistoryQueries:
         success_rate is done / (done + failed): cancelled and interrupted tasks say
         nothing about the node, so they count in ``count`` but not in the rate.
         """
-        sql, args = ("SELECT node, model, status, ttft_s, tokens_per_s, failovers FROM tasks"
-                     " WHERE node IS NOT NULL AND status NOT IN (?, ?)"), list(LIVE_STATUSES)
+        sql = ("SELECT node, model, status, ttft_s, tokens_per_s, failovers FROM tasks"
+               " WHERE node IS NOT NULL AND status NOT IN (?, ?)")
+        args: list[Any] = list(LIVE_STATUSES)
         if since is not None:
             sql, args = sql + " AND submitted_at >= ?", [*args, since]
         sql += " ORDER BY node, model"

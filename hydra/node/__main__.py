@@ -7,7 +7,7 @@ import logging
 import signal
 import sys
 
-from .engine import DEFAULT_CTX, default_threads
+from .engine import DEFAULT_CTX, EngineError, default_threads
 from .model_files import DEFAULT_MODEL_NAME, ModelFileError
 from .server import DEFAULT_HOST, DEFAULT_PORT, READY_MARKER, NodeServer, is_loopback
 
@@ -71,10 +71,10 @@ def main(argv: list[str] | None = None) -> int:
     except OSError as e:
         print(f"hydra-node: error: {e.strerror or e}", file=sys.stderr)
         return 2
-    except Exception as e:  # llama.cpp load failures
+    except (EngineError, ImportError) as e:  # llama.cpp could not load the model; xllamacpp missing
         print(f"hydra-node: error: {e}", file=sys.stderr)
         return 1
-    print(f"{READY_MARKER}{node.url} (model {args.name}, {node.engine.threads} threads)",
+    print(f"{READY_MARKER}{node.url} (model {args.name}, {node.loaded.threads} threads)",
           flush=True)
     try:
         node.serve_forever()

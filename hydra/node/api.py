@@ -13,7 +13,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from .engine import EngineError, Generation, sampling_request
-from .model_files import ModelInfo
+from .model_files import ServedModel
 
 # The Ollama server version this node answers like (its API surface).
 OLLAMA_API_VERSION = "0.12.6"
@@ -84,6 +84,8 @@ def parse_generate(body: dict[str, Any], ours: str, chat: bool) -> GenerateCall:
         request = sampling_request(options, body.get("format"))
     except EngineError as e:
         raise ApiError(e.status, str(e)) from None
+    messages: list[dict[str, str]] | None
+    prompt: str | None
     if chat:
         messages, prompt = chat_messages(body.get("messages")), None
     else:
@@ -127,16 +129,16 @@ def generate_prompt(body: dict[str, Any]) -> tuple[list[dict[str, str]] | None, 
 
 # --- responses -------------------------------------------------------------------
 
-def model_entry(info: ModelInfo) -> dict[str, Any]:
+def model_entry(info: ServedModel) -> dict[str, Any]:
     return {"name": info.name, "model": info.name, "modified_at": iso(info.modified_at),
             "size": info.size, "digest": info.digest(), "details": info.details()}
 
 
-def tags(info: ModelInfo) -> dict[str, Any]:
+def tags(info: ServedModel) -> dict[str, Any]:
     return {"models": [model_entry(info)]}
 
 
-def ps(info: ModelInfo, n_ctx: int) -> dict[str, Any]:
+def ps(info: ServedModel, n_ctx: int) -> dict[str, Any]:
     entry = model_entry(info)
     del entry["modified_at"]
     entry.update(size=info.size + info.kv_cache_bytes(n_ctx), size_vram=0,
@@ -144,7 +146,7 @@ def ps(info: ModelInfo, n_ctx: int) -> dict[str, Any]:
     return {"models": [entry]}
 
 
-def show(info: ModelInfo) -> dict[str, Any]:
+def show(info: ServedModel) -> dict[str, Any]:
     return {
         "license": str(info.meta.get("general.license") or ""),
         "modelfile": f"# Served by hydra's embedded node (llama.cpp)\nFROM {info.path}\n",

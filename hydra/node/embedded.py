@@ -14,6 +14,7 @@ import tempfile
 import time
 import urllib.error
 import urllib.request
+from typing import Self
 
 from .model_files import DEFAULT_MODEL_NAME
 from .server import DEFAULT_HOST, DEFAULT_PORT, READY_MARKER, NodeServer, is_loopback
@@ -101,7 +102,7 @@ class EmbeddedNode:
             cmd.append("--verbose")
         return cmd
 
-    def start(self) -> EmbeddedNode:
+    def start(self) -> Self:
         """Launch the node and wait (bounded) until `/api/version` answers."""
         if self.running:
             return self
@@ -139,7 +140,7 @@ class EmbeddedNode:
             proc.kill()
             proc.wait(5)
 
-    def __enter__(self) -> EmbeddedNode:
+    def __enter__(self) -> Self:
         return self.start()
 
     def __exit__(self, *exc: object) -> None:

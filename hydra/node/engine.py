@@ -77,37 +77,48 @@ def sampling_request(options: Mapping[str, Any] | None, fmt: Any = None) -> dict
     opts.update(options or {})
     req: dict[str, Any] = {}
     for key, value in opts.items():
-        if value is None or key in _LOAD_TIME_OPTIONS:
-            continue
-        if key in _NUMERIC_OPTIONS:
-            if isinstance(value, bool) or not isinstance(value, (int, float)):
-                raise EngineError(f'option "{key}" must be a number, got {value!r}', 400)
-            req[_NUMERIC_OPTIONS[key]] = value
-        elif key == "num_predict":
-            if isinstance(value, bool) or not isinstance(value, int):
-                raise EngineError(f'option "num_predict" must be an integer, got {value!r}', 400)
-            # Ollama: -1 = no limit, -2 = fill the context; llama.cpp stops at
-            # the context end either way.
-            req["max_tokens"] = value if value >= 0 else -1
-        elif key == "seed":
-            if isinstance(value, bool) or not isinstance(value, int):
-                raise EngineError(f'option "seed" must be an integer, got {value!r}', 400)
-            if value >= 0:  # negative = random, llama.cpp's default
-                req["seed"] = value & 0xFFFFFFFF
-        elif key == "stop":
-            stops = [value] if isinstance(value, str) else value
-            if not isinstance(stops, list) or not all(isinstance(s, str) for s in stops):
-                raise EngineError('option "stop" must be a list of strings', 400)
-            req["stop"] = stops
-        else:
-            log.debug("ignoring unknown option %r", key)
-    if fmt == "json":
-        req["response_format"] = {"type": "json_object"}
-    elif isinstance(fmt, dict):
-        req["json_schema"] = fmt
-    elif fmt not in (None, ""):
-        raise EngineError(f"invalid format {fmt!r}: use \"json\" or a JSON schema", 400)
+        if value is not None and key not in _LOAD_TIME_OPTIONS:
+            req.update(_option_fields(key, value))
+    req.update(_format_fields(fmt))
     return req
+
+
+def _option_fields(key: str, value: Any) -> dict[str, Any]:
+    if key in _NUMERIC_OPTIONS:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise EngineError(f'option "{key}" must be a number, got {value!r}', 400)
+        return {_NUMERIC_OPTIONS[key]: value}
+    if key == "num_predict":
+        # Ollama: -1 = no limit, -2 = fill the context; llama.cpp stops at
+        # the context end either way.
+        n = _integer_option(key, value)
+        return {"max_tokens": n if n >= 0 else -1}
+    if key == "seed":
+        n = _integer_option(key, value)
+        return {"seed": n & 0xFFFFFFFF} if n >= 0 else {}  # negative = random, llama.cpp's default
+    if key == "stop":
+        stops = [value] if isinstance(value, str) else value
+        if not isinstance(stops, list) or not all(isinstance(s, str) for s in stops):
+            raise EngineError('option "stop" must be a list of strings', 400)
+        return {"stop": stops}
+    log.debug("ignoring unknown option %r", key)
+    return {}
+
+
+def _integer_option(key: str, value: Any) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise EngineError(f'option "{key}" must be an integer, got {value!r}', 400)
+    return value
+
+
+def _format_fields(fmt: Any) -> dict[str, Any]:
+    if fmt == "json":
+        return {"response_format": {"type": "json_object"}}
+    if isinstance(fmt, dict):
+        return {"json_schema": fmt}
+    if fmt not in (None, ""):
+        raise EngineError(f"invalid format {fmt!r}: use \"json\" or a JSON schema", 400)
+    return {}
 
 
 @dataclass
@@ -129,7 +140,7 @@ class Generation:
         return self.done_reason == "cancelled"
 
 
-class Engine:
+class LlamaEngine:
     """One loaded model; generations run one at a time, in arrival order."""
 
     def __init__(self, model_path: str, *, threads: int | None = None,
@@ -236,7 +247,7 @@ class Engine:
                             state["stopped"] = True
                             return True
                 return False
-            except BaseException as e:  # xllamacpp would swallow it
+            except BaseException as e:  # noqa: BLE001 - re-raised once handle() returns; xllamacpp would swallow it
                 state["raised"] = e
                 return True
 
@@ -294,9 +305,9 @@ class Engine:
 __all__ = [
     "OLLAMA_DEFAULTS",
     "Abandoned",
-    "Engine",
     "EngineError",
     "Generation",
+    "LlamaEngine",
     "default_threads",
     "sampling_request",
 ]

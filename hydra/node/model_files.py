@@ -137,7 +137,7 @@ def human_parameters(n: int) -> str:
 
 
 @dataclass
-class ModelInfo:
+class ServedModel:
     """What the Ollama endpoints say about the one model this node serves."""
 
     name: str
@@ -150,7 +150,7 @@ class ModelInfo:
     _digest_lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     @classmethod
-    def load(cls, path: str, name: str) -> ModelInfo:
+    def load(cls, path: str, name: str) -> ServedModel:
         if not os.path.isfile(path):
             raise ModelFileError(f"model file not found: {path}")
         st = os.stat(path)

@@ -1,4 +1,4 @@
-"""The embedded node's HTTP face: Ollama's endpoints and fields over one Engine.
+"""The embedded node's HTTP face: Ollama's endpoints and fields over one LlamaEngine.
 
 Stdlib `ThreadingHTTPServer`, HTTP/1.1 with keep-alive; streams are NDJSON in
 chunked encoding, one chunk per token, written with TCP_NODELAY so each token
@@ -16,13 +16,14 @@ import select
 import socket
 import threading
 import time
+from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any
+from typing import Any, Self
 
 from . import api
 from .api import ApiError, GenerateCall
-from .engine import Abandoned, Engine, EngineError, Generation
-from .model_files import DEFAULT_MODEL_NAME, ModelInfo, bundled_model_path
+from .engine import Abandoned, EngineError, Generation, LlamaEngine
+from .model_files import DEFAULT_MODEL_NAME, ServedModel, bundled_model_path
 
 log = logging.getLogger(__name__)
 
@@ -50,8 +51,8 @@ class NodeHTTPServer(ThreadingHTTPServer):
     daemon_threads = True
     request_queue_size = 64
 
-    def __init__(self, address: tuple[str, int], engine: Engine | None,
-                 info: ModelInfo) -> None:
+    def __init__(self, address: tuple[str, int], engine: LlamaEngine | None,
+                 info: ServedModel) -> None:
         self.address_family = socket.AF_INET6 if ":" in address[0] else socket.AF_INET
         self.engine = engine
         self.info = info
@@ -95,7 +96,7 @@ class NodeHandler(BaseHTTPRequestHandler):
 
     def _read_raw(self) -> bytes:
         if "chunked" in (self.headers.get("Transfer-Encoding") or "").lower():
-            parts = []
+            parts: list[bytes] = []
             while True:
                 size = int(self.rfile.readline().split(b";")[0].strip() or b"0", 16)
                 if size == 0:
@@ -182,7 +183,7 @@ class NodeHandler(BaseHTTPRequestHandler):
         self._json(200, api.tags(self.server.info), head)
 
     def _ps(self, head: bool) -> None:
-        self._json(200, api.ps(self.server.info, self.server.engine.n_ctx), head)
+        self._json(200, api.ps(self.server.info, self._engine().n_ctx), head)
 
     def _show(self, head: bool) -> None:
         api.resolve_model(self._body(), self.server.info.name)
@@ -200,9 +201,15 @@ class NodeHandler(BaseHTTPRequestHandler):
             raise ClientGone()
         self._json(200, api.final_chunk(call, result, t0, text=result.text))
 
-    def _run(self, call: GenerateCall, on_token) -> Generation:
+    def _engine(self) -> LlamaEngine:
+        engine = self.server.engine
+        if engine is None:  # serving starts once the model is loaded: only a failed start leaves none
+            raise ApiError(503, "the model is not loaded")
+        return engine
+
+    def _run(self, call: GenerateCall, on_token: Callable[[str], bool]) -> Generation:
         try:
-            return self.server.engine.generate(
+            return self._engine().generate(
                 messages=call.messages, prompt=call.prompt, request=call.request,
                 on_token=on_token, abandoned=self._client_gone)
         except Abandoned:
@@ -267,8 +274,8 @@ class NodeServer:
         self.model_path = model_path or bundled_model_path()
         self.name, self.host, self.port = name, host, port
         self.threads, self.ctx, self.verbosity = threads, ctx, verbosity
-        self.info: ModelInfo | None = None
-        self.engine: Engine | None = None
+        self.info: ServedModel | None = None
+        self.engine: LlamaEngine | None = None
         self._httpd: NodeHTTPServer | None = None
         self._bound_port: int | None = None
         self._thread: threading.Thread | None = None
@@ -280,8 +287,15 @@ class NodeServer:
         host = f"[{self.host}]" if ":" in self.host else self.host
         return f"http://{host}:{self._bound_port}"
 
-    def start(self) -> NodeServer:
-        self.info = ModelInfo.load(self.model_path, self.name)
+    @property
+    def loaded(self) -> LlamaEngine:
+        """The engine that start() loaded."""
+        if self.engine is None:
+            raise RuntimeError("NodeServer is not started")
+        return self.engine
+
+    def start(self) -> Self:
+        self.info = ServedModel.load(self.model_path, self.name)
         ctx = self.ctx or min(4096, self.info.context_length or 4096)
         # Bind before loading the model: a busy port fails at once.
         try:
@@ -291,8 +305,8 @@ class NodeServer:
             raise OSError(e.errno, f"cannot listen on {self.host}:{self.port}: "
                           f"{e.strerror}{hint}") from e
         try:
-            self.engine = Engine(self.model_path, threads=self.threads, n_ctx=ctx,
-                                 verbosity=self.verbosity)
+            self.engine = LlamaEngine(self.model_path, threads=self.threads, n_ctx=ctx,
+                                       verbosity=self.verbosity)
         except BaseException:
             self._httpd.server_close()
             self._httpd = None
@@ -327,7 +341,7 @@ class NodeServer:
             self.engine.close()
             self.engine = None
 
-    def __enter__(self) -> NodeServer:
+    def __enter__(self) -> Self:
         return self.start()
 
     def __exit__(self, *exc: object) -> None:

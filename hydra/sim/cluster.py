@@ -8,8 +8,9 @@ different addresses, which is how real hosts look.
 from __future__ import annotations
 
 import copy
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from types import TracebackType
+from typing import Self
 
 from hydra.sim.models import NodeProfile
 from hydra.sim.presets import preset as _preset
@@ -41,7 +42,7 @@ class SimCluster:
     def __getitem__(self, name: str) -> SimNode:
         return self.node(name)
 
-    def __iter__(self):  # type: ignore[no-untyped-def]
+    def __iter__(self) -> Iterator[SimNode]:
         return iter(self.nodes)
 
     def __len__(self) -> int:
@@ -81,7 +82,7 @@ class SimCluster:
         for n in self.nodes:
             n.stop()
 
-    def __enter__(self) -> SimCluster:
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None) -> None:

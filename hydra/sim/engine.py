@@ -76,7 +76,7 @@ class _Loaded:
     expires_wall: datetime
 
 
-class Engine:
+class SimEngine:
     """Slots and loaded models of one node for one lifetime (start..kill)."""
 
     def __init__(self, profile: NodeProfile, time_scale: float, stopped: threading.Event, stats: Stats) -> None:

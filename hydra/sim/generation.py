@@ -28,7 +28,7 @@ import time
 from collections.abc import Iterator
 
 from hydra.sim import textgen
-from hydra.sim.engine import Busy, Engine, OutOfMemory, Stats, Stopped
+from hydra.sim.engine import Busy, OutOfMemory, SimEngine, Stats, Stopped
 from hydra.sim.faults import BUSY_MESSAGE, MIDSTREAM_ERROR, Fault
 from hydra.sim.request import GenRequest, RequestError, parse  # parsing lives there, this module runs
 from hydra.sim.wire import Wire, dumps, now_rfc3339
@@ -39,7 +39,7 @@ _MIDSTREAM_KINDS = ("error_midstream", "drop_midstream", "reset_midstream", "mal
 class _Run:
     """One generation: plan, timing, chunks and injected faults."""
 
-    def __init__(self, req: GenRequest, engine: Engine, wire: Wire, faults: dict[str, Fault], stats: Stats, node: str):
+    def __init__(self, req: GenRequest, engine: SimEngine, wire: Wire, faults: dict[str, Fault], stats: Stats, node: str):
         self.req, self.engine, self.wire, self.stats, self.node = req, engine, wire, stats, node
         self.profile = engine.profile
         self.slow = faults.get("slow_first_token")
@@ -57,7 +57,7 @@ class _Run:
     def _piece(self, text: str, thinking: bool, calls: list[dict] | None = None) -> dict:
         obj = self._base()
         if self.req.chat:
-            msg = {"role": "assistant", "content": "" if thinking else text}
+            msg: dict[str, object] = {"role": "assistant", "content": "" if thinking else text}
             if thinking:
                 msg["thinking"] = text
             if calls:
@@ -91,9 +91,8 @@ class _Run:
 
     # -- faults --------------------------------------------------------------
 
-    def _inject(self) -> None:
-        """Apply the armed mid-stream fault now; the response ends here."""
-        kind = self.mid.kind
+    def _inject(self, kind: str) -> None:
+        """Apply the armed mid-stream fault ``kind`` now; the response ends here."""
         self.stats.bump("faults_applied", kind)
         self.stats.add("failed")
         if kind == "drop_midstream":
@@ -118,15 +117,17 @@ class _Run:
     def _emit(self, text: str | None, thinking: bool) -> bool:
         """Deliver one token (None: the tool call); False when a fault ended the response instead."""
         if self.mid is not None and self.sent == self.mid.after_chunks:
-            self._inject()
+            self._inject(self.mid.kind)
             return False
-        if text is None:
-            self.calls.append(self.req.tool_call)
-        else:
+        call = self.req.tool_call
+        if text is None and call is not None:
+            self.calls.append(call)
+            if self.req.stream:
+                self.wire.chunk(self._piece("", False, [call]))
+        elif text is not None:
             (self.thinking if thinking else self.content).append(text)
-        if self.req.stream:
-            piece = self._piece("", False, [self.req.tool_call]) if text is None else self._piece(text, thinking)
-            self.wire.chunk(piece)
+            if self.req.stream:
+                self.wire.chunk(self._piece(text, thinking))
         self.sent += 1
         return True
 
@@ -135,10 +136,10 @@ class _Run:
     def _plan(self) -> tuple[int, int, str]:
         req, name = self.req, self.req.model.name
         n_think = 0
-        if req.think:
+        if req.think and req.think_tokens is not None:
             n_think = req.think_tokens
-            if n_think is None:
-                n_think = req.model.think_tokens or textgen.default_think_length(name, req.key)
+        elif req.think:
+            n_think = req.model.think_tokens or textgen.default_think_length(name, req.key)
         if req.tool_call is not None:  # thinking (within num_predict), then the call
             return min(n_think, req.num_predict if req.num_predict is not None else n_think), 0, "stop"
         if req.num_predict is not None:
@@ -207,7 +208,7 @@ class _Run:
                 if not self._emit(token, thinking):
                     return
             if self.mid is not None:
-                self._inject()  # the generation was shorter than after_chunks
+                self._inject(self.mid.kind)  # the generation was shorter than after_chunks
                 return
             eval_count = self.sent
             queue_sim = queue_wait_real / engine.time_scale
@@ -231,7 +232,7 @@ class _Run:
             engine.release_model(req.model, req.keep_alive_s)
 
 
-def _load_only(req: GenRequest, engine: Engine, wire: Wire) -> None:
+def _load_only(req: GenRequest, engine: SimEngine, wire: Wire) -> None:
     """Empty prompt: load (or with keep_alive 0, unload) and answer at once."""
     if req.keep_alive_s == 0:
         engine.unload(req.model)
@@ -249,7 +250,7 @@ def _load_only(req: GenRequest, engine: Engine, wire: Wire) -> None:
     wire.send_json(200, obj)
 
 
-def handle(chat: bool, raw_body: bytes, engine: Engine, wire: Wire, faults: dict[str, Fault], stats: Stats, node: str) -> None:
+def handle(chat: bool, raw_body: bytes, engine: SimEngine, wire: Wire, faults: dict[str, Fault], stats: Stats, node: str) -> None:
     """Serve one generate/chat request; never raises for request problems."""
     try:
         try:

@@ -68,73 +68,107 @@ class GenRequest:
 def parse(chat: bool, body: object, profile: NodeProfile) -> GenRequest:
     if not isinstance(body, dict):
         raise RequestError(400, "invalid request body: expected a JSON object")
+    label, model = _model(body, profile)
+    think = _think(body, label, model)
+    options = body.get("options") or {}
+    if not isinstance(options, dict):
+        raise RequestError(400, "options must be a JSON object")
+    prompt = _chat_prompt(body) if chat else _generate_prompt(body)
+    return GenRequest(
+        chat=chat,
+        label=label,
+        model=model,
+        stream=body.get("stream", True) is not False,
+        think=think,
+        key=prompt.key,
+        prompt_tokens=textgen.prompt_token_count(prompt.texts, len(prompt.messages)),
+        keep_alive_s=parse_keep_alive(body.get("keep_alive")),
+        empty=prompt.empty,
+        num_predict=_num_predict(options),
+        think_tokens=_think_tokens(options),
+        stop=_stop_sequences(options),
+        json_key=_json_key(body.get("format")),
+        tool_call=_tool_call(body.get("tools") if chat else None, prompt),
+    )
+
+
+@dataclass
+class _Prompt:
+    key: str  # what the deterministic text is derived from
+    texts: list[str]  # what the prompt's tokens are counted over
+    empty: bool
+    messages: list[dict] = field(default_factory=list)  # chat only
+
+
+def _model(body: dict, profile: NodeProfile) -> tuple[str, SimModel]:
     label = body.get("model")
     if not isinstance(label, str) or not label.strip():
         raise RequestError(400, "model is required")
     model = profile.model(label)
     if model is None:
         raise RequestError(404, f'model "{label}" not found, try pulling it first')
-    think_value = body.get("think")
-    if think_value is None or think_value is False:
-        think = False
-    elif think_value is True or think_value in THINK_LEVELS:
-        think = True
-    else:
-        raise RequestError(400, f"invalid think value: {think_value!r} (expected true, false, low, medium or high)")
-    if think and not model.thinking:
+    return label, model
+
+
+def _think(body: dict, label: str, model: SimModel) -> bool:
+    value = body.get("think")
+    if value is None or value is False:
+        return False
+    if value is not True and value not in THINK_LEVELS:
+        raise RequestError(400, f"invalid think value: {value!r} (expected true, false, low, medium or high)")
+    if not model.thinking:
         raise RequestError(400, f'"{label}" does not support thinking')
-    options = body.get("options") or {}
-    if not isinstance(options, dict):
-        raise RequestError(400, "options must be a JSON object")
+    return True
 
-    if chat:
-        messages = body.get("messages") or []
-        if not isinstance(messages, list) or not all(isinstance(m, dict) for m in messages):
-            raise RequestError(400, "messages must be a list of objects")
-        texts = [str(m.get("content") or "") for m in messages]
-        key = "\n".join(f"{m.get('role', 'user')}: {t}" for m, t in zip(messages, texts))
-        empty, n_messages = not messages, len(messages)
-    else:
-        prompt = body.get("prompt") or ""
-        if not isinstance(prompt, str):
-            raise RequestError(400, "prompt must be a string")
-        system = body.get("system") or ""
-        texts = [str(system), prompt]
-        key, empty, n_messages = prompt, not prompt, 0
 
-    req = GenRequest(
-        chat=chat,
-        label=label,
-        model=model,
-        stream=body.get("stream", True) is not False,
-        think=think,
-        key=key,
-        prompt_tokens=textgen.prompt_token_count(texts, n_messages),
-        keep_alive_s=parse_keep_alive(body.get("keep_alive")),
-        empty=empty,
-    )
-    num_predict = options.get("num_predict")
-    if num_predict is not None:
-        if not isinstance(num_predict, int) or isinstance(num_predict, bool):
-            raise RequestError(400, f"option num_predict must be an integer, got {num_predict!r}")
-        req.num_predict = num_predict if num_predict >= 0 else None  # -1/-2: unlimited
-    think_tokens = options.get("sim_think_tokens")
-    if think_tokens is not None:
-        if not isinstance(think_tokens, int) or think_tokens < 0:
-            raise RequestError(400, f"option sim_think_tokens must be an integer >= 0, got {think_tokens!r}")
-        req.think_tokens = think_tokens
+def _chat_prompt(body: dict) -> _Prompt:
+    messages = body.get("messages") or []
+    if not isinstance(messages, list) or not all(isinstance(m, dict) for m in messages):
+        raise RequestError(400, "messages must be a list of objects")
+    texts = [str(m.get("content") or "") for m in messages]
+    key = "\n".join(f"{m.get('role', 'user')}: {t}" for m, t in zip(messages, texts, strict=True))
+    return _Prompt(key=key, texts=texts, empty=not messages, messages=messages)
+
+
+def _generate_prompt(body: dict) -> _Prompt:
+    prompt = body.get("prompt") or ""
+    if not isinstance(prompt, str):
+        raise RequestError(400, "prompt must be a string")
+    system = body.get("system") or ""
+    return _Prompt(key=prompt, texts=[str(system), prompt], empty=not prompt)
+
+
+def _num_predict(options: dict) -> int | None:
+    value = options.get("num_predict")
+    if value is None:
+        return None
+    if not isinstance(value, int) or isinstance(value, bool):
+        raise RequestError(400, f"option num_predict must be an integer, got {value!r}")
+    return value if value >= 0 else None  # -1/-2: unlimited
+
+
+def _think_tokens(options: dict) -> int | None:
+    value = options.get("sim_think_tokens")
+    if value is not None and (not isinstance(value, int) or value < 0):
+        raise RequestError(400, f"option sim_think_tokens must be an integer >= 0, got {value!r}")
+    return value
+
+
+def _stop_sequences(options: dict) -> list[str]:
     stop = options.get("stop") or []
-    req.stop = [stop] if isinstance(stop, str) else [s for s in stop if isinstance(s, str) and s]
-    req.json_key = _json_key(body.get("format"))
-    tools = body.get("tools") if chat else None
+    return [stop] if isinstance(stop, str) else [s for s in stop if isinstance(s, str) and s]
+
+
+def _tool_call(tools: object, prompt: _Prompt) -> dict | None:
+    """The call the model answers with: the first tool's, when the last message is the user's."""
     if tools is not None and (not isinstance(tools, list) or not all(isinstance(t, dict) for t in tools)):
         raise RequestError(400, "tools must be a list of objects")
-    if tools and messages and messages[-1].get("role") == "user":
-        try:
-            req.tool_call = textgen.tool_call(tools[0], key)
-        except ValueError as exc:
-            raise RequestError(400, str(exc)) from None
-    return req
+    if not tools or not prompt.messages or prompt.messages[-1].get("role") != "user":
+        return None
+    try:
+        return textgen.tool_call(tools[0], prompt.key)
+    except ValueError as exc:
+        raise RequestError(400, str(exc)) from None
 
 
 def _json_key(fmt: object) -> str | None:

@@ -19,8 +19,9 @@ import sys
 import threading
 from http.server import ThreadingHTTPServer
 from types import TracebackType
+from typing import Self
 
-from hydra.sim.engine import Engine, Stats
+from hydra.sim.engine import SimEngine, Stats
 from hydra.sim.faults import FaultSet, make_fault
 from hydra.sim.handler import SimHandler
 from hydra.sim.models import NodeProfile
@@ -53,7 +54,7 @@ def free_port(host: str = "127.0.0.1") -> int:
 class _Life:
     """What one listening period owns; replaced on every (re)start."""
 
-    def __init__(self, engine: Engine, stopped: threading.Event) -> None:
+    def __init__(self, engine: SimEngine, stopped: threading.Event) -> None:
         self.engine = engine
         self.stopped = stopped
         self._lock = threading.Lock()
@@ -95,14 +96,15 @@ class _Server(ThreadingHTTPServer):
     def server_bind(self) -> None:
         # HTTPServer.server_bind does a reverse DNS lookup (getfqdn); skip it.
         socketserver.TCPServer.server_bind(self)
-        self.server_name, self.server_port = self.server_address[:2]
+        host, port = self.server_address[:2]
+        self.server_name, self.server_port = str(host), int(port)
 
     def handle_error(self, request: object, client_address: object) -> None:
         exc = sys.exc_info()[1]
         if isinstance(exc, OSError):
             log.debug("%s: connection error from %s: %s", self.node.profile.name, client_address, exc)
         else:
-            log.error("%s: error serving %s", self.node.profile.name, client_address, exc_info=True)
+            log.error("%s: error serving %s", self.node.profile.name, client_address, exc_info=exc)
 
 
 class SimNode:
@@ -139,12 +141,12 @@ class SimNode:
 
     # -- lifecycle -------------------------------------------------------------
 
-    def start(self) -> SimNode:
+    def start(self) -> Self:
         with self._lock:
             if self._server is not None:
                 return self
             stopped = threading.Event()
-            life = _Life(Engine(self.profile, self.time_scale, stopped, self.counters), stopped)
+            life = _Life(SimEngine(self.profile, self.time_scale, stopped, self.counters), stopped)
             server = _Server((self.host, self.port), self, life)
             self.port = int(server.server_address[1])
             thread = threading.Thread(
@@ -186,7 +188,7 @@ class SimNode:
     def stop(self) -> None:
         self.kill()
 
-    def __enter__(self) -> SimNode:
+    def __enter__(self) -> Self:
         return self.start()
 
     def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None) -> None:

@@ -116,7 +116,7 @@ def tool_call(tool: object, prompt: str) -> dict:
     one word from the prompt's hash. ValueError when the tool is not a function with a name."""
     function = tool.get("function") if isinstance(tool, dict) else None
     name = function.get("name") if isinstance(function, dict) else None
-    if not isinstance(name, str) or not name:
+    if not isinstance(function, dict) or not isinstance(name, str) or not name:
         raise ValueError(f'invalid tool: {tool!r} (expected {{"type": "function", "function": {{"name": ...}}}})')
     parameters = function.get("parameters")
     properties = parameters.get("properties") if isinstance(parameters, dict) else None

@@ -48,7 +48,7 @@ def fmt_seconds(s: float | None) -> str:
         return f"{s * 1000:.0f} ms"
     if s < 60:
         return f"{s:.1f} s"
-    minutes, seconds = divmod(int(round(s)), 60)
+    minutes, seconds = divmod(round(s), 60)
     return f"{minutes} min {seconds} s"
 
 

@@ -205,8 +205,9 @@ def _add_node(hydra: Hydra) -> None:
         return
     for key, value in _NODE_DEFAULTS.items():
         s[key] = value
-    s["node:flash"] = [("success", f"Added node **{spec.name}** ({spec.url}); saved. Its health shows below "
-                                   "and on the Nodes page within a few seconds.")]
+    added = (f"Added node **{spec.name}** ({spec.url}); saved. Its health shows below "
+             "and on the Nodes page within a few seconds.")
+    s["node:flash"] = [("success", added)]
 
 
 def remove_node_button(hydra: Hydra, name: str) -> None:

@@ -3,14 +3,16 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Mapping
+from dataclasses import dataclass
 
 import psutil
 import streamlit as st
 
 from hydra.service import Hydra
 from hydra.sollol.types import ClusterSnapshot
-from hydra.ui import engine
 from hydra.ui import formatting as fmt
+from hydra.ui import shared
 
 SIDEBAR_EVERY = 5.0
 # (file, label, icon). Streamlit's own page list is hidden (client.showSidebarNavigation = false)
@@ -25,7 +27,7 @@ PAGES = (("app.py", "Tasks", ":material/bolt:"),
 def page(title: str) -> Hydra:
     """Every page starts here: page config, the shared Hydra (or why it cannot start), the sidebar."""
     st.set_page_config(page_title=f"{title} · Hydra", page_icon=":material/hub:", layout="wide")
-    hydra = engine.hydra_or_stop()
+    hydra = shared.hydra_or_stop()
     with st.sidebar:
         st.markdown("### :material/hub: Hydra")
         for path, label, icon in PAGES:
@@ -95,16 +97,24 @@ def host_panel(snap: ClusterSnapshot) -> None:
                        text=f"Memory {fmt.fmt_mb(used_mb)} / {fmt.fmt_mb(memory.total / 2**20)} used")
 
 
-def _busy_idle(times: object) -> tuple[float, float]:
-    fields = times._asdict()  # type: ignore[attr-defined]
+def _busy_idle(fields: Mapping[str, float]) -> tuple[float, float]:
+    """(busy, idle) seconds from the fields of ``psutil.cpu_times()``."""
     # guest time is already counted in user time on Linux; idle includes waiting for I/O.
     total = sum(fields.values()) - fields.get("guest", 0.0) - fields.get("guest_nice", 0.0)
     idle = fields.get("idle", 0.0) + fields.get("iowait", 0.0)
     return total - idle, idle
 
 
+@dataclass
+class _CpuSample:
+    at: float  # time.monotonic() of the sample
+    busy: float
+    idle: float
+    percent: float | None = None  # since the sample before; None until there is one
+
+
 _cpu_lock = threading.Lock()
-_cpu_state: dict[str, object] = {"at": time.monotonic(), "times": _busy_idle(psutil.cpu_times()), "value": None}
+_cpu = _CpuSample(time.monotonic(), *_busy_idle(psutil.cpu_times()._asdict()))
 
 
 def cpu_percent(min_interval_s: float = 1.0) -> float | None:
@@ -115,14 +125,13 @@ def cpu_percent(min_interval_s: float = 1.0) -> float | None:
     """
     with _cpu_lock:
         now = time.monotonic()
-        if now - float(_cpu_state["at"]) >= min_interval_s:
-            busy, idle = _busy_idle(psutil.cpu_times())
-            busy0, idle0 = _cpu_state["times"]  # type: ignore[misc]
-            elapsed = (busy - busy0) + (idle - idle0)
+        if now - _cpu.at >= min_interval_s:
+            busy, idle = _busy_idle(psutil.cpu_times()._asdict())
+            elapsed = (busy - _cpu.busy) + (idle - _cpu.idle)
             if elapsed > 0:
-                _cpu_state["value"] = max(0.0, min(100.0, 100.0 * (busy - busy0) / elapsed))
-            _cpu_state.update(at=now, times=(busy, idle))
-        return _cpu_state["value"]  # type: ignore[return-value]
+                _cpu.percent = max(0.0, min(100.0, 100.0 * (busy - _cpu.busy) / elapsed))
+            _cpu.at, _cpu.busy, _cpu.idle = now, busy, idle
+        return _cpu.percent
 
 
 def live_counts(snap: ClusterSnapshot) -> None:

@@ -10,11 +10,13 @@ table follow.
 from __future__ import annotations
 
 from collections.abc import Callable
+from functools import partial
 from typing import Any
 
 import streamlit as st
 
 from hydra.service import Hydra
+from hydra.sollol import TaskHandle, TaskView
 from hydra.sollol.errors import HydraError
 from hydra.sollol.types import RoutingMode
 from hydra.ui import formatting as fmt
@@ -105,10 +107,11 @@ def _submit(hydra: Hydra) -> None:
 
 # --- live task cards ---------------------------------------------------------------------
 
-def _shown(hydra: Hydra) -> list[tuple[Any, Any]]:
+def _shown(hydra: Hydra) -> list[tuple[TaskHandle, TaskView]]:
     """(handle, view) pairs to draw: every active task plus the newest finished ones, oldest first."""
     dismissed = st.session_state.get(_DISMISSED, set())
-    active, finished = [], []
+    active: list[tuple[TaskHandle, TaskView]] = []
+    finished: list[tuple[TaskHandle, TaskView]] = []
     for handle in hydra.tasks(limit=50):
         if handle.id in dismissed:
             continue
@@ -150,8 +153,8 @@ def _live_panel(hydra: Hydra) -> None:
         for column, (handle, view) in zip(columns, shown[start:start + PER_ROW], strict=False):
             with column:
                 task_card(view, assessment=handle.assessment, on_cancel=handle.cancel,
-                          on_dismiss=lambda tid=view.task_id: _dismiss([tid]),
-                          on_resubmit=_guarded(lambda tid=view.task_id: hydra.resubmit(tid), "Resubmit failed"))
+                          on_dismiss=partial(_dismiss, [view.task_id]),
+                          on_resubmit=_guarded(partial(hydra.resubmit, view.task_id), "Resubmit failed"))
 
 
 def _dismiss(task_ids: list[str]) -> None:
@@ -176,7 +179,7 @@ def history(hydra: Hydra, limit: int = 50) -> None:
             text.markdown(f"{fmt.status_badge(row['status'])} {fmt.md_escape(fmt.one_line(row['prompt'], 70))}"
                           f"{reason}")
             button.button("Resubmit", key=f"history-resubmit-{row['id']}", icon=":material/replay:",
-                          on_click=_guarded(lambda tid=row["id"]: hydra.resubmit(tid), "Resubmit failed"))
+                          on_click=_guarded(partial(hydra.resubmit, row["id"]), "Resubmit failed"))
     with st.expander("Read a past answer"):
         by_id = {r["id"]: r for r in rows}
         if st.session_state.get("history_pick") not in by_id:

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from streamlit.testing.v1 import AppTest
 
-from hydra.ui.engine import get_hydra
+from hydra.ui.shared import get_hydra
 
 ROOT = Path(__file__).resolve().parents[2]
 APP = str(ROOT / "app.py")

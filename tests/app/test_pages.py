@@ -4,7 +4,7 @@ from __future__ import annotations
 import pytest
 from apphelpers import PAGES, texts, wait_healthy
 
-from hydra.ui.engine import get_hydra
+from hydra.ui.shared import get_hydra
 
 TITLES = {"pages/1_Nodes.py": "Nodes", "pages/2_Distribution.py": "Distribution",
           "pages/3_Reasoning.py": "Reasoning", "pages/4_Settings.py": "Settings"}

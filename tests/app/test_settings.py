@@ -5,7 +5,7 @@ import pytest
 from apphelpers import texts, wait_healthy
 
 from hydra.sollol.types import RoutingMode
-from hydra.ui.engine import get_hydra
+from hydra.ui.shared import get_hydra
 
 SETTINGS = "pages/4_Settings.py"
 REASONING = "pages/3_Reasoning.py"

@@ -6,7 +6,7 @@ from streamlit.testing.v1 import AppTest
 
 from hydra.history import History
 from hydra.sollol.types import Task, TaskEvent, TaskStatus
-from hydra.ui.engine import get_hydra
+from hydra.ui.shared import get_hydra
 
 PALINDROME = "Generate a Python function that checks whether a string is a palindrome"
 SEED_TASKS = [PALINDROME,

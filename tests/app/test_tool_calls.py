@@ -4,7 +4,7 @@ from __future__ import annotations
 from apphelpers import answers, wait_healthy, wait_until
 
 from hydra.sollol.types import TaskStatus
-from hydra.ui.engine import get_hydra
+from hydra.ui.shared import get_hydra
 
 TOOLS = [{"type": "function", "function": {"name": "get_weather", "description": "Weather in a city",
                                            "parameters": {"type": "object", "properties": {"days": {"type": "integer"}},

@@ -20,7 +20,7 @@ from hydra.gateway.stream import SUBMIT_THREADS, TaskResponse, submit
 from hydra.service import Hydra
 from hydra.sim import SimCluster
 from hydra.sollol.handle import TaskHandle, TaskState
-from hydra.sollol.types import RoutingMode, Task, TaskResult, TaskStatus
+from hydra.sollol.types import FailureKind, RoutingMode, Task, TaskResult, TaskStatus
 
 TIMEOUT = 20.0
 
@@ -216,11 +216,33 @@ def test_a_failed_write_cancels_the_task_and_closes_the_reader() -> None:
 
 def test_a_task_that_fails_before_its_first_byte_is_a_json_error() -> None:
     state, handle = _task()
-    state.finish(TaskStatus.FAILED, error="no node could run it")
+    state.finish(TaskStatus.FAILED, error="no node could run it", failure=FailureKind.NO_ROUTE)
     client, finished = _Client(), []
     asyncio.run(_respond(handle, client, finished)({"type": "http"}, client.receive, client.send))
     start = next(m for m in client.messages if m["type"] == "http.response.start")
     assert start["status"] == 503 and json.loads(client.bodies()[0]) == {"error": "no node could run it"}
+
+
+_EXPECTED_STATUS = {FailureKind.NO_ROUTE: 503, FailureKind.REJECTED: 400, FailureKind.NODE_FAILED: 502,
+                    FailureKind.DEADLINE: 504, FailureKind.CANCELLED: 499, FailureKind.SHUTDOWN: 503,
+                    FailureKind.INTERRUPTED: 503}
+
+
+@pytest.mark.parametrize("stream", [True, False], ids=["stream", "whole"])
+@pytest.mark.parametrize("kind", list(FailureKind), ids=lambda k: k.value)
+def test_the_status_of_a_failure_comes_from_its_kind_not_its_text(kind: FailureKind, stream: bool) -> None:
+    """The same text for every kind (the one the gateway used to look for): only the kind decides."""
+    state, handle = _task()
+    status = TaskStatus.CANCELLED if kind is FailureKind.CANCELLED else TaskStatus.FAILED
+    message = f"no node could run this task; the node said: bad request for {kind.value}"
+    state.finish(status, error=message, failure=kind)
+    client, finished = _Client(), []
+    response = TaskResponse(handle, OllamaRenderer(True, None, None), stream=stream,
+                            on_finish=lambda h, r: finished.append(r))
+    asyncio.run(response({"type": "http"}, client.receive, client.send))
+    start = next(m for m in client.messages if m["type"] == "http.response.start")
+    assert start["status"] == _EXPECTED_STATUS[kind]
+    assert json.loads(client.bodies()[0]) == {"error": message}  # the node's own words, e.g. why it refused
 
 
 def test_a_submit_whose_request_is_gone_cancels_the_task_it_made() -> None:

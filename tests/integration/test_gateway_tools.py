@@ -100,7 +100,7 @@ def test_openai_client_gets_the_call_and_answers_after_the_result(gateway: Gatew
         assert answer.choices[0].finish_reason == "stop" and not answer.choices[0].message.tool_calls
         text = answer.choices[0].message.content or ""
     assert text.startswith("[simulated llama3.2:3b")
-    sent = gateway.hydra.tasks(1)[0].task.messages  # as the node got them: in Ollama's shape
+    sent = gateway.service.tasks(1)[0].task.messages  # as the node got them: in Ollama's shape
     assert sent[-2]["tool_calls"] == [{"function": {"name": name, "arguments": json.loads(arguments)}}]
     assert sent[-1] == {"role": "tool", "content": "Sunny, 21 degrees", "tool_name": "get_weather"}
 

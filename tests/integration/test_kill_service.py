@@ -27,10 +27,16 @@ CHILD = textwrap.dedent("""
                             "SOLLOL_DISCOVER_LOCALHOST": "false", "HYDRA_GATEWAY_PORT": "0"}).start()
     handles = [hydra.submit(f"Write a long essay number {i}", max_tokens=400) for i in range(n)]
     print(json.dumps([h.id for h in handles]), flush=True)
+    ids = {h.id for h in handles}
+
+    def partial_saved():
+        # What the parent checks: an unfinished task whose partial text the saver has written.
+        return any(row["id"] in ids and row["status"] == "running" and row["text"]
+                   for row in hydra.history.recent_tasks(limit=1000))
+
     deadline = time.monotonic() + 30
-    while time.monotonic() < deadline and not any(h.view().text for h in handles):
+    while time.monotonic() < deadline and not partial_saved():
         time.sleep(0.05)
-    time.sleep(2.5)  # let the partial-text saver write some output
     os.kill(os.getpid(), signal.SIGKILL)
 """)
 

@@ -10,7 +10,7 @@ import pytest
 from hydra.node import api
 from hydra.node.engine import EngineError, sampling_request
 from hydra.node.fifo import Abandoned, FairLock
-from hydra.node.model_files import ModelInfo, bundled_model_path, human_parameters
+from hydra.node.model_files import ServedModel, bundled_model_path, human_parameters
 from hydra.node.server import is_loopback
 
 OURS = "smollm2:135m"
@@ -106,7 +106,7 @@ def test_human_parameters(n, label):
 
 
 def test_gguf_header_of_the_bundled_model():
-    info = ModelInfo.load(bundled_model_path(), OURS)
+    info = ServedModel.load(bundled_model_path(), OURS)
     assert info.details() == {"parent_model": "", "format": "gguf", "family": "llama",
                               "families": ["llama"], "parameter_size": "135M",
                               "quantization_level": "Q4_1"}

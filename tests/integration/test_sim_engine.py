@@ -10,7 +10,7 @@ import ollama
 import pytest
 
 from hydra.sim import BUSY_MESSAGE, SimNode
-from hydra.sim.testing import profile, sim_node, sim_node_factory, wait_until  # noqa: F401 (fixtures)
+from hydra.sim.testing import profile, wait_until
 
 pytestmark = pytest.mark.timeout(60)
 SEVEN, SMALL, LLAMA = "qwen2.5-coder:7b", "qwen2.5-coder:1.5b", "llama3.2:3b"
@@ -38,7 +38,7 @@ class Background:
         def run() -> None:
             try:
                 self.results[key] = fn()
-            except Exception as exc:  # kept for the test to inspect
+            except Exception as exc:  # noqa: BLE001 - kept for the test to inspect
                 self.results[key] = exc
 
         t = threading.Thread(target=run, daemon=True)
@@ -57,7 +57,7 @@ def gen(node: SimNode, model: str, n: int, **kw: object) -> Callable[[], ollama.
     return lambda: client.generate(model=model, prompt="work", options={"num_predict": n}, **kw)
 
 
-def test_lru_idle_model_is_evicted_when_memory_is_full(sim_node_factory) -> None:  # noqa: F811
+def test_lru_idle_model_is_evicted_when_memory_is_full(sim_node_factory) -> None:
     # 7b (4960 MB) + 1.5b (1300 MB) fit in 6500 MB; llama3.2:3b (2320 MB) does not fit beside both.
     node = sim_node_factory(profile("gpu", gpu=True, memory_mb=6_500))
     for model in (SEVEN, SMALL):
@@ -74,20 +74,20 @@ def test_lru_idle_model_is_evicted_when_memory_is_full(sim_node_factory) -> None
     assert sum(m.size_vram for m in ps) <= 6_500 * 1_000_000
 
 
-def test_warm_model_skips_load_time(sim_node: SimNode) -> None:  # noqa: F811
+def test_warm_model_skips_load_time(sim_node: SimNode) -> None:
     cold = gen(sim_node, SMALL, 3)()
     warm = gen(sim_node, SMALL, 3)()
     assert cold.load_duration / 1e9 == pytest.approx(sim_node.profile.load_s(sim_node.profile.model(SMALL)))
     assert warm.load_duration == 0
 
 
-def test_keep_alive_zero_unloads_after_the_request(sim_node: SimNode) -> None:  # noqa: F811
+def test_keep_alive_zero_unloads_after_the_request(sim_node: SimNode) -> None:
     gen(sim_node, SMALL, 2)()
     r = gen(sim_node, LLAMA, 2, keep_alive=0)()
     assert r.done and ps_names(sim_node) == [SMALL]
 
 
-def test_keep_alive_durations(sim_node: SimNode) -> None:  # noqa: F811
+def test_keep_alive_durations(sim_node: SimNode) -> None:
     client = client_for(sim_node.url)
     gen(sim_node, SMALL, 1, keep_alive=-1)()
     gen(sim_node, LLAMA, 1, keep_alive="1s")()  # 1 simulated second = 20 ms at FAST
@@ -99,7 +99,7 @@ def test_keep_alive_durations(sim_node: SimNode) -> None:  # noqa: F811
     assert 0 < expires - time.time() <= 300 * sim_node.time_scale + 1
 
 
-def test_empty_prompt_loads_and_keep_alive_zero_unloads(sim_node: SimNode) -> None:  # noqa: F811
+def test_empty_prompt_loads_and_keep_alive_zero_unloads(sim_node: SimNode) -> None:
     client = client_for(sim_node.url)
     assert client.generate(model=SMALL).done_reason == "load"
     assert client.chat(model=LLAMA, messages=[]).done_reason == "load"
@@ -108,7 +108,7 @@ def test_empty_prompt_loads_and_keep_alive_zero_unloads(sim_node: SimNode) -> No
     assert ps_names(sim_node) == [LLAMA]
 
 
-def test_concurrent_requests_for_a_cold_model_load_it_once(sim_node_factory) -> None:  # noqa: F811
+def test_concurrent_requests_for_a_cold_model_load_it_once(sim_node_factory) -> None:
     node = sim_node_factory(profile("wide", slots=6), time_scale=0.2)  # a 1 s load: all six arrive during it
     bg = Background()
     for i in range(6):
@@ -120,7 +120,7 @@ def test_concurrent_requests_for_a_cold_model_load_it_once(sim_node_factory) -> 
     assert node.stats()["max_in_flight_seen"] == 6
 
 
-def test_slots_bound_concurrency_and_everyone_finishes(sim_node_factory) -> None:  # noqa: F811
+def test_slots_bound_concurrency_and_everyone_finishes(sim_node_factory) -> None:
     node = sim_node_factory(profile("two", slots=2), time_scale=0.05)
     gen(node, SMALL, 1)()  # warm: only generation time overlaps below
     bg = Background()
@@ -134,7 +134,7 @@ def test_slots_bound_concurrency_and_everyone_finishes(sim_node_factory) -> None
     assert stats["generations"] == 5 and stats["in_flight"] == 0 and stats["queued"] == 0
 
 
-def test_queue_is_fifo(sim_node_factory) -> None:  # noqa: F811
+def test_queue_is_fifo(sim_node_factory) -> None:
     node = sim_node_factory(profile("one", slots=1), time_scale=0.05)
     gen(node, SMALL, 1)()
     bg = Background()
@@ -142,21 +142,21 @@ def test_queue_is_fifo(sim_node_factory) -> None:  # noqa: F811
     assert wait_until(lambda: node.stats()["in_flight"] == 1)
     for i, key in enumerate(("second", "third", "fourth"), start=1):
         bg.start(key, gen(node, SMALL, 3))
-        assert wait_until(lambda: node.stats()["queued"] == i)
+        assert wait_until(lambda i=i: node.stats()["queued"] == i)
     bg.join()
     # Server-side completion times: client threads may wake up in any order.
     order = sorted(bg.results, key=lambda key: bg.results[key].created_at)
     assert order == ["first", "second", "third", "fourth"]
 
 
-def test_full_queue_answers_503(sim_node_factory) -> None:  # noqa: F811
+def test_full_queue_answers_503(sim_node_factory) -> None:
     node = sim_node_factory(profile("tight", slots=1, max_queue=2), time_scale=0.05)
     bg = Background()
     bg.start("running", gen(node, SMALL, 10_000))  # ~11 s: cut short by kill() below
     assert wait_until(lambda: node.stats()["in_flight"] == 1)
     for i in (1, 2):
         bg.start(f"queued{i}", gen(node, SMALL, 1))
-        assert wait_until(lambda: node.stats()["queued"] == i)
+        assert wait_until(lambda i=i: node.stats()["queued"] == i)
     with pytest.raises(ollama.ResponseError) as err:
         gen(node, SMALL, 1)()
     assert err.value.status_code == 503 and err.value.error == BUSY_MESSAGE
@@ -166,7 +166,7 @@ def test_full_queue_answers_503(sim_node_factory) -> None:  # noqa: F811
     assert all(isinstance(r, Exception) for r in bg.results.values()), bg.results
 
 
-def test_model_larger_than_memory_is_an_error(sim_node_factory) -> None:  # noqa: F811
+def test_model_larger_than_memory_is_an_error(sim_node_factory) -> None:
     node = sim_node_factory(profile("small", memory_mb=3_000))
     with pytest.raises(ollama.ResponseError) as err:
         gen(node, SEVEN, 1)()
@@ -174,7 +174,7 @@ def test_model_larger_than_memory_is_an_error(sim_node_factory) -> None:  # noqa
     assert gen(node, SMALL, 1)().eval_count == 1
 
 
-def test_load_waits_for_a_busy_model_to_be_released(sim_node_factory) -> None:  # noqa: F811
+def test_load_waits_for_a_busy_model_to_be_released(sim_node_factory) -> None:
     # 5500 MB holds the 7b (4960) or the 1.5b (1300), never both.
     node = sim_node_factory(profile("cramped", gpu=True, memory_mb=5_500), time_scale=0.05)
     bg = Background()

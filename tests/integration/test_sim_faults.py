@@ -25,21 +25,21 @@ import ollama
 import pytest
 
 from hydra.sim import BUSY_MESSAGE, SimNode
-from hydra.sim.testing import profile, sim_node, sim_node_factory, wait_until  # noqa: F401 (fixtures)
+from hydra.sim.testing import profile, wait_until
 
 pytestmark = pytest.mark.timeout(60)
 SMALL = "qwen2.5-coder:1.5b"
 
 
 @pytest.fixture
-def client(sim_node: SimNode) -> ollama.Client:  # noqa: F811
+def client(sim_node: SimNode) -> ollama.Client:
     with ollama.Client(host=sim_node.url, timeout=5) as c:
         yield c
 
 
 def stream(client: ollama.Client, received: list, n: int = 20) -> None:
     for chunk in client.generate(model=SMALL, prompt="fault", stream=True, options={"num_predict": n}):
-        received.append(chunk)
+        received.append(chunk)  # noqa: PERF402 - one at a time: other threads watch the list grow
 
 
 def works(client: ollama.Client) -> bool:
@@ -51,7 +51,7 @@ def works(client: ollama.Client) -> bool:
     ("busy_503", 503, BUSY_MESSAGE),
 ])
 @pytest.mark.parametrize("streaming", [True, False], ids=["stream", "no-stream"])
-def test_status_faults_raise_response_error(client, sim_node, kind, status, message, streaming) -> None:  # noqa: F811
+def test_status_faults_raise_response_error(client, sim_node, kind, status, message, streaming) -> None:
     sim_node.set_fault(kind, count=1)
     with pytest.raises(ollama.ResponseError) as err:
         if streaming:
@@ -63,7 +63,7 @@ def test_status_faults_raise_response_error(client, sim_node, kind, status, mess
     assert sim_node.stats()["faults_applied"] == {kind: 1}
 
 
-def test_error_line_midstream(client, sim_node) -> None:  # noqa: F811
+def test_error_line_midstream(client, sim_node) -> None:
     sim_node.set_fault("error_midstream", after_chunks=4)
     received: list = []
     with pytest.raises(ollama.ResponseError) as err:
@@ -77,7 +77,7 @@ def test_error_line_midstream(client, sim_node) -> None:  # noqa: F811
     assert works(client)
 
 
-def test_dropped_connection_midstream(client, sim_node) -> None:  # noqa: F811
+def test_dropped_connection_midstream(client, sim_node) -> None:
     sim_node.set_fault("drop_midstream", after_chunks=3, count=2)
     received: list = []
     with pytest.raises(httpx.RemoteProtocolError):
@@ -88,7 +88,7 @@ def test_dropped_connection_midstream(client, sim_node) -> None:  # noqa: F811
     assert works(client)
 
 
-def test_reset_connection_midstream(client, sim_node) -> None:  # noqa: F811
+def test_reset_connection_midstream(client, sim_node) -> None:
     sim_node.set_fault("reset_midstream", after_chunks=5, count=2)
     received: list = []
     with pytest.raises(httpx.ReadError):
@@ -99,7 +99,7 @@ def test_reset_connection_midstream(client, sim_node) -> None:  # noqa: F811
     assert works(client)
 
 
-def test_malformed_json_midstream(client, sim_node) -> None:  # noqa: F811
+def test_malformed_json_midstream(client, sim_node) -> None:
     sim_node.set_fault("malformed_json", after_chunks=2, count=2)
     received: list = []
     with pytest.raises(json.JSONDecodeError):
@@ -110,7 +110,7 @@ def test_malformed_json_midstream(client, sim_node) -> None:  # noqa: F811
     assert works(client)
 
 
-def test_hang_times_out_the_client(sim_node) -> None:  # noqa: F811
+def test_hang_times_out_the_client(sim_node) -> None:
     sim_node.set_fault("hang", count=2)
     impatient = ollama.Client(host=sim_node.url, timeout=0.3)
     start = time.monotonic()
@@ -122,7 +122,7 @@ def test_hang_times_out_the_client(sim_node) -> None:  # noqa: F811
     assert works(impatient)
 
 
-def test_hang_ends_after_delay_or_when_cleared(sim_node) -> None:  # noqa: F811
+def test_hang_ends_after_delay_or_when_cleared(sim_node) -> None:
     c = ollama.Client(host=sim_node.url, timeout=10)
     sim_node.set_fault("hang", delay_s=0.3, count=1)
     start = time.monotonic()
@@ -138,7 +138,7 @@ def test_hang_ends_after_delay_or_when_cleared(sim_node) -> None:  # noqa: F811
     assert done.wait(5)
 
 
-def test_slow_first_token(client, sim_node) -> None:  # noqa: F811
+def test_slow_first_token(client, sim_node) -> None:
     assert works(client)  # warm, so only the fault delays the first token
     sim_node.set_fault("slow_first_token", delay_s=0.4, count=1)
     start = time.monotonic()
@@ -152,7 +152,7 @@ def test_slow_first_token(client, sim_node) -> None:  # noqa: F811
     assert time.monotonic() - start < 0.3
 
 
-def test_html_answers_every_route(client, sim_node) -> None:  # noqa: F811
+def test_html_answers_every_route(client, sim_node) -> None:
     sim_node.set_fault("html")
     for path in ("/", "/api/version", "/api/tags", "/api/anything"):
         r = httpx.get(sim_node.url + path, timeout=5)
@@ -167,7 +167,7 @@ def test_html_answers_every_route(client, sim_node) -> None:  # noqa: F811
     assert client.list().models
 
 
-def test_scope_generate_spares_health_routes_and_all_does_not(client, sim_node) -> None:  # noqa: F811
+def test_scope_generate_spares_health_routes_and_all_does_not(client, sim_node) -> None:
     sim_node.set_fault("http_500")
     assert httpx.get(sim_node.url + "/api/version", timeout=5).status_code == 200
     assert client.list().models and client.ps() is not None
@@ -181,7 +181,7 @@ def test_scope_generate_spares_health_routes_and_all_does_not(client, sim_node) 
         assert err.value.status_code == 500
 
 
-def test_fault_count_expires(client, sim_node) -> None:  # noqa: F811
+def test_fault_count_expires(client, sim_node) -> None:
     sim_node.set_fault("busy_503", count=2)
     outcomes = []
     for _ in range(4):
@@ -193,7 +193,7 @@ def test_fault_count_expires(client, sim_node) -> None:  # noqa: F811
     assert sim_node.stats()["faults"] == []
 
 
-def test_faults_over_http(sim_node) -> None:  # noqa: F811
+def test_faults_over_http(sim_node) -> None:
     url = sim_node.url
     r = httpx.post(url + "/_sim/fault", json={"kind": "busy_503", "count": 1, "scope": "all"}, timeout=5)
     assert r.status_code == 200 and r.json()["armed"]["kind"] == "busy_503"
@@ -209,7 +209,7 @@ def test_faults_over_http(sim_node) -> None:  # noqa: F811
     assert httpx.post(url + "/_sim/fault", json={"kind": "hang", "scope": "some"}, timeout=5).status_code == 400
 
 
-def test_kill_refuses_connections_and_restart_serves_again(client, sim_node) -> None:  # noqa: F811
+def test_kill_refuses_connections_and_restart_serves_again(client, sim_node) -> None:
     assert works(client) and sim_node.loaded_models() == [SMALL]
     sim_node.set_fault("http_500")
     url = sim_node.url
@@ -229,7 +229,7 @@ def test_kill_refuses_connections_and_restart_serves_again(client, sim_node) -> 
     assert sim_node.stats()["restarts"] == 1
 
 
-def test_kill_cuts_open_streams_and_queued_requests(sim_node_factory) -> None:  # noqa: F811
+def test_kill_cuts_open_streams_and_queued_requests(sim_node_factory) -> None:
     node = sim_node_factory(profile("victim", slots=1), time_scale=0.2)
     c = ollama.Client(host=node.url, timeout=10)
     received: list = []
@@ -238,7 +238,7 @@ def test_kill_cuts_open_streams_and_queued_requests(sim_node_factory) -> None:  
     def run(fn) -> None:
         try:
             fn()
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001 - the test asserts which exception it was
             errors.append(exc)
 
     threads = [threading.Thread(target=run, args=(lambda: stream(c, received, 5000),), daemon=True)]
@@ -256,7 +256,7 @@ def test_kill_cuts_open_streams_and_queued_requests(sim_node_factory) -> None:  
     assert not any(ch.done for ch in received)
 
 
-def test_kill_releases_a_hung_request(sim_node) -> None:  # noqa: F811
+def test_kill_releases_a_hung_request(sim_node) -> None:
     sim_node.set_fault("hang")
     errors: list[Exception] = []
     c = ollama.Client(host=sim_node.url, timeout=10)
@@ -264,7 +264,7 @@ def test_kill_releases_a_hung_request(sim_node) -> None:  # noqa: F811
     def run() -> None:
         try:
             works(c)
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001 - the test asserts which exception it was
             errors.append(exc)
 
     t = threading.Thread(target=run, daemon=True)
@@ -275,7 +275,7 @@ def test_kill_releases_a_hung_request(sim_node) -> None:  # noqa: F811
     assert not t.is_alive() and len(errors) == 1 and isinstance(errors[0], httpx.RemoteProtocolError), errors
 
 
-def test_flapping_node(client, sim_node) -> None:  # noqa: F811
+def test_flapping_node(client, sim_node) -> None:
     start = time.monotonic()
     for _ in range(15):
         sim_node.kill()
@@ -287,7 +287,7 @@ def test_flapping_node(client, sim_node) -> None:  # noqa: F811
     assert sim_node.stats()["restarts"] == 15
 
 
-def test_async_client_sees_the_same_exceptions(sim_node) -> None:  # noqa: F811
+def test_async_client_sees_the_same_exceptions(sim_node) -> None:
     async def consume(c: ollama.AsyncClient) -> int:
         n = 0
         async for _ in await c.generate(model=SMALL, prompt="a", stream=True, options={"num_predict": 10}):
@@ -301,13 +301,13 @@ def test_async_client_sees_the_same_exceptions(sim_node) -> None:  # noqa: F811
             sim_node.set_fault(kind, count=1)
             try:
                 await consume(c)
-            except Exception as exc:
+            except Exception as exc:  # noqa: BLE001 - the test asserts which exception it was
                 seen[kind] = type(exc)
         assert await consume(c) == 11
         sim_node.kill()
         try:
             await consume(c)
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001 - the test asserts which exception it was
             seen["killed"] = type(exc)
         return seen
 

@@ -398,3 +398,17 @@ def test_unusable_database_file_is_a_config_error_naming_hydra_db(
     with pytest.raises(ConfigError) as info:
         History(path)
     assert info.value.variable == "HYDRA_DB" and str(path) in str(info.value)
+
+
+def test_options_json_cannot_write_are_kept_as_text(history: History) -> None:
+    """Options come from users: a key JSON cannot have (a tuple) or a cycle must not cost the row."""
+    cyclic: list[object] = []
+    cyclic.append(cyclic)
+    t = task("odd", options={("top", "k"): 3, "seed": 1}, tools=[{"function": {"name": "f", "tag": {1, 2}}}])
+    history.record_event(TaskEvent("queued", t))
+    row = history.get_task("odd")
+    assert row is not None and row["options"]["options"] == {"('top', 'k')": 3, "seed": 1}
+    assert row["options"]["tools"] == [{"function": {"name": "f", "tag": "{1, 2}"}}]
+    t2 = task("cyclic", messages=[{"role": "user", "content": "hi", "extra": cyclic}])
+    history.record_event(TaskEvent("queued", t2))
+    assert history.get_task("cyclic")["messages"] == repr(t2.messages)

@@ -1,0 +1,43 @@
+"""What the gateway needs of the service, and nothing more.
+
+``hydra.service.Hydra`` is the one implementation; the gateway depends on this
+Protocol instead of on the class (or on the Router behind it), so a reader sees
+in one place every call the gateway makes into the rest of Hydra, and a test
+can stand in a small fake.
+"""
+from __future__ import annotations
+
+from typing import Any, Protocol
+
+from hydra.sollol import ClusterSnapshot, RoutingDecision, TaskHandle
+
+
+class GatewayService(Protocol):
+    """The service the gateway submits to and reads the cluster from."""
+
+    def submit(self, prompt: str = "", *, task_type: str | None = None, model: str | None = None,
+               mode: str | None = None, priority: int = 5, max_tokens: int | None = None,
+               think: bool | str | None = None, messages: list[dict[str, Any]] | None = None,
+               **task_fields: Any) -> TaskHandle:
+        """Submit one task (it blocks until history has the task's row); refusals raise HydraError."""
+        ...
+
+    def snapshot(self) -> ClusterSnapshot:
+        """The whole cluster at one instant (nodes, queue, in-flight count, distribution)."""
+        ...
+
+    def decisions(self, limit: int = 100) -> list[RoutingDecision]:
+        """The latest routing decisions, newest first."""
+        ...
+
+    def models(self) -> list[str]:
+        """Names of the models installed on at least one healthy node, sorted."""
+        ...
+
+    def has_healthy_node(self) -> bool:
+        """Whether any node is healthy now. Cheap: called for every generation request."""
+        ...
+
+    def has_model(self, name: str) -> bool:
+        """Whether a healthy node has ``name`` installed (exact name). Cheap: called for every request."""
+        ...
