@@ -299,15 +299,15 @@ class Hydra:
         snapshot = self.router.snapshot()
         return sorted({m.name for n in snapshot.nodes if n.healthy for m in n.installed})
 
-    # The two below read the router's node views (copies cached until a node changes), not the
-    # snapshot: the gateway asks them for every request, on its event loop.
+    # The two below read the router's cached node views, not the snapshot: the gateway asks them
+    # for every request, on its event loop.
 
     def has_healthy_node(self) -> bool:
-        return any(view.healthy for view in self.router.node_views())
+        return self.router.has_healthy_node()
 
     def has_model(self, name: str) -> bool:
         """Whether a healthy node has ``name`` installed (the exact name, tag included)."""
-        return any(view.healthy and name in view.installed for view in self.router.node_views())
+        return self.router.has_model(name)
 
     def add_node(self, url: str, *, name: str = "", max_model_b: float | None = None, gpu: bool | None = None,
                  vram_mb: int | None = None, slots: int = 2) -> NodeSpec:
