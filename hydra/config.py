@@ -105,9 +105,38 @@ def _parse_host(variable: str, text: str) -> str:
 
 def _parse_key(variable: str, text: str) -> str:
     key = text.strip()
+    if text and not key:
+        # Blank is not "no key": someone meant to set one, and serving without it would be silent.
+        raise ConfigError(variable, text, "a key without spaces; to serve without a key, unset the variable")
     if any(c.isspace() for c in key):
         raise ConfigError(variable, "***", "a key without spaces")
     return key
+
+
+def _parse_name_list(kind: str, variable: str, text: str) -> tuple[str, ...]:
+    # Comma-separated, spaces and quotes trimmed as Ollama trims OLLAMA_ORIGINS; the gateway's guard
+    # applies the entries (hydra/gateway/guard.py), this only refuses what could never match.
+    entries = tuple(e.strip().strip("\"'").strip() for e in str(text).strip().strip("\"'").split(","))
+    entries = tuple(e for e in entries if e)
+    if any(_unusable_entry(kind, e) for e in entries):
+        raise ConfigError(variable, text, _NAME_LISTS[kind])
+    return entries
+
+
+def _unusable_entry(kind: str, entry: str) -> bool:
+    if len(entry) > 253 or entry.count("*") > 1 or any(c.isspace() for c in entry):
+        return True
+    if kind == "host":
+        return "/" in entry
+    scheme, sep, rest = entry.partition("://")
+    return entry != "*" and (not sep or not scheme or "/" in rest)
+
+
+_NAME_LISTS = {
+    "host": "comma-separated host names such as gpu-box.lan or *.example.com, no scheme or path (* allows any)",
+    "origin": "comma-separated origins such as https://chat.example.com or chrome-extension://*, "
+              "no path (* allows any)",
+}
 
 
 def _parse_embedded(variable: str, text: str) -> str:
@@ -230,6 +259,14 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("HYDRA_API_KEY", "", "text", "any string without spaces (empty: no key)",
             "When set, every gateway route but / needs 'Authorization: Bearer <key>'.", _parse_key, False,
             "storage", format=lambda value: "***" if value else ""),
+    Setting("HYDRA_ALLOWED_HOSTS", "", "text", _NAME_LISTS["host"],
+            "More Host names the gateway answers to, besides this machine's names and IP addresses "
+            "(a reverse proxy's or a DNS name of this machine).", partial(_parse_name_list, "host"), False,
+            "storage", format=",".join),
+    Setting("HYDRA_ALLOWED_ORIGINS", "", "text", _NAME_LISTS["origin"],
+            "Web pages, besides this machine's, that may call the gateway from a browser "
+            "(as OLLAMA_ORIGINS does for Ollama).", partial(_parse_name_list, "origin"), False,
+            "storage", format=",".join),
 )
 
 SETTINGS_BY_NAME: Mapping[str, Setting] = MappingProxyType({s.name: s for s in SETTINGS})
@@ -390,6 +427,14 @@ class Settings:
     @property
     def api_key(self) -> str:
         return self.values["HYDRA_API_KEY"]
+
+    @property
+    def allowed_hosts(self) -> tuple[str, ...]:
+        return self.values["HYDRA_ALLOWED_HOSTS"]
+
+    @property
+    def allowed_origins(self) -> tuple[str, ...]:
+        return self.values["HYDRA_ALLOWED_ORIGINS"]
 
     def sollol_config(self, **extra: Any) -> SollolConfig:
         """The engine's config; ``extra`` sets SollolConfig fields Hydra does not expose."""

@@ -9,7 +9,10 @@ app uses, so its tasks are routed, recorded and shown exactly like the app's.
 
 Routes (modules): Ollama API in ``ollama_api``, OpenAI API in ``openai_api``,
 task streaming and request plumbing in ``stream``, Prometheus in ``metrics``.
-With an API key every route but ``/`` needs ``Authorization: Bearer <key>``.
+Before any route, ``RequestGuard`` applies ``guard``'s rules: a Host of this machine (or in
+HYDRA_ALLOWED_HOSTS), an Origin of this machine's pages (or in HYDRA_ALLOWED_ORIGINS), JSON
+bodies from browsers, CORS preflights answered; then, with an API key, every route but ``/``
+needs ``Authorization: Bearer <key>`` (the scheme in any case).
 
 Routing comes from request headers: ``X-Hydra-Mode`` (fast / reliable / async),
 ``X-Hydra-Priority`` (1..10), ``X-Hydra-Task-Type``; model ``auto`` or empty is
@@ -30,12 +33,11 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import hmac
 import logging
 import socket
 import threading
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Self
 
@@ -45,14 +47,16 @@ from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
-from starlette.types import ASGIApp, Receive, Scope, Send
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from hydra.gateway.guard import KEY_SETTING, ApiKey, Guard, cors_headers, preflight_headers
 from hydra.gateway.metrics import CONTENT_TYPE, GatewayMetrics
 from hydra.gateway.ollama_api import OllamaRoutes
 from hydra.gateway.openai_api import OpenAIRoutes, openai_error
 from hydra.gateway.service_api import GatewayService
 from hydra.gateway.stream import SUBMIT_THREADS
 from hydra.sollol import TaskHandle, TaskResult
+from hydra.sollol.redact import redact_text
 
 log = logging.getLogger("hydra.gateway")
 
@@ -61,26 +65,67 @@ STOP_TIMEOUT_S = 10.0
 STATUS_DECISIONS = 50
 
 
-class BearerAuth:
-    """Every path but ``/`` needs the key; 401 in the shape of the API that was called."""
+class RequestGuard:
+    """Every request meets the guard's rules first (Host, Origin, preflight, browser bodies: ``guard``),
+    then the API key on every path but ``/``. Refusals in the shape of the API that was called; answers
+    to an allowed cross-origin request carry the CORS headers, a 401 included (so the page can read why)."""
 
-    def __init__(self, app: ASGIApp, api_key: str | None) -> None:
+    def __init__(self, app: ASGIApp, guard: Guard, key: ApiKey | None) -> None:
         self.app = app
-        self.expected = f"Bearer {api_key}".encode() if api_key else None
+        self.guard = guard
+        self.key = key
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if self.expected is None or scope["type"] != "http" or scope["path"] == "/":
+        if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        given = next((value for name, value in scope["headers"] if name == b"authorization"), b"")
-        if hmac.compare_digest(given, self.expected):
-            await self.app(scope, receive, send)
+        seen = {name: value.decode("latin-1") for name, value in scope["headers"] if name in _GUARDED}  # ASGI: lower-case names
+        origin = seen.get(b"origin")
+        refusal = self.guard.refusal(scope["method"], seen.get(b"host", ""), origin, seen.get(b"content-type"))
+        if refusal is not None:
+            await _refuse(scope, receive, send, refusal.status, refusal.message, refusal.kind)
             return
-        message = "missing or wrong API key: send Authorization: Bearer <HYDRA_API_KEY>"
-        body = openai_error(401, message, "authentication_error") if scope["path"].startswith("/v1") \
-            else {"error": message}
-        response = JSONResponse(body, status_code=401, headers={"WWW-Authenticate": "Bearer"})
-        await response(scope, receive, send)
+        if origin is not None:
+            preflight = seen.get(b"access-control-request-method")
+            if scope["method"] == "OPTIONS" and preflight is not None:
+                await self._preflight(scope, receive, send, origin, preflight,
+                                      seen.get(b"access-control-request-headers", ""))
+                return
+            send = _adding_headers(send, cors_headers(origin))
+        if self.key is not None and scope["path"] != "/" \
+                and not self.key.matches(seen.get(b"authorization", "").encode("latin-1")):
+            await _refuse(scope, receive, send, 401, f"missing or wrong API key: send Authorization: Bearer "
+                          f"<{KEY_SETTING}>", "authentication_error", {"WWW-Authenticate": "Bearer"})
+            return
+        await self.app(scope, receive, send)
+
+    async def _preflight(self, scope: Scope, receive: Receive, send: Send, origin: str, method: str,
+                         headers: str) -> None:
+        refusal = self.guard.preflight_refusal(method)
+        if refusal is not None:
+            await _refuse(scope, receive, send, refusal.status, refusal.message, refusal.kind)
+            return
+        await Response(status_code=204, headers=dict(preflight_headers(origin, headers)))(scope, receive, send)
+
+
+_GUARDED = frozenset({b"host", b"origin", b"content-type", b"authorization", b"access-control-request-method",
+                      b"access-control-request-headers"})
+
+
+def _adding_headers(send: Send, extra: list[tuple[str, str]]) -> Send:
+    encoded = [(name.encode(), value.encode("latin-1")) for name, value in extra]
+
+    async def sending(message: Message) -> None:
+        if message["type"] == "http.response.start":
+            message = {**message, "headers": [*message.get("headers", ()), *encoded]}
+        await send(message)
+    return sending
+
+
+async def _refuse(scope: Scope, receive: Receive, send: Send, status: int, message: str, kind: str,
+                  headers: dict[str, str] | None = None) -> None:
+    body = openai_error(status, message, kind) if scope["path"].startswith("/v1") else {"error": message}
+    await JSONResponse(body, status_code=status, headers=headers)(scope, receive, send)
 
 
 def _error_body(path: str, status: int, message: str) -> dict[str, Any]:
@@ -102,15 +147,19 @@ async def _crash(request: Request, exc: Exception) -> Response:
 
 
 def _jsonable(value: Any) -> Any:
+    """``value`` as JSON, with every text redacted: node URLs (and errors that quote them) may hold
+    ``user:password@``, and this is what ``/api/hydra/status`` shows."""
     if dataclasses.is_dataclass(value) and not isinstance(value, type):
         return {f.name: _jsonable(getattr(value, f.name)) for f in dataclasses.fields(value)}
     if isinstance(value, dict):
-        return {str(k): _jsonable(v) for k, v in value.items()}
+        return {redact_text(str(k)): _jsonable(v) for k, v in value.items()}
     if isinstance(value, (list, tuple, set, frozenset)):
         return [_jsonable(v) for v in value]
-    if isinstance(value, (str, int, float, bool)) or value is None:
+    if isinstance(value, str):
+        return redact_text(value)
+    if isinstance(value, (int, float, bool)) or value is None:
         return value
-    return str(value)
+    return redact_text(str(value))
 
 
 class _OpenTasks:
@@ -146,8 +195,12 @@ class _OpenTasks:
             handle.cancel()
 
 
-def create_app(service: GatewayService, api_key: str | None = None) -> Starlette:
-    """The gateway's ASGI app over ``service`` (a started ``hydra.service.Hydra``)."""
+def create_app(service: GatewayService, api_key: str | None = None, *, bind_host: str = "127.0.0.1",
+               allowed_hosts: Iterable[str] = (), allowed_origins: Iterable[str] = ()) -> Starlette:
+    """The gateway's ASGI app over ``service`` (a started ``hydra.service.Hydra``); ``bind_host`` and the
+    two lists are the guard's (``guard.Guard``); a blank ``api_key`` is refused (ValueError)."""
+    guard = Guard(bind_host=bind_host, allowed_hosts=allowed_hosts, allowed_origins=allowed_origins)
+    key = ApiKey(api_key) if api_key is not None else None  # here, not in the middleware: Starlette builds it late
     tracker = _OpenTasks(service)
     ollama = OllamaRoutes(service, tracker)
     openai = OpenAIRoutes(service, tracker)
@@ -185,17 +238,19 @@ def create_app(service: GatewayService, api_key: str | None = None) -> Starlette
     handlers = {HTTPException: _http_error, Exception: _crash}
     app = Starlette(routes=routes, lifespan=lifespan, exception_handlers=handlers)
     app.state.tracker = tracker
-    app.add_middleware(BearerAuth, api_key=api_key)
+    app.add_middleware(RequestGuard, guard=guard, key=key)
     return app
 
 
 class Gateway:
     def __init__(self, service: GatewayService, *, host: str = "127.0.0.1", port: int = 8080,
-                 api_key: str | None = None) -> None:
+                 api_key: str | None = None, allowed_hosts: Iterable[str] = (),
+                 allowed_origins: Iterable[str] = ()) -> None:
         self.service = service
         self.host = host
         self.port = port
-        self.app = create_app(service, api_key)
+        self.app = create_app(service, api_key, bind_host=host, allowed_hosts=allowed_hosts,
+                              allowed_origins=allowed_origins)
         self._server: uvicorn.Server | None = None
         self._thread: threading.Thread | None = None
         self._socket: socket.socket | None = None

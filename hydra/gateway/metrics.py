@@ -10,6 +10,7 @@ from prometheus_client.registry import Collector
 
 from hydra.gateway.service_api import GatewayService
 from hydra.sollol import TaskResult
+from hydra.sollol.redact import redact_url
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 _SECONDS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0)
@@ -33,11 +34,12 @@ class ClusterCollector(Collector):
         vram = GaugeMetricFamily("hydra_node_vram_used_bytes", "VRAM used by loaded models.", labels=["node"])
         busy = GaugeMetricFamily("hydra_node_in_flight", "Requests running on the node.", labels=["node"])
         for node in snap.nodes:
-            healthy.add_metric([node.name], 1.0 if node.healthy else 0.0)
+            name = redact_url(node.name)  # labels are shown to whoever scrapes: no credentials
+            healthy.add_metric([name], 1.0 if node.healthy else 0.0)
             for state in _CIRCUITS:
-                circuit.add_metric([node.name, state], 1.0 if node.circuit == state else 0.0)
-            vram.add_metric([node.name], float((node.vram_used_mb or 0) * 1024 * 1024))
-            busy.add_metric([node.name], float(node.in_flight))
+                circuit.add_metric([name, state], 1.0 if node.circuit == state else 0.0)
+            vram.add_metric([name], float((node.vram_used_mb or 0) * 1024 * 1024))
+            busy.add_metric([name], float(node.in_flight))
         yield from (healthy, circuit, vram, busy)
 
 
@@ -59,7 +61,7 @@ class GatewayMetrics:
         if result is None:
             self.requests.labels(api, "", "", mode, "cancelled").inc()
             return
-        node, model = result.node or "", result.model or ""
+        node, model = redact_url(result.node or ""), result.model or ""
         self.requests.labels(api, node, model, result.mode.value if result.mode else mode,
                              result.status.value).inc()
         self.duration.labels(node, model).observe(duration_s)

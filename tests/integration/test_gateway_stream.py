@@ -62,7 +62,7 @@ async def _open_streams(port: int, n: int, service: Hydra, blocker: TaskHandle, 
     """Raw sockets (a numeric host resolves without a thread): the count below sees only the gateway's."""
     body = json.dumps({"model": "llama3.2:3b", "messages": [{"role": "user", "content": "q"}],
                        "options": {"num_predict": 3}}).encode()
-    request = (b"POST /api/chat HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nConnection: close\r\n"
+    request = (b"POST /api/chat HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\nConnection: close\r\n"
                b"Content-Length: %d\r\n\r\n%s" % (len(body), body))
     streams = [await asyncio.open_connection("127.0.0.1", port) for _ in range(n)]
     for _, writer in streams:

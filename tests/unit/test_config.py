@@ -40,6 +40,8 @@ SEED_DEFAULTS = [
     ("HYDRA_GATEWAY_PORT", 8080),
     ("HYDRA_GATEWAY_HOST", "127.0.0.1"),
     ("HYDRA_API_KEY", ""),
+    ("HYDRA_ALLOWED_HOSTS", ()),
+    ("HYDRA_ALLOWED_ORIGINS", ()),
     ("HYDRA_EMBEDDED_NODE", "auto"),
     ("HYDRA_DB", Path(user_data_dir("hydra")) / "hydra.db"),
 ]
