@@ -20,6 +20,7 @@ from collections.abc import Sequence
 from typing import TextIO
 
 from hydra.sollol import HydraError, NodeSnapshot, TaskHandle, TaskResult, TaskStatus
+from hydra.sollol.redact import redact_url
 
 NODES_WAIT_S = 3.0
 
@@ -87,7 +88,9 @@ def cmd_serve(args: argparse.Namespace) -> int:
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     hydra.start()
     try:
-        gateway = Gateway(hydra, host=host, port=port, api_key=hydra.settings.api_key or None).start()
+        gateway = Gateway(hydra, host=host, port=port, api_key=hydra.settings.api_key or None,
+                          allowed_hosts=hydra.settings.allowed_hosts,
+                          allowed_origins=hydra.settings.allowed_origins).start()
     except OSError as exc:
         print(f"hydra: cannot listen on {host}:{port}: {exc}", file=sys.stderr)
         hydra.close()
@@ -145,7 +148,7 @@ def format_nodes(nodes: Sequence[NodeSnapshot]) -> str:
     rows = [head]
     for n in nodes:
         vram = f"{n.vram_used_mb or 0}/{n.vram_total_mb} MB" if n.vram_total_mb else "-"
-        rows.append((n.name, n.url, "healthy" if n.healthy else f"down: {n.last_error or '?'}"[:40], n.circuit,
+        rows.append((n.name, redact_url(n.url), "healthy" if n.healthy else f"down: {n.last_error or '?'}"[:40], n.circuit,
                      "GPU" if n.gpu else "CPU", vram, str(len(n.installed)),
                      ", ".join(m.name for m in n.loaded) or "-"))
     widths = [max(len(r[i]) for r in rows) for i in range(len(head))]

@@ -31,6 +31,7 @@ from hydra.sollol.client import NodeClient
 from hydra.sollol.config import SollolConfig
 from hydra.sollol.discovery import LOCALHOST_URL, probe
 from hydra.sollol.errors import NodeError
+from hydra.sollol.redact import redact_url
 from hydra.sollol.types import TierEntry
 
 if TYPE_CHECKING:  # both are imported when first used: most runs start neither
@@ -138,7 +139,9 @@ class Hydra:
         from hydra.gateway import Gateway
         try:
             self.gateway = Gateway(self, host=self._settings.gateway_host, port=port,
-                                   api_key=self._settings.api_key or None).start()
+                                   api_key=self._settings.api_key or None,
+                                   allowed_hosts=self._settings.allowed_hosts,
+                                   allowed_origins=self._settings.allowed_origins).start()
         except OSError as exc:
             log.error("the gateway could not listen on %s:%d (%s); set HYDRA_GATEWAY_PORT to a free port, "
                       "or 0 to turn it off", self._settings.gateway_host, port, exc)
@@ -317,7 +320,7 @@ class Hydra:
             taken = {n.name: n.url for n in self.router.nodes()}
             if spec.name in taken or spec.url in taken.values():
                 raise ConfigError("node", url, "a name and URL not already in the cluster "
-                                  f"(in use: {', '.join(f'{k}={v}' for k, v in taken.items())})")
+                                  f"(in use: {', '.join(f'{k}={redact_url(v)}' for k, v in taken.items())})")
             nodes = (*self._settings.nodes, spec)
             self._apply(self._settings.with_value("SOLLOL_NODES", nodes), {"SOLLOL_NODES": nodes})
         return spec
@@ -371,7 +374,7 @@ class Hydra:
         finally:
             client.close()
         names = ", ".join(sorted(models)[:6]) + (" ..." if len(models) > 6 else "")
-        return True, f"Ollama {version} at {spec.url}, {len(models)} models" + (f": {names}" if models else "")
+        return True, f"Ollama {version} at {redact_url(spec.url)}, {len(models)} models" + (f": {names}" if models else "")
 
 
 def _last_user_text(messages: list[dict[str, Any]] | None) -> str:

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import streamlit as st
 
+from hydra.sollol.redact import redact_url
 from hydra.sollol.types import MODE_DESCRIPTIONS, RoutingMode
 from hydra.ui import formatting as fmt
 from hydra.ui import forms, layout
@@ -50,7 +51,7 @@ for node in snap.nodes:
         state = ":green-badge[healthy]" if node.healthy else ":red-badge[down]"
         kind = "GPU" if node.gpu else "CPU"
         capability = f"up to {fmt.fmt_params(node.max_model_b)}" if node.max_model_b else "capability undeclared"
-        info.markdown(f"{state} **{fmt.md_escape(node.name)}** `{node.url}` · {kind} · {capability} · "
+        info.markdown(f"{state} **{fmt.md_escape(node.name)}** `{redact_url(node.url)}` · {kind} · {capability} · "
                       f"{node.slots} slots")
         with button:
             forms.remove_node_button(hydra, node.name)

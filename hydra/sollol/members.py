@@ -19,6 +19,7 @@ from .config import SollolConfig
 from .errors import ConfigError
 from .monitor import NodeMonitor
 from .node import NodeState, NodeView
+from .redact import redact_url
 from .types import NodeSpec
 from .worker import FailedAttempt, NodeWorkers, SucceededAttempt
 
@@ -79,7 +80,7 @@ class Members:
             if spec.name in self._by_name:
                 taken = ConfigError("node name", spec.name, "a name no other node has")
             elif any(m.state.spec.url == spec.url for m in self._by_name.values()):
-                taken = ConfigError("node url", spec.url, "a URL not already in the cluster")
+                taken = ConfigError("node url", redact_url(spec.url), "a URL not already in the cluster")
             else:
                 self._by_name[spec.name] = member
         if taken is not None:

@@ -31,6 +31,7 @@ from .events import Listeners
 from .handle import TaskHandle, TaskState
 from .members import Member, Members
 from .metrics import Distribution, RollingStats
+from .redact import redact_url
 from .scheduler import Dispatcher
 from .snapshot import build_snapshot
 from .types import ClusterSnapshot, NodeSpec, RoutingDecision, RoutingMode, Task, TaskEvent, TierEntry
@@ -91,7 +92,7 @@ class Router:
         self._watchdog.start()
         healthy = sum(1 for s in self._members.states() if s.healthy)
         log.info("SOLLOL discovered %d nodes (%d healthy): %s", len(specs), healthy,
-                 ", ".join(f"{s.name}={s.url}" for s in specs) or "none")
+                 ", ".join(f"{s.name}={redact_url(s.url)}" for s in specs) or "none")
         log.info("Default routing mode: %s", self._config.default_mode.value.upper())
         log.info("Parallel requests: %s (max concurrent: %d)",
                  "enabled" if self._config.parallel_requests else "disabled", self._config.max_concurrent_requests)
@@ -129,7 +130,7 @@ class Router:
             self._declared.append(spec)  # joins discovery at start()
             return
         self._members.add(self._member(spec))
-        log.info("node %s added (%s)", spec.name, spec.url)
+        log.info("node %s added (%s)", spec.name, redact_url(spec.url))
 
     def remove_node(self, name: str) -> None:
         """No task is routed to the node from now on; attempts running there finish (see members.py)."""

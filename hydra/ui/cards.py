@@ -12,6 +12,7 @@ from typing import Any
 import pandas as pd
 import streamlit as st
 
+from hydra.sollol.redact import redact_url
 from hydra.sollol.types import NodeSnapshot, TaskStatus, TaskView
 from hydra.ui import formatting as fmt
 
@@ -94,7 +95,7 @@ def node_card(node: NodeSnapshot, *, monitoring: bool = True) -> None:
         st.markdown(_node_title(node))
         version = f" · Ollama {node.version}" if node.version else ""
         capability = f"models up to {fmt.fmt_params(node.max_model_b)}" if node.max_model_b else "capability not declared"
-        st.caption(f"`{node.url}`{version} · {capability} · circuit {node.circuit.replace('_', '-')} · "
+        st.caption(f"`{redact_url(node.url)}`{version} · {capability} · circuit {node.circuit.replace('_', '-')} · "
                    f"last seen {fmt.fmt_age(node.last_seen)}")
         if node.last_error:
             (st.error if not node.healthy else st.caption)(f"Last error: {node.last_error}")

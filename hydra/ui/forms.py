@@ -16,6 +16,7 @@ import streamlit as st
 from hydra.config import SETTINGS_BY_NAME, Setting
 from hydra.service import Hydra
 from hydra.sollol.errors import ConfigError, HydraError
+from hydra.sollol.redact import redact_url
 from hydra.ui import formatting as fmt
 
 _SYNCED = "forms_synced"
@@ -205,7 +206,7 @@ def _add_node(hydra: Hydra) -> None:
         return
     for key, value in _NODE_DEFAULTS.items():
         s[key] = value
-    added = (f"Added node **{spec.name}** ({spec.url}); saved. Its health shows below "
+    added = (f"Added node **{spec.name}** ({redact_url(spec.url)}); saved. Its health shows below "
              "and on the Nodes page within a few seconds.")
     s["node:flash"] = [("success", added)]
 
