@@ -1,9 +1,11 @@
 """Every Hydra setting, resolved as defaults < environment < saved overrides.
 
 ``SETTINGS`` is the one registry: the settings page, the reasoning page and
-start-up validation all read it, so a variable is described once. Parsing
-reuses the engine's pure parsers (``hydra.sollol.config``) so an environment
-value means the same thing to ``load_settings`` and ``SollolConfig.from_env``.
+start-up validation all read it, so a variable is described once. The engine's
+variables (SOLLOL_*, OLLAMA_HOST) take their parser, bounds and default from
+``hydra.sollol.config.ENV_VARIABLES`` and ``SollolConfig``, and the reasoning
+ones theirs from ``hydra.reasoning``: an environment value means the same thing
+to ``load_settings`` and ``SollolConfig.from_env``, and each is checked in one place.
 
 A bad environment value stops start-up with a ``ConfigError`` naming the
 variable, the value and what is allowed. A bad *saved* value (written by an
@@ -12,7 +14,6 @@ page, which they could not reach if it blocked start-up.
 """
 from __future__ import annotations
 
-import ipaddress
 import logging
 import os
 from collections.abc import Callable, Iterable, Mapping
@@ -25,68 +26,36 @@ from typing import Any
 
 from platformdirs import user_data_dir
 
-from .sollol.config import SollolConfig, format_node, parse_bool, parse_float, parse_int, parse_node, parse_nodes
+from .reasoning import MAX_SCORE, MAX_THINKING_TOKENS_LIMIT, REASONING_MODES, ReasoningSettings, parse_model_name
+from .sollol.config import (
+    ENV_BY_NAME,
+    ENV_VARIABLES,
+    SollolConfig,
+    config_values,
+    format_node,
+    parse_bool,
+    parse_float,
+    parse_int,
+    range_text,
+    with_ollama_host,
+)
 from .sollol.errors import ConfigError
 from .sollol.types import NodeSpec, RoutingMode
 
 logger = logging.getLogger(__name__)
 
-REASONING_MODES = ("auto", "off", "standard", "deep")
 EMBEDDED_NODE_MODES = ("auto", "on", "off")
 GROUPS = ("routing", "resources", "reasoning", "nodes", "storage")
-# A /16 is 65,534 hosts; anything wider turns "discovery" into a network scan.
-MAX_DISCOVERY_PREFIX = 16
 
 
-# --- parsers: (variable, text) -> value, raising ConfigError -------------------
+# --- parsers of Hydra's own settings: (variable, text) -> value, raising ConfigError ---------
+# (the engine's variables are parsed by hydra.sollol.config, whose table ENV_VARIABLES says how)
 
 def _parse_choice(choices: tuple[str, ...], variable: str, text: str) -> str:
     value = str(text).strip().lower()
     if value not in choices:
         raise ConfigError(variable, text, "one of " + ", ".join(choices))
     return value
-
-
-def _parse_mode(variable: str, text: str) -> RoutingMode:
-    return RoutingMode.parse(text, variable)
-
-
-def _parse_model_name(variable: str, text: str) -> str:
-    value = str(text).strip()
-    if not value or any(c.isspace() for c in value):
-        raise ConfigError(variable, text, "a model name such as qwen3:14b (non-empty, no spaces)")
-    return value
-
-
-def _parse_node_list(variable: str, text: str) -> tuple[NodeSpec, ...]:
-    return tuple(parse_nodes(str(text), variable))
-
-
-def _parse_ollama_host(variable: str, text: str) -> NodeSpec | None:
-    # Mirrors SollolConfig.from_env: a bare host gets Ollama's port.
-    host = str(text).strip()
-    if not host:
-        return None
-    try:
-        return parse_node(host if "://" in host or ":" in host else host + ":11434", variable)
-    except ConfigError:
-        raise ConfigError(variable, text, "host, host:port or http://host:port (empty: none)") from None
-
-
-def _parse_cidr(variable: str, text: str) -> str | None:
-    value = str(text).strip()
-    if not value:
-        return None
-    allowed = (f"an IPv4 network such as 127.0.0.0/24, prefix /{MAX_DISCOVERY_PREFIX} or longer "
-               "(empty turns discovery off)")
-    try:
-        # strict=False: "127.0.0.5/24" means the network it lies in, as people write it.
-        network = ipaddress.IPv4Network(value, strict=False)
-    except ValueError:
-        raise ConfigError(variable, text, allowed) from None
-    if network.prefixlen < MAX_DISCOVERY_PREFIX:
-        raise ConfigError(variable, text, allowed)
-    return str(network)
 
 
 def _parse_path(variable: str, text: str) -> Path:
@@ -190,14 +159,14 @@ class Setting:
 
 def _int(name: str, default: str, minimum: int, maximum: int | None, description: str, runtime: bool,
          group: str) -> Setting:
-    allowed = f"an integer from {minimum} to {maximum}" if maximum is not None else f"an integer >= {minimum}"
-    return Setting(name, default, "int", allowed, description, partial(parse_int, minimum=minimum, maximum=maximum),
-                   runtime, group, minimum=minimum, maximum=maximum)
+    return Setting(name, default, "int", range_text("an integer", minimum, maximum), description,
+                   partial(parse_int, minimum=minimum, maximum=maximum), runtime, group,
+                   minimum=minimum, maximum=maximum)
 
 
 def _float(name: str, default: str, minimum: float, maximum: float, description: str, runtime: bool,
            group: str) -> Setting:
-    return Setting(name, default, "float", f"a number from {minimum} to {maximum}", description,
+    return Setting(name, default, "float", range_text("a number", minimum, maximum), description,
                    partial(parse_float, minimum=minimum, maximum=maximum), runtime, group,
                    minimum=minimum, maximum=maximum)
 
@@ -206,45 +175,55 @@ def _choice(choices: tuple[str, ...]) -> Callable[[str, str], str]:
     return partial(_parse_choice, choices)
 
 
-_MODES = tuple(m.value for m in RoutingMode)
+_ENGINE_DEFAULTS = SollolConfig()
+_REASONING_DEFAULTS = ReasoningSettings()
+
+
+def _engine(name: str, kind: str, description: str, runtime: bool, group: str,
+            format: Callable[[Any], str] = _format_scalar) -> Setting:
+    """A setting of the engine: what it accepts, how it is parsed and its default come from
+    ``hydra.sollol.config`` (ENV_VARIABLES and SollolConfig's defaults); only the words are Hydra's."""
+    variable = ENV_BY_NAME[name]
+    default = format(getattr(_ENGINE_DEFAULTS, variable.field)) if variable.field is not None else ""
+    return Setting(name, default, kind, variable.allowed, description, variable.parse, runtime, group,
+                   variable.choices, variable.minimum, variable.maximum, format)
+
 
 SETTINGS: tuple[Setting, ...] = (
     # routing
-    Setting("SOLLOL_DEFAULT_ROUTING_MODE", "async", "choice", "one of " + ", ".join(_MODES),
-            "How a node is chosen when a task names no mode.", _parse_mode, True, "routing", _MODES),
-    Setting("SOLLOL_PARALLEL_REQUESTS", "true", "bool", "true or false",
-            "Run several requests at once across the nodes (off: one at a time).", parse_bool, True, "routing"),
-    _int("SOLLOL_MAX_CONCURRENT_REQUESTS", "4", 1, 1024,
-         "Requests in flight at once, across all nodes.", True, "routing"),
-    _float("SOLLOL_MIN_SUCCESS_RATE", "0.98", 0.0, 1.0,
-           "Reliable mode only uses nodes with at least this recent success rate.", True, "routing"),
+    _engine("SOLLOL_DEFAULT_ROUTING_MODE", "choice", "How a node is chosen when a task names no mode.",
+            True, "routing"),
+    _engine("SOLLOL_PARALLEL_REQUESTS", "bool", "Run several requests at once across the nodes (off: one at a time).",
+            True, "routing"),
+    _engine("SOLLOL_MAX_CONCURRENT_REQUESTS", "int", "Requests in flight at once, across all nodes.", True, "routing"),
+    _engine("SOLLOL_MIN_SUCCESS_RATE", "float",
+            "Reliable mode only uses nodes with at least this recent success rate.", True, "routing"),
     # resources
-    Setting("SOLLOL_VRAM_MONITORING", "true", "bool", "true or false",
-            "Watch GPU memory and keep large model loads off nodes that are short of it.",
-            parse_bool, True, "resources"),
-    _int("SOLLOL_MIN_VRAM_MB", "100", 0, None,
-         "A GPU node with less free VRAM than this (MB) takes no new large model.", True, "resources"),
+    _engine("SOLLOL_VRAM_MONITORING", "bool",
+            "Watch GPU memory and keep large model loads off nodes that are short of it.", True, "resources"),
+    _engine("SOLLOL_MIN_VRAM_MB", "int",
+            "A GPU node with less free VRAM than this (MB) takes no new large model.", True, "resources"),
     # reasoning
-    Setting("HYDRA_REASONING_MODE", "auto", "choice", "one of " + ", ".join(REASONING_MODES),
+    Setting("HYDRA_REASONING_MODE", _REASONING_DEFAULTS.mode, "choice", "one of " + ", ".join(REASONING_MODES),
             "auto adapts the thinking level to the task's complexity; off, standard, deep fix it.",
             _choice(REASONING_MODES), True, "reasoning", REASONING_MODES),
-    Setting("HYDRA_REASONING_MODEL", "qwen3:14b", "text", "a model name such as qwen3:14b (no spaces)",
-            "Model used for reasoning tasks.", _parse_model_name, True, "reasoning"),
-    Setting("HYDRA_USE_REASONING_MODEL", "true", "bool", "true or false",
-            "Send reasoning and math tasks to the reasoning model.", parse_bool, True, "reasoning"),
-    _int("HYDRA_MAX_THINKING_TOKENS", "6000", 1, 200_000, "Largest thinking budget, in tokens.", True, "reasoning"),
-    _float("HYDRA_DEEP_THINKING_THRESHOLD", "9.5", 0.0, 10.0,
+    Setting("HYDRA_REASONING_MODEL", _REASONING_DEFAULTS.reasoning_model, "text",
+            "a model name such as qwen3:14b (no spaces)", "Model used for reasoning tasks.", parse_model_name, True,
+            "reasoning"),
+    Setting("HYDRA_USE_REASONING_MODEL", _format_scalar(_REASONING_DEFAULTS.use_reasoning_model), "bool",
+            "true or false", "Send reasoning and math tasks to the reasoning model.", parse_bool, True, "reasoning"),
+    _int("HYDRA_MAX_THINKING_TOKENS", str(_REASONING_DEFAULTS.max_thinking_tokens), 1, MAX_THINKING_TOKENS_LIMIT,
+         "Largest thinking budget, in tokens.", True, "reasoning"),
+    _float("HYDRA_DEEP_THINKING_THRESHOLD", str(_REASONING_DEFAULTS.deep_thinking_threshold), 0.0, MAX_SCORE,
            "Complexity score (0-10) from which deep thinking is used.", True, "reasoning"),
     # nodes
-    Setting("SOLLOL_NODES", "", "nodes", "comma-separated 'name=url;key=value' entries",
-            "Ollama nodes to route to.", _parse_node_list, True, "nodes", format=_format_nodes),
-    Setting("OLLAMA_HOST", "", "url", "host, host:port or http://host:port (empty: none)",
-            "One more Ollama node, as the ollama client reads it.", _parse_ollama_host, False, "nodes",
+    _engine("SOLLOL_NODES", "nodes", "Ollama nodes to route to.", True, "nodes", format=_format_nodes),
+    _engine("OLLAMA_HOST", "url", "One more Ollama node, as the ollama client reads it.", False, "nodes",
             format=_format_host),
-    Setting("SOLLOL_DISCOVERY_CIDR", "", "cidr", f"an IPv4 network, /{MAX_DISCOVERY_PREFIX} or narrower",
-            "Scan this network for Ollama nodes at start (empty: no scan).", _parse_cidr, False, "nodes"),
-    Setting("SOLLOL_DISCOVER_LOCALHOST", "true", "bool", "true or false",
-            "Use the Ollama at localhost:11434 when one answers there.", parse_bool, False, "nodes"),
+    _engine("SOLLOL_DISCOVERY_CIDR", "cidr", "Scan this network for Ollama nodes at start (empty: no scan).",
+            False, "nodes"),
+    _engine("SOLLOL_DISCOVER_LOCALHOST", "bool", "Use the Ollama at localhost:11434 when one answers there.",
+            False, "nodes"),
     Setting("HYDRA_EMBEDDED_NODE", "auto", "choice", "one of " + ", ".join(EMBEDDED_NODE_MODES),
             "Built-in llama.cpp node; auto starts it when no other node is configured or answering.",
             _parse_embedded, False, "nodes", EMBEDDED_NODE_MODES),
@@ -394,11 +373,8 @@ class Settings:
 
     @property
     def all_nodes(self) -> tuple[NodeSpec, ...]:
-        # Same rule as SollolConfig.from_env: OLLAMA_HOST joins unless already listed.
-        host = self.ollama_host
-        if host is None or any(n.url == host.url for n in self.nodes):
-            return self.nodes
-        return (*self.nodes, host)
+        """SOLLOL_NODES, then OLLAMA_HOST's node unless already listed."""
+        return with_ollama_host(self.nodes, self.ollama_host)
 
     @property
     def discovery_cidr(self) -> str | None:
@@ -438,17 +414,7 @@ class Settings:
 
     def sollol_config(self, **extra: Any) -> SollolConfig:
         """The engine's config; ``extra`` sets SollolConfig fields Hydra does not expose."""
-        config = SollolConfig(
-            default_mode=self.default_mode,
-            parallel_requests=self.parallel_requests,
-            max_concurrent_requests=self.max_concurrent_requests,
-            vram_monitoring=self.vram_monitoring,
-            min_vram_mb=self.min_vram_mb,
-            min_success_rate=self.min_success_rate,
-            discovery_cidr=self.discovery_cidr,
-            discover_localhost=self.discover_localhost,
-            nodes=self.all_nodes,
-        )
+        config = SollolConfig(**config_values({v.name: self.values[v.name] for v in ENV_VARIABLES}))
         return config.replace(**extra) if extra else config
 
 
@@ -466,11 +432,12 @@ def load_settings(env: Mapping[str, str] | None = None, saved: Mapping[str, str]
             sources[setting.name] = "default"
     env_values, env_sources = dict(values), dict(sources)
     for name, text in (saved or {}).items():
-        setting = SETTINGS_BY_NAME.get(name)
-        if setting is None:
+        saved_setting = SETTINGS_BY_NAME.get(name)
+        if saved_setting is None:
             # The settings table may hold keys other parts of Hydra save; not ours to judge.
             logger.debug("saved key %s is not a setting; ignored", name)
             continue
+        setting = saved_setting
         if not setting.runtime:
             logger.warning("ignoring saved %s=%r: it is read from the environment at start-up only", name, text)
             continue

@@ -20,15 +20,16 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-from hydra.literal_gate import GatedPatterns
+from hydra.sollol.config import range_text
 from hydra.sollol.errors import ConfigError
 
 # The engine must know both too (it never sends ``think`` to a model that cannot), so they live there.
 from hydra.sollol.thinking import supports_thinking
-from hydra.tiers import REASONING_TASK_TYPES, SCAN_CHARS, classify
+from hydra.tiers import DEFAULT_REASONING_MODEL, REASONING_TASK_TYPES, SCAN_CHARS, classify
 
-MODES = ("auto", "off", "standard", "deep")
+REASONING_MODES = ("auto", "off", "standard", "deep")   # HYDRA_REASONING_MODE
 LEVELS = ("none", "standard", "deep")
+MAX_THINKING_TOKENS_LIMIT = 200_000                     # the largest HYDRA_MAX_THINKING_TOKENS
 
 # Auto mode: below this score a prompt is answered without thinking.
 SIMPLE_BELOW = 4.0
@@ -40,6 +41,14 @@ BUDGET_HIGH = 0.90
 MAX_SCORE = 10.0
 
 
+def parse_model_name(variable: str, text: str) -> str:
+    """A model name as a setting gives it: trimmed, non-empty, no spaces."""
+    value = str(text).strip()
+    if not value or any(c.isspace() for c in value):
+        raise ConfigError(variable, text, "a model name such as qwen3:14b (non-empty, no spaces)")
+    return value
+
+
 @dataclass(frozen=True)
 class ReasoningSettings:
     """The seed's five settings. Modes: ``off`` never thinks; ``standard`` always
@@ -47,26 +56,24 @@ class ReasoningSettings:
     it; ``auto`` decides from the complexity score (see ``assess``)."""
 
     mode: str = "auto"
-    reasoning_model: str = "qwen3:14b"
+    reasoning_model: str = DEFAULT_REASONING_MODEL
     use_reasoning_model: bool = True
     max_thinking_tokens: int = 6000
     deep_thinking_threshold: float = 9.5
 
     def __post_init__(self) -> None:
         mode = str(self.mode).strip().lower()
-        if mode not in MODES:
-            raise ConfigError("HYDRA_REASONING_MODE", self.mode, "one of " + ", ".join(MODES))
+        if mode not in REASONING_MODES:
+            raise ConfigError("HYDRA_REASONING_MODE", self.mode, "one of " + ", ".join(REASONING_MODES))
         object.__setattr__(self, "mode", mode)
-        if not str(self.reasoning_model).strip():
-            raise ConfigError("HYDRA_REASONING_MODEL", self.reasoning_model, "a model name such as qwen3:14b")
-        object.__setattr__(self, "reasoning_model", str(self.reasoning_model).strip())
-        if isinstance(self.max_thinking_tokens, bool) or not isinstance(self.max_thinking_tokens, int) \
-                or self.max_thinking_tokens < 1:
-            raise ConfigError("HYDRA_MAX_THINKING_TOKENS", self.max_thinking_tokens, "an integer >= 1")
+        object.__setattr__(self, "reasoning_model", parse_model_name("HYDRA_REASONING_MODEL", self.reasoning_model))
+        tokens = self.max_thinking_tokens
+        if isinstance(tokens, bool) or not isinstance(tokens, int) or not 1 <= tokens <= MAX_THINKING_TOKENS_LIMIT:
+            raise ConfigError("HYDRA_MAX_THINKING_TOKENS", tokens, range_text("an integer", 1, MAX_THINKING_TOKENS_LIMIT))
         threshold = self.deep_thinking_threshold
         if isinstance(threshold, bool) or not isinstance(threshold, (int, float)) \
                 or not 0.0 <= threshold <= MAX_SCORE:
-            raise ConfigError("HYDRA_DEEP_THINKING_THRESHOLD", threshold, "a number from 0 to 10")
+            raise ConfigError("HYDRA_DEEP_THINKING_THRESHOLD", threshold, range_text("a number", 0.0, MAX_SCORE))
         object.__setattr__(self, "deep_thinking_threshold", float(threshold))
 
     @classmethod
@@ -119,68 +126,58 @@ _PATTERNS: dict[str, tuple[str, int]] = {
     "step_by_step": (r"\bstep[- ]by[- ]step\b", _I),
     "then": (r"\bthen\b", _I),
     "constraint": (
-        r"\b(?:must|should|at least|at most|no more than|without|constraints?|requirements?|ensure|"
-        r"exactly|only|each|every|handle|guarantee)\b", _I),
+        (r"\b(?:must|should|at least|at most|no more than|without|constraints?|requirements?|ensure|"
+         r"exactly|only|each|every|handle|guarantee)\b"), _I),
     "code_fence": (r"```", 0),
     "code_request": (
-        r"\b(?:write|implement|create|generate|build|fix|debug|refactor|port)\b[^.?!\n]{0,40}?"
-        r"\b(?:functions?|methods?|class(?:es)?|scripts?|programs?|modules?|apis?|endpoints?|quer(?:y|ies)|"
-        r"tests?|code|algorithms?|parsers?|servers?|clients?)\b", _I),
+        (r"\b(?:write|implement|create|generate|build|fix|debug|refactor|port)\b[^.?!\n]{0,40}?"
+         r"\b(?:functions?|methods?|class(?:es)?|scripts?|programs?|modules?|apis?|endpoints?|quer(?:y|ies)|"
+         r"tests?|code|algorithms?|parsers?|servers?|clients?)\b"), _I),
     "code_words": (
-        r"(?<![\w.])(?:python|javascript|typescript|java|rust|golang|c\+\+|c#|sql|bash|function|class|def|"
-        r"return|import|async|await|threads?|regex|api|unit tests?|tests?|algorithm|recursion|recursive|"
-        r"data structures?|edge cases?|complexity|sort\(\)|o\([^)]{1,12}\))(?![\w+#])", _I),
+        (r"(?<![\w.])(?:python|javascript|typescript|java|rust|golang|c\+\+|c#|sql|bash|function|class|def|"
+         r"return|import|async|await|threads?|regex|api|unit tests?|tests?|algorithm|recursion|recursive|"
+         r"data structures?|edge cases?|complexity|sort\(\)|o\([^)]{1,12}\))(?![\w+#])"), _I),
     "code_syntax": (r"\w\(\)|=>|[!=]==?|&&|\|\||;\s*$|[{}]\s*$", re.MULTILINE),
     "equation": (r"\d\s*[-+*/^=<>]\s*\(?-?\d|\b\d*[a-z]\s*[=^]\s*-?\d|\d[a-z]\s*[-+*/]\s*\d", _I),
     "math_symbols": (r"[∑∏∫√π∞≤≥≠±∂]|\\(?:frac|int|sum|sqrt|lim|infty)\b|\$[^$\n]+\$", 0),
     "proof": (r"\b(?:prove|proof|lemma|theorem|induction|contradiction|q\.e\.d)\b", _I),
     "math_objects": (
-        r"\b(?:infinitely|infinite|primes?|integers?|bounds?|asymptotic\w*|limits?|integrals?|derivatives?|"
-        r"matri(?:x|ces)|probabilit(?:y|ies)|polynomials?|equations?|series|sequences?|n-th|nth)\b", _I),
+        (r"\b(?:infinitely|infinite|primes?|integers?|bounds?|asymptotic\w*|limits?|integrals?|derivatives?|"
+         r"matri(?:x|ces)|probabilit(?:y|ies)|polynomials?|equations?|series|sequences?|n-th|nth)\b"), _I),
     "hard_words": (
-        r"\b(?:prove|optimi[sz]\w*|optimal|design\w*|architect\w*|derive|derivation|trade[- ]?offs?|"
-        r"distributed|concurren\w*|parallel\w*|scalab\w*|formal\w*|fault[- ]toleran\w*|consisten\w*|"
-        r"consensus|invariants?|race conditions?|deadlocks?|threat model\w*|lock[- ]free)\b", _I),
+        (r"\b(?:prove|optimi[sz]\w*|optimal|design\w*|architect\w*|derive|derivation|trade[- ]?offs?|"
+         r"distributed|concurren\w*|parallel\w*|scalab\w*|formal\w*|fault[- ]toleran\w*|consisten\w*|"
+         r"consensus|invariants?|race conditions?|deadlocks?|threat model\w*|lock[- ]free)\b"), _I),
     # Demanding, but less than the words above: half a point each.
     "moderate_words": (
-        r"\b(?:analy[sz](?:e|es|ing|is)|compare|comparison|contrast|evaluate|justify|explain (?:why|how)|"
-        r"edge cases?|efficient\w*|robust\w*|plan)\b", _I),
+        (r"\b(?:analy[sz](?:e|es|ing|is)|compare|comparison|contrast|evaluate|justify|explain (?:why|how)|"
+         r"edge cases?|efficient\w*|robust\w*|plan)\b"), _I),
     "separators": (r"[,;:]|\band\b|\balso\b", _I),
 }
 
 
 @functools.cache
-def _patterns() -> tuple[GatedPatterns, dict[str, int]]:
-    # Compiled on first use: importing the module stays cheap for pages that never assess. Behind
-    # literal gates (hydra/literal_gate.py): assess runs on every submit, before the node is asked.
-    names = list(_PATTERNS)
-    return GatedPatterns([_PATTERNS[name] for name in names]), {name: i for i, name in enumerate(names)}
+def _patterns() -> dict[str, re.Pattern[str]]:
+    # Compiled on first use: importing the module stays cheap for pages that never assess.
+    return {name: re.compile(pattern, flags) for name, (pattern, flags) in _PATTERNS.items()}
 
 
 class _Scan:
-    """The feature patterns over one text: a pattern whose literals are all absent is not run."""
+    """The feature patterns over one text."""
 
     def __init__(self, text: str) -> None:
         self.text = text
-        self._gated, self._index = _patterns()
-        self._open = self._gated.candidates(text)
-
-    def _regex(self, name: str) -> re.Pattern[str] | None:
-        index = self._index[name]
-        return self._gated.regex(index) if index in self._open else None
+        self._regexes = _patterns()
 
     def found(self, name: str) -> bool:
-        regex = self._regex(name)
-        return bool(regex and regex.search(self.text))
+        return self._regexes[name].search(self.text) is not None
 
     def count(self, name: str) -> int:
-        regex = self._regex(name)
-        return sum(1 for _ in regex.finditer(self.text)) if regex else 0
+        return sum(1 for _ in self._regexes[name].finditer(self.text))
 
     def distinct(self, name: str) -> list[str]:
-        regex = self._regex(name)
         seen: dict[str, None] = {}
-        for match in regex.finditer(self.text) if regex else ():
+        for match in self._regexes[name].finditer(self.text):
             seen.setdefault(re.sub(r"[\s-]+", " ", match.group(0).lower()), None)
         return list(seen)
 

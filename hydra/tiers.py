@@ -4,9 +4,8 @@ The tiers are the seed's lists ("Model Tier Configuration"), in priority
 order, each entry with the placement the seed's arrow gives it. The router
 takes the first model of the list that an able, routable node has installed.
 
-Import rule: this module imports nothing from Hydra but ``hydra.sollol.types``
-and ``hydra.literal_gate`` (which imports nothing from Hydra), because ``hydra.sollol.router`` imports it for its defaults (anything more
-would make a cycle).
+Import rule: this module imports nothing from Hydra but ``hydra.sollol``, because
+``hydra.sollol.router`` imports it for its defaults (anything more would make a cycle).
 """
 from __future__ import annotations
 
@@ -14,7 +13,7 @@ import functools
 import re
 from dataclasses import dataclass
 
-from hydra.literal_gate import GatedPatterns
+from hydra.sollol.model_names import model_key
 from hydra.sollol.types import TASK_TYPES, Placement, TierEntry
 
 P = Placement  # the tables below read better with the short name
@@ -50,12 +49,6 @@ EMBEDDED_MODEL = "smollm2:135m"
 DEFAULT_REASONING_MODEL = "qwen3:14b"
 # Task types whose list the reasoning model heads (seed: "Primary" and "Math").
 REASONING_TASK_TYPES = ("reasoning", "math")
-
-
-def model_key(name: str) -> str:
-    """Compare model names the way Ollama resolves them: no tag means ``:latest``."""
-    name = name.strip().lower()
-    return name if ":" in name.rsplit("/", 1)[-1] else name + ":latest"
 
 
 def build_tiers(
@@ -206,16 +199,12 @@ _NUMBERISH = (r"\d|\b(?:primes?|integers?|numbers?|even|odd|rational|irrational|
               r"roots?|infinitely)\b")
 
 
-_PROOF_SPECS = [(_PROVE_THAT, _I), (_NUMBERISH, _I)]  # NUMBERISH is searched only after PROVE_THAT
-
-
 @functools.cache
-def _rules() -> GatedPatterns:
-    # Compiled on first use, not at import: the router and the pages import this module at
-    # start-up, most of them never classify. The classifier runs on the path from submit to first
-    # token, so each regex sits behind a literal gate (hydra/literal_gate.py): a rule whose words
-    # are all absent is skipped without running its regex. The proof rules come last.
-    return GatedPatterns([(p, flags) for _t, _label, p, _points, flags in _RULE_SPECS] + _PROOF_SPECS)
+def _rules() -> tuple[tuple[re.Pattern[str], ...], re.Pattern[str], re.Pattern[str]]:
+    """The rules' regexes, then the two proof patterns. Compiled on first use, not at import: the
+    router and the pages import this module at start-up, most of them never classify."""
+    return (tuple(re.compile(pattern, flags) for _type, _label, pattern, _points, flags in _RULE_SPECS),
+            re.compile(_PROVE_THAT, _I), re.compile(_NUMBERISH, _I))
 
 
 @dataclass(frozen=True)
@@ -236,17 +225,14 @@ def classify_task(prompt: str) -> Classification:
     text = prompt[:SCAN_CHARS]
     scores = {t: 0.0 for t in TASK_TYPES}
     reasons: list[str] = []
-    matched = _rules().matching(text)
-    for index in matched:
-        if index >= len(_RULE_SPECS):
-            break
-        task_type, label, _pattern, points, _flags = _RULE_SPECS[index]
-        scores[task_type] += points
-        reasons.append(f"{task_type}: {label} +{points:g}")
+    regexes, prove_that, numberish = _rules()
+    for (task_type, label, _pattern, points, _flags), regex in zip(_RULE_SPECS, regexes):
+        if regex.search(text):
+            scores[task_type] += points
+            reasons.append(f"{task_type}: {label} +{points:g}")
     # "prove that" plus numbers is a mathematical proof; without numbers it is
     # an argument (reasoning), which the plain "prove" rule already covers.
-    proof = len(_RULE_SPECS)  # the indices of _PROVE_THAT and _NUMBERISH
-    if proof in matched and proof + 1 in matched:
+    if prove_that.search(text) and numberish.search(text):
         scores["math"] += 2.0
         reasons.append("math: prove that + numbers +2")
     scores["general"] = GENERAL_BASELINE

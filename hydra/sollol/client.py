@@ -10,7 +10,7 @@ import json
 import re
 import socket
 import threading
-from collections.abc import Iterator
+from collections.abc import Generator
 from dataclasses import dataclass
 from typing import Any
 
@@ -75,8 +75,9 @@ def _plain_calls(calls: Any) -> tuple[dict[str, Any], ...]:
                  for c in calls)
 
 
-def translate(exc: BaseException, node: str, url: str, *, during: str) -> NodeError:
-    """Map any exception of the client stack to our tree (the one place that knows them)."""
+def node_error_from(exc: BaseException, node: str, url: str, *, during: str) -> NodeError:
+    """The NodeError that any exception of the client stack (httpx, ollama, json) stands for: the one
+    place that knows them."""
     import httpx
     import ollama
 
@@ -98,7 +99,7 @@ def translate(exc: BaseException, node: str, url: str, *, during: str) -> NodeEr
             return NodeUnavailableError(f"refused {during} with HTTP {status}: {message}", node=node, status=status)
         return RequestRejectedError(f"rejected the request {during} (HTTP {status}): {message}",
                                     node=node, status=status)
-    if isinstance(exc, ConnectionError) or isinstance(exc, httpx.ConnectError):
+    if isinstance(exc, (ConnectionError, httpx.ConnectError)):
         return NodeUnavailableError(f"cannot connect to {url} {during}: is Ollama running there?", node=node)
     if isinstance(exc, httpx.TimeoutException):
         return NodeTimeoutError(f"timed out {during} ({type(exc).__name__})", node=node)
@@ -116,7 +117,7 @@ def translate(exc: BaseException, node: str, url: str, *, during: str) -> NodeEr
 
 def _looks_like_html(text: str) -> bool:
     head = text.lstrip()[:200].lower()
-    return head.startswith("<!doctype html") or head.startswith("<html") or "<body" in head
+    return head.startswith(("<!doctype html", "<html")) or "<body" in head
 
 
 class StreamSockets:
@@ -223,7 +224,7 @@ class NodeClient:
         self._stream_client()
 
     def _fail(self, exc: BaseException, during: str) -> NodeError:
-        return translate(exc, self.spec.name, self.spec.url, during=during)
+        return node_error_from(exc, self.spec.name, self.spec.url, during=during)
 
     # --- polling ---
 
@@ -286,7 +287,7 @@ class NodeClient:
              think: bool | str | None = None, keep_alive: str | float | None = None,
              format: str | dict[str, Any] | None = None,
              tools: list[dict[str, Any]] | None = None,
-             sockets: StreamSockets | None = None) -> Iterator[StreamPart]:
+             sockets: StreamSockets | None = None) -> Generator[StreamPart, None, None]:
         """Stream /api/chat. A lazy generator: close() it to drop the connection (cancel); or, from
         another thread, ``sockets.cut_all()`` when it may be blocked waiting for the node."""
         kwargs: dict[str, Any] = {"model": model, "messages": messages, "stream": True,

@@ -1,14 +1,19 @@
 """SollolConfig: the engine's settings, parsed from the environment with errors a user can act on.
 
-Parsers are small pure functions (``parse_bool``, ``parse_int``, ``parse_nodes``)
-so ``hydra.config`` reuses them for the settings it adds on top.
+``ENV_VARIABLES`` is the one description of the engine's variables (SOLLOL_*, OLLAMA_HOST):
+the field each sets, how its text is parsed and what it accepts. ``SollolConfig.from_env``
+reads it, and so does ``hydra.config``, which adds Hydra's own settings on top and reuses the
+small pure parsers here (``parse_bool``, ``parse_int``, ``parse_nodes``...).
 """
 from __future__ import annotations
 
 import dataclasses
+import ipaddress
+import math
 import os
-from collections.abc import Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any
 
 from .errors import ConfigError
@@ -33,9 +38,9 @@ def parse_int(variable: str, value: str | int, *, minimum: int | None = None, ma
     try:
         number = int(str(value).strip())
     except ValueError:
-        raise ConfigError(variable, value, _range_text("an integer", minimum, maximum)) from None
-    if (minimum is not None and number < minimum) or (maximum is not None and number > maximum):
-        raise ConfigError(variable, value, _range_text("an integer", minimum, maximum))
+        raise ConfigError(variable, value, range_text("an integer", minimum, maximum)) from None
+    if not in_range(number, minimum, maximum):
+        raise ConfigError(variable, value, range_text("an integer", minimum, maximum))
     return number
 
 
@@ -44,18 +49,27 @@ def parse_float(variable: str, value: str | float, *, minimum: float | None = No
     try:
         number = float(str(value).strip())
     except ValueError:
-        raise ConfigError(variable, value, _range_text("a number", minimum, maximum)) from None
-    if number != number or (minimum is not None and number < minimum) or (maximum is not None and number > maximum):
-        raise ConfigError(variable, value, _range_text("a number", minimum, maximum))
+        raise ConfigError(variable, value, range_text("a number", minimum, maximum)) from None
+    if math.isnan(number) or not in_range(number, minimum, maximum):
+        raise ConfigError(variable, value, range_text("a number", minimum, maximum))
     return number
 
 
-def _range_text(kind: str, minimum: object, maximum: object) -> str:
+def in_range(number: float, minimum: float | None, maximum: float | None) -> bool:
+    return (minimum is None or number >= minimum) and (maximum is None or number <= maximum)
+
+
+def range_text(kind: str, minimum: object, maximum: object) -> str:
+    """What a bounded number setting accepts, as every message and the settings page say it."""
     if minimum is not None and maximum is not None:
         return f"{kind} from {minimum} to {maximum}"
     if minimum is not None:
         return f"{kind} >= {minimum}"
     return kind
+
+
+def parse_mode(variable: str, value: str | RoutingMode) -> RoutingMode:
+    return RoutingMode.parse(value, variable)
 
 
 _NODE_ATTRS = {"max_model_b", "gpu", "vram_mb", "slots", "local"}
@@ -100,6 +114,57 @@ def parse_nodes(value: str, variable: str = "SOLLOL_NODES") -> list[NodeSpec]:
     return specs
 
 
+def parse_node_list(variable: str, value: str) -> tuple[NodeSpec, ...]:
+    return tuple(parse_nodes(str(value), variable))
+
+
+# --- OLLAMA_HOST: one more node, written as the ollama client reads it ---
+
+OLLAMA_HOST_FORMAT = "host, host:port or http://host:port (empty: none)"
+
+
+def parse_ollama_host(variable: str, value: str) -> NodeSpec | None:
+    """OLLAMA_HOST's node, or None when it is empty. A bare host gets Ollama's port (NodeSpec's default)."""
+    host = str(value).strip()
+    if not host:
+        return None
+    try:
+        return parse_node(host, variable)
+    except ConfigError:
+        raise ConfigError(variable, value, OLLAMA_HOST_FORMAT) from None
+
+
+def with_ollama_host(nodes: Iterable[NodeSpec], host: NodeSpec | None) -> tuple[NodeSpec, ...]:
+    """The configured nodes, then OLLAMA_HOST's node unless one of them already has its URL."""
+    nodes = tuple(nodes)
+    if host is None or any(n.url == host.url for n in nodes):
+        return nodes
+    return (*nodes, host)
+
+
+# --- SOLLOL_DISCOVERY_CIDR: the opt-in scan, bounded ---
+
+WIDEST_DISCOVERY_PREFIX = 20                            # a /20 is 4,096 addresses
+MAX_SCAN_HOSTS = 2 ** (32 - WIDEST_DISCOVERY_PREFIX)
+DISCOVERY_CIDR_FORMAT = (f"an IPv4 network such as 127.0.0.0/24, prefix /{WIDEST_DISCOVERY_PREFIX} or longer "
+                         "(empty turns discovery off)")
+
+
+def parse_discovery_cidr(variable: str, value: str) -> str | None:
+    """The network to scan, normalised ("127.0.0.5/24" means the network it lies in, as people write it);
+    None when empty."""
+    text = str(value).strip()
+    if not text:
+        return None
+    try:
+        network = ipaddress.IPv4Network(text, strict=False)
+    except ValueError:
+        raise ConfigError(variable, value, DISCOVERY_CIDR_FORMAT) from None
+    if network.prefixlen < WIDEST_DISCOVERY_PREFIX:
+        raise ConfigError(variable, value, DISCOVERY_CIDR_FORMAT)
+    return str(network)
+
+
 def format_node(spec: NodeSpec) -> str:
     """The inverse of ``parse_node`` (for saving nodes added at run time)."""
     parts = [f"{spec.name}={spec.url}"]
@@ -109,6 +174,55 @@ def format_node(spec: NodeSpec) -> str:
             parts.append(f"{key}={str(value).lower() if isinstance(value, bool) else value}")
     parts.append(f"slots={spec.slots}")
     return ";".join(parts)
+
+
+@dataclass(frozen=True)
+class EnvVariable:
+    """One environment variable of the engine: the SollolConfig field it sets and what it accepts."""
+
+    name: str
+    field: str | None                  # None for OLLAMA_HOST, which joins ``nodes`` (with_ollama_host)
+    parse: Callable[[str, str], Any]   # (variable, text) -> value; raises ConfigError
+    allowed: str                       # what it accepts, as messages and the settings page say it
+    minimum: float | None = None       # bounds of number variables
+    maximum: float | None = None
+    choices: tuple[str, ...] = ()
+
+
+def _int_variable(name: str, field: str, minimum: int, maximum: int | None = None) -> EnvVariable:
+    return EnvVariable(name, field, partial(parse_int, minimum=minimum, maximum=maximum),
+                       range_text("an integer", minimum, maximum), minimum, maximum)
+
+
+def _bool_variable(name: str, field: str) -> EnvVariable:
+    return EnvVariable(name, field, parse_bool, "true or false")
+
+
+_MODES = tuple(m.value for m in RoutingMode)
+
+ENV_VARIABLES: tuple[EnvVariable, ...] = (
+    EnvVariable("SOLLOL_DEFAULT_ROUTING_MODE", "default_mode", parse_mode, "one of " + ", ".join(_MODES),
+                choices=_MODES),
+    _bool_variable("SOLLOL_PARALLEL_REQUESTS", "parallel_requests"),
+    _int_variable("SOLLOL_MAX_CONCURRENT_REQUESTS", "max_concurrent_requests", 1, 1024),
+    EnvVariable("SOLLOL_MIN_SUCCESS_RATE", "min_success_rate", partial(parse_float, minimum=0.0, maximum=1.0),
+                range_text("a number", 0.0, 1.0), 0.0, 1.0),
+    _bool_variable("SOLLOL_VRAM_MONITORING", "vram_monitoring"),
+    _int_variable("SOLLOL_MIN_VRAM_MB", "min_vram_mb", 0),
+    EnvVariable("SOLLOL_NODES", "nodes", parse_node_list, "comma-separated 'name=url;key=value' entries"),
+    EnvVariable("OLLAMA_HOST", None, parse_ollama_host, OLLAMA_HOST_FORMAT),
+    EnvVariable("SOLLOL_DISCOVERY_CIDR", "discovery_cidr", parse_discovery_cidr, DISCOVERY_CIDR_FORMAT),
+    _bool_variable("SOLLOL_DISCOVER_LOCALHOST", "discover_localhost"),
+)
+ENV_BY_NAME: Mapping[str, EnvVariable] = {v.name: v for v in ENV_VARIABLES}
+
+
+def config_values(parsed: Mapping[str, Any]) -> dict[str, Any]:
+    """SollolConfig fields from parsed variables (name -> value; absent ones keep their defaults).
+    OLLAMA_HOST's node joins the nodes."""
+    values = {v.field: parsed[v.name] for v in ENV_VARIABLES if v.field is not None and v.name in parsed}
+    values["nodes"] = with_ollama_host(parsed.get("SOLLOL_NODES", ()), parsed.get("OLLAMA_HOST"))
+    return values
 
 
 @dataclass(frozen=True)
@@ -141,13 +255,12 @@ class SollolConfig:
     nodes: tuple[NodeSpec, ...] = field(default_factory=tuple)
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "default_mode", RoutingMode.parse(self.default_mode, "SOLLOL_DEFAULT_ROUTING_MODE"))
-        if self.max_concurrent_requests < 1:
-            raise ConfigError("SOLLOL_MAX_CONCURRENT_REQUESTS", self.max_concurrent_requests, "an integer >= 1")
-        if self.min_vram_mb < 0:
-            raise ConfigError("SOLLOL_MIN_VRAM_MB", self.min_vram_mb, "an integer >= 0")
-        if not 0.0 <= self.min_success_rate <= 1.0:
-            raise ConfigError("SOLLOL_MIN_SUCCESS_RATE", self.min_success_rate, "a number from 0 to 1")
+        object.__setattr__(self, "default_mode", parse_mode("SOLLOL_DEFAULT_ROUTING_MODE", self.default_mode))
+        for variable in ENV_VARIABLES:  # the bounds the environment's values must keep, for values set directly too
+            if variable.field is not None and (variable.minimum is not None or variable.maximum is not None):
+                value = getattr(self, variable.field)
+                if not in_range(value, variable.minimum, variable.maximum):
+                    raise ConfigError(variable.name, value, variable.allowed)
 
     @property
     def effective_concurrency(self) -> int:
@@ -163,31 +276,6 @@ class SollolConfig:
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> SollolConfig:
+        """The engine's settings from the environment (``ENV_VARIABLES``); unset variables keep the defaults."""
         env = os.environ if env is None else env
-        values: dict[str, Any] = {}
-        if "SOLLOL_DEFAULT_ROUTING_MODE" in env:
-            values["default_mode"] = RoutingMode.parse(env["SOLLOL_DEFAULT_ROUTING_MODE"], "SOLLOL_DEFAULT_ROUTING_MODE")
-        if "SOLLOL_PARALLEL_REQUESTS" in env:
-            values["parallel_requests"] = parse_bool("SOLLOL_PARALLEL_REQUESTS", env["SOLLOL_PARALLEL_REQUESTS"])
-        if "SOLLOL_MAX_CONCURRENT_REQUESTS" in env:
-            values["max_concurrent_requests"] = parse_int(
-                "SOLLOL_MAX_CONCURRENT_REQUESTS", env["SOLLOL_MAX_CONCURRENT_REQUESTS"], minimum=1, maximum=1024)
-        if "SOLLOL_VRAM_MONITORING" in env:
-            values["vram_monitoring"] = parse_bool("SOLLOL_VRAM_MONITORING", env["SOLLOL_VRAM_MONITORING"])
-        if "SOLLOL_MIN_VRAM_MB" in env:
-            values["min_vram_mb"] = parse_int("SOLLOL_MIN_VRAM_MB", env["SOLLOL_MIN_VRAM_MB"], minimum=0)
-        if "SOLLOL_MIN_SUCCESS_RATE" in env:
-            values["min_success_rate"] = parse_float(
-                "SOLLOL_MIN_SUCCESS_RATE", env["SOLLOL_MIN_SUCCESS_RATE"], minimum=0.0, maximum=1.0)
-        if env.get("SOLLOL_DISCOVERY_CIDR", "").strip():
-            values["discovery_cidr"] = env["SOLLOL_DISCOVERY_CIDR"].strip()
-        if "SOLLOL_DISCOVER_LOCALHOST" in env:
-            values["discover_localhost"] = parse_bool("SOLLOL_DISCOVER_LOCALHOST", env["SOLLOL_DISCOVER_LOCALHOST"])
-        nodes = parse_nodes(env.get("SOLLOL_NODES", ""))
-        host = env.get("OLLAMA_HOST", "").strip()
-        if host:
-            spec = parse_node(host if "://" in host or ":" in host else host + ":11434", "OLLAMA_HOST")
-            if all(n.url != spec.url for n in nodes):
-                nodes.append(spec)
-        values["nodes"] = tuple(nodes)
-        return cls(**values)
+        return cls(**config_values({v.name: v.parse(v.name, env[v.name]) for v in ENV_VARIABLES if v.name in env}))

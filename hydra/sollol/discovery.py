@@ -1,9 +1,9 @@
 """Where nodes come from: configuration (SOLLOL_NODES, OLLAMA_HOST), localhost:11434
 when it answers, and an opt-in subnet scan (SOLLOL_DISCOVERY_CIDR).
 
-The scan is bounded: at most ``MAX_SCAN_HOSTS`` addresses, ``concurrency``
-probes at a time, each with a short timeout. Nothing is scanned unless a
-CIDR is configured.
+The scan is bounded: at most ``config.MAX_SCAN_HOSTS`` addresses (``parse_discovery_cidr``
+refuses wider networks), ``concurrency`` probes at a time, each with a short
+timeout. Nothing is scanned unless a CIDR is configured.
 """
 from __future__ import annotations
 
@@ -12,15 +12,15 @@ import logging
 from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
 
-from .config import SollolConfig
+from .config import DISCOVERY_CIDR_FORMAT, SollolConfig, parse_discovery_cidr
 from .errors import ConfigError
 from .types import NodeSpec
 
 log = logging.getLogger("hydra.sollol.discovery")
 
-LOCALHOST_URL = "http://127.0.0.1:11434"
-MAX_SCAN_HOSTS = 4096
 OLLAMA_PORT = 11434
+LOCALHOST_URL = f"http://127.0.0.1:{OLLAMA_PORT}"
+_LOCALHOST_URLS = (LOCALHOST_URL, f"http://localhost:{OLLAMA_PORT}")
 
 
 def probe(url: str, timeout_s: float = 0.5) -> str | None:
@@ -37,12 +37,11 @@ def probe(url: str, timeout_s: float = 0.5) -> str | None:
 
 
 def scan_hosts(cidr: str) -> list[str]:
-    try:
-        network = ipaddress.ip_network(cidr, strict=False)
-    except ValueError:
-        raise ConfigError("SOLLOL_DISCOVERY_CIDR", cidr, "an IPv4 network such as 127.0.0.0/29") from None
-    if network.num_addresses > MAX_SCAN_HOSTS:
-        raise ConfigError("SOLLOL_DISCOVERY_CIDR", cidr, f"a network of at most {MAX_SCAN_HOSTS} addresses (/20)")
+    """The addresses a scan of ``cidr`` probes (SOLLOL_DISCOVERY_CIDR's rule refuses a bad or wide network)."""
+    normalised = parse_discovery_cidr("SOLLOL_DISCOVERY_CIDR", cidr)
+    if normalised is None:
+        raise ConfigError("SOLLOL_DISCOVERY_CIDR", cidr, DISCOVERY_CIDR_FORMAT)
+    network = ipaddress.IPv4Network(normalised)
     hosts = list(network.hosts()) or [network.network_address]
     return [str(h) for h in hosts]
 
@@ -69,9 +68,8 @@ def discover(config: SollolConfig, extra: Iterable[NodeSpec] = ()) -> list[NodeS
 
     for spec in (*extra, *config.nodes):
         add(spec)
-    if config.discover_localhost and LOCALHOST_URL not in seen and "http://localhost:11434" not in seen:
-        if probe(LOCALHOST_URL):
-            add(NodeSpec(url=LOCALHOST_URL, name="localhost"))
+    if config.discover_localhost and seen.isdisjoint(_LOCALHOST_URLS) and probe(LOCALHOST_URL):
+        add(NodeSpec(url=LOCALHOST_URL, name="localhost"))
     if config.discovery_cidr:
         for spec in scan(config.discovery_cidr):
             add(spec)

@@ -3,13 +3,9 @@ each testable alone, shared by routing, rebalancing, the monitor and the snapsho
 from __future__ import annotations
 
 from .config import SollolConfig
+from .model_names import model_key
 from .node import Circuit, NodeView, fit_reason
 from .types import ModelInfo
-
-
-def normalize_model(name: str) -> str:
-    """'mistral' and 'mistral:latest' are the same model to Ollama."""
-    return name if ":" in name else name + ":latest"
 
 
 def why_unroutable(node: NodeView) -> str | None:
@@ -24,7 +20,9 @@ def why_unroutable(node: NodeView) -> str | None:
 
 
 def model_info(node: NodeView, model: str) -> ModelInfo | None:
-    return node.installed.get(model) or node.installed.get(normalize_model(model))
+    """The node's installed model that ``model`` names (Ollama's resolution: ``model_key``), if any."""
+    fit = node.fits_by_model.get(model_key(model))
+    return fit.info if fit is not None else None
 
 
 def why_unfit(node: NodeView, info: ModelInfo) -> str | None:
@@ -33,7 +31,8 @@ def why_unfit(node: NodeView, info: ModelInfo) -> str | None:
 
 
 def needs_load(node: NodeView, model: str) -> bool:
-    return model not in node.loaded and normalize_model(model) not in node.loaded
+    """Whether ``model`` is not loaded on the node (a task would pay its cold load)."""
+    return model not in node.loaded and model_key(model) not in node.loaded
 
 
 def vram_low(node: NodeView, config: SollolConfig) -> bool:
@@ -45,6 +44,7 @@ def vram_low(node: NodeView, config: SollolConfig) -> bool:
 
 
 def why_no_large_load(node: NodeView, model: str, info: ModelInfo, config: SollolConfig) -> str | None:
+    """None unless the node is low on VRAM and ``model`` would be a new large load there (then why)."""
     if vram_low(node, config) and needs_load(node, model) and (info.size_b or 0) >= config.large_model_b:
         return f"VRAM low: {node.vram_free_mb} MB free < {config.min_vram_mb} MB, no new large loads"
     return None

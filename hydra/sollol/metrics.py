@@ -9,8 +9,14 @@ import threading
 from collections import Counter, deque
 from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import TypedDict
 
 from .types import ModelStatsSnapshot
+
+# What routing knows of one model on one node: (median TTFT s, mean tokens/s, mean load s), None when unmeasured.
+Estimate = tuple[float | None, float | None, float | None]
+# A node's recent success rate (None before any outcome) and how many outcomes it rests on.
+SuccessRate = tuple[float | None, int]
 
 
 def percentile(values: Iterable[float], q: float) -> float | None:
@@ -51,8 +57,8 @@ class RollingStats:
         # Routing reads estimates and success rates for every decision, many per dispatch round,
         # and a submit routes at once: so they are kept up to date by record() for the one (node,
         # model) that changed, and replaced (never mutated) so readers take them without the lock.
-        self._estimates: dict[tuple[str, str], tuple[float | None, float | None, float | None]] = {}
-        self._rates: dict[str, tuple[float | None, int]] = {}
+        self._estimates: dict[tuple[str, str], Estimate] = {}
+        self._rates: dict[str, SuccessRate] = {}
 
     def _get(self, node: str, model: str) -> _Window:
         key = (node, model)
@@ -117,24 +123,24 @@ class RollingStats:
                 tokens_per_s=_mean(w.tps), load_s=_mean(w.load)))
         return tuple(out)
 
-    def node_summary(self, node: str) -> dict[str, float | int | None]:
+    def node_summary(self, node: str) -> NodeSummary:
         wins = [w for _, w in self._copy(node)]
         outcomes = [o for w in wins for o in w.outcomes]
-        return {
-            "requests": sum(w.requests for w in wins),
-            "successes": sum(w.successes for w in wins),
-            "failures": sum(w.failures for w in wins),
-            "success_rate": (sum(outcomes) / len(outcomes)) if outcomes else None,
-            "ttft_p50_s": percentile([t for w in wins for t in w.ttft], 50),
-            "ttft_p95_s": percentile([t for w in wins for t in w.ttft], 95),
-            "tokens_per_s": _mean([t for w in wins for t in w.tps]),
-        }
+        return NodeSummary(
+            requests=sum(w.requests for w in wins),
+            successes=sum(w.successes for w in wins),
+            failures=sum(w.failures for w in wins),
+            success_rate=(sum(outcomes) / len(outcomes)) if outcomes else None,
+            ttft_p50_s=percentile([t for w in wins for t in w.ttft], 50),
+            ttft_p95_s=percentile([t for w in wins for t in w.ttft], 95),
+            tokens_per_s=_mean([t for w in wins for t in w.tps]),
+        )
 
-    def estimates(self) -> dict[tuple[str, str], tuple[float | None, float | None, float | None]]:
+    def estimates(self) -> dict[tuple[str, str], Estimate]:
         """(node, model) -> (median TTFT s, mean tokens/s, mean load s), for routing. Read-only."""
         return self._estimates
 
-    def success_rates(self) -> dict[str, tuple[float | None, int]]:
+    def success_rates(self) -> dict[str, SuccessRate]:
         """node -> (success rate over the recent window, samples). Read-only."""
         return self._rates
 
@@ -142,6 +148,25 @@ class RollingStats:
 def _mean(values: Iterable[float]) -> float | None:
     items = list(values)
     return sum(items) / len(items) if items else None
+
+
+class NodeSummary(TypedDict):
+    requests: int
+    successes: int
+    failures: int
+    success_rate: float | None
+    ttft_p50_s: float | None
+    ttft_p95_s: float | None
+    tokens_per_s: float | None
+
+
+class DistributionCounts(TypedDict):
+    by_node: dict[str, int]
+    by_model: dict[str, int]
+    by_mode: dict[str, int]
+    by_task_type: dict[str, int]
+    by_status: dict[str, int]
+    failovers: int
 
 
 class Distribution:
@@ -171,8 +196,8 @@ class Distribution:
         with self._lock:
             self.failovers += 1
 
-    def copy(self) -> dict[str, dict[str, int] | int]:
+    def copy(self) -> DistributionCounts:
         with self._lock:
-            return {"by_node": dict(self.by_node), "by_model": dict(self.by_model), "by_mode": dict(self.by_mode),
-                    "by_task_type": dict(self.by_task_type), "by_status": dict(self.by_status),
-                    "failovers": self.failovers}
+            return DistributionCounts(by_node=dict(self.by_node), by_model=dict(self.by_model),
+                                      by_mode=dict(self.by_mode), by_task_type=dict(self.by_task_type),
+                                      by_status=dict(self.by_status), failovers=self.failovers)

@@ -2,7 +2,9 @@
 
 Waits on ``threading.Event.wait`` so ``stop()`` returns at once; backs the poll
 off exponentially while the node fails; ``poke()`` asks for a poll now (a worker
-saw an error, or a node was just added).
+saw an error, or a node was just added). It also takes the circuit breaker's one
+timed step: while the circuit is open it polls again when the cooldown ends, and
+a good poll then makes the circuit half-open (``NodeState.half_open_if_due``).
 """
 from __future__ import annotations
 
@@ -63,11 +65,16 @@ class NodeMonitor:
                 ok = False
             self._first_poll.set()
             failures = 0 if ok else failures + 1
-            interval = config.poll_interval_s
-            if failures:
-                interval = min(config.poll_interval_s * (2 ** failures), config.max_backoff_s)
-            self._wake.wait(interval)
+            self._wake.wait(self._next_poll_in(config, failures))
             self._wake.clear()
+
+    def _next_poll_in(self, config: SollolConfig, failures: int) -> float:
+        """The poll interval, backed off while the node fails; while it answers with its circuit open,
+        no later than the end of the cooldown, so the circuit goes half-open on time."""
+        if failures:
+            return min(config.poll_interval_s * (2 ** failures), config.max_backoff_s)
+        left = self.state.cooldown_left(config.breaker_cooldown_s)
+        return config.poll_interval_s if left is None else min(config.poll_interval_s, max(0.01, left))
 
     def poll_once(self) -> bool:
         """One poll; never raises for node failures. Returns whether the node answered well."""
@@ -91,6 +98,8 @@ class NodeMonitor:
             return False
         if self.state.poll_ok(version, installed, loaded):
             log.info("node %s is healthy (Ollama %s, %d models)", name, version, len(self.state.installed))
+        if self.state.half_open_if_due(self._config().breaker_cooldown_s):
+            log.info("node %s: circuit half-open after its cooldown; the next task there is its trial", name)
         self._check_vram()
         self._on_change(self.state)
         return True
@@ -99,7 +108,7 @@ class NodeMonitor:
         """Say once when a GPU node starts (and stops) refusing large loads for lack of VRAM.
         ``vram_low`` is never true for a CPU-only node, so those are never warned about."""
         config = self._config()
-        view = self.state.view(breaker_cooldown_s=config.breaker_cooldown_s)
+        view = self.state.view()
         low = vram_low(view, config)
         if low and not self._vram_low:
             log.warning("node %s is low on VRAM: %s MB free < %d MB (SOLLOL_MIN_VRAM_MB); it takes no new "

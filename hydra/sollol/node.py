@@ -7,8 +7,10 @@ Circuit breaker: ``breaker_threshold`` consecutive failures that count
 against the node (connection errors, 5xx, 503 busy, timeouts, protocol
 errors; never a 4xx caused by the request) open the circuit. After a
 cooldown that doubles on each re-trip (flapping nodes stay out longer) the
-circuit is half-open: the next successful health poll lets one trial task
-through, and a good trial closes it. A failed poll keeps it open.
+circuit is half-open: the first successful health poll after the cooldown
+(``half_open_if_due``, the monitor's step) lets one trial task through, and a
+good trial closes it. A failed poll keeps it open. Reading a view never
+changes the circuit.
 """
 from __future__ import annotations
 
@@ -16,28 +18,44 @@ import threading
 import time
 from dataclasses import dataclass, field
 from enum import StrEnum
+from typing import NamedTuple
 
+from .model_names import model_key
 from .types import LoadedModel, ModelInfo, NodeSpec
 
 # Parameter counts are nominal: a node declared for 70B models holds llama3.1:70b, which Ollama
 # reports as 70.6B. Within 2 % still fits; a 30B node still refuses a 32.8B model.
 SIZE_SLACK = 1.02
+MAX_COOLDOWN_S = 120.0
 
-# model -> (info, why it does not fit or None, size in B for the priors, prior tokens/s, prior cold-load s)
-FitTable = dict[str, tuple[ModelInfo, "str | None", float, float, float]]
+
+class ModelFit(NamedTuple):
+    """One installed model as routing sees it on one node."""
+
+    info: ModelInfo
+    why_unfit: str | None      # None: the model fits the node
+    prior_tps: float           # decode speed before any is measured
+    prior_load_s: float        # cold-load time before any is measured
+
+
+# model_key(name) -> the model's fit on one node
+FitTable = dict[str, ModelFit]
+
+
+def _prior_size_b(info: ModelInfo) -> float:
+    """The size the priors use: an unknown (or tiny) size counts as 1B."""
+    return info.size_b if info.size_b and info.size_b > 0.1 else 1.0
 
 
 def prior_tps(gpu: bool, info: ModelInfo) -> float:
     """Decode speed before any is measured: memory-bandwidth bound, so inversely proportional to size."""
-    size = info.size_b if info.size_b and info.size_b > 0.1 else 1.0
-    tps = (450.0 if gpu else 60.0) / size
+    tps = (450.0 if gpu else 60.0) / _prior_size_b(info)
     return 1.0 if tps < 1.0 else min(tps, 500.0)
 
 
 def prior_load_s(gpu: bool, info: ModelInfo) -> float:
     """Cold-load time before any is measured: reading the weights, slower into RAM than into VRAM."""
-    size = info.size_b if info.size_b and info.size_b > 0.1 else 1.0
-    return size * (0.3 if gpu else 0.7) + 0.5
+    return _prior_size_b(info) * (0.3 if gpu else 0.7) + 0.5
 
 
 def fit_reason(info: ModelInfo, max_model_b: float | None, gpu: bool, vram_total_mb: int | None) -> str | None:
@@ -53,16 +71,13 @@ def fit_reason(info: ModelInfo, max_model_b: float | None, gpu: bool, vram_total
 
 def fit_table(installed: dict[str, ModelInfo], max_model_b: float | None, gpu: bool,
               vram_total_mb: int | None) -> FitTable:
-    """Every installed model, under its name and (for ``x:latest``) its bare name ``x``, with whether it
-    fits the node and its speed priors. It changes only when the model list does, so routing looks it up instead of
-    re-checking sizes for every (tier entry, node) pair of every decision."""
+    """Every installed model under its ``model_key``, with whether it fits the node and its speed priors.
+    It changes only when the model list does, so routing looks it up instead of re-checking sizes for
+    every (tier entry, node) pair of every decision."""
     table: FitTable = {}
     for name, info in installed.items():
-        entry = (info, fit_reason(info, max_model_b, gpu, vram_total_mb),
-                 info.size_b if info.size_b and info.size_b > 0.1 else 1.0, prior_tps(gpu, info), prior_load_s(gpu, info))
-        if name.endswith(":latest"):
-            table.setdefault(name[:-7], entry)
-        table[name] = entry
+        table.setdefault(model_key(name), ModelFit(info, fit_reason(info, max_model_b, gpu, vram_total_mb),
+                                                   prior_tps(gpu, info), prior_load_s(gpu, info)))
     return table
 
 
@@ -96,6 +111,7 @@ class NodeView:
 
     @property
     def fits_by_model(self) -> FitTable:
+        """The fit table (``model_key`` -> ModelFit), built once per view when the view was made without it."""
         if self.fit is None:
             object.__setattr__(self, "fit", fit_table(self.installed, self.max_model_b, self.gpu,
                                                       self.vram_total_mb if self.gpu else None))
@@ -120,12 +136,12 @@ class NodeView:
         return max(sizes, default=0.0)
 
 
-# Fields whose change does not show in a view (and the bookkeeping of the view cache itself).
-_UNTRACKED = frozenset({"_changes", "_view_cache", "_fit_source", "_fit", "version", "last_seen"})
-
-
 @dataclass
 class NodeState:
+    """Written only through its methods, each under the lock. A method that changes what a view shows
+    calls ``_changed()``: every dispatch round asks each node for a view, and most rounds nothing changed
+    since the last, so ``view()`` hands out the same copy until then."""
+
     spec: NodeSpec
     lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
     healthy: bool = False
@@ -141,27 +157,24 @@ class NodeState:
     last_error: str | None = None
     last_seen: float | None = None
     polled: bool = False
-    removed: bool = False
+    _removed: bool = field(default=False, repr=False)
     _fit_source: dict[str, ModelInfo] | None = field(default=None, repr=False)
     _fit: FitTable = field(default_factory=dict, repr=False)
-    # Every dispatch round asks each node for a view; most rounds nothing changed since the last.
-    # Any assignment to a field (and mark_loaded's in-place change) bumps _changes, which retires
-    # the cached view: no mutator can forget to.
-    _changes: int = field(default=0, repr=False)
+    _changes: int = field(default=0, repr=False)       # bumped by _changed(); the view cache's key
     _view_cache: tuple[int, NodeView] | None = field(default=None, repr=False)
-
-    def __setattr__(self, name: str, value: object) -> None:
-        object.__setattr__(self, name, value)
-        if name not in _UNTRACKED:
-            object.__setattr__(self, "_changes", self.__dict__.get("_changes", 0) + 1)
 
     @property
     def name(self) -> str:
         return self.spec.name
 
-    def view(self, *, breaker_cooldown_s: float = 5.0, now: float | None = None) -> NodeView:
+    def _changed(self) -> None:
+        """Lock held: what a view shows has changed, so the cached view is stale."""
+        self._changes += 1
+
+    def view(self, *, breaker_cooldown_s: float | None = None, now: float | None = None) -> NodeView:
+        """A frozen copy of what routing needs. Reading it changes nothing (the circuit included).
+        ``breaker_cooldown_s`` and ``now`` are ignored: callers that still pass them need not change."""
         with self.lock:
-            self._maybe_half_open(breaker_cooldown_s, time.monotonic() if now is None else now)
             cached = self._view_cache
             if cached is not None and cached[0] == self._changes:
                 return cached[1]
@@ -171,7 +184,7 @@ class NodeState:
             view = NodeView(
                 name=self.spec.name, url=self.spec.url, gpu=bool(self.spec.gpu), local=bool(self.spec.local),
                 max_model_b=self.spec.max_model_b, slots=self.spec.slots, in_flight=self.in_flight,
-                healthy=self.healthy and not self.removed, circuit=self.circuit,
+                healthy=self.healthy and not self._removed, circuit=self.circuit,
                 trial_in_flight=self.trial_in_flight, installed=self.installed,
                 loaded=frozenset(self.loaded), vram_total_mb=self.spec.vram_mb if self.spec.gpu else None,
                 vram_used_mb=vram_used, polled=self.polled, last_error=self.last_error, fit=self._fits())
@@ -186,11 +199,23 @@ class NodeState:
                                   self.spec.vram_mb if self.spec.gpu else None)
         return self._fit
 
-    def half_open(self, breaker_cooldown_s: float) -> bool:
-        """Whether the circuit is half-open now (a task bound here is its one trial)."""
+    # --- membership ---
+
+    @property
+    def removed(self) -> bool:
+        return self._removed
+
+    @removed.setter
+    def removed(self, value: bool) -> None:
+        # router.py still assigns ``state.removed = True``; mark_removed() is the method to call.
+        if value:
+            self.mark_removed()
+
+    def mark_removed(self) -> None:
+        """The node left the cluster: its views say unhealthy from now on."""
         with self.lock:
-            self._maybe_half_open(breaker_cooldown_s, time.monotonic())
-            return self.circuit is Circuit.HALF_OPEN
+            self._removed = True
+            self._changed()
 
     # --- monitor side ---
 
@@ -209,6 +234,7 @@ class NodeState:
             self.last_seen = time.time()
             if self.circuit is Circuit.CLOSED:
                 self.last_error = None
+            self._changed()
             return not was
 
     def poll_failed(self, error: str) -> bool:
@@ -219,15 +245,38 @@ class NodeState:
             self.last_error = error
             if self.circuit is Circuit.HALF_OPEN:
                 self._open(time.monotonic())
+            self._changed()
             return was
 
+    def half_open_if_due(self, breaker_cooldown_s: float, now: float | None = None) -> bool:
+        """The step from OPEN to HALF_OPEN: once the cooldown has passed and the node answers polls.
+        Returns True when the circuit went half-open now."""
+        with self.lock:
+            return self._half_open_if_due(breaker_cooldown_s, time.monotonic() if now is None else now)
+
+    def cooldown_left(self, breaker_cooldown_s: float, now: float | None = None) -> float | None:
+        """Seconds until an open circuit may go half-open (0 when it may now); None when it is not open."""
+        with self.lock:
+            if self.circuit is not Circuit.OPEN:
+                return None
+            now = time.monotonic() if now is None else now
+            return max(0.0, self.opened_at + self.cooldown(breaker_cooldown_s) - now)
+
     # --- worker side ---
+
+    def half_open(self, breaker_cooldown_s: float) -> bool:
+        """Whether the circuit is half-open (a task bound here now is its one trial); takes the
+        OPEN -> HALF_OPEN step first when it is due."""
+        with self.lock:
+            self._half_open_if_due(breaker_cooldown_s, time.monotonic())
+            return self.circuit is Circuit.HALF_OPEN
 
     def begin(self, trial: bool) -> None:
         with self.lock:
             self.in_flight += 1
             if trial:
                 self.trial_in_flight = True
+            self._changed()
 
     def end(self, *, ok: bool | None, error: str | None = None, threshold: int = 3, trial: bool = False) -> None:
         """ok None = the attempt ended for a reason that says nothing of the node (cancel, 4xx).
@@ -236,6 +285,7 @@ class NodeState:
             self.in_flight = max(0, self.in_flight - 1)
             if trial:
                 self.trial_in_flight = False
+            self._changed()
             if ok is None:
                 return
             if ok:
@@ -252,31 +302,37 @@ class NodeState:
         with self.lock:
             self._charge_locked(error, threshold, False)
 
-    def _charge_locked(self, error: str | None, threshold: int, trial: bool) -> None:
-        self.consecutive_failures += 1
-        self.last_error = error
-        if trial or self.circuit is Circuit.HALF_OPEN or self.consecutive_failures >= threshold:
-            self._open(time.monotonic())
-
     def mark_loaded(self, model: str) -> None:
         with self.lock:
             if model not in self.loaded:
                 info = self.installed.get(model)
                 size = info.size_bytes if info else 0
-                self.loaded[model] = LoadedModel(model, size, size if self.spec.gpu else 0)
-                self._changes += 1  # an in-place change: __setattr__ does not see it
+                self.loaded = {**self.loaded, model: LoadedModel(model, size, size if self.spec.gpu else 0)}
+                self._changed()
 
     # --- breaker internals (lock held) ---
+
+    def _charge_locked(self, error: str | None, threshold: int, trial: bool) -> None:
+        self.consecutive_failures += 1
+        self.last_error = error
+        if trial or self.circuit is Circuit.HALF_OPEN or self.consecutive_failures >= threshold:
+            self._open(time.monotonic())
+        self._changed()
 
     def _open(self, now: float) -> None:
         if self.circuit is not Circuit.OPEN:
             self.trips += 1
         self.circuit = Circuit.OPEN
         self.opened_at = now
+        self._changed()
 
     def cooldown(self, base: float) -> float:
-        return min(base * (2 ** max(0, self.trips - 1)), 120.0)
+        """How long the circuit stays open: ``base``, doubled on each re-trip, at most MAX_COOLDOWN_S."""
+        return min(base * (2 ** max(0, self.trips - 1)), MAX_COOLDOWN_S)
 
-    def _maybe_half_open(self, base: float, now: float) -> None:
+    def _half_open_if_due(self, base: float, now: float) -> bool:
         if self.circuit is Circuit.OPEN and self.healthy and now - self.opened_at >= self.cooldown(base):
             self.circuit = Circuit.HALF_OPEN
+            self._changed()
+            return True
+        return False

@@ -15,7 +15,8 @@ from dataclasses import dataclass
 from .config import SollolConfig
 from .eligibility import model_info, why_no_large_load, why_unfit, why_unroutable
 from .node import Circuit, NodeView
-from .routing import DEFAULT_OUTPUT_TOKENS, Estimates, RouteRequest, decode_tps, estimate_seconds
+from .routing import RouteRequest
+from .scoring import DEFAULT_OUTPUT_TOKENS, Estimates, decode_tps, estimate_seconds
 from .types import RoutingMode
 
 MARGIN = 0.6            # move only when the idle node finishes in under 60 % of the time left
@@ -55,37 +56,52 @@ def remaining_seconds(r: Running, tps: float) -> float | None:
 
 def plan_moves(running: Sequence[Running], views: Sequence[NodeView], config: SollolConfig,
                estimates: Estimates, *, margin: float = MARGIN) -> list[Move]:
-    free: Mapping[str, int] = {v.name: v.slots - v.in_flight for v in views
-                               if v.in_flight < v.slots and why_unroutable(v) is None}
+    """The moves worth making now: the longest remaining answers first, each to the free node that
+    would finish it soonest, when that is well before its own node would (``margin``, MIN_GAIN_S)."""
+    free = {v.name: v.slots - v.in_flight for v in views if v.in_flight < v.slots and why_unroutable(v) is None}
     if not free:
         return []
-    free = dict(free)
     by_name = {v.name: v for v in views}
-    left = []
-    for r in running:
-        current = by_name.get(r.node)
-        if current is None or current.circuit is not Circuit.CLOSED:
-            continue  # a half-open node's trial request must run to its end to close the circuit
-        info = model_info(current, r.model)
-        if info is not None:
-            left.append((remaining_seconds(r, decode_tps(current, r.model, info, estimates)), r))
     moves: list[Move] = []
-    for remaining, r in sorted(((s, r) for s, r in left if s is not None), key=lambda p: -p[0]):
-        best: Move | None = None
-        for name, slots in free.items():
-            if slots <= 0 or name == r.node or name in r.excluded:
-                continue
-            view = by_name[name]
-            info = model_info(view, r.model)
-            if info is None or why_unfit(view, info) or why_no_large_load(view, r.model, info, config):
-                continue
-            request = RouteRequest(mode=RoutingMode.ASYNC, task_type="", entries=(), min_success_rate=0.0,
-                                   prompt_tokens=r.prompt_tokens, max_tokens=r.target_tokens)
-            estimate = estimate_seconds(view, r.model, info, request, estimates)
-            if estimate < remaining * margin and remaining - estimate >= MIN_GAIN_S \
-                    and (best is None or estimate < best.estimate_s):
-                best = Move(r.task_id, r.node, name, r.model, remaining, estimate)
+    for remaining, r in sorted(_time_left(running, by_name, estimates), key=lambda pair: -pair[0]):
+        best = _best_move(r, remaining, free, by_name, config, estimates, margin)
         if best is not None:
             moves.append(best)
             free[best.to_node] -= 1
     return moves
+
+
+def _time_left(running: Sequence[Running], by_name: Mapping[str, NodeView],
+               estimates: Estimates) -> list[tuple[float, Running]]:
+    """Seconds left of each running task that has really started, on a node whose circuit is closed
+    (a half-open node's trial request must run to its end to close the circuit)."""
+    left = []
+    for r in running:
+        current = by_name.get(r.node)
+        if current is None or current.circuit is not Circuit.CLOSED:
+            continue
+        info = model_info(current, r.model)
+        remaining = remaining_seconds(r, decode_tps(current, r.model, info, estimates)) if info else None
+        if remaining is not None:
+            left.append((remaining, r))
+    return left
+
+
+def _best_move(r: Running, remaining: float, free: Mapping[str, int], by_name: Mapping[str, NodeView],
+               config: SollolConfig, estimates: Estimates, margin: float) -> Move | None:
+    """The free node that would finish ``r`` soonest, if it beats the time left by the margin."""
+    request = RouteRequest(mode=RoutingMode.ASYNC, task_type="", entries=(), min_success_rate=0.0,
+                           prompt_tokens=r.prompt_tokens, max_tokens=r.target_tokens)
+    best: Move | None = None
+    for name, slots in free.items():
+        if slots <= 0 or name == r.node or name in r.excluded:
+            continue
+        view = by_name[name]
+        info = model_info(view, r.model)
+        if info is None or why_unfit(view, info) or why_no_large_load(view, r.model, info, config):
+            continue
+        estimate = estimate_seconds(view, r.model, info, request, estimates)
+        if estimate < remaining * margin and remaining - estimate >= MIN_GAIN_S \
+                and (best is None or estimate < best.estimate_s):
+            best = Move(r.task_id, r.node, name, r.model, remaining, estimate)
+    return best

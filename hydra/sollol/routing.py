@@ -10,16 +10,26 @@ impossible (no node can ever serve it as things stand).
 """
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
+from typing import NamedTuple
 
 from .config import SollolConfig
-from .eligibility import needs_load, normalize_model, vram_low, why_no_large_load, why_unroutable
-from .node import Circuit, FitTable, NodeView, prior_load_s
-from .node import prior_tps as node_prior_tps
+from .eligibility import needs_load, vram_low, why_no_large_load, why_unroutable
+from .model_names import model_key
+from .node import Circuit, FitTable, ModelFit, NodeView
+from .scoring import (
+    DEFAULT_OUTPUT_TOKENS,
+    NO_ESTIMATE,
+    NO_RATE,
+    SCORERS,
+    Estimates,
+    SuccessRates,
+    decode_tps,
+    estimate_seconds,
+    service_seconds,
+)
 from .types import Candidate, ModelInfo, Placement, RoutingMode, TierEntry
-
-DEFAULT_OUTPUT_TOKENS = 200
 
 
 @dataclass(frozen=True)
@@ -33,6 +43,22 @@ class RouteRequest:
     max_tokens: int | None = None
     explicit_model: bool = False
     ahead: int = 0                          # queued tasks before this one, still waiting for a place
+
+
+class Scored(NamedTuple):
+    """One node's best tier entry for the task, and its score (lower is better). Sorted by score,
+    then local nodes before remote ones, then by name."""
+
+    score: float
+    remote: bool
+    name: str
+    entry: TierEntry
+    node: NodeView
+    free: bool                 # the node has a free slot now
+
+
+# Non-fast modes: a node's first eligible tier entry (index, entry, its model info, the node); unpacked where used.
+FirstFit = tuple[int, TierEntry, ModelInfo, NodeView]
 
 
 class RouteOutcome:
@@ -62,48 +88,6 @@ class RouteOutcome:
         return f"RouteOutcome(node={self.node!r}, model={self.model!r}, wait={self.wait}, reason={self.reason!r})"
 
 
-Estimates = Mapping[tuple[str, str], tuple[float | None, float | None, float | None]]
-SuccessRates = Mapping[str, tuple[float | None, int]]
-
-
-# --- estimates ---
-
-def estimate_seconds(node: NodeView, model: str, info: ModelInfo, req: RouteRequest,
-                     estimates: Estimates) -> float:
-    """Queue wait + cold load + prefill + decode at this node's measured (or prior) speed."""
-    wait = 0.0
-    if node.in_flight >= node.slots:
-        # This task starts after the running ones free a slot and the tasks queued ahead have gone.
-        decode = (req.max_tokens or DEFAULT_OUTPUT_TOKENS) / decode_tps(node, model, info, estimates)
-        wait = (node.in_flight - node.slots + 1 + req.ahead) / node.slots * decode
-    return wait + service_seconds(node, model, info, req, estimates)
-
-
-def service_seconds(node: NodeView, model: str, info: ModelInfo, req: RouteRequest, estimates: Estimates) -> float:
-    """Cold load + prefill + decode once the task has a slot."""
-    ttft, tps, load = estimates.get((node.name, model), _NO_ESTIMATE)
-    tps = tps or prior_tps(node, info)
-    if model in node.loaded or normalize_model(model) in node.loaded:
-        cold = 0.0
-    else:
-        cold = load if load is not None else prior_load_s(node.gpu, info)
-    prefill = ttft if (ttft is not None and not cold) else req.prompt_tokens / (tps * 10.0)
-    return cold + prefill + (req.max_tokens or DEFAULT_OUTPUT_TOKENS) / tps
-
-
-_NO_ESTIMATE = (None, None, None)
-
-
-def prior_tps(node: NodeView, info: ModelInfo) -> float:
-    """Decode speed before any is measured (see node.prior_tps)."""
-    return node_prior_tps(node.gpu, info)
-
-
-def decode_tps(node: NodeView, model: str, info: ModelInfo, estimates: Estimates) -> float:
-    """Measured tokens/s of ``model`` on ``node`` (eval_count / eval_duration), else the prior."""
-    return estimates.get((node.name, model), _NO_ESTIMATE)[1] or prior_tps(node, info)
-
-
 # --- the route ---
 
 def route(req: RouteRequest, nodes: Sequence[NodeView], config: SollolConfig,
@@ -118,64 +102,94 @@ def route(req: RouteRequest, nodes: Sequence[NodeView], config: SollolConfig,
     """
     fast = req.mode is RoutingMode.FAST
     node_block, capability, top = _blocked_nodes(req, nodes, success_rates)
-    first_miss: dict[str, str] = {}       # node -> why its best entry failed
+    plan = _plan(req)
+    first_miss: dict[str, str] = {}       # node -> why its first tier entry cannot go there
+    infos: dict[str, ModelInfo] = {}      # node -> the info of its scored entry (non-fast modes)
     if fast:
-        scored, chosen_index = _scan_fast(req, nodes, node_block, capability, top, config, estimates, first_miss)
-        firsts = []
+        scored, chosen_index = _scan_fast(req, plan, nodes, node_block, capability, top, config, estimates,
+                                          first_miss)
     else:
-        firsts, chosen_index = _scan_first(req, nodes, node_block, capability, top, config, first_miss)
-        scored = []
-    plan = req.entries
+        firsts, chosen_index = _scan_first(plan, nodes, node_block, capability, top, config, first_miss)
+        scored = _score_firsts(firsts, chosen_index, req, estimates, top, success_rates, infos)
 
-    if chosen_index == len(plan):
-        def nowhere() -> tuple[Candidate, ...]:
-            return tuple(Candidate(n.name, req.entries[0].model if req.entries else "", None, False,
-                                   node_block.get(n.name) or first_miss.get(n.name, "no tier model fits"))
-                         for n in nodes)
-        waiting = any(not n.polled and n.name not in node_block for n in nodes)
-        models = ", ".join(e.model for e in req.entries)
-        reason = (f"no node known to serve {models} yet (waiting for model lists)" if waiting
-                  else f"no routable node can serve {models}")
-        return RouteOutcome(None, None, reason, nowhere, wait=waiting)
-
-    infos: dict[str, ModelInfo] = {}
-    if not fast:
-        scorer = _SCORERS[req.mode]
-        for index, entry, info, node in firsts:
-            if index == chosen_index:
-                infos[node.name] = info
-                scored.append((scorer(index, entry, node, info, req, estimates, top, success_rates),
-                               not node.local, node.name, entry, node))
-    scored.sort(key=lambda s: (s[0], s[1], s[2]))
-    best_free = next((s for s in scored if s[4].in_flight < s[4].slots), None)
+    if chosen_index == len(req.entries):
+        return _nowhere(req, nodes, node_block, first_miss)
+    scored.sort(key=lambda s: (s.score, s.remote, s.name))
+    best_free = next((s for s in scored if s.free), None)
     if req.mode is RoutingMode.ASYNC and best_free is not None:
         best_free = _async_tail_guard(scored, req, estimates, infos)
     # fast waits for a busy node when it still finishes sooner; async and reliable take the best free place.
     chosen = scored[0] if fast else best_free
+
     def candidates() -> tuple[Candidate, ...]:
         return _candidates(req, nodes, node_block, first_miss, scored, chosen, chosen_index)
 
-    if chosen is None or chosen[4].in_flight >= chosen[4].slots:
-        target = scored[0][4]
-        return RouteOutcome(None, scored[0][3].model, f"{req.mode.value}: waiting for a free slot "
+    if chosen is None or not chosen.free:
+        target = scored[0].node
+        return RouteOutcome(None, scored[0].entry.model, f"{req.mode.value}: waiting for a free slot "
                             f"(best place {target.name} has {target.in_flight}/{target.slots} busy)",
                             candidates, wait=True)
-    score, _, name, entry, node = chosen
-    return RouteOutcome(name, entry.model, f"{req.mode.value}: {name} with {entry.model} — "
-                        f"{_explain(req.mode, node, entry, score)}", candidates)
+    return RouteOutcome(chosen.name, chosen.entry.model, f"{req.mode.value}: {chosen.name} with "
+                        f"{chosen.entry.model} — {_explain(req.mode, chosen.node, chosen.entry, chosen.score)}",
+                        candidates)
 
 
-def _ineligible(node: NodeView, model: str, hit: tuple | None, low: bool, most_capable_only: bool, cap: float,
-                top: float, config: SollolConfig) -> str | None:
+def _nowhere(req: RouteRequest, nodes: Sequence[NodeView], node_block: dict[str, str],
+             first_miss: dict[str, str]) -> RouteOutcome:
+    """No node holds any tier entry: wait while some node's models are not known yet, else impossible."""
+    def candidates() -> tuple[Candidate, ...]:
+        return tuple(Candidate(n.name, req.entries[0].model if req.entries else "", None, False,
+                               node_block.get(n.name) or first_miss.get(n.name, "no tier model fits"))
+                     for n in nodes)
+    waiting = any(not n.polled and n.name not in node_block for n in nodes)
+    models = ", ".join(e.model for e in req.entries)
+    reason = (f"no node known to serve {models} yet (waiting for model lists)" if waiting
+              else f"no routable node can serve {models}")
+    return RouteOutcome(None, None, reason, candidates, wait=waiting)
+
+
+def _score_firsts(firsts: list[FirstFit], chosen_index: int, req: RouteRequest, estimates: Estimates, top: float,
+                  success_rates: SuccessRates, infos: dict[str, ModelInfo]) -> list[Scored]:
+    """Non-fast modes: score the nodes that hold the chosen tier entry (and note each one's model info)."""
+    scorer = SCORERS[req.mode]
+    scored = []
+    for index, entry, info, node in firsts:
+        if index == chosen_index:
+            infos[node.name] = info
+            scored.append(Scored(scorer(index, entry, node, info, req, estimates, top, success_rates),
+                                 not node.local, node.name, entry, node, node.in_flight < node.slots))
+    return scored
+
+
+def _why_not(node: NodeView, model: str, hit: ModelFit | None, low: bool, most_capable_only: bool, cap: float,
+             top: float, config: SollolConfig) -> str | None:
     """Why ``model`` cannot go to ``node`` now (None: it can). ``hit`` is the node's fit-table row."""
     if hit is None:
         return "model not installed" if node.polled else "models not known yet"
-    info, why = hit[0], hit[1]
-    if why is None and low and (info.size_b or 0) >= config.large_model_b:
-        why = why_no_large_load(node, model, info, config)
+    why = hit.why_unfit
+    if why is None and low and (hit.info.size_b or 0) >= config.large_model_b:
+        why = why_no_large_load(node, model, hit.info, config)
     if why is None and most_capable_only and cap < top:
         why = f"not the most capable node ({cap:g}B < {top:g}B)"
     return why
+
+
+class _Step(NamedTuple):
+    """One tier entry of the task, with what every scan needs of it, worked out once per route."""
+
+    tier_index: int
+    entry: TierEntry
+    model: str
+    key: str                   # model_key(model): the fit table's and /api/ps's spelling
+    most_capable_only: bool
+    not_installed: str         # first_miss texts for the commonest misses, built once
+    not_known: str
+
+
+def _plan(req: RouteRequest) -> list[_Step]:
+    return [_Step(index, entry, entry.model, model_key(entry.model), entry.placement is Placement.MOST_CAPABLE_ONLY,
+                  f"{entry.model}: model not installed", f"{entry.model}: models not known yet")
+            for index, entry in enumerate(req.entries)]
 
 
 def _open_nodes(nodes: Sequence[NodeView], node_block: dict[str, str], capability: dict[str, float],
@@ -188,79 +202,109 @@ def _open_nodes(nodes: Sequence[NodeView], node_block: dict[str, str], capabilit
                    config.vram_monitoring and node.gpu and vram_low(node, config), capability[name])
 
 
-def _scan_first(req: RouteRequest, nodes: Sequence[NodeView], node_block: dict[str, str],
+def _scan_first(plan: list[_Step], nodes: Sequence[NodeView], node_block: dict[str, str],
                 capability: dict[str, float], top: float, config: SollolConfig, first_miss: dict[str, str],
-                ) -> tuple[list[tuple[int, TierEntry, ModelInfo, NodeView]], int]:
+                ) -> tuple[list[FirstFit], int]:
     """Non-fast modes: each open node's first eligible tier entry, and the best tier any node holds."""
-    plan = [(index, entry, entry.model, entry.placement is Placement.MOST_CAPABLE_ONLY)
-            for index, entry in enumerate(req.entries)]
-    firsts: list[tuple[int, TierEntry, ModelInfo, NodeView]] = []
+    firsts: list[FirstFit] = []
     chosen_index = len(plan)
     for node, name, table, low, cap in _open_nodes(nodes, node_block, capability, config):
-        for index, entry, model, most_capable_only in plan:
+        for index, entry, model, key, most_capable_only, _not_installed, _not_known in plan:
             if index > chosen_index:
                 break  # a higher tier already has a place; lower tiers are not candidates
-            hit = table.get(model)
-            why = _ineligible(node, model, hit, low, most_capable_only, cap, top, config) \
-                if hit is None or hit[1] is not None or low or most_capable_only else None
-            if why is not None:
+            hit = table.get(key)
+            why = _why_not(node, model, hit, low, most_capable_only, cap, top, config) \
+                if hit is None or hit.why_unfit is not None or low or most_capable_only else None
+            if why is not None or hit is None:
                 if name not in first_miss:
                     first_miss[name] = f"{model}: {why}"
                 continue
             chosen_index = index
-            firsts.append((index, entry, hit[0], node))
+            firsts.append((index, entry, hit.info, node))
             break
     return firsts, chosen_index
 
 
-def _scan_fast(req: RouteRequest, nodes: Sequence[NodeView], node_block: dict[str, str],
+class _FastStep(NamedTuple):
+    """One tier entry as the fast scan walks it (everything that does not depend on the node, once)."""
+
+    tier_index: int
+    entry: TierEntry
+    model: str
+    key: str                   # model_key(model): the fit table's and /api/ps's spelling
+    most_capable_only: bool
+    not_installed: str
+    not_known: str
+    bias_kind: int             # which placement bias applies: none, light, powerful (see _scan_fast)
+    tier_factor: float         # a lower tier must finish clearly sooner to win: 10 % per step
+
+
+def _fast_plan(plan: list[_Step], top: float) -> list[_FastStep]:
+    return [_FastStep(*step, 0 if step.entry.placement is Placement.ANY or top <= 0 else
+                      1 if step.entry.placement is Placement.LIGHT else 2, 1.0 + 0.1 * step.tier_index)
+            for step in plan]
+
+
+# A node open to the fast scan: (view, fit table, VRAM low, capability, queue-wait factor, placement biases)
+_FastNode = tuple[NodeView, FitTable, bool, float, float, tuple[float, float, float]]
+
+
+def _scan_fast(req: RouteRequest, plan: list[_Step], nodes: Sequence[NodeView], node_block: dict[str, str],
                capability: dict[str, float], top: float, config: SollolConfig, estimates: Estimates,
-               first_miss: dict[str, str]) -> tuple[list[tuple[float, bool, str, TierEntry, NodeView]], int]:
-    """Fast mode: every (tier entry, node) pair scored by estimated seconds to finish (``score_fast``,
-    inlined: this is the hottest loop of routing), each node's best kept."""
-    # (index, entry, model, bare name's :latest alias, most-capable-only, bias kind, tier factor)
-    plan = [(index, entry, entry.model, entry.model if ":" in entry.model else entry.model + ":latest",
-             entry.placement is Placement.MOST_CAPABLE_ONLY,
-             0 if entry.placement is Placement.ANY or top <= 0 else 1 if entry.placement is Placement.LIGHT else 2,
-             1.0 + 0.1 * index) for index, entry in enumerate(req.entries)]
-    scored: list[tuple[float, bool, str, TierEntry, NodeView]] = []
-    chosen_index = len(plan)
-    output = req.max_tokens or DEFAULT_OUTPUT_TOKENS
-    prompt_tokens, ahead = req.prompt_tokens, req.ahead
-    for node, name, table, low, cap in _open_nodes(nodes, node_block, capability, config):
-        loaded, slots = node.loaded, node.slots
+               first_miss: dict[str, str]) -> tuple[list[Scored], int]:
+    """Fast mode: every (tier entry, node) pair scored by estimated seconds to finish, each node's best kept;
+    and the best tier any node holds. The terms of ``score_fast`` that depend on the node alone are
+    computed here, once per node: the queue-wait factor (decodes to wait for) and the placement biases."""
+    monitoring, ahead = config.vram_monitoring, req.ahead
+    open_nodes: list[_FastNode] = []
+    for node in nodes:
+        name = node.name
+        if name in node_block:
+            continue
+        cap, slots = capability[name], node.slots
         busy = (node.in_flight - slots + 1 + ahead) / slots if node.in_flight >= slots else 0.0
         share = ((node.max_model_b if node.max_model_b is not None else cap) / top) if top > 0 else 0.0
-        biases = (0.0, 0.01 * share, 0.01 * (1.0 - share))
-        best_score, best_entry = None, None
-        for index, entry, model, alias, most_capable_only, bias_kind, tier_factor in plan:
-            hit = table.get(model)
+        open_nodes.append((node, node.fit if node.fit is not None else node.fits_by_model,
+                           monitoring and node.gpu and vram_low(node, config), cap, busy,
+                           (0.0, 0.01 * share, 0.01 * (1.0 - share))))
+    return _score_fast_pairs(open_nodes, _fast_plan(plan, top), top, config, estimates,
+                             req.max_tokens or DEFAULT_OUTPUT_TOKENS, req.prompt_tokens, first_miss)
+
+
+def _score_fast_pairs(open_nodes: list[_FastNode], plan: list[_FastStep], top: float, config: SollolConfig,
+                      estimates: Estimates, output: int, prompt_tokens: int, first_miss: dict[str, str],
+                      ) -> tuple[list[Scored], int]:
+    """Each node's lowest ``score_fast`` over the plan, and the best tier index any node holds.
+    ``score_fast`` is inlined here: this is the hottest loop of routing (test_routing checks the two agree)."""
+    scored: list[Scored] = []
+    chosen_index = len(plan)
+    for node, table, low, cap, busy, biases in open_nodes:
+        name, loaded, polled = node.name, node.loaded, node.polled
+        best_score, best_entry = 0.0, None
+        for index, entry, model, key, most_capable_only, not_installed, not_known, bias_kind, tier_factor in plan:
+            hit = table.get(key)
             if hit is None:  # the common miss, kept out of a function call
                 if name not in first_miss:
-                    first_miss[name] = f"{model}: {'model not installed' if node.polled else 'models not known yet'}"
+                    first_miss[name] = not_installed if polled else not_known
                 continue
-            if hit[1] is not None or low or most_capable_only:
-                why = _ineligible(node, model, hit, low, most_capable_only, cap, top, config)
+            _info, why_unfit, tps_prior, load_prior = hit
+            if why_unfit is not None or low or most_capable_only:
+                why = _why_not(node, model, hit, low, most_capable_only, cap, top, config)
                 if why is not None:
                     if name not in first_miss:
                         first_miss[name] = f"{model}: {why}"
                     continue
             chosen_index = min(chosen_index, index)
-            _, _, _, tps_prior, cold_prior = hit
-            ttft, tps, load = estimates.get((name, model), _NO_ESTIMATE)
+            ttft, tps, load = estimates.get((name, model), NO_ESTIMATE)
             tps = tps or tps_prior
-            if model in loaded or alias in loaded:
-                cold = 0.0
-                prefill = ttft if ttft is not None else prompt_tokens / (tps * 10.0)
-            else:
-                cold = load if load is not None else cold_prior
-                prefill = ttft if (ttft is not None and not cold) else prompt_tokens / (tps * 10.0)
+            cold = 0.0 if (model in loaded or key in loaded) else (load if load is not None else load_prior)
+            prefill = ttft if (ttft is not None and not cold) else prompt_tokens / (tps * 10.0)
             decode = output / tps
             score = (busy * decode + cold + prefill + decode) * tier_factor + biases[bias_kind]
-            if best_score is None or score < best_score:
+            if best_entry is None or score < best_score:
                 best_score, best_entry = score, entry
-        if best_score is not None:
-            scored.append((best_score, not node.local, name, best_entry, node))
+        if best_entry is not None:
+            scored.append(Scored(best_score, not node.local, name, best_entry, node, node.in_flight < node.slots))
     return scored, chosen_index
 
 
@@ -283,7 +327,7 @@ def _blocked_nodes(req: RouteRequest, nodes: Sequence[NodeView], success_rates: 
             if node.circuit is not Circuit.CLOSED:
                 why = "reliable: circuit not closed"
             else:
-                rate, samples = success_rates.get(node.name, (None, 0))
+                rate, samples = success_rates.get(node.name, NO_RATE)
                 if rate is not None and samples >= 3 and rate < req.min_success_rate:
                     why = f"reliable: success {rate:.0%} < {req.min_success_rate:.0%}"
         if why is not None:
@@ -292,12 +336,12 @@ def _blocked_nodes(req: RouteRequest, nodes: Sequence[NodeView], success_rates: 
 
 
 def _candidates(req: RouteRequest, nodes: Sequence[NodeView], node_block: dict[str, str],
-                first_miss: dict[str, str], scored: list, chosen: tuple | None,
+                first_miss: dict[str, str], scored: list[Scored], chosen: Scored | None,
                 chosen_index: int) -> tuple[Candidate, ...]:
     """The decision's record: nodes that took no part (and why) in node order, then the scored ones best first."""
     candidates: list[Candidate] = []
     if len(scored) < len(nodes):
-        scored_names = {s[2] for s in scored}
+        scored_names = {s.name for s in scored}
         model = req.entries[chosen_index].model
         for node in nodes:
             if node.name in node_block:
@@ -307,15 +351,15 @@ def _candidates(req: RouteRequest, nodes: Sequence[NodeView], node_block: dict[s
                                             first_miss.get(node.name, "no tier model fits")))
     mode = req.mode
     fast = mode is RoutingMode.FAST
+    keys = {e.model: model_key(e.model) for e in req.entries} if fast else {}
     for s in scored:
-        score, _, name, entry, node = s
+        score, _, name, entry, node, free = s
         if fast:  # _explain's fast case, inlined: a 64-node fast decision records 64 of these
-            m, loaded = entry.model, node.loaded
-            warm = m in loaded or (":" not in m and m + ":latest" in loaded)
-            text = "est. %.2f s to finish (%s)" % (score, "warm" if warm else "cold load")
+            warm = entry.model in node.loaded or keys[entry.model] in node.loaded
+            text = f"est. {score:.2f} s to finish ({'warm' if warm else 'cold load'})"
         else:
             text = _explain(mode, node, entry, score)
-        if node.in_flight >= node.slots:
+        if not free:
             text = f"busy ({node.in_flight}/{node.slots} slots); {text}"
         elif s is chosen:
             text = "chosen: " + text
@@ -323,32 +367,30 @@ def _candidates(req: RouteRequest, nodes: Sequence[NodeView], node_block: dict[s
     return tuple(candidates)
 
 
-def _async_tail_guard(scored, req: RouteRequest, estimates: Estimates, infos: dict[str, ModelInfo]) -> tuple | None:
+def _async_tail_guard(scored: list[Scored], req: RouteRequest, estimates: Estimates,
+                      infos: dict[str, ModelInfo]) -> Scored | None:
     """Async takes the best free place (CPU first) unless a busy node would still finish the task
     sooner, queue wait included: then the task waits for it. While much work is queued the wait is
     long and every node stays busy; at the tail of a batch this keeps the last tasks off slow nodes,
     which would otherwise set the makespan."""
-    def seconds(s) -> float:
-        return estimate_seconds(s[4], s[3].model, infos[s[2]], req, estimates)
+    def seconds(s: Scored) -> float:
+        return estimate_seconds(s.node, s.entry.model, infos[s.name], req, estimates)
 
-    busy = [s for s in scored if s[4].in_flight >= s[4].slots]
+    busy = [s for s in scored if not s.free]
     if not busy:
-        return next((s for s in scored if s[4].in_flight < s[4].slots), None)
+        return next((s for s in scored if s.free), None)
     # estimate_seconds puts every task queued ahead on the busy node itself; they in fact spread over
     # the whole cluster. So a busy node frees up by the sooner of that and the cluster's drain time:
     # the work in flight and ahead (tasks of about this one's size) over every eligible slot's speed.
     output = req.max_tokens or DEFAULT_OUTPUT_TOKENS
-    capacity = sum(s[4].slots * decode_tps(s[4], s[3].model, infos[s[2]], estimates) for s in scored)
-    drain = (req.ahead + sum(s[4].in_flight for s in scored)) * output / capacity if capacity > 0 else 0.0
+    capacity = sum(s.node.slots * decode_tps(s.node, s.entry.model, infos[s.name], estimates) for s in scored)
+    drain = (req.ahead + sum(s.node.in_flight for s in scored)) * output / capacity if capacity > 0 else 0.0
 
-    def finish_after_wait(s) -> float:
-        return min(seconds(s), drain + service_seconds(s[4], s[3].model, infos[s[2]], req, estimates))
+    def finish_after_wait(s: Scored) -> float:
+        return min(seconds(s), drain + service_seconds(s.node, s.entry.model, infos[s.name], req, estimates))
 
     best_busy = min(finish_after_wait(s) for s in busy)
-    for s in scored:
-        if s[4].in_flight < s[4].slots and seconds(s) <= best_busy:
-            return s
-    return None
+    return next((s for s in scored if s.free and seconds(s) <= best_busy), None)
 
 
 def _explain(mode: RoutingMode, node: NodeView, entry: TierEntry, score: float) -> str:
@@ -362,40 +404,3 @@ def _explain(mode: RoutingMode, node: NodeView, entry: TierEntry, score: float) 
     return f"{kind}, load {node.in_flight}/{node.slots}"
 
 
-Scorer = Callable[[int, TierEntry, NodeView, ModelInfo, RouteRequest, Estimates, float, SuccessRates], float]
-
-
-def _placement_bias(entry: TierEntry, node: NodeView, top: float) -> float:
-    """Small tie-breaker toward the seed's arrows: powerful entries to capable nodes, light to light."""
-    if top <= 0 or entry.placement is Placement.ANY:
-        return 0.0
-    share = (node.max_model_b if node.max_model_b is not None else node.capability) / top
-    if entry.placement is Placement.LIGHT:
-        return 0.01 * share
-    return 0.01 * (1.0 - share)
-
-
-def score_fast(index, entry, node, info, req, estimates, top, rates) -> float:
-    # Seconds to finish; a lower tier must finish clearly sooner to win: 10 % per tier step.
-    return estimate_seconds(node, entry.model, info, req, estimates) * (1.0 + 0.1 * index) \
-        + _placement_bias(entry, node, top)
-
-
-def score_reliable(index, entry, node, info, req, estimates, top, rates) -> float:
-    rate = rates.get(node.name, _NO_RATE)[0]
-    return -(node.max_model_b if node.max_model_b is not None else node.capability) \
-        + 0.5 * node.in_flight / node.slots + (0.0 if rate is None else 1.0 - rate)
-
-
-def score_async(index, entry, node, info, req, estimates, top, rates) -> float:
-    # CPU nodes first (keep GPUs free), then the lowest load.
-    return (2.0 if node.gpu else 0.0) + node.in_flight / node.slots + _placement_bias(entry, node, top)
-
-
-_NO_RATE = (None, 0)
-
-_SCORERS: dict[RoutingMode, Scorer] = {
-    RoutingMode.FAST: score_fast,
-    RoutingMode.RELIABLE: score_reliable,
-    RoutingMode.ASYNC: score_async,
-}

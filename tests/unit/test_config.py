@@ -120,7 +120,9 @@ BAD_ENV = [
     ("HYDRA_MAX_THINKING_TOKENS", "0", "an integer from 1 to 200000"),
     ("SOLLOL_PARALLEL_REQUESTS", "sometimes", "true or false"),
     ("SOLLOL_MIN_SUCCESS_RATE", "1.5", "a number from 0.0 to 1.0"),
-    ("SOLLOL_DISCOVERY_CIDR", "127.0.0.0/8", "prefix /16 or longer"),
+    ("SOLLOL_DISCOVERY_CIDR", "127.0.0.0/8", "prefix /20 or longer"),
+    # the engine's scan refuses more than 4,096 addresses at start; the settings say so first
+    ("SOLLOL_DISCOVERY_CIDR", "127.0.0.0/16", "prefix /20 or longer"),
     ("SOLLOL_DISCOVERY_CIDR", "not-a-net", "an IPv4 network"),
     ("OLLAMA_HOST", "bad host", "host:port"),
     ("HYDRA_GATEWAY_PORT", "70000", "an integer from 0 to 65535"),

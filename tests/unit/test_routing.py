@@ -98,6 +98,23 @@ def test_needs_load(loaded, model, expected):
     assert needs_load(view(loaded=loaded), model) is expected
 
 
+@pytest.mark.parametrize("mode", list(RoutingMode))
+@pytest.mark.parametrize("written", ["mistral", "Mistral", "mistral:latest", " Mistral:Latest "])
+def test_a_model_name_is_resolved_as_ollama_resolves_it(mode, written):
+    # One rule (model_names.model_key) for routing, tiers and the warm check: no tag means :latest,
+    # case and surrounding spaces do not matter.
+    node = view(models=("mistral:latest",), loaded=("mistral:latest",))
+    out = route(request(mode, (TierEntry(written),)), [node], CFG, {}, {})
+    assert (out.node, out.model) == ("cpu", written)
+    assert not needs_load(node, written)
+
+
+def test_tiers_compare_model_names_with_the_engines_rule():
+    from hydra import tiers
+    from hydra.sollol.model_names import model_key
+    assert tiers.model_key is model_key
+
+
 @pytest.mark.parametrize("node, config, expected", [
     (gpu(vram_mb=8_000, vram_used_mb=7_950), CFG, True),
     (gpu(vram_mb=8_000, vram_used_mb=7_900), CFG, False),  # exactly 100 MB free is enough
@@ -114,7 +131,7 @@ def test_vram_low(node, config, expected):
     assert vram_low(node, config) is expected
 
 
-LOW = dict(vram_mb=8_000, vram_used_mb=7_990)
+LOW = {"vram_mb": 8_000, "vram_used_mb": 7_990}
 
 
 @pytest.mark.parametrize("node, model, blocked", [
@@ -344,7 +361,7 @@ def _random_cluster(seed: int) -> tuple[list[NodeView], dict, dict]:
 def test_fast_scores_are_score_fast_for_every_pair_and_the_lowest_wins(seed):
     """The fast scan inlines score_fast for speed: every recorded score must be what the reference
     formula gives for that node's best entry, and the decision must take the lowest of them."""
-    from hydra.sollol.routing import score_fast
+    from hydra.sollol.scoring import score_fast
     nodes, estimates, rates = _random_cluster(seed)
     entries = (TierEntry("llama3.1:70b", Placement.MOST_CAPABLE_ONLY), TierEntry("deepseek-coder-v2", Placement.POWERFUL),
                TierEntry("qwen2.5-coder:7b", Placement.POWERFUL), TierEntry("mistral", Placement.ANY),

@@ -65,9 +65,13 @@ def test_from_env_values(env, expected):
     ("SOLLOL_NODES", "light=http://127.0.0.2:11434;turbo=yes", NODES_FORMAT),
     ("SOLLOL_NODES", "light=http://127.0.0.2:11434;slots", NODES_FORMAT),
     ("SOLLOL_NODES", "light=http://127.0.0.2 :11434", NODES_FORMAT),
+    # refused when read, as hydra.config refuses them, not only when the router starts its scan
+    ("SOLLOL_DISCOVERY_CIDR", "not-a-net", "an IPv4 network"),
+    ("SOLLOL_DISCOVERY_CIDR", "127.0.0.0/16", "prefix /20 or longer"),
+    ("OLLAMA_HOST", "bad host", "host, host:port or http://host:port"),
 ], ids=["concurrency-abc", "concurrency-zero", "mode-turbo", "parallel", "vram", "min-vram-negative",
         "min-vram-word", "success-rate", "node-scheme", "node-port", "node-no-host", "node-unknown-attr",
-        "node-attr-no-value", "node-space"])
+        "node-attr-no-value", "node-space", "cidr-word", "cidr-wide", "ollama-host"])
 def test_from_env_errors_name_variable_value_and_allowed(variable, value, allowed):
     with pytest.raises(ConfigError) as caught:
         SollolConfig.from_env({variable: value})
