@@ -160,7 +160,8 @@ def create_app(service: GatewayService, api_key: str | None = None) -> Starlette
         distribution = {k: snapshot.pop(k) for k in ("by_node", "by_model", "by_mode", "by_task_type",
                                                       "by_status", "failovers")}
         return JSONResponse({**snapshot, "distribution": distribution,
-                             "decisions": _jsonable(service.decisions(STATUS_DECISIONS))})
+                             "decisions": _jsonable(service.decisions(STATUS_DECISIONS)),
+                             "history": service.history_health().as_dict()})
 
     routes = [
         Route("/", ollama.root, methods=["GET", "HEAD"]),
