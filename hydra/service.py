@@ -260,7 +260,10 @@ class Hydra:
         """The router's submit, then a bounded wait for the writer to commit the task's queued row.
         A task history cannot record is refused (HistoryUnavailableError), never run without its row:
         at once while history is degraded, or cancelled when its own row fails."""
-        self.history.require_writable()
+        try:
+            self.history.require_writable()
+        except HistoryUnavailableError as exc:
+            raise exc.refusing(task.id) from None
         pending = self._recorder.expect(task.id)  # before submitting: the row may be written at once
         try:
             handle = self.router.submit(task)

@@ -84,7 +84,7 @@ def open_error(path: Path, exc: BaseException) -> ConfigError:
     if code == "SQLITE_NOTADB":
         return ConfigError("HYDRA_DB", str(path), "a SQLite database file (this file is something else: "
                                                   "point HYDRA_DB at another path)")
-    detail = reason(exc)
+    detail = str(exc) if code in _DISK_ERRORS else reason(exc)
     if code in _DISK_ERRORS or (isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT)):
         free = _free_bytes(path)
         if free is not None:
