@@ -21,8 +21,8 @@ the load stopped; and a checkpoint that waits for readers loses the race to a pa
 reading (SQLite's busy handler sleeps, the reader takes its lock again meanwhile). So every few
 writes the writer looks at the WAL's size itself, between two of its transactions, and past
 ``WAL_TRUNCATE_BYTES`` holds new reads of this process back until those running end (a few
-milliseconds), then empties the WAL (TRUNCATE); the pause costs readers and writers ~30 ms per
-16 MB of WAL.
+milliseconds), then empties the WAL (TRUNCATE): a pause of tens of milliseconds for readers and
+writers per 16 MB of WAL (about 270 tasks).
 
 At start-up a corrupt file is moved aside and a new one started (files.py).
 
@@ -30,7 +30,8 @@ Threads: router workers and Streamlit script threads call in at once. All
 writes go through one connection guarded by a lock, so they never wait on
 ``SQLITE_BUSY`` among themselves. Reads borrow a connection from a small pool
 and never take the writer's lock: in WAL readers do not block the writer, so a page
-aggregating thousands of rows cannot stall a router thread recording an event.
+aggregating thousands of rows cannot stall a router thread recording an event (they
+only wait, briefly, while the writer empties the WAL).
 """
 from __future__ import annotations
 
@@ -51,12 +52,12 @@ from hydra.sollol.types import TaskEvent, TaskStatus
 from . import files, owners, rows
 from .health import HealthTracker, HistoryHealth, HistoryUnavailableError, degrades, error_code, reason
 from .queries import LIVE_STATUSES, HistoryQueries, as_json
+from .readers import ReaderPool
 from .rows import SCHEMA_VERSION
 
 logger = logging.getLogger(__name__)
 
 BUSY_TIMEOUT_MS = 5000      # another process (a second app) holding the write lock
-_MAX_IDLE_READERS = 4
 CHECKPOINT_EVERY_S = 1.0     # idle checkpoints, and while degraded a write probe
 WAL_TRUNCATE_BYTES = 16 * 2**20     # past this the writer empties the WAL
 WAL_KEPT_BYTES = 4 * 2**20          # journal_size_limit: what is left of a WAL that started over by itself
@@ -76,11 +77,7 @@ class History(HistoryQueries):
         self.owner = owners.new_owner()
         self._memory = self.path == ":memory:"
         self._lock = threading.Lock()          # the writer connection and _closed
-        self._pool_lock = threading.Lock()     # idle readers; separate so reads never queue behind writes
-        self._idle: list[sqlite3.Connection] = []
-        self._reading = 0                      # reads running now (under _pool_lock)
-        self._reads_held = False               # new reads wait while the writer empties the WAL
-        self._reads_changed = threading.Condition(self._pool_lock)
+        self._readers = ReaderPool(self.path, lambda: self._connect(readonly=True))
         self._closed = False
         self._stop = threading.Event()
         self._health = HealthTracker(self.path, clock)
@@ -209,7 +206,7 @@ class History(HistoryQueries):
             return
         self._conn.execute(f"PRAGMA busy_timeout={TRUNCATE_WAIT_MS}")
         try:
-            with self._reads_held_back():
+            with self._readers.held_back(READS_DRAIN_S):
                 busy = self._conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()[0]
             if busy:  # another process's reader: the next check tries again
                 logger.debug("history %s: a reader kept the WAL from being emptied; retrying", self.path)
@@ -219,19 +216,6 @@ class History(HistoryQueries):
             self._conn.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
 
     @contextmanager
-    def _reads_held_back(self) -> Iterator[None]:
-        with self._reads_changed:
-            self._reads_held = True
-            if not self._reads_changed.wait_for(lambda: self._reading == 0, READS_DRAIN_S):
-                logger.debug("history %s: a read is still running after %.1f s", self.path, READS_DRAIN_S)
-        try:
-            yield
-        finally:
-            with self._reads_changed:
-                self._reads_held = False
-                self._reads_changed.notify_all()
-
-    @contextmanager
     def _read(self) -> Iterator[sqlite3.Connection]:
         if self._memory:
             with self._lock:
@@ -239,24 +223,8 @@ class History(HistoryQueries):
                     raise ShutdownError(f"history {self.path} is closed")
                 yield self._conn
             return
-        with self._reads_changed:
-            self._reads_changed.wait_for(lambda: not self._reads_held or self._closed)
-            if self._closed:
-                raise ShutdownError(f"history {self.path} is closed")
-            conn = self._idle.pop() if self._idle else None
-            self._reading += 1
-        try:
-            conn = conn or self._connect(readonly=True)
+        with self._readers.read() as conn:
             yield conn
-        finally:
-            with self._reads_changed:
-                self._reading -= 1
-                self._reads_changed.notify_all()
-                keep = conn is not None and not self._closed and len(self._idle) < _MAX_IDLE_READERS
-                if keep and conn is not None:
-                    self._idle.append(conn)
-            if not keep and conn is not None:
-                conn.close()
 
     def _maintain(self) -> None:
         """Every CHECKPOINT_EVERY_S: a PASSIVE checkpoint (file databases), and a probe while degraded."""
@@ -284,16 +252,13 @@ class History(HistoryQueries):
         self._stop.set()
         if self._checkpointer.is_alive():
             self._checkpointer.join()
-        with self._lock, self._pool_lock:
+        with self._lock:
             if self._closed:
                 return
             self._closed = True
-            idle, self._idle = self._idle, []
             self._close_writer()
+        self._readers.close()
         owners.release(self.owner)  # what it left unfinished may now be marked interrupted
-        # Readers still borrowed are closed by their borrower on return (_closed is set).
-        for reader in idle:
-            reader.close()
 
     # --- health -----------------------------------------------------------------
     @property

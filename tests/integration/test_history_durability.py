@@ -231,7 +231,7 @@ def _left_queued(db: Path, count: int) -> None:
     """What a run that died on a full disk leaves: many rows still queued (packed into full pages)."""
     history = History(db)
     for i in range(count):
-        history.write_event(queued(f"left-{i}", prompt=f"prompt {i}"))
+        history.record_event(queued(f"left-{i}", prompt=f"prompt {i}"))
     history.close()
 
 
