@@ -123,6 +123,21 @@ class History(HistoryQueries):
             # truncates only a WAL that grew past WAL_TRUNCATE_BYTES all the same.
             self._conn.execute("PRAGMA wal_autocheckpoint=0")
             self._conn.execute(f"PRAGMA journal_size_limit={WAL_KEPT_BYTES}")
+            # A WAL a killed process left is merged now, before anything reads: on a disk that was
+            # full, its space is what the first writes (marking that process's tasks interrupted) need.
+            self._truncate_wal()
+
+    def _truncate_wal(self) -> None:
+        """Copy the whole WAL into the database and empty it; waits TRUNCATE_WAIT_MS at most for another
+        process's readers. Never raises: a checkpoint that fails leaves the WAL as it was."""
+        self._conn.execute(f"PRAGMA busy_timeout={TRUNCATE_WAIT_MS}")
+        try:
+            if self._conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()[0]:
+                logger.debug("history %s: another process's reader kept the WAL from being emptied", self.path)
+        except sqlite3.Error as exc:  # the disk full, say: the writes that fail say so themselves
+            logger.debug("history %s: checkpoint failed: %s", self.path, exc)
+        finally:
+            self._conn.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
 
     def _close_writer(self) -> None:
         conn = getattr(self, "_conn", None)   # absent when opening failed
@@ -204,16 +219,8 @@ class History(HistoryQueries):
                 return
         except OSError:
             return
-        self._conn.execute(f"PRAGMA busy_timeout={TRUNCATE_WAIT_MS}")
-        try:
-            with self._readers.held_back(READS_DRAIN_S):
-                busy = self._conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()[0]
-            if busy:  # another process's reader: the next check tries again
-                logger.debug("history %s: a reader kept the WAL from being emptied; retrying", self.path)
-        except sqlite3.Error as exc:  # the disk full, say: the writes that fail say so themselves
-            logger.debug("history %s: checkpoint failed: %s", self.path, exc)
-        finally:
-            self._conn.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
+        with self._readers.held_back(READS_DRAIN_S):
+            self._truncate_wal()
 
     @contextmanager
     def _read(self) -> Iterator[sqlite3.Connection]:

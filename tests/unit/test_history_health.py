@@ -44,7 +44,7 @@ def test_a_value_this_write_got_wrong_does_not_degrade(conn: sqlite3.Connection)
 
 def test_extended_codes_reduce_to_their_primary_one() -> None:
     error = sqlite3.OperationalError("disk I/O error")
-    error.sqlite_errorname = "SQLITE_IOERR_WRITE"  # type: ignore[attr-defined]
+    error.sqlite_errorname = "SQLITE_IOERR_WRITE"
     assert error_code(error) == "SQLITE_IOERR"
     assert reason(error) == "disk I/O error (check the disk that holds HYDRA_DB)"
     assert error_code(ValueError("not sqlite")) is None
