@@ -109,9 +109,8 @@ class Hydra:
         try:
             interrupted = self.history.mark_interrupted()
         except HistoryUnavailableError as exc:  # the disk full at start-up, say: a message, not a traceback
-            raise HistoryUnavailableError(f"HYDRA_DB={self.history.path} cannot be written at start-up: {exc.reason}"
-                                          "; free some space there or set HYDRA_DB to a file on another disk",
-                                          code=exc.code) from None
+            raise HistoryUnavailableError(f"HYDRA_DB={self.history.path} cannot be written at start-up: {exc.reason}; "
+                                          "free some space there or set HYDRA_DB to a file on another disk") from None
         if interrupted:
             log.info("%d task(s) left queued or running by the last run are marked interrupted", interrupted)
         self._maybe_start_embedded()
@@ -260,10 +259,7 @@ class Hydra:
         """The router's submit, then a bounded wait for the writer to commit the task's queued row.
         A task history cannot record is refused (HistoryUnavailableError), never run without its row:
         at once while history is degraded, or cancelled when its own row fails."""
-        try:
-            self.history.require_writable()
-        except HistoryUnavailableError as exc:
-            raise exc.refusing(task.id) from None
+        self.history.require_writable(task.id)
         pending = self._recorder.expect(task.id)  # before submitting: the row may be written at once
         try:
             handle = self.router.submit(task)

@@ -273,11 +273,11 @@ class History(HistoryQueries):
         """ok, or degraded since when and why; cheap (status, pages and metrics read it often)."""
         return self._health.health
 
-    def require_writable(self) -> None:
-        """Raise HistoryUnavailableError while degraded: a new task is refused at once."""
+    def require_writable(self, task_id: str | None = None) -> None:
+        """Raise HistoryUnavailableError while degraded (naming ``task_id``): a new task is refused at once."""
         refusal = self._health.refusal()
         if refusal is not None:
-            raise refusal
+            raise refusal.refusing(task_id) if task_id else refusal
 
     def probe(self) -> bool:
         """One small write that needs a page of its own: whether history can write now (it recovers if so)."""
