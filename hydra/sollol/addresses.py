@@ -27,8 +27,8 @@ _REDACT_WINDOW = 1024                     # credentials are looked for this far 
 
 URL_SHAPE = "http://host:port or https://host:port"
 IPV6_SHAPE = "an IPv6 address in brackets, such as http://[::1]:11434"
-HOST_RULE = ("an IPv4 address such as 127.0.0.1, an IPv6 address, or a host name of letters, digits, "
-             "'-' and '_' in dot-separated labels")
+HOST_RULE = (f"an IP address or a host name of dot-separated labels (letters, digits, '-', '_'; "
+             f"at most 63 each, {MAX_HOST_CHARS} in all)")
 # Ollama's clients: a URL that names its scheme and no port means that scheme's port.
 SCHEME_PORTS = {"http": 80, "https": 443}
 
@@ -75,6 +75,13 @@ class Address(NamedTuple):
             return None
 
 
+def without_credentials(url: str) -> str:
+    """A normalised node URL without its ``user:password@``: what makes two URLs one node."""
+    scheme, sep, rest = url.partition("://")
+    authority, slash, tail = rest.partition("/")
+    return f"{scheme}{sep}{authority.rpartition('@')[2]}{slash}{tail}"
+
+
 def host_problem(host: str) -> str | None:
     """What is wrong with a bare host (no brackets, no port), or None when its syntax is valid."""
     if not host:
@@ -94,7 +101,7 @@ def host_problem(host: str) -> str | None:
             return "an IPv4 address of four numbers from 0 to 255, such as 127.0.0.1"
         return None
     if len(host) > MAX_HOST_CHARS or not all(_LABEL.match(label) for label in host.split(".")):
-        return HOST_RULE + f", at most {MAX_HOST_CHARS} characters"
+        return HOST_RULE
     return None
 
 
@@ -137,12 +144,12 @@ def split_host_port(variable: str, text: str, host_port: str, default_port: int)
             raise ConfigError(variable, shown(text), f"a port after the brackets ({IPV6_SHAPE})")
     else:
         if host_port.count(":") > 1:
-            raise ConfigError(variable, shown(text), IPV6_SHAPE)
+            raise ConfigError(variable, shown(text), f"host:port with one ':' ({IPV6_SHAPE})")
         host = host_port.partition(":")[0]
         port_text = host_port[len(host):]     # ":11434" or ""
         problem = host_problem(host)
         if problem is not None:
-            raise ConfigError(variable, shown(text), f"{problem} ({URL_SHAPE})")
+            raise ConfigError(variable, shown(text), f"{problem} in the URL")
         host = host.lower()
     if not port_text:
         return host, default_port
@@ -179,8 +186,12 @@ def parse_bind_host(variable: str, text: str) -> str:
     host = text.strip()
     if host.startswith("[") and host.endswith("]"):
         host = host[1:-1]
-    problem = host_problem(host) if len(host) <= MAX_HOST_CHARS else HOST_RULE
+    if "/" in host or host.count(":") == 1:
+        problem: str | None = "just the address: no scheme, path or port (the port is a setting of its own)"
+    elif ":" in host:
+        problem = None if host_problem(host) is None else "an IPv6 address such as ::1 or ::"
+    else:
+        problem = host_problem(host) if len(host) <= MAX_HOST_CHARS else HOST_RULE
     if problem is not None:
-        raise ConfigError(variable, shown(text), "an address to bind, such as 127.0.0.1, 0.0.0.0 or :: "
-                          f"({problem}; no scheme or port)")
+        raise ConfigError(variable, shown(text), f"an address to bind such as 127.0.0.1, 0.0.0.0 or ::; {problem}")
     return host.lower()

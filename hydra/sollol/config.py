@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from functools import partial
 from typing import Any
 
-from .addresses import parse_url, read_ollama_host, shown
+from .addresses import read_ollama_host, shown, without_credentials
 from .errors import ConfigError
 from .types import MAX_MODEL_B, MAX_SLOTS, MAX_VRAM_MB, NAME_RULE, NodeSpec, RoutingMode
 
@@ -161,11 +161,6 @@ def parse_nodes(value: str, variable: str = "SOLLOL_NODES") -> list[NodeSpec]:
     return specs
 
 
-def _address(spec: NodeSpec) -> str:
-    # Credentials do not make another node: http://a@h:1 and http://h:1 are one.
-    return parse_url("node url", spec.url)._replace(userinfo="").url
-
-
 def refuse_duplicates(variable: str, value: object, specs: Iterable[NodeSpec]) -> None:
     """One name per node and one node per name: either repeat would drop a node without a word."""
     by_name: dict[str, NodeSpec] = {}
@@ -175,9 +170,10 @@ def refuse_duplicates(variable: str, value: object, specs: Iterable[NodeSpec]) -
         if first is not spec:
             raise ConfigError(variable, shown(value), f"distinct node names (repeated: {shown(spec.name)}, "
                               f"for {shown(first.url)} and {shown(spec.url)})")
-        first = by_address.setdefault(_address(spec), spec)
+        address = without_credentials(spec.url)   # http://a:b@h:1 and http://h:1 are one node
+        first = by_address.setdefault(address, spec)
         if first is not spec:
-            raise ConfigError(variable, shown(value), f"one name per node ({shown(_address(spec))} is named "
+            raise ConfigError(variable, shown(value), f"one name per node ({shown(address)} is named "
                               f"both {shown(first.name)} and {shown(spec.name)})")
 
 
@@ -202,9 +198,9 @@ def parse_ollama_host(variable: str, value: str) -> NodeSpec | None:
 
 
 def with_ollama_host(nodes: Iterable[NodeSpec], host: NodeSpec | None) -> tuple[NodeSpec, ...]:
-    """The configured nodes, then OLLAMA_HOST's node unless one of them already has its URL."""
+    """The configured nodes, then OLLAMA_HOST's node unless one of them already has its address."""
     nodes = tuple(nodes)
-    if host is None or any(n.url == host.url for n in nodes):
+    if host is None or any(without_credentials(n.url) == without_credentials(host.url) for n in nodes):
         return nodes
     return (*nodes, host)
 
