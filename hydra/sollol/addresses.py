@@ -129,11 +129,11 @@ def parse_url(variable: str, text: str, *, default_port: int = OLLAMA_PORT, sche
     userinfo, at, host_port = authority.rpartition("@")
     if at and not userinfo:
         raise ConfigError(variable, shown(text), f"credentials as user:password@ before the host ({URL_SHAPE})")
-    host, port = split_host_port(variable, text, host_port, default_port)
+    host, port = _split_host_port(variable, text, host_port, default_port)
     return Address(scheme, userinfo, host, port)
 
 
-def split_host_port(variable: str, text: str, host_port: str, default_port: int) -> tuple[str, int]:
+def _split_host_port(variable: str, text: str, host_port: str, default_port: int) -> tuple[str, int]:
     """("127.0.0.1", 11434) from "127.0.0.1:11434"; IPv6 comes back in brackets ("[::1]")."""
     if host_port.startswith("["):
         inside, bracket, after = host_port[1:].partition("]")
