@@ -6,13 +6,14 @@ Snapshots and results are frozen dataclasses built from copies, so any thread
 from __future__ import annotations
 
 import itertools
+import re
 import time
 import uuid
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any, NamedTuple
-from urllib.parse import urlsplit
 
+from .addresses import parse_url, shown
 from .errors import ConfigError, TaskError
 
 TASK_TYPES = ("code", "reasoning", "math", "general")
@@ -81,9 +82,23 @@ class TierEntry:
     placement: Placement = Placement.ANY
 
 
+# What a node may declare. Generous for real hardware, small enough to catch a typo (slots=8000
+# once made 7,986 threads): the largest open models are well under 2,000B parameters, and 4 TB of
+# VRAM is more than eight of today's largest GPUs.
+MAX_SLOTS = 256
+MAX_MODEL_B = 2000.0
+MAX_VRAM_MB = 4 * 1024 * 1024
+MAX_NAME_CHARS = 64
+NAME_RULE = f"a name of 1 to {MAX_NAME_CHARS} letters, digits, '.', '_' or '-'"
+_NAME = re.compile(rf"[A-Za-z0-9._-]{{1,{MAX_NAME_CHARS}}}\Z")
+
+
 @dataclass(frozen=True)
 class NodeSpec:
-    """A node as declared in configuration; everything but the URL is optional."""
+    """A node as declared in configuration; everything but the URL is optional.
+
+    The URL is normalised (``addresses.parse_url``): scheme and host in lower case, IPv6 in brackets,
+    Ollama's port when none is given, credentials kept. The name defaults to ``host:port``."""
 
     url: str
     name: str = ""
@@ -94,27 +109,33 @@ class NodeSpec:
     local: bool | None = None
 
     def __post_init__(self) -> None:
-        url = self.url.strip()
-        if "://" not in url:
-            url = "http://" + url
-        url = url.rstrip("/")  # after the scheme check: "http://" alone must not become host "http"
-        parts = urlsplit(url)
-        if parts.scheme not in ("http", "https") or not parts.hostname:
-            raise ConfigError("node url", self.url, "http://host:port")
-        try:
-            port = parts.port
-        except ValueError:
-            raise ConfigError("node url", self.url, "http://host:port with a numeric port") from None
-        if port is None:
-            url = f"{parts.scheme}://{parts.hostname}:11434"
-        object.__setattr__(self, "url", url)
+        address = parse_url("node url", str(self.url))
+        ip = address.ip
+        if ip is not None and ip.is_unspecified:
+            raise ConfigError("node url", shown(self.url), "a node's address; 0.0.0.0 and :: are addresses to "
+                              "listen on (this machine is 127.0.0.1 or [::1])")
+        object.__setattr__(self, "url", address.url)
         if not self.name:
-            object.__setattr__(self, "name", f"{parts.hostname}:{port or 11434}")
-        if self.slots < 1:
-            raise ConfigError(f"slots of node {self.name}", self.slots, "an integer >= 1")
+            object.__setattr__(self, "name", address.host_port)
+        elif not (_NAME.match(self.name) or self.name == address.host_port):
+            raise ConfigError("node name", shown(self.name), f"{NAME_RULE} (or the node's host:port)")
+        self._check_attributes()
         if self.local is None:
-            host = parts.hostname or ""
-            object.__setattr__(self, "local", host == "localhost" or host.startswith("127.") or host == "::1")
+            object.__setattr__(self, "local", address.host == "localhost" or bool(ip and ip.is_loopback))
+
+    def _check_attributes(self) -> None:
+        if type(self.slots) is not int or not 1 <= self.slots <= MAX_SLOTS:
+            raise ConfigError(f"slots of node {self.name}", self.slots, f"an integer from 1 to {MAX_SLOTS}")
+        if self.max_model_b is not None and (
+                isinstance(self.max_model_b, bool) or not isinstance(self.max_model_b, int | float)
+                or not 0 < self.max_model_b <= MAX_MODEL_B):  # NaN fails the comparison too
+            raise ConfigError(f"max_model_b of node {self.name}", self.max_model_b,
+                              f"a number above 0 and at most {MAX_MODEL_B:g} (billions of parameters)")
+        if self.vram_mb is not None and (type(self.vram_mb) is not int or not 1 <= self.vram_mb <= MAX_VRAM_MB):
+            raise ConfigError(f"vram_mb of node {self.name}", self.vram_mb, f"an integer from 1 to {MAX_VRAM_MB}")
+        for flag in ("gpu", "local"):
+            if not isinstance(getattr(self, flag), bool | None):
+                raise ConfigError(f"{flag} of node {self.name}", getattr(self, flag), "true or false")
 
 
 _task_seq = itertools.count()
