@@ -266,31 +266,26 @@ class Attempts:
     def _learnt_from(self, state: TaskState, attempt: int, node: str, model: str, error: NodeError) -> bool:
         """Answers that say something of the node without being its fault (never charged to its breaker):
         a 429 backs it off and the task goes back to the queue, free to return there once the backoff
-        ends; a 401/403 marks it as refusing Hydra's credentials; a model-404 hides the model there and
-        has its model list fetched again, and the task goes back to the queue without that node (where
-        the dispatcher ends it with no route when no other node has the model). True when the attempt
-        was dealt with here."""
+        ends (True: dealt with here); a 401/403 marks it as refusing Hydra's credentials, and a model-404
+        hides the model there and has its model list fetched again; those two then fail over as usual."""
         member = self._members.get(node)
         if member is None or state.first_token_mono is not None:
             return False
         message = str(error).removeprefix(f"node {node}: ")
         if isinstance(error, NodeAuthError):
             member.state.refuse_credentials(message)
-            return False  # then fails over like any other failure
-        if isinstance(error, NodeBackoffError):
-            member.state.back_off(error.retry_after_s or DEFAULT_BACKOFF_S, message)
         elif isinstance(error, ModelNotFoundError):
             member.state.mark_missing(model)
             member.monitor.refresh_models()
-        else:
+        if not isinstance(error, NodeBackoffError):
             return False
+        member.state.back_off(error.retry_after_s or DEFAULT_BACKOFF_S, message)
         if len(state.errors) + 1 >= self._config().max_attempts:
             self._finish(state, TaskStatus.FAILED, attempt=attempt, failure=FailureKind.NO_ROUTE,
                          error=f"{error} ({len(state.errors) + 1} attempts; earlier: {'; '.join(state.errors) or 'none'})")
         elif state.requeue(attempt, node, str(error)):
-            if isinstance(error, NodeBackoffError):
-                with state.cond:
-                    state.excluded.discard(node)  # only for the backoff: the node stays eligible after it
+            with state.cond:
+                state.excluded.discard(node)  # the backoff keeps work away; after it, the node may take this task
             log.info("task %s goes back to the queue: %s", state.id, error)
             self._requeue(state)
         return True

@@ -115,7 +115,7 @@ def test_a_backoff_keeps_work_away_until_it_ends() -> None:
     state.back_off(3.0, "asked Hydra to back off (HTTP 429)")
     view = state.view()
     now = time.monotonic()
-    assert view.backoff_until is not None and why_unroutable(view, now).startswith("backed off for")
+    assert view.backoff_until is not None and (why_unroutable(view, now) or "").startswith("backed off for")
     assert view.circuit is Circuit.CLOSED and state.consecutive_failures == 0   # never charged
     assert why_unroutable(view, view.backoff_until + 0.01) is None
     state.back_off(1.0, "a shorter one")  # a later, shorter backoff does not cut the longer one short
