@@ -93,3 +93,15 @@ def test_the_watchdog_uses_each_attempts_own_deadline() -> None:
     # Without a deadline of its own, the ceiling.
     assert list(overdue([state], 100.0 + 179.0, config)) == []
     assert len(list(overdue([state], 100.0 + 180.0, config))) == 1
+
+
+def test_the_ceiling_is_a_setting() -> None:
+    from hydra.config import load_settings
+    from hydra.sollol.errors import ConfigError
+
+    assert SollolConfig().first_token_timeout_s == 180.0
+    assert SollolConfig.from_env({"SOLLOL_FIRST_TOKEN_TIMEOUT_S": "45"}).first_token_timeout_s == 45.0
+    assert load_settings({"SOLLOL_FIRST_TOKEN_TIMEOUT_S": "90"}).sollol_config().first_token_timeout_s == 90.0
+    for bad in ("0", "-5", "nan", "soon", "99999"):
+        with pytest.raises(ConfigError, match="SOLLOL_FIRST_TOKEN_TIMEOUT_S"):
+            SollolConfig.from_env({"SOLLOL_FIRST_TOKEN_TIMEOUT_S": bad})
