@@ -124,7 +124,8 @@ class Attempts:
             min_success_rate=task.min_success_rate if task.min_success_rate is not None
             else config.min_success_rate,
             excluded=frozenset(state.excluded), prompt_tokens=max(1, len(prompt_text(task)) // 4),
-            max_tokens=task.max_tokens, explicit_model=bool(task.model), ahead=ahead)
+            max_tokens=task.max_tokens, explicit_model=bool(task.model), ahead=ahead,
+            thinking=bool(task.think))
         outcome = route(request, views, config, self._stats.estimates(), self._stats.success_rates())
         log.debug("task=%s mode=%s node=%s model=%s reason=%s", state.id, state.mode.value, outcome.node,
                   outcome.model, outcome.reason)

@@ -149,9 +149,8 @@ class NodeState:
         """Lock held: what a view shows has changed, so the cached view is stale."""
         self._changes += 1
 
-    def view(self, *, breaker_cooldown_s: float | None = None, now: float | None = None) -> NodeView:
-        """A frozen copy of what routing needs. Reading it changes nothing (the circuit included).
-        ``breaker_cooldown_s`` and ``now`` are ignored: callers that still pass them need not change."""
+    def view(self) -> NodeView:
+        """A frozen copy of what routing needs. Reading it changes nothing (the circuit included)."""
         with self.lock:
             cached = self._view_cache
             if cached is not None and cached[0] == self._changes:
@@ -199,12 +198,6 @@ class NodeState:
     @property
     def removed(self) -> bool:
         return self._removed
-
-    @removed.setter
-    def removed(self, value: bool) -> None:
-        # router.py still assigns ``state.removed = True``; mark_removed() is the method to call.
-        if value:
-            self.mark_removed()
 
     def mark_removed(self) -> None:
         """The node left the cluster: its views say unhealthy from now on."""

@@ -17,7 +17,7 @@ def build_snapshot(config: SollolConfig, stats: RollingStats, distribution: Dist
     nodes = []
     now_wall, now = time.time(), time.monotonic()
     for state in states:
-        view = state.view(breaker_cooldown_s=config.breaker_cooldown_s)
+        view = state.view()
         with state.lock:
             loaded = tuple(state.loaded.values())
             version, last_seen = state.version, state.last_seen

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 from collections import Counter
 
-import pytest
-
 from hydra.sollol import RoutingMode, Task, TaskStatus
 
 PROOF = "Prove that the square root of 2 is irrational"
@@ -20,8 +18,6 @@ def test_a_lone_reasoning_task_goes_to_the_idle_powerful_node(seed, make_router)
     assert result.decision.reason.endswith(" s on light)")
 
 
-@pytest.mark.xfail(strict=True, reason="router.py's route_task must pass RouteRequest(thinking=bool(task.think)); "
-                   "drop this mark when it does")
 def test_a_lone_thinking_task_of_an_explicit_model_goes_to_the_powerful_node(seed, make_router):
     router = make_router(seed)
     thinking = router.submit(Task(prompt="Is 91 prime?", model="qwen3:1.7b", think=True, thinking_budget=50,
