@@ -13,6 +13,7 @@ from enum import StrEnum
 from typing import Any, NamedTuple
 from urllib.parse import urlsplit
 
+from . import validation as checks
 from .errors import ConfigError, TaskError
 
 TASK_TYPES = ("code", "reasoning", "math", "general")
@@ -60,6 +61,7 @@ class FailureKind(StrEnum):
     NO_ROUTE = "no_route"          # no node can serve the task's model(s) now
     REJECTED = "rejected"          # a node refused the request itself (a 4xx): the caller's to fix
     NODE_FAILED = "node_failed"    # the nodes that tried failed (errors, timeouts, broken streams)
+    INTERNAL = "internal"          # a defect in Hydra itself ended the attempt (logged); no node is charged
     DEADLINE = "deadline"          # the task's own deadline passed
     CANCELLED = "cancelled"        # someone cancelled it
     INTERRUPTED = "interrupted"    # the router closed (or the process died) while it ran
@@ -146,42 +148,53 @@ class Task:
     seq: int = field(default_factory=lambda: next(_task_seq))
 
     def validate(self) -> None:
-        """Raise TaskError on the first field that is not allowed (and make ``mode`` a RoutingMode)."""
-        self._check_content()
-        if self.mode is not None:
-            self.mode = RoutingMode.parse(self.mode, "task mode")
-        self._check_limits()
-        self._check_request_fields()
+        """Raise TaskError on the first field that is not allowed, naming it (and make ``mode`` a
+        RoutingMode, and ``options`` Ollama's types: integers as int, null values dropped). What goes
+        to the node is checked here once, for every caller, so that no worker meets a request the
+        client library or the node must refuse (validation.py)."""
+        try:
+            self._check_content()
+            if self.mode is not None:
+                self.mode = RoutingMode.parse(self.mode, "task mode")
+            self._check_limits()
+            self._check_request_fields()
+        except checks.FieldError as exc:
+            raise TaskError(str(exc)) from None
 
     def _check_content(self) -> None:
-        if not (self.prompt and self.prompt.strip()) and not self.messages:
+        if self.prompt is None:  # a caller's None means no prompt
+            self.prompt = ""
+        checks.check_text(self.prompt, "prompt")
+        if self.messages is not None:
+            checks.check_messages(self.messages)
+        if not self.prompt.strip() and not self.messages:
             raise TaskError("task has neither a prompt nor messages")
-        if not isinstance(self.priority, int) or not 1 <= self.priority <= 10:
+        checks.optional_text(self.system, "system")
+        checks.optional_text(self.model, "model")
+        if isinstance(self.priority, bool) or not isinstance(self.priority, int) or not 1 <= self.priority <= 10:
             raise TaskError(f"priority must be an integer from 1 to 10, got {self.priority!r}")
 
     def _check_limits(self) -> None:
         if self.task_type is not None and self.task_type not in TASK_TYPES:
             raise TaskError(f"task_type must be one of {', '.join(TASK_TYPES)} or None, got {self.task_type!r}")
-        if self.max_tokens is not None and (not isinstance(self.max_tokens, int) or self.max_tokens < 1):
-            raise TaskError(f"max_tokens must be a positive integer, got {self.max_tokens!r}")
-        if self.min_success_rate is not None and not 0.0 <= self.min_success_rate <= 1.0:
-            raise TaskError(f"min_success_rate must be between 0 and 1, got {self.min_success_rate!r}")
-        if self.thinking_budget is not None and self.thinking_budget < 1:
-            raise TaskError(f"thinking_budget must be a positive integer, got {self.thinking_budget!r}")
-        if self.deadline is not None and self.deadline <= 0:
+        if self.max_tokens is not None and (isinstance(self.max_tokens, bool) or not isinstance(self.max_tokens, int)
+                                            or not 1 <= self.max_tokens <= checks.MAX_TOKENS):
+            raise TaskError(f"max_tokens must be a positive integer up to {checks.MAX_TOKENS}, got {self.max_tokens!r}")
+        if self.min_success_rate is not None:
+            checks.check_number(self.min_success_rate, "min_success_rate", 0.0, 1.0)
+        if self.thinking_budget is not None:
+            self.thinking_budget = checks.check_integer(self.thinking_budget, "thinking_budget", 1, checks.MAX_TOKENS)
+        if self.deadline is not None and checks.check_number(self.deadline, "deadline") <= 0:
             raise TaskError(f"deadline must be a positive number of seconds, got {self.deadline!r}")
 
     def _check_request_fields(self) -> None:
-        """The fields that go to Ollama as they are: format, keep_alive, tools."""
-        if self.format is not None and self.format != "json" and not isinstance(self.format, dict):
-            raise TaskError(f'format must be "json" or a JSON schema object, got {self.format!r}')
-        if self.keep_alive is not None and (isinstance(self.keep_alive, bool)
-                                            or not isinstance(self.keep_alive, (str, int, float))):
-            raise TaskError(f'keep_alive must be a duration such as "5m" or a number of seconds, got {self.keep_alive!r}')
-        if self.tools is not None and (not isinstance(self.tools, list)
-                                       or not all(isinstance(t, dict) for t in self.tools)):
-            raise TaskError('tools must be a list of tool objects such as {"type": "function", "function": '
-                            f'{{"name": ..., "parameters": ...}}}}, got {self.tools!r}')
+        """The fields that go to Ollama as they are: format, keep_alive, tools, options, think."""
+        checks.check_format(self.format)
+        checks.check_keep_alive(self.keep_alive)
+        if self.tools is not None:
+            checks.check_tools(self.tools)
+        self.options = checks.check_options(self.options if self.options is not None else {})
+        checks.check_think(self.think)
 
 
 @dataclass(frozen=True)
