@@ -172,9 +172,9 @@ def _arguments(value: Any, where: str) -> dict[str, Any]:
         try:
             value = json.loads(value, parse_constant=_no_constant)
         except (ValueError, RecursionError):
-            raise FieldError(where, "", text=f"tool call arguments are not JSON: {value[:80]!r}") from None
+            raise FieldError(where, "", text=f"{where}: tool call arguments are not JSON: {value[:80]!r}") from None
     if not isinstance(value, dict):
-        raise FieldError(where, "", text=f"tool call arguments must be a JSON object, got {kind_of(value)}")
+        raise FieldError(where, "", text=f"{where}: tool call arguments must be a JSON object, got {kind_of(value)}")
     check_json(value, where, 4)
     return value
 
