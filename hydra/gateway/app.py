@@ -49,6 +49,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from hydra.gateway import dashboard
 from hydra.gateway.guard import KEY_SETTING, ApiKey, Guard, cors_headers, preflight_headers
 from hydra.gateway.metrics import CONTENT_TYPE, GatewayMetrics
 from hydra.gateway.ollama_api import OllamaRoutes
@@ -57,6 +58,10 @@ from hydra.gateway.service_api import GatewayService
 from hydra.gateway.stream import SUBMIT_THREADS
 from hydra.sollol import TaskHandle, TaskResult
 from hydra.sollol.redact import redact_text
+
+# Needs no key: the root (Ollama's probe) and the dashboard's static files, which hold no data; the
+# dashboard's script asks for the key itself before it reads /api/hydra/status.
+OPEN_PATHS = frozenset({"/", "/dashboard", "/dashboard/dashboard.js", "/dashboard/dashboard.css"})
 
 log = logging.getLogger("hydra.gateway")
 
@@ -92,7 +97,7 @@ class RequestGuard:
                                       seen.get(b"access-control-request-headers", ""))
                 return
             send = _adding_headers(send, cors_headers(origin))
-        if self.key is not None and scope["path"] != "/" \
+        if self.key is not None and scope["path"] not in OPEN_PATHS \
                 and not self.key.matches(seen.get(b"authorization", "").encode("latin-1")):
             await _refuse(scope, receive, send, 401, f"missing or wrong API key: send Authorization: Bearer "
                           f"<{KEY_SETTING}>", "authentication_error", {"WWW-Authenticate": "Bearer"})
@@ -215,8 +220,15 @@ def create_app(service: GatewayService, api_key: str | None = None, *, bind_host
         return JSONResponse({**snapshot, "distribution": distribution,
                              "decisions": _jsonable(service.decisions(STATUS_DECISIONS))})
 
+    async def root(request: Request) -> Response:
+        # Browsers get the SOLLOL Dashboard; API clients probing for a server get Ollama's answer.
+        return await (dashboard.page(request) if dashboard.wants_html(request) else ollama.root(request))
+
     routes = [
-        Route("/", ollama.root, methods=["GET", "HEAD"]),
+        Route("/", root, methods=["GET", "HEAD"]),
+        Route("/dashboard", dashboard.page, methods=["GET", "HEAD"]),
+        Route("/dashboard/dashboard.js", dashboard.script, methods=["GET", "HEAD"]),
+        Route("/dashboard/dashboard.css", dashboard.style, methods=["GET", "HEAD"]),
         Route("/api/version", ollama.version, methods=["GET", "HEAD"]),
         Route("/api/tags", ollama.tags, methods=["GET", "HEAD"]),
         Route("/api/ps", ollama.ps, methods=["GET", "HEAD"]),

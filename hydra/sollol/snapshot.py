@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 
 from .config import SollolConfig
 from .eligibility import vram_low
@@ -39,17 +39,5 @@ def build_snapshot(config: SollolConfig, stats: RollingStats, distribution: Dist
         in_flight=sum(1 for s in active if s.status is TaskStatus.RUNNING),
         max_concurrent=config.effective_concurrency, parallel=config.parallel_requests,
         default_mode=config.default_mode, vram_monitoring=config.vram_monitoring,
-        by_node=_table(counts, "by_node"), by_model=_table(counts, "by_model"), by_mode=_table(counts, "by_mode"),
-        by_task_type=_table(counts, "by_task_type"), by_status=_table(counts, "by_status"),
-        failovers=_number(counts, "failovers"))
-
-
-# Distribution.copy() holds tables and one count under one value type; these read each as what it is.
-def _table(counts: Mapping[str, dict[str, int] | int], key: str) -> dict[str, int]:
-    value = counts[key]
-    return value if isinstance(value, dict) else {}
-
-
-def _number(counts: Mapping[str, dict[str, int] | int], key: str) -> int:
-    value = counts[key]
-    return value if isinstance(value, int) else 0
+        by_node=counts["by_node"], by_model=counts["by_model"], by_mode=counts["by_mode"],
+        by_task_type=counts["by_task_type"], by_status=counts["by_status"], failovers=counts["failovers"])

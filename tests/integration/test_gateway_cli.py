@@ -24,7 +24,7 @@ def cli_env(cluster: SimCluster, tmp_path: Path, **extra: str) -> dict[str, str]
 
 
 def run(args: list[str], env: dict[str, str]) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "hydra", *args], env=env, cwd=ROOT, capture_output=True,
+    return subprocess.run([sys.executable, "-m", "hydra", *args], check=False, env=env, cwd=ROOT, capture_output=True,
                           text=True, timeout=TIMEOUT)
 
 
@@ -101,6 +101,6 @@ def test_a_process_that_never_closes_hydra_still_exits(seed: SimCluster, tmp_pat
               "h = Hydra.from_env().start()\n"
               "print(h.gateway.url, flush=True)\n")
     env = cli_env(seed, tmp_path, HYDRA_GATEWAY_PORT=str(free_port()))
-    done = subprocess.run([sys.executable, "-c", script], env=env, cwd=ROOT, capture_output=True, text=True,
+    done = subprocess.run([sys.executable, "-c", script], check=False, env=env, cwd=ROOT, capture_output=True, text=True,
                           timeout=TIMEOUT)
     assert done.returncode == 0 and done.stdout.startswith("http://127.0.0.1:"), done.stderr

@@ -246,7 +246,7 @@ def test_the_status_of_a_failure_comes_from_its_kind_not_its_text(kind: FailureK
 
 
 def test_a_submit_whose_request_is_gone_cancels_the_task_it_made() -> None:
-    state, handle = _task()
+    _state, handle = _task()
     entered, release = threading.Event(), threading.Event()
 
     class SlowHydra:

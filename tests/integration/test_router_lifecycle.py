@@ -69,6 +69,9 @@ def test_every_task_ends_in_exactly_one_terminal_state(seed, make_router, eventu
     waiting = [router.submit(Task(prompt=f"{CODE} later #{i}", max_tokens=5)) for i in range(3)]
     handles += waiting
     waiting[0].cancel()                                          # cancelled while queued
+    # The cancel below frees a slot; without this the dispatcher may start a waiting task in it
+    # before close() (then it ends interrupted, not failed), depending on thread timing.
+    router.update_config(max_concurrent_requests=1)
     long_[0].cancel()                                            # cancelled while running
     router.close()                                               # long_[1] interrupted, the rest failed
     results = {h.id: h.result(timeout=10) for h in handles}

@@ -55,10 +55,10 @@ def decision(t: Task, node: str | None = "light", *, mode: RoutingMode = Routing
 
 
 def result(t: Task, status: TaskStatus = TaskStatus.DONE, node: str | None = "light", **kw: object) -> TaskResult:
-    fields: dict[str, object] = dict(text="def f():\n    return 1\n", node=node, model="qwen2.5-coder:7b",
-                                     mode=RoutingMode.ASYNC, task_type="code", attempts=1, ttft_s=0.25,
-                                     duration_s=2.0, queued_s=0.01, eval_count=40, prompt_eval_count=12,
-                                     tokens_per_s=20.0)
+    fields: dict[str, object] = {"text": "def f():\n    return 1\n", "node": node, "model": "qwen2.5-coder:7b",
+                                     "mode": RoutingMode.ASYNC, "task_type": "code", "attempts": 1, "ttft_s": 0.25,
+                                     "duration_s": 2.0, "queued_s": 0.01, "eval_count": 40, "prompt_eval_count": 12,
+                                     "tokens_per_s": 20.0}
     fields.update(kw)
     return TaskResult(t.id, status, **fields)  # type: ignore[arg-type]
 
