@@ -22,6 +22,7 @@ from __future__ import annotations
 import json
 import math
 import re
+import threading
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -46,8 +47,10 @@ from hydra.sollol.validation import (
     wrong,
 )
 
-# The UTF-8 of a surrogate (json.loads decodes bytes with "surrogatepass"), or a \uD800-\uDFFF escape.
-_SURROGATE_BYTES = re.compile(rb"\\u[dD][89a-fA-F]|\xed[\xa0-\xbf]")
+# A \uD800-\uDFFF escape, or the UTF-8 of a surrogate (bodies are decoded with "surrogatepass", as json.loads
+# does, so those decode too). Each is searched only when a byte it needs is there: the common body pays two `in`.
+_SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89a-fA-F]")
+_SURROGATE_UTF8 = re.compile(rb"\xed[\xa0-\xbf]")
 
 
 class BodyError(ValueError):
@@ -69,22 +72,10 @@ class Generation:
 def parse_body(raw: bytes) -> dict[str, Any]:
     """The body as a JSON object, strictly: BodyError when it is not JSON or not an object, FieldError
     naming the value that is not allowed (a non-finite number, a lone surrogate, too deep)."""
-    nonfinite = False
-
-    def constant(name: str) -> float:  # NaN, Infinity, -Infinity: kept to be named below
-        nonlocal nonfinite
-        nonfinite = True
-        return float(name.replace("Infinity", "inf"))
-
-    def floating(text: str) -> float:
-        nonlocal nonfinite
-        value = float(text)
-        if not math.isfinite(value):  # 1e999
-            nonfinite = True
-        return value
-
+    _numbers.nonfinite = False
+    encoding = json.detect_encoding(raw) if raw else "utf-8"  # UTF-16 and -32 too, as json.loads reads bytes
     try:
-        value = json.loads(raw or b"{}", parse_constant=constant, parse_float=floating)
+        value = _DECODER.decode(raw.decode(encoding, "surrogatepass") if raw else "{}")
     except RecursionError:
         raise BodyError(f"the request body is nested deeper than {MAX_DEPTH} levels") from None
     except (ValueError, UnicodeDecodeError) as exc:
@@ -93,11 +84,35 @@ def parse_body(raw: bytes) -> dict[str, Any]:
         raise BodyError("the request body must be a JSON object")
     if raw.count(b"[") + raw.count(b"{") > MAX_DEPTH:
         _check_depth(value)
-    if nonfinite or _SURROGATE_BYTES.search(raw):
-        for key, item in value.items():
+    if _numbers.nonfinite or encoding != "utf-8" or (b"\\u" in raw and _SURROGATE_ESCAPE.search(raw)) or (
+            b"\xed" in raw and _SURROGATE_UTF8.search(raw)):
+        for key, item in value.items():  # find it, to name it
             check_text(key, "the request body (a key)")
             check_json(item, key, 1)
     return value
+
+
+class _Numbers(threading.local):
+    nonfinite = False  # the body being read has NaN, Infinity or a float too large (1e999)
+
+
+_numbers = _Numbers()
+
+
+def _constant(name: str) -> float:
+    _numbers.nonfinite = True
+    return float(name.replace("Infinity", "inf"))
+
+
+def _float(text: str) -> float:
+    value = float(text)
+    if value in (math.inf, -math.inf):
+        _numbers.nonfinite = True
+    return value
+
+
+# One decoder, made once: json.loads with hooks would build a decoder (and its scanner) per call.
+_DECODER = json.JSONDecoder(parse_constant=_constant, parse_float=_float)
 
 
 def _check_depth(body: dict[str, Any]) -> None:

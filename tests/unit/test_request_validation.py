@@ -103,6 +103,7 @@ def test_a_good_task_passes_with_its_options_in_ollamas_types() -> None:
     (b'{"messages": [{"content": "ok", "role": "\\udfff"}]}', "messages[0].role"),
     (b'{"\\ud800": 1}', "(a key)"),
     ('{"prompt": "\ud800"}'.encode("utf-8", "surrogatepass"), "prompt"),
+    ('{"prompt": "\ud800"}'.encode("utf-16-le", "surrogatepass"), "prompt"),
     (json.dumps({"format": nested(MAX_DEPTH)}).encode(), "format"),
 ])
 def test_the_body_refuses_what_a_node_cannot_read_and_names_it(raw: bytes, field: str) -> None:
