@@ -32,7 +32,7 @@ from hydra.gateway.service_api import GatewayService
 from hydra.gateway.validate import parse_body
 from hydra.sollol import Chunk, TaskHandle, TaskResult, TaskStatus
 from hydra.sollol.errors import ConfigError, HydraError, QueueFullError, ShutdownError, TaskError
-from hydra.sollol.types import FailureKind
+from hydra.sollol.types import FailureKind, RoutingMode
 from hydra.sollol.validation import FieldError
 
 MAX_BODY_BYTES = 1 << 20
@@ -135,21 +135,33 @@ class Routing:
 
 class Incoming:
     """One generation request being read: what is known of it so far also counts a refusal
-    (by the model asked for and the mode) when a later step refuses it."""
+    (by the model asked for and the mode) when a later step refuses it. Only names the gateway
+    knows become metric labels (an installed model, "auto", a routing mode; anything else "other"):
+    a client that sends random names must not grow the metrics without bound."""
 
     def __init__(self) -> None:
         self.routing: Routing | None = None
         self.requested: Any = None
+        self.model_label = ""
 
     async def read(self, service: GatewayService, request: Request) -> tuple[Routing, dict[str, Any], str | None]:
         """The X-Hydra-* headers, the JSON body and the resolved model; GatewayError when one is bad."""
         self.routing = routing = Routing.from_headers(request)
         body = await read_json(request)
         self.requested = body.get("model")
-        return routing, body, resolve_model(service, self.requested)
+        self.model_label = "other" if self.requested not in (None, "") else ""
+        model = resolve_model(service, self.requested)
+        self.model_label = model or ("auto" if self.requested else "")
+        return routing, body, model
 
     def refused(self, tracker: Tracker, api: str, exc: GatewayError) -> None:
-        tracker.refused(api, self.requested, self.routing.mode if self.routing else None, exc.status)
+        mode = self.routing.mode if self.routing else None
+        if mode is not None and mode not in _MODES:
+            mode = "other"
+        tracker.refused(api, self.model_label, mode, exc.status)
+
+
+_MODES = frozenset(m.value for m in RoutingMode)
 
 
 def resolve_model(service: GatewayService, name: Any) -> str | None:

@@ -218,3 +218,17 @@ def test_a_request_the_client_library_refuses_is_the_callers_400_at_once(gateway
         assert "client library refused" in reply.text
         assert time.monotonic() - started < 5.0
     assert_closed_and_uncharged(hydra)
+
+
+def test_refusals_label_metrics_only_with_names_the_gateway_knows(gateway: Gateway) -> None:
+    """A client sending made-up model names and modes must not add a metric series for each."""
+    for i in range(20):
+        reply = httpx.post(gateway.url + CHAT, json=ollama_chat(model=f"made-up-{i}"),
+                           headers={"x-hydra-mode": f"mode-{i}"}, timeout=CLIENT_TIMEOUT_S)
+        assert reply.status_code == 404
+        assert post(gateway, CHAT, ollama_chat(stream="yes")).status_code == 400
+    metrics = httpx.get(gateway.url + "/metrics", timeout=CLIENT_TIMEOUT_S).text
+    assert "made-up" not in metrics and "mode-" not in metrics
+    refused = [line for line in metrics.splitlines() if line.startswith("hydra_gateway_requests_total{")]
+    assert 'model="other"' in "".join(refused) and 'mode="other"' in "".join(refused)
+    assert f'model="{MODEL}"' in "".join(refused)  # a model the gateway knows keeps its name
