@@ -20,6 +20,7 @@ from collections.abc import Sequence
 from typing import TextIO
 
 from hydra.sollol import HydraError, NodeSnapshot, TaskHandle, TaskResult, TaskStatus
+from hydra.sollol.addresses import parse_bind_host
 from hydra.sollol.redact import redact_url
 
 NODES_WAIT_S = 3.0
@@ -81,7 +82,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     if args.verbose:
         logging.getLogger("hydra").setLevel(logging.DEBUG)
     configured = load_settings()
-    host = args.host or configured.gateway_host
+    host = parse_bind_host("--host", args.host) if args.host else configured.gateway_host
     port = configured.gateway_port if args.port is None else args.port  # 0 here: any free port
     hydra = Hydra.from_env(dict(os.environ, HYDRA_GATEWAY_PORT="0"))  # the gateway is started below, on our terms
     stop = threading.Event()

@@ -27,10 +27,12 @@ from typing import Any
 from platformdirs import user_data_dir
 
 from .reasoning import MAX_SCORE, MAX_THINKING_TOKENS_LIMIT, REASONING_MODES, ReasoningSettings, parse_model_name
+from .sollol.addresses import parse_bind_host, shown
 from .sollol.config import (
     ENV_BY_NAME,
     ENV_VARIABLES,
     SollolConfig,
+    config_text,
     config_values,
     format_node,
     parse_bool,
@@ -51,49 +53,72 @@ GROUPS = ("routing", "resources", "reasoning", "nodes", "storage")
 # --- parsers of Hydra's own settings: (variable, text) -> value, raising ConfigError ---------
 # (the engine's variables are parsed by hydra.sollol.config, whose table ENV_VARIABLES says how)
 
+MAX_PATH_CHARS = 4096          # Linux's PATH_MAX
+MAX_KEY_CHARS = 1024
+MAX_MODEL_NAME_CHARS = 256
+MAX_NAME_ENTRIES = 64          # HYDRA_ALLOWED_HOSTS / HYDRA_ALLOWED_ORIGINS
+
+
 def _parse_choice(choices: tuple[str, ...], variable: str, text: str) -> str:
-    value = str(text).strip().lower()
+    value = config_text(variable, text).lower()
     if value not in choices:
-        raise ConfigError(variable, text, "one of " + ", ".join(choices))
+        raise ConfigError(variable, shown(text), "one of " + ", ".join(choices))
     return value
 
 
 def _parse_path(variable: str, text: str) -> Path:
-    value = str(text).strip()
+    value = config_text(variable, text, MAX_PATH_CHARS)
     if not value:
-        raise ConfigError(variable, text, "a file path")
+        raise ConfigError(variable, shown(text), "a file path")
     return Path(value).expanduser()
 
 
 def _parse_host(variable: str, text: str) -> str:
-    host = text.strip()
-    if not host or any(c.isspace() or c in "/:" for c in host.replace("::", "")):
-        raise ConfigError(variable, text, "an address to bind, such as 127.0.0.1 or 0.0.0.0")
-    return host
+    return parse_bind_host(variable, config_text(variable, text))
+
+
+def _parse_model_name(variable: str, text: str) -> str:
+    value = config_text(variable, text, MAX_MODEL_NAME_CHARS)
+    try:
+        return parse_model_name(variable, value)
+    except ConfigError as exc:
+        raise ConfigError(variable, shown(text), exc.allowed) from None
+
+
+_KEY_RULE = f"a key of printable ASCII without spaces, at most {MAX_KEY_CHARS} characters"
 
 
 def _parse_key(variable: str, text: str) -> str:
+    # The key itself is never quoted in a message: "***" stands for it.
+    if len(text) > MAX_KEY_CHARS + 64:   # spacing around a key is trimmed; a key this long is not one
+        raise ConfigError(variable, "***", _KEY_RULE)
     key = text.strip()
     if text and not key:
         # Blank is not "no key": someone meant to set one, and serving without it would be silent.
         raise ConfigError(variable, text, "a key without spaces; to serve without a key, unset the variable")
-    if any(c.isspace() for c in key):
-        raise ConfigError(variable, "***", "a key without spaces")
+    if len(key) > MAX_KEY_CHARS or any(not "!" <= c <= "~" for c in key):
+        # An HTTP header carries printable ASCII only: any other key could never be sent.
+        raise ConfigError(variable, "***", _KEY_RULE)
     return key
 
 
 def _parse_name_list(kind: str, variable: str, text: str) -> tuple[str, ...]:
     # Comma-separated, spaces and quotes trimmed as Ollama trims OLLAMA_ORIGINS; the gateway's guard
     # applies the entries (hydra/gateway/guard.py), this only refuses what could never match.
-    entries = tuple(e.strip().strip("\"'").strip() for e in str(text).strip().strip("\"'").split(","))
+    value = config_text(variable, text)
+    entries = tuple(e.strip().strip("\"'").strip() for e in value.strip("\"'").split(","))
     entries = tuple(e for e in entries if e)
-    if any(_unusable_entry(kind, e) for e in entries):
-        raise ConfigError(variable, text, _NAME_LISTS[kind])
+    if len(entries) > MAX_NAME_ENTRIES:
+        raise ConfigError(variable, shown(text), f"at most {MAX_NAME_ENTRIES} entries: {_NAME_LISTS[kind]}")
+    unusable = next((e for e in entries if _unusable_entry(kind, e)), None)
+    if unusable is not None:
+        raise ConfigError(variable, shown(unusable), _NAME_LISTS[kind])
     return entries
 
 
 def _unusable_entry(kind: str, entry: str) -> bool:
-    if len(entry) > 253 or entry.count("*") > 1 or any(c.isspace() for c in entry):
+    # Host and Origin headers are ASCII (an international name arrives in its xn-- form).
+    if len(entry) > 253 or entry.count("*") > 1 or not entry.isascii() or any(c.isspace() for c in entry):
         return True
     if kind == "host":
         return "/" in entry
@@ -110,13 +135,13 @@ _NAME_LISTS = {
 
 def _parse_embedded(variable: str, text: str) -> str:
     # on/off read like the boolean variables do (true, 1, yes ...), so either spelling works.
-    value = str(text).strip().lower()
+    value = config_text(variable, text).lower()
     if value in EMBEDDED_NODE_MODES:
         return value
     try:
         return "on" if parse_bool(variable, value) else "off"
     except ConfigError:
-        raise ConfigError(variable, text, "one of " + ", ".join(EMBEDDED_NODE_MODES)) from None
+        raise ConfigError(variable, shown(text), "one of " + ", ".join(EMBEDDED_NODE_MODES)) from None
 
 
 # --- formatters: value -> canonical text (what is saved and displayed) -----------
@@ -208,7 +233,7 @@ SETTINGS: tuple[Setting, ...] = (
             "auto adapts the thinking level to the task's complexity; off, standard, deep fix it.",
             _choice(REASONING_MODES), True, "reasoning", REASONING_MODES),
     Setting("HYDRA_REASONING_MODEL", _REASONING_DEFAULTS.reasoning_model, "text",
-            "a model name such as qwen3:14b (no spaces)", "Model used for reasoning tasks.", parse_model_name, True,
+            "a model name such as qwen3:14b (no spaces)", "Model used for reasoning tasks.", _parse_model_name, True,
             "reasoning"),
     Setting("HYDRA_USE_REASONING_MODEL", _format_scalar(_REASONING_DEFAULTS.use_reasoning_model), "bool",
             "true or false", "Send reasoning and math tasks to the reasoning model.", parse_bool, True, "reasoning"),
@@ -233,9 +258,10 @@ SETTINGS: tuple[Setting, ...] = (
             _parse_path, False, "storage"),
     _int("HYDRA_GATEWAY_PORT", "8080", 0, 65535,
          "Port of the Ollama/OpenAI-compatible HTTP gateway and /metrics (0: no gateway).", False, "storage"),
-    Setting("HYDRA_GATEWAY_HOST", "127.0.0.1", "text", "an address to bind, such as 127.0.0.1 or 0.0.0.0",
+    Setting("HYDRA_GATEWAY_HOST", "127.0.0.1", "text", "an address to bind, such as 127.0.0.1, 0.0.0.0 or ::",
             "Address the gateway listens on (loopback unless you open it).", _parse_host, False, "storage"),
-    Setting("HYDRA_API_KEY", "", "text", "any string without spaces (empty: no key)",
+    Setting("HYDRA_API_KEY", "", "text", f"printable ASCII without spaces, at most {MAX_KEY_CHARS} characters "
+            "(empty: no key)",
             "When set, every gateway route but / needs 'Authorization: Bearer <key>'.", _parse_key, False,
             "storage", format=lambda value: "***" if value else ""),
     Setting("HYDRA_ALLOWED_HOSTS", "", "text", _NAME_LISTS["host"],
@@ -255,7 +281,7 @@ def get_setting(name: str) -> Setting:
     try:
         return SETTINGS_BY_NAME[name]
     except KeyError:
-        raise ConfigError("setting", name, "one of " + ", ".join(SETTINGS_BY_NAME)) from None
+        raise ConfigError("setting", shown(name), "one of " + ", ".join(SETTINGS_BY_NAME)) from None
 
 
 def parse_value(name: str, text: Any) -> Any:
@@ -298,7 +324,7 @@ class Settings:
         """A copy with ``name`` overridden (as the settings page saves it)."""
         setting = get_setting(name)
         if not setting.runtime:
-            raise ConfigError(name, value, "a setting that can change while Hydra runs; "
+            raise ConfigError(name, shown(value), "a setting that can change while Hydra runs; "
                               "this one is read at start-up, set it in the environment")
         return self._replace(name, _coerce(setting, value), "saved")
 

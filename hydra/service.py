@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 from hydra import reasoning, tiers
 from hydra.config import Settings, load_settings, parse_value
-from hydra.history import History
+from hydra.history import History, HistoryHealth, HistoryUnavailableError
 from hydra.history.recorder import EventWriter, PartialSaver
 from hydra.sollol import (
     ClusterSnapshot,
@@ -43,7 +43,7 @@ log = logging.getLogger("hydra")
 EMBEDDED_NAME = "embedded"
 EMBEDDED_HOST, EMBEDDED_PORT = "127.0.0.1", 11435
 KEPT_HANDLES = 200
-QUEUED_COMMIT_WAIT_S = 30.0  # submit() returns once the task's row is committed; past this, it says why not
+QUEUED_COMMIT_WAIT_S = 30.0  # submit() returns once the task's row is committed; past this, it refuses the task
 
 # Settings that map one-to-one onto SollolConfig fields the running router can change.
 _ROUTER_FIELDS = {
@@ -107,7 +107,11 @@ class Hydra:
         if self._started:
             return self
         self._started = True
-        interrupted = self.history.mark_interrupted()
+        try:
+            interrupted = self.history.mark_interrupted()
+        except HistoryUnavailableError as exc:  # the disk full at start-up, say: a message, not a traceback
+            raise HistoryUnavailableError(f"HYDRA_DB={self.history.path} cannot be written at start-up: {exc.reason}; "
+                                          "free some space there or set HYDRA_DB to a file on another disk") from None
         if interrupted:
             log.info("%d task(s) left queued or running by the last run are marked interrupted", interrupted)
         self._maybe_start_embedded()
@@ -255,19 +259,27 @@ class Hydra:
         return handle
 
     def _submit_recorded(self, task: Task) -> TaskHandle:
-        """The router's submit, then a bounded wait for the writer to commit the task's queued row."""
-        committed = self._recorder.expect(task.id)  # before submitting: the row may be written at once
+        """The router's submit, then a bounded wait for the writer to commit the task's queued row.
+        A task history cannot record is refused (HistoryUnavailableError), never run without its row:
+        at once while history is degraded, or cancelled when its own row fails."""
+        self.history.require_writable(task.id)
+        pending = self._recorder.expect(task.id)  # before submitting: the row may be written at once
         try:
             handle = self.router.submit(task)
         except BaseException:
             self._recorder.forget(task.id)
             raise
         # The task is already on its way to a node; its row (reasoning included) is committed meanwhile.
-        if not committed.wait(QUEUED_COMMIT_WAIT_S):
-            log.error("task %s: history has not recorded it after %.0f s (is the database locked or the "
-                      "disk full? see earlier errors); it runs, but a crash now would lose it",
-                      task.id, QUEUED_COMMIT_WAIT_S)
+        error = pending.wait(QUEUED_COMMIT_WAIT_S)
+        if error is not None:
+            # Nobody has read a chunk of it yet (the handle is not returned); cancelling frees its node at once.
+            handle.cancel()
+            raise error.refusing(task.id) if isinstance(error, HistoryUnavailableError) else error
         return handle
+
+    def history_health(self) -> HistoryHealth:
+        """Whether history can write (new tasks are refused while it cannot), for the status and the pages."""
+        return self.history.health
 
     def tasks(self, limit: int = 50) -> list[TaskHandle]:
         with self._lock:

@@ -218,7 +218,8 @@ def create_app(service: GatewayService, api_key: str | None = None, *, bind_host
         distribution = {k: snapshot.pop(k) for k in ("by_node", "by_model", "by_mode", "by_task_type",
                                                       "by_status", "failovers")}
         return JSONResponse({**snapshot, "distribution": distribution,
-                             "decisions": _jsonable(service.decisions(STATUS_DECISIONS))})
+                             "decisions": _jsonable(service.decisions(STATUS_DECISIONS)),
+                             "history": service.history_health().as_dict()})
 
     async def root(request: Request) -> Response:
         # Browsers get the SOLLOL Dashboard; API clients probing for a server get Ollama's answer.

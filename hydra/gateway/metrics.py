@@ -27,6 +27,8 @@ class ClusterCollector(Collector):
         snap = self.service.snapshot()
         yield GaugeMetricFamily("hydra_queue_depth", "Tasks waiting for a node.", value=snap.queue_depth)
         yield GaugeMetricFamily("hydra_router_in_flight", "Tasks running on nodes.", value=snap.in_flight)
+        yield GaugeMetricFamily("hydra_history_degraded", "1 while history cannot write (new tasks are refused).",
+                                value=0.0 if self.service.history_health().ok else 1.0)
         healthy = GaugeMetricFamily("hydra_node_healthy", "1 when the node answers its health poll.",
                                     labels=["node"])
         circuit = GaugeMetricFamily("hydra_node_circuit_state", "1 for the circuit breaker's current state.",

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from typing import Any, Protocol
 
+from hydra.history import HistoryHealth
 from hydra.sollol import ClusterSnapshot, RoutingDecision, TaskHandle
 
 
@@ -24,6 +25,10 @@ class GatewayService(Protocol):
 
     def snapshot(self) -> ClusterSnapshot:
         """The whole cluster at one instant (nodes, queue, in-flight count, distribution)."""
+        ...
+
+    def history_health(self) -> HistoryHealth:
+        """Whether history can write; while it cannot, submit refuses every task. Cheap: read per scrape."""
         ...
 
     def decisions(self, limit: int = 100) -> list[RoutingDecision]:

@@ -30,6 +30,7 @@ from starlette.types import Receive, Scope, Send
 
 from hydra.gateway.service_api import GatewayService
 from hydra.gateway.validate import parse_body
+from hydra.history import HistoryUnavailableError
 from hydra.sollol import Chunk, TaskHandle, TaskResult, TaskStatus
 from hydra.sollol.errors import ConfigError, HydraError, QueueFullError, ShutdownError, TaskError
 from hydra.sollol.types import FailureKind, RoutingMode
@@ -65,7 +66,10 @@ def invalid_request(exc: GatewayError | ValueError) -> GatewayError:
 
 def refusal_as_http_error(exc: HydraError | ValueError) -> GatewayError:
     """A submit the engine refused, as the HTTP error to answer (one boundary, as client.py has for
-    the nodes' errors): the caller's mistake is 400, a full or closed engine 503."""
+    the nodes' errors): the caller's mistake is 400, a full or closed engine 503, and so is a
+    history that cannot record the task (its message starts "history unavailable: ")."""
+    if isinstance(exc, HistoryUnavailableError):
+        return GatewayError(503, str(exc), "service_unavailable")
     if isinstance(exc, (TaskError, ConfigError, ValueError)):
         return GatewayError(400, str(exc))
     if isinstance(exc, (QueueFullError, ShutdownError)):

@@ -3,9 +3,14 @@
 ``EventWriter`` writes the router's events in order on one thread of its own, off the
 dispatch and TTFT path. A submitter that must not return before its task is on disk
 (a submitted task survives a kill) waits for its ``queued`` row with ``expect``; the
-commit runs while the task is already on its way to its node. One event that cannot be
-recorded is logged and skipped: the writer goes on, or every later submit would wait
-for a row that never comes and history would stop.
+commit runs while the task is already on its way to its node, and the submitter learns
+whether it succeeded: a task whose row could not be written is refused (service.py).
+
+A refused task leaves no row: its later events (the cancel's ``finished``) are skipped.
+The other events history could not write while it was degraded (a task that finished
+while the disk was full) are kept, in order, and written once it can write again, so a row
+does not stay "running" for a task that is over. One event that cannot be recorded for a
+reason of its own (a value it cannot store) is logged and skipped: the writer goes on.
 
 ``PartialSaver`` saves the text of running tasks now and then, so a crash keeps it.
 """
@@ -14,16 +19,41 @@ from __future__ import annotations
 import logging
 import queue
 import threading
+from collections import deque
 from collections.abc import Callable, Iterable
 
+from hydra.sollol.errors import HydraError, ShutdownError
 from hydra.sollol.handle import TaskHandle
 from hydra.sollol.types import TaskEvent, TaskStatus
 
+from .health import HistoryUnavailableError
 from .store import History
 
 log = logging.getLogger(__name__)
 
 PARTIAL_SAVE_EVERY_S = 2.0
+MAX_KEPT_EVENTS = 5000   # events kept while history cannot write; past it the oldest are lost (rows stay live)
+RETRY_EVERY_S = 1.0      # while some are kept, how often the writer tries them again when no event comes
+
+
+class PendingRow:
+    """One submitter's wait for its task's queued row."""
+
+    def __init__(self, task_id: str) -> None:
+        self.task_id = task_id
+        self._settled = threading.Event()
+        self._error: HydraError | None = None
+
+    def settle(self, error: HydraError | None) -> None:
+        self._error = error
+        self._settled.set()
+
+    def wait(self, timeout: float) -> HydraError | None:
+        """None once the row is committed; otherwise why it is not, and will not be in time."""
+        if not self._settled.wait(timeout):
+            return HistoryUnavailableError(f"its row was not written within {timeout:.0f} s (is HYDRA_DB locked "
+                                           "by another process?)", task_id=self.task_id)
+        return self._error
 
 
 class EventWriter:
@@ -31,7 +61,10 @@ class EventWriter:
         self._history = history
         self._events: queue.SimpleQueue[TaskEvent | None] = queue.SimpleQueue()
         self._lock = threading.Lock()  # _waiting
-        self._waiting: dict[str, threading.Event] = {}
+        self._waiting: dict[str, PendingRow] = {}
+        # Only the writer thread touches these two.
+        self._kept: deque[TaskEvent] = deque()
+        self._refused: dict[str, None] = {}   # tasks whose queued row failed (ordered: the oldest go first)
         self._thread = threading.Thread(target=self._run, name="hydra-history-writer", daemon=True)
 
     def start(self) -> None:
@@ -41,13 +74,13 @@ class EventWriter:
         """The router's listener: queues the event and returns at once."""
         self._events.put(event)
 
-    def expect(self, task_id: str) -> threading.Event:
-        """Call before submitting ``task_id``: the event is set once its queued row is written,
-        or once it never will be (that event could not be recorded, or the writer closed)."""
-        recorded = threading.Event()
+    def expect(self, task_id: str) -> PendingRow:
+        """Call before submitting ``task_id``: settled once its queued row is written, or once it
+        never will be (that event could not be recorded, or the writer closed)."""
+        pending = PendingRow(task_id)
         with self._lock:
-            self._waiting[task_id] = recorded
-        return recorded
+            self._waiting[task_id] = pending
+        return pending
 
     def forget(self, task_id: str) -> None:
         """The submit of ``task_id`` was refused: no queued event is coming."""
@@ -61,24 +94,90 @@ class EventWriter:
             self._thread.join()
         with self._lock:
             waiting, self._waiting = list(self._waiting.values()), {}
-        for recorded in waiting:  # nobody is left to write them: let their submit() return
-            recorded.set()
+        for pending in waiting:  # nobody is left to write them: let their submit() return
+            pending.settle(ShutdownError(f"Hydra closed before task {pending.task_id} was recorded"))
+        if self._kept:
+            log.warning("history closed with %d events it could not write; their tasks' rows stay queued or "
+                        "running until the next start marks them interrupted", len(self._kept))
 
     def _run(self) -> None:
-        while (event := self._events.get()) is not None:
+        while True:
             try:
-                self._history.record_event(event)  # logs its own database troubles
-            except Exception:  # anything else (a value it cannot store): this event is lost, not the writer
-                log.exception("history could not record the %s event of task %s", event.kind, event.task.id)
-            finally:
-                if event.kind == "queued":
-                    self._release(event.task.id)
+                event = self._events.get(timeout=RETRY_EVERY_S if self._kept else None)
+            except queue.Empty:
+                self._replay()
+                continue
+            if event is None:
+                break
+            self._handle(event)
+        self._replay()
 
-    def _release(self, task_id: str) -> None:
+    def _handle(self, event: TaskEvent) -> None:
+        task_id = event.task.id
+        if task_id in self._refused:  # no row, and none wanted: its submit was refused
+            if event.kind == "finished":
+                del self._refused[task_id]
+            return
+        error = self._replay()    # the kept ones first: the rows' events stay in order
+        retry = error is not None
+        if error is None:
+            error, retry = self._try(event)
+        if event.kind == "queued":
+            if error is not None:
+                self._refuse(task_id)
+            self._release(task_id, error)
+        elif retry:
+            self._keep(event)
+        elif error is not None:
+            log.warning("history lost the %s event of task %s: %s", event.kind, task_id, error)
+
+    def _try(self, event: TaskEvent) -> tuple[HydraError | None, bool]:
+        """Write one event: (why it was not written or None, whether a later try may succeed)."""
+        try:
+            self._history.write_event(event)
+        except HistoryUnavailableError as exc:
+            return exc, not self._history.health.ok
+        except ShutdownError as exc:
+            return exc, False
+        except Exception as exc:  # anything else (a value it cannot store): this event is lost, not the writer
+            log.exception("history could not record the %s event of task %s", event.kind, event.task.id)
+            return HistoryUnavailableError(f"its {event.kind} event could not be recorded ({exc!r})"), False
+        return None, False
+
+    def _replay(self) -> HydraError | None:
+        """Write the kept events, oldest first; the error if history still cannot write (None: all done)."""
+        written = 0
+        while self._kept:
+            error, retry = self._try(self._kept[0])
+            if retry:
+                return error
+            if error is not None:
+                log.warning("history lost the %s event of task %s: %s", self._kept[0].kind, self._kept[0].task.id,
+                            error)
+            else:
+                written += 1
+            self._kept.popleft()
+        if written:
+            log.info("history wrote %d events kept while it could not write", written)
+        return None
+
+    def _keep(self, event: TaskEvent) -> None:
+        self._kept.append(event)
+        if len(self._kept) > MAX_KEPT_EVENTS:
+            lost = self._kept.popleft()
+            log.warning("history cannot write and keeps at most %d events: the %s event of task %s is lost",
+                        MAX_KEPT_EVENTS, lost.kind, lost.task.id)
+
+    def _refuse(self, task_id: str) -> None:
+        self._refused[task_id] = None
+        if len(self._refused) > MAX_KEPT_EVENTS:   # a task that never finished: forget the oldest
+            del self._refused[next(iter(self._refused))]
+
+    def _release(self, task_id: str, error: HydraError | None) -> None:
         with self._lock:
-            recorded = self._waiting.pop(task_id, None)
-        if recorded is not None:
-            recorded.set()
+            pending = self._waiting.pop(task_id, None)
+        if pending is not None:
+            pending.settle(error)
 
 
 class PartialSaver:
@@ -106,6 +205,8 @@ class PartialSaver:
             self._save_once()
 
     def _save_once(self) -> None:
+        if not self._history.health.ok:  # it says so itself, once; its probe tells when it can write again
+            return
         live = set()
         for handle in self._handles():
             if handle.status is not TaskStatus.RUNNING:

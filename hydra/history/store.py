@@ -9,15 +9,35 @@ of microseconds instead of milliseconds).
 Several processes may share the file: each task row names its owner (owners.py),
 and ``mark_interrupted`` at start-up ends only the tasks of owners that are gone.
 
+Health: a write the database refuses (a full disk, an I/O error, a corrupt or read-only file)
+raises ``HistoryUnavailableError`` and marks the store degraded (``health``); the service then
+refuses new tasks rather than run them without a row. While degraded, the checkpoint thread
+probes with a small write every second and the store recovers on the first that succeeds.
+
+The WAL stays bounded. SQLite starts the WAL over only when a checkpoint has copied all of it
+and no reader is still using it. A checkpoint on another thread races the continuous writer and
+never reaches the WAL's end, so under load the WAL grew by every write (about 60 KB a task) until
+the load stopped; and a checkpoint that waits for readers loses the race to a page that keeps
+reading (SQLite's busy handler sleeps, the reader takes its lock again meanwhile). So every few
+writes the writer looks at the WAL's size itself, between two of its transactions, and past
+``WAL_TRUNCATE_BYTES`` holds new reads of this process back until those running end (a few
+milliseconds), then empties the WAL (TRUNCATE): a pause of tens of milliseconds for readers and
+writers per 16 MB of WAL (about 270 tasks).
+
+At start-up a corrupt file is moved aside and a new one started (files.py).
+
 Threads: router workers and Streamlit script threads call in at once. All
 writes go through one connection guarded by a lock, so they never wait on
 ``SQLITE_BUSY`` among themselves. Reads borrow a connection from a small pool
 and never take the writer's lock: in WAL readers do not block the writer, so a page
-aggregating thousands of rows cannot stall a router thread recording an event.
+aggregating thousands of rows cannot stall a router thread recording an event (they
+only wait, briefly, while the writer empties the WAL).
 """
 from __future__ import annotations
 
+import contextlib
 import logging
+import os
 import sqlite3
 import threading
 import time
@@ -26,44 +46,26 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from hydra.sollol.errors import ConfigError, ShutdownError
-from hydra.sollol.types import RoutingDecision, Task, TaskEvent, TaskResult, TaskStatus
+from hydra.sollol.errors import ShutdownError
+from hydra.sollol.types import TaskEvent, TaskStatus
 
-from . import owners
-from .queries import LIVE_STATUSES, HistoryQueries, as_json, as_text
+from . import files, owners, rows
+from .health import HealthTracker, HistoryHealth, HistoryUnavailableError, degrades, error_code, reason
+from .queries import LIVE_STATUSES, HistoryQueries, as_json
+from .readers import ReaderPool
+from .rows import SCHEMA_VERSION
 
 logger = logging.getLogger(__name__)
 
 BUSY_TIMEOUT_MS = 5000      # another process (a second app) holding the write lock
-_MAX_IDLE_READERS = 4
-CHECKPOINT_EVERY_S = 1.0
+CHECKPOINT_EVERY_S = 1.0     # idle checkpoints, and while degraded a write probe
+WAL_TRUNCATE_BYTES = 16 * 2**20     # past this the writer empties the WAL
+WAL_KEPT_BYTES = 4 * 2**20          # journal_size_limit: what is left of a WAL that started over by itself
+WAL_CHECK_EVERY_WRITES = 32         # a stat of the WAL per this many writes: a few hundred KB of growth
+READS_DRAIN_S = 1.0          # how long emptying the WAL waits for this process's running reads
+TRUNCATE_WAIT_MS = 100       # ... and then for another process's readers (writes wait meanwhile)
+PROBE_BYTES = 4096           # a probe write needs a page of its own, as a new task's row may
 
-# Each migration runs once, in order, inside one transaction; append, never edit.
-_MIGRATIONS: tuple[tuple[int, tuple[str, ...]], ...] = (
-    (1, (
-        """CREATE TABLE tasks (
-            id TEXT PRIMARY KEY, prompt TEXT NOT NULL DEFAULT '', messages_json TEXT, options_json TEXT,
-            status TEXT NOT NULL, node TEXT, model TEXT, mode TEXT, task_type TEXT, priority INTEGER,
-            submitted_at REAL NOT NULL, started_at REAL, finished_at REAL,
-            ttft_s REAL, duration_s REAL, queued_s REAL, eval_count INTEGER, prompt_eval_count INTEGER,
-            tokens_per_s REAL, attempts INTEGER NOT NULL DEFAULT 0, failovers INTEGER NOT NULL DEFAULT 0,
-            text TEXT NOT NULL DEFAULT '', thinking TEXT NOT NULL DEFAULT '', error TEXT,
-            reasoning_json TEXT, thinking_tokens INTEGER NOT NULL DEFAULT 0)""",
-        "CREATE INDEX tasks_submitted ON tasks (submitted_at)",
-        "CREATE INDEX tasks_status ON tasks (status)",
-        """CREATE TABLE decisions (
-            id INTEGER PRIMARY KEY AUTOINCREMENT, task_id TEXT NOT NULL, time REAL NOT NULL,
-            mode TEXT, task_type TEXT, node TEXT, model TEXT, reason TEXT, attempt INTEGER,
-            priority INTEGER, candidates_json TEXT)""",
-        "CREATE INDEX decisions_time ON decisions (time)",
-        "CREATE INDEX decisions_task ON decisions (task_id)",
-        "CREATE TABLE settings (key TEXT PRIMARY KEY, value TEXT NOT NULL, updated_at REAL NOT NULL)",
-    )),
-    # Which History recorded the task (owners.py): a process starting on a shared database
-    # interrupts only the tasks of owners that are gone.
-    (2, ("ALTER TABLE tasks ADD COLUMN owner TEXT",)),
-)
-SCHEMA_VERSION = _MIGRATIONS[-1][0]
 
 
 class History(HistoryQueries):
@@ -75,32 +77,72 @@ class History(HistoryQueries):
         self.owner = owners.new_owner()
         self._memory = self.path == ":memory:"
         self._lock = threading.Lock()          # the writer connection and _closed
-        self._pool_lock = threading.Lock()     # idle readers; separate so reads never queue behind writes
-        self._idle: list[sqlite3.Connection] = []
+        self._readers = ReaderPool(self.path, lambda: self._connect(readonly=True))
         self._closed = False
         self._stop = threading.Event()
+        self._health = HealthTracker(self.path, clock)
+        self._writes = 0                       # under _lock
+        self._wal = f"{self.path}-wal"
         # Daemon: a History never closed must not hang interpreter exit, and dying
         # mid-checkpoint is safe (the WAL is replayed on the next open).
-        self._checkpointer = threading.Thread(target=self._checkpoint_loop, name="hydra-history-checkpoint",
-                                              daemon=True)
+        self._checkpointer = threading.Thread(target=self._maintain, name="hydra-history-checkpoint", daemon=True)
         try:
-            if not self._memory:
-                Path(self.path).parent.mkdir(parents=True, exist_ok=True)
-            self._conn = self._connect()
-            mode = self._conn.execute("PRAGMA journal_mode=WAL").fetchone()[0]
-            if mode != "wal" and not self._memory:
-                logger.warning("history %s: journal_mode is %s, not wal; writes may block readers", self.path, mode)
-            self._conn.execute("PRAGMA synchronous=NORMAL")
-            self._migrate()
-            if not self._memory:
-                # A checkpoint fsyncs the database (~20 ms here); SQLite would run it inside
-                # whichever write crosses the threshold, stalling a router thread. A thread
-                # of our own does it instead, PASSIVE so it never blocks a writer.
-                self._conn.execute("PRAGMA wal_autocheckpoint=0")
-                self._checkpointer.start()
-        except (OSError, sqlite3.Error) as exc:
+            self._open_or_replace()
+        except (OSError, sqlite3.Error, files.CorruptDatabaseError) as exc:
             self.close()
-            raise ConfigError("HYDRA_DB", self.path, f"a writable SQLite database file ({exc})") from exc
+            raise files.open_error(Path(self.path), exc) from exc
+        self._checkpointer.start()
+
+    def _open_or_replace(self) -> None:
+        try:
+            self._open()
+        except (sqlite3.DatabaseError, files.CorruptDatabaseError) as exc:
+            if self._memory or not files.is_corrupt(exc, Path(self.path)):
+                raise
+            self._close_writer()
+            aside = files.move_aside(Path(self.path), self._clock())
+            logger.error("history %s is corrupt (%s): moved it to %s and started a new, empty history; the old "
+                         "tasks and saved settings stay in the moved file", self.path, exc, aside)
+            self._open()
+
+    def _open(self) -> None:
+        if not self._memory:
+            Path(self.path).parent.mkdir(parents=True, exist_ok=True)
+        self._conn = self._connect()
+        mode = self._conn.execute("PRAGMA journal_mode=WAL").fetchone()[0]
+        if mode != "wal" and not self._memory:
+            logger.warning("history %s: journal_mode is %s, not wal; writes may block readers", self.path, mode)
+        self._conn.execute("PRAGMA synchronous=NORMAL")
+        if not self._memory:
+            files.check_intact(self._conn)
+        self._migrate()
+        if not self._memory:
+            # A checkpoint fsyncs the database (~20 ms here); SQLite would run it inside
+            # whichever write crosses the threshold, stalling a router thread. A thread
+            # of our own does it instead, PASSIVE so it never blocks a writer; the writer
+            # truncates only a WAL that grew past WAL_TRUNCATE_BYTES all the same.
+            self._conn.execute("PRAGMA wal_autocheckpoint=0")
+            self._conn.execute(f"PRAGMA journal_size_limit={WAL_KEPT_BYTES}")
+            # A WAL a killed process left is merged now, before anything reads: on a disk that was
+            # full, its space is what the first writes (marking that process's tasks interrupted) need.
+            self._truncate_wal()
+
+    def _truncate_wal(self) -> None:
+        """Copy the whole WAL into the database and empty it; waits TRUNCATE_WAIT_MS at most for another
+        process's readers. Never raises: a checkpoint that fails leaves the WAL as it was."""
+        self._conn.execute(f"PRAGMA busy_timeout={TRUNCATE_WAIT_MS}")
+        try:
+            if self._conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()[0]:
+                logger.debug("history %s: another process's reader kept the WAL from being emptied", self.path)
+        except sqlite3.Error as exc:  # the disk full, say: the writes that fail say so themselves
+            logger.debug("history %s: checkpoint failed: %s", self.path, exc)
+        finally:
+            self._conn.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
+
+    def _close_writer(self) -> None:
+        conn = getattr(self, "_conn", None)   # absent when opening failed
+        if conn is not None:
+            conn.close()
 
     def _connect(self, *, readonly: bool = False) -> sqlite3.Connection:
         # isolation_level=None: no implicit transactions; writes say BEGIN/COMMIT themselves.
@@ -113,13 +155,13 @@ class History(HistoryQueries):
         return conn
 
     def _migrate(self) -> None:
-        with self._write() as conn:
+        with self._lock, self._transaction() as conn:
             conn.execute("CREATE TABLE IF NOT EXISTS schema_version (version INTEGER PRIMARY KEY, applied_at REAL)")
             current = conn.execute("SELECT COALESCE(MAX(version), 0) FROM schema_version").fetchone()[0]
             if current > SCHEMA_VERSION:
                 logger.warning("history %s has schema %d, newer than this Hydra's %d; using it as is",
                                self.path, current, SCHEMA_VERSION)
-            for version, statements in _MIGRATIONS:
+            for version, statements in rows.MIGRATIONS:
                 if version > current:
                     for statement in statements:
                         conn.execute(statement)
@@ -132,21 +174,53 @@ class History(HistoryQueries):
 
     # --- connections ------------------------------------------------------------
     @contextmanager
+    def _transaction(self) -> Iterator[sqlite3.Connection]:
+        """BEGIN IMMEDIATE ... COMMIT on the writer connection; the caller holds ``_lock``."""
+        conn = self._conn
+        if conn.in_transaction:   # a ROLLBACK that failed (an I/O error) must not refuse every later write
+            conn.execute("ROLLBACK")
+        # IMMEDIATE takes the write lock up front, so a second process makes
+        # us wait (busy_timeout) here rather than fail half-way.
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            yield conn
+            conn.execute("COMMIT")
+        except BaseException:
+            # Also after a failed COMMIT: a transaction left open would refuse every later write.
+            if conn.in_transaction:
+                with contextlib.suppress(sqlite3.Error):
+                    conn.execute("ROLLBACK")
+            raise
+
+    @contextmanager
     def _write(self) -> Iterator[sqlite3.Connection]:
+        """One write transaction. A database error becomes HistoryUnavailableError, and marks history
+        degraded unless it is this write's own (a bad value): then the next write may well succeed."""
         with self._lock:
             if self._closed:
                 raise ShutdownError(f"history {self.path} is closed")
-            # IMMEDIATE takes the write lock up front, so a second process makes
-            # us wait (busy_timeout) here rather than fail half-way.
-            self._conn.execute("BEGIN IMMEDIATE")
             try:
-                yield self._conn
-                self._conn.execute("COMMIT")
-            except BaseException:
-                # Also after a failed COMMIT: a transaction left open would refuse every later write.
-                if self._conn.in_transaction:
-                    self._conn.execute("ROLLBACK")
-                raise
+                with self._transaction() as conn:
+                    yield conn
+            except sqlite3.Error as exc:
+                if degrades(exc):
+                    self._health.failed(reason(exc))
+                raise HistoryUnavailableError(reason(exc), code=error_code(exc)) from exc
+            self._health.succeeded()
+            self._writes += 1
+            if not self._memory and self._writes % WAL_CHECK_EVERY_WRITES == 0:
+                self._bound_wal()
+
+    def _bound_wal(self) -> None:
+        """Past WAL_TRUNCATE_BYTES, empty the WAL; the caller holds ``_lock``, between two transactions,
+        so no write of ours races the checkpoint, and reads are held back so none starves it."""
+        try:
+            if os.stat(self._wal).st_size < WAL_TRUNCATE_BYTES:
+                return
+        except OSError:
+            return
+        with self._readers.held_back(READS_DRAIN_S):
+            self._truncate_wal()
 
     @contextmanager
     def _read(self) -> Iterator[sqlite3.Connection]:
@@ -156,94 +230,88 @@ class History(HistoryQueries):
                     raise ShutdownError(f"history {self.path} is closed")
                 yield self._conn
             return
-        with self._pool_lock:
-            if self._closed:
-                raise ShutdownError(f"history {self.path} is closed")
-            conn = self._idle.pop() if self._idle else None
-        conn = conn or self._connect(readonly=True)
-        try:
+        with self._readers.read() as conn:
             yield conn
-        finally:
-            with self._pool_lock:
-                keep = not self._closed and len(self._idle) < _MAX_IDLE_READERS
-                if keep:
-                    self._idle.append(conn)
-            if not keep:
-                conn.close()
 
-    def _checkpoint_loop(self) -> None:
-        conn = self._connect()
+    def _maintain(self) -> None:
+        """Every CHECKPOINT_EVERY_S: a PASSIVE checkpoint (file databases), and a probe while degraded."""
+        conn = None
+        failing = False    # log a failing checkpoint once, not every second
         try:
             while not self._stop.wait(CHECKPOINT_EVERY_S):
+                if not self._health.health.ok:
+                    self.probe()
+                if self._memory:
+                    continue
                 try:
+                    conn = conn or self._connect()
                     conn.execute("PRAGMA wal_checkpoint(PASSIVE)")
-                except sqlite3.Error:
-                    logger.warning("history checkpoint of %s failed; retrying", self.path, exc_info=True)
+                    failing = False
+                except sqlite3.Error as exc:
+                    if not failing:
+                        logger.warning("history checkpoint of %s failed (%s); retrying", self.path, exc)
+                    failing = True
         finally:
-            conn.close()
+            if conn is not None:
+                conn.close()
 
     def close(self) -> None:
         self._stop.set()
         if self._checkpointer.is_alive():
             self._checkpointer.join()
-        with self._lock, self._pool_lock:
+        with self._lock:
             if self._closed:
                 return
             self._closed = True
-            idle, self._idle = self._idle, []
-            conn = getattr(self, "_conn", None)   # absent when opening failed
-            if conn is not None:
-                conn.close()
+            self._close_writer()
+        self._readers.close()
         owners.release(self.owner)  # what it left unfinished may now be marked interrupted
-        # Readers still borrowed are closed by their borrower on return (_closed is set).
-        for reader in idle:
-            reader.close()
 
-    # --- events -----------------------------------------------------------------
-    def record_event(self, event: TaskEvent) -> None:
-        """The router's listener. Never raises for a database error: a full disk must not
-        fail the task itself; the error is logged with its traceback instead."""
-        handler = _HANDLERS.get(event.kind)
-        if handler is None:
-            logger.debug("history ignores event kind %r (task %s)", event.kind, event.task.id)
-            return
+    # --- health -----------------------------------------------------------------
+    @property
+    def health(self) -> HistoryHealth:
+        """ok, or degraded since when and why; cheap (status, pages and metrics read it often)."""
+        return self._health.health
+
+    def require_writable(self, task_id: str | None = None) -> None:
+        """Raise HistoryUnavailableError while degraded (naming ``task_id``): a new task is refused at once."""
+        refusal = self._health.refusal()
+        if refusal is not None:
+            raise refusal.refusing(task_id) if task_id else refusal
+
+    def probe(self) -> bool:
+        """One small write that needs a page of its own: whether history can write now (it recovers if so)."""
         try:
             with self._write() as conn:
-                handler(self, conn, event)
+                conn.execute("INSERT INTO write_probe (payload) VALUES (zeroblob(?))", (PROBE_BYTES,))
+                conn.execute("DELETE FROM write_probe")
+        except (HistoryUnavailableError, ShutdownError):
+            return False
+        return True
+
+    # --- events -----------------------------------------------------------------
+    def write_event(self, event: TaskEvent) -> None:
+        """Record one router event. HistoryUnavailableError when the database refuses it, ShutdownError
+        once closed; an event kind history does not keep is ignored."""
+        if event.kind not in rows.EVENT_KINDS:
+            logger.debug("history ignores event kind %r (task %s)", event.kind, event.task.id)
+            return
+        now = self._clock()
+        with self._write() as conn:
+            rows.write_event(conn, event, self.owner, now)
+
+    def record_event(self, event: TaskEvent) -> bool:
+        """``write_event`` for a listener that must not raise: False, and a log line, when not recorded."""
+        try:
+            self.write_event(event)
         except ShutdownError:
             logger.warning("history closed; %s event of task %s not recorded", event.kind, event.task.id)
-        except sqlite3.Error:
-            logger.exception("history could not record %s event of task %s", event.kind, event.task.id)
-
-    def _on_queued(self, conn: sqlite3.Connection, event: TaskEvent) -> None:
-        _insert_task(conn, event.task, self.owner)
-
-    def _on_routed(self, conn: sqlite3.Connection, event: TaskEvent) -> None:
-        decision = event.decision
-        if decision is None:
-            return
-        _insert_decision(conn, decision)
-        # The decision resolves the mode and task type a task left open (None).
-        conn.execute("UPDATE tasks SET mode = ?, task_type = ? WHERE id = ?",
-                     (as_text(decision.mode), decision.task_type, decision.task_id))
-
-    def _on_running(self, conn: sqlite3.Connection, event: TaskEvent) -> None:
-        conn.execute(
-            "UPDATE tasks SET status = 'running', node = ?, model = ?, attempts = MAX(attempts, ?),"
-            " started_at = COALESCE(started_at, ?) WHERE id = ? AND status IN (?, ?)",
-            (event.node, event.model, event.attempt, self._clock(), event.task.id, *LIVE_STATUSES))
-
-    def _on_restart(self, conn: sqlite3.Connection, event: TaskEvent) -> None:
-        # The answer starts again on another node: the partial text saved so far is void.
-        conn.execute("UPDATE tasks SET failovers = failovers + 1, text = '', thinking = '' WHERE id = ?",
-                     (event.task.id,))
-
-    def _on_finished(self, conn: sqlite3.Connection, event: TaskEvent) -> None:
-        result = event.result
-        if result is None:
-            return
-        _insert_task(conn, event.task, self.owner)   # a no-op unless history missed "queued"
-        _update_result(conn, result, self._clock())
+            return False
+        except HistoryUnavailableError as exc:
+            logger.warning("history did not record the %s event of task %s: %s", event.kind, event.task.id,
+                           exc.reason)
+            return False
+        return True
 
     # --- direct writes from the service -----------------------------------------------
     def set_reasoning(self, task_id: str, reasoning: Mapping[str, Any]) -> bool:
@@ -292,51 +360,3 @@ class History(HistoryQueries):
     def load_settings(self) -> dict[str, str]:
         with self._read() as conn:
             return {row["key"]: row["value"] for row in conn.execute("SELECT key, value FROM settings ORDER BY key")}
-
-
-def _insert_task(conn: sqlite3.Connection, task: Task, owner: str) -> None:
-    options = {"max_tokens": task.max_tokens, "think": task.think, "options": task.options,
-               "model": task.model, "task_type": task.task_type, "mode": as_text(task.mode),
-               "thinking_budget": task.thinking_budget, "system": task.system,
-               "min_success_rate": task.min_success_rate, "deadline": task.deadline,
-               "format": task.format, "keep_alive": task.keep_alive, "tools": task.tools}
-    # The service puts the reasoning engine's verdict in task.meta["reasoning"]: one write, not two.
-    reasoning = task.meta.get("reasoning") if isinstance(task.meta, dict) else None
-    conn.execute(
-        "INSERT INTO tasks (id, prompt, messages_json, options_json, status, model, mode, task_type, priority,"
-        " submitted_at, reasoning_json, owner) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT(id) DO NOTHING",
-        (task.id, task.prompt or "", as_json(task.messages), as_json(options), TaskStatus.QUEUED.value,
-         task.model, as_text(task.mode), task.task_type, task.priority, task.submitted_at, as_json(reasoning), owner))
-
-
-def _insert_decision(conn: sqlite3.Connection, d: RoutingDecision) -> None:
-    candidates = [{"node": c.node, "model": c.model, "score": c.score, "eligible": c.eligible,
-                   "reason": c.reason} for c in d.candidates]
-    conn.execute(
-        "INSERT INTO decisions (task_id, time, mode, task_type, node, model, reason, attempt, priority,"
-        " candidates_json) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-        (d.task_id, d.time, as_text(d.mode), d.task_type, d.node, d.model, d.reason, d.attempt, d.priority,
-         as_json(candidates)))
-
-
-def _update_result(conn: sqlite3.Connection, r: TaskResult, now: float) -> None:
-    # COALESCE keeps what earlier events recorded when the result leaves a field empty
-    # (a task failed before any node took it has no node of its own).
-    conn.execute(
-        "UPDATE tasks SET status = ?, text = ?, thinking = ?, node = COALESCE(?, node),"
-        " model = COALESCE(?, model), mode = COALESCE(?, mode), task_type = COALESCE(?, task_type),"
-        " attempts = MAX(attempts, ?), failovers = MAX(failovers, ?), ttft_s = ?, duration_s = ?, queued_s = ?,"
-        " eval_count = ?, prompt_eval_count = ?, tokens_per_s = ?, thinking_tokens = ?, error = ?,"
-        " finished_at = ? WHERE id = ?",
-        (as_text(r.status), r.text, r.thinking, r.node, r.model, as_text(r.mode), r.task_type, r.attempts,
-         r.failovers, r.ttft_s, r.duration_s, r.queued_s, r.eval_count, r.prompt_eval_count, r.tokens_per_s,
-         r.thinking_tokens, r.error, now, r.task_id))
-
-
-_HANDLERS: dict[str, Callable[[History, sqlite3.Connection, TaskEvent], None]] = {
-    "queued": History._on_queued,
-    "routed": History._on_routed,
-    "running": History._on_running,
-    "restart": History._on_restart,
-    "finished": History._on_finished,
-}

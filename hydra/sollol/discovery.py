@@ -12,6 +12,7 @@ import logging
 from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
 
+from .addresses import without_credentials
 from .config import DISCOVERY_CIDR_FORMAT, SollolConfig, parse_discovery_cidr
 from .errors import ConfigError
 from .types import NodeSpec
@@ -62,8 +63,9 @@ def discover(config: SollolConfig, extra: Iterable[NodeSpec] = ()) -> list[NodeS
     seen: set[str] = set()
 
     def add(spec: NodeSpec) -> None:
-        if spec.url not in seen and spec.name not in {n.name for n in nodes}:
-            seen.add(spec.url)
+        address = without_credentials(spec.url)   # the same node, whatever credentials it is given
+        if address not in seen and spec.name not in {n.name for n in nodes}:
+            seen.add(address)
             nodes.append(spec)
 
     for spec in (*extra, *config.nodes):

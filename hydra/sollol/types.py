@@ -6,17 +6,18 @@ Snapshots and results are frozen dataclasses built from copies, so any thread
 from __future__ import annotations
 
 import itertools
+import re
 import time
 import uuid
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any, NamedTuple
-from urllib.parse import urlsplit
 
 from . import validation as checks
-from .errors import ConfigError, TaskError
+from .addresses import parse_url, shown
+from .errors import ConfigError
 
-TASK_TYPES = ("code", "reasoning", "math", "general")
+TASK_TYPES = checks.TASK_TYPES  # defined beside the checks that use it
 
 
 class RoutingMode(StrEnum):
@@ -83,9 +84,23 @@ class TierEntry:
     placement: Placement = Placement.ANY
 
 
+# What a node may declare. Generous for real hardware, small enough to catch a typo (slots=8000
+# once made 7,986 threads): the largest open models are well under 2,000B parameters, and 4 TB of
+# VRAM is more than eight of today's largest GPUs.
+MAX_SLOTS = 256
+MAX_MODEL_B = 2000.0
+MAX_VRAM_MB = 4 * 1024 * 1024
+MAX_NAME_CHARS = 64
+NAME_RULE = f"a name of 1 to {MAX_NAME_CHARS} letters, digits, '.', '_' or '-'"
+_NAME = re.compile(rf"[A-Za-z0-9._-]{{1,{MAX_NAME_CHARS}}}\Z")
+
+
 @dataclass(frozen=True)
 class NodeSpec:
-    """A node as declared in configuration; everything but the URL is optional."""
+    """A node as declared in configuration; everything but the URL is optional.
+
+    The URL is normalised (``addresses.parse_url``): scheme and host in lower case, IPv6 in brackets,
+    Ollama's port when none is given, credentials kept. The name defaults to ``host:port``."""
 
     url: str
     name: str = ""
@@ -96,27 +111,33 @@ class NodeSpec:
     local: bool | None = None
 
     def __post_init__(self) -> None:
-        url = self.url.strip()
-        if "://" not in url:
-            url = "http://" + url
-        url = url.rstrip("/")  # after the scheme check: "http://" alone must not become host "http"
-        parts = urlsplit(url)
-        if parts.scheme not in ("http", "https") or not parts.hostname:
-            raise ConfigError("node url", self.url, "http://host:port")
-        try:
-            port = parts.port
-        except ValueError:
-            raise ConfigError("node url", self.url, "http://host:port with a numeric port") from None
-        if port is None:
-            url = f"{parts.scheme}://{parts.hostname}:11434"
-        object.__setattr__(self, "url", url)
+        address = parse_url("node url", str(self.url))
+        ip = address.ip
+        if ip is not None and ip.is_unspecified:
+            raise ConfigError("node url", shown(self.url), "a node's address; 0.0.0.0 and :: are addresses to "
+                              "listen on (this machine is 127.0.0.1 or [::1])")
+        object.__setattr__(self, "url", address.url)
         if not self.name:
-            object.__setattr__(self, "name", f"{parts.hostname}:{port or 11434}")
-        if self.slots < 1:
-            raise ConfigError(f"slots of node {self.name}", self.slots, "an integer >= 1")
+            object.__setattr__(self, "name", address.host_port)
+        elif not (_NAME.match(self.name) or self.name == address.host_port):
+            raise ConfigError("node name", shown(self.name), f"{NAME_RULE} (or the node's host:port)")
+        self._check_attributes()
         if self.local is None:
-            host = parts.hostname or ""
-            object.__setattr__(self, "local", host == "localhost" or host.startswith("127.") or host == "::1")
+            object.__setattr__(self, "local", address.host == "localhost" or bool(ip and ip.is_loopback))
+
+    def _check_attributes(self) -> None:
+        if type(self.slots) is not int or not 1 <= self.slots <= MAX_SLOTS:
+            raise ConfigError(f"slots of node {self.name}", self.slots, f"an integer from 1 to {MAX_SLOTS}")
+        if self.max_model_b is not None and (
+                isinstance(self.max_model_b, bool) or not isinstance(self.max_model_b, int | float)
+                or not 0 < self.max_model_b <= MAX_MODEL_B):  # NaN fails the comparison too
+            raise ConfigError(f"max_model_b of node {self.name}", self.max_model_b,
+                              f"a number above 0 and at most {MAX_MODEL_B:g} (billions of parameters)")
+        if self.vram_mb is not None and (type(self.vram_mb) is not int or not 1 <= self.vram_mb <= MAX_VRAM_MB):
+            raise ConfigError(f"vram_mb of node {self.name}", self.vram_mb, f"an integer from 1 to {MAX_VRAM_MB}")
+        for flag in ("gpu", "local"):
+            if not isinstance(getattr(self, flag), bool | None):
+                raise ConfigError(f"{flag} of node {self.name}", getattr(self, flag), "true or false")
 
 
 _task_seq = itertools.count()
@@ -151,50 +172,10 @@ class Task:
         """Raise TaskError on the first field that is not allowed, naming it (and make ``mode`` a
         RoutingMode, and ``options`` Ollama's types: integers as int, null values dropped). What goes
         to the node is checked here once, for every caller, so that no worker meets a request the
-        client library or the node must refuse (validation.py)."""
-        try:
-            self._check_content()
-            if self.mode is not None:
-                self.mode = RoutingMode.parse(self.mode, "task mode")
-            self._check_limits()
-            self._check_request_fields()
-        except checks.FieldError as exc:
-            raise TaskError(str(exc)) from None
-
-    def _check_content(self) -> None:
-        if self.prompt is None:  # a caller's None means no prompt
-            self.prompt = ""
-        checks.check_text(self.prompt, "prompt")
-        if self.messages is not None:
-            checks.check_messages(self.messages)
-        if not self.prompt.strip() and not self.messages:
-            raise TaskError("task has neither a prompt nor messages")
-        checks.optional_text(self.system, "system")
-        checks.optional_text(self.model, "model")
-        if isinstance(self.priority, bool) or not isinstance(self.priority, int) or not 1 <= self.priority <= 10:
-            raise TaskError(f"priority must be an integer from 1 to 10, got {self.priority!r}")
-
-    def _check_limits(self) -> None:
-        if self.task_type is not None and self.task_type not in TASK_TYPES:
-            raise TaskError(f"task_type must be one of {', '.join(TASK_TYPES)} or None, got {self.task_type!r}")
-        if self.max_tokens is not None and (isinstance(self.max_tokens, bool) or not isinstance(self.max_tokens, int)
-                                            or not 1 <= self.max_tokens <= checks.MAX_TOKENS):
-            raise TaskError(f"max_tokens must be a positive integer up to {checks.MAX_TOKENS}, got {self.max_tokens!r}")
-        if self.min_success_rate is not None:
-            checks.check_number(self.min_success_rate, "min_success_rate", 0.0, 1.0)
-        if self.thinking_budget is not None:
-            self.thinking_budget = checks.check_integer(self.thinking_budget, "thinking_budget", 1, checks.MAX_TOKENS)
-        if self.deadline is not None and checks.check_number(self.deadline, "deadline") <= 0:
-            raise TaskError(f"deadline must be a positive number of seconds, got {self.deadline!r}")
-
-    def _check_request_fields(self) -> None:
-        """The fields that go to Ollama as they are: format, keep_alive, tools, options, think."""
-        checks.check_format(self.format)
-        checks.check_keep_alive(self.keep_alive)
-        if self.tools is not None:
-            checks.check_tools(self.tools)
-        self.options = checks.check_options(self.options if self.options is not None else {})
-        checks.check_think(self.think)
+        client library or the node must refuse (validation.check_task)."""
+        checks.check_task(self)
+        if self.mode is not None:
+            self.mode = RoutingMode.parse(self.mode, "task mode")
 
 
 @dataclass(frozen=True)

@@ -16,7 +16,12 @@ import binascii
 import math
 import re
 from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+from .errors import TaskError
+
+if TYPE_CHECKING:
+    from .types import Task
 
 MAX_TOKENS = 1_000_000          # a sane ceiling for num_predict / max_tokens
 MIN_NUM_PREDICT = -2            # Ollama: -1 generates without limit, -2 until the context is full
@@ -141,6 +146,58 @@ def check_object(value: Any, field: str) -> Mapping[str, Any]:
 
 
 # --- the fields of a task ---
+
+TASK_TYPES = ("code", "reasoning", "math", "general")  # re-exported by types.py
+
+
+def check_task(task: Task) -> None:
+    """Task.validate: TaskError naming the first field that is not allowed. Normalizes as it goes: a
+    None prompt is "", options get Ollama's types (integers as int, null values dropped)."""
+    try:
+        _check_content(task)
+        _check_limits(task)
+        _check_request_fields(task)
+    except FieldError as exc:
+        raise TaskError(str(exc)) from None
+
+
+def _check_content(task: Task) -> None:
+    if task.prompt is None:  # a caller's None means no prompt
+        task.prompt = ""
+    check_text(task.prompt, "prompt")
+    if task.messages is not None:
+        check_messages(task.messages)
+    if not task.prompt.strip() and not task.messages:
+        raise TaskError("task has neither a prompt nor messages")
+    optional_text(task.system, "system")
+    optional_text(task.model, "model")
+    if isinstance(task.priority, bool) or not isinstance(task.priority, int) or not 1 <= task.priority <= 10:
+        raise TaskError(f"priority must be an integer from 1 to 10, got {task.priority!r}")
+
+
+def _check_limits(task: Task) -> None:
+    if task.task_type is not None and task.task_type not in TASK_TYPES:
+        raise TaskError(f"task_type must be one of {', '.join(TASK_TYPES)} or None, got {task.task_type!r}")
+    if task.max_tokens is not None and (isinstance(task.max_tokens, bool) or not isinstance(task.max_tokens, int)
+                                        or not 1 <= task.max_tokens <= MAX_TOKENS):
+        raise TaskError(f"max_tokens must be a positive integer up to {MAX_TOKENS}, got {task.max_tokens!r}")
+    if task.min_success_rate is not None:
+        check_number(task.min_success_rate, "min_success_rate", 0.0, 1.0)
+    if task.thinking_budget is not None:
+        task.thinking_budget = check_integer(task.thinking_budget, "thinking_budget", 1, MAX_TOKENS)
+    if task.deadline is not None and check_number(task.deadline, "deadline") <= 0:
+        raise TaskError(f"deadline must be a positive number of seconds, got {task.deadline!r}")
+
+
+def _check_request_fields(task: Task) -> None:
+    """The fields that go to Ollama as they are: format, keep_alive, tools, options, think."""
+    check_format(task.format)
+    check_keep_alive(task.keep_alive)
+    if task.tools is not None:
+        check_tools(task.tools)
+    task.options = check_options(task.options if task.options is not None else {})
+    check_think(task.think)
+
 
 def check_think(value: Any, field: str = "think") -> bool | str | None:
     if value is None or isinstance(value, bool) or value in THINK_LEVELS:

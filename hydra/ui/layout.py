@@ -34,7 +34,18 @@ def page(title: str) -> Hydra:
             st.page_link(path, label=label, icon=icon)
         st.divider()
         st.fragment(run_every=SIDEBAR_EVERY)(_sidebar_panel)(hydra)
+    history_banner(hydra)
     return hydra
+
+
+def history_banner(hydra: Hydra) -> None:
+    """While history cannot write, every page says so: new tasks are refused until it can again."""
+    health = hydra.history_health()
+    if health.ok:
+        return
+    st.error(f"**History cannot write since {fmt.fmt_when(health.since)}:** {fmt.md_escape(health.error or '')}.\n\n"
+             "New tasks are refused until it can (Hydra tries again every second by itself); "
+             "tasks already running go on.", icon=":material/error:")
 
 
 def _sidebar_panel(hydra: Hydra) -> None:

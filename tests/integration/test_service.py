@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 
 from hydra import reasoning, service, tiers
+from hydra.history import HistoryUnavailableError
 from hydra.service import Hydra
 from hydra.sollol.types import TaskEvent
 
@@ -45,18 +46,22 @@ def _submit_timed(h: Hydra, prompt: str, **fields: Any) -> tuple[str, float]:
 
 def test_the_writer_survives_an_event_it_cannot_record(hydra: Hydra, monkeypatch: pytest.MonkeyPatch,
                                                        caplog: pytest.LogCaptureFixture) -> None:
-    record = hydra.history.record_event
+    record = hydra.history.write_event
 
     def failing(event: TaskEvent) -> None:
         if event.task.prompt == "poison":
             raise RuntimeError("a value history cannot store")
         record(event)
 
-    monkeypatch.setattr(hydra.history, "record_event", failing)
+    monkeypatch.setattr(hydra.history, "write_event", failing)
     with caplog.at_level(logging.ERROR, logger="hydra"):
-        # Its own submit is released although its row could not be written ...
-        poisoned, waited = _submit_timed(hydra, "poison")
-        assert waited < COMMIT_WAIT_S / 2
+        # Its own submit is released (refused: a task is never run without its row) ...
+        started = time.monotonic()
+        with pytest.raises(HistoryUnavailableError) as refused:
+            hydra.submit("poison")
+        assert time.monotonic() - started < COMMIT_WAIT_S / 2
+        poisoned = refused.value.task_id
+        assert poisoned is not None
         # ... and every later submit returns at once with its row written: the writer is still there.
         for i in range(3):
             task_id, waited = _submit_timed(hydra, f"fine {i}")

@@ -288,6 +288,7 @@ NUMBERS = [s for s in SETTINGS if s.kind in ("int", "float")]
 
 @pytest.mark.parametrize("setting", NUMBERS, ids=[s.name for s in NUMBERS])
 def test_number_bounds_shown_are_the_ones_enforced(setting: Setting) -> None:
+    assert setting.minimum is not None
     assert parse_value(setting.name, str(setting.minimum)) == setting.minimum
     with pytest.raises(ConfigError) as info:
         parse_value(setting.name, str(setting.minimum - 1))

@@ -58,7 +58,8 @@ def test_metric_labels_show_no_credentials() -> None:
     node = SimpleNamespace(name="ops:s3cret@gpu-box:11434", healthy=True, circuit="closed", vram_used_mb=1,
                            in_flight=0)
     snapshot = SimpleNamespace(queue_depth=0, in_flight=0, nodes=(node,))
-    metrics = GatewayMetrics(cast(Any, SimpleNamespace(snapshot=lambda: snapshot)))
+    health = SimpleNamespace(ok=True)
+    metrics = GatewayMetrics(cast(Any, SimpleNamespace(snapshot=lambda: snapshot, history_health=lambda: health)))
     metrics.finished("ollama_chat", "fast", TaskResult("t", TaskStatus.DONE, node="http://ops:s3cret@gpu-box:11434",
                                                        model="m", ttft_s=0.1, eval_count=3), 0.2)
     text = metrics.render().decode()

@@ -124,7 +124,7 @@ def test_tiers_compare_model_names_with_the_engines_rule():
     # A CPU-only node is never "low on VRAM", whatever numbers it carries.
     (NodeView("cpu", "http://127.0.0.9:1", False, False, 30, 2, 0, True, Circuit.CLOSED, False, {}, frozenset(),
               8_000, 7_999, True, None), CFG, False),
-    (view(), CFG.replace(min_vram_mb=10**9), False),
+    (view(), CFG.replace(min_vram_mb=1_048_576), False),
 ], ids=["gpu-low", "gpu-at-threshold", "monitoring-off", "custom-threshold", "cpu",
         "cpu-with-stray-vram-figures", "cpu-huge-threshold"])
 def test_vram_low(node, config, expected):
@@ -309,7 +309,7 @@ def test_unpolled_node_makes_the_task_wait():
 
 
 def test_cpu_only_node_is_never_refused_for_vram():
-    out = route(request(), [view(in_flight=0)], CFG.replace(min_vram_mb=10**9), {}, {})
+    out = route(request(), [view(in_flight=0)], CFG.replace(min_vram_mb=1_048_576), {}, {})
     assert out.node == "cpu"
     assert all("VRAM" not in c.reason for c in out.candidates)
 

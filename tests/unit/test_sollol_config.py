@@ -5,6 +5,7 @@ import os
 
 import pytest
 
+from hydra.sollol import discovery
 from hydra.sollol.config import NODES_FORMAT, SollolConfig, format_node, parse_node, parse_nodes
 from hydra.sollol.errors import ConfigError
 from hydra.sollol.types import NodeSpec, RoutingMode
@@ -56,8 +57,8 @@ def test_from_env_values(env, expected):
     ("SOLLOL_DEFAULT_ROUTING_MODE", "turbo", "one of fast, reliable, async"),
     ("SOLLOL_PARALLEL_REQUESTS", "perhaps", "true or false"),
     ("SOLLOL_VRAM_MONITORING", "maybe", "true or false"),
-    ("SOLLOL_MIN_VRAM_MB", "-5", "an integer >= 0"),
-    ("SOLLOL_MIN_VRAM_MB", "lots", "an integer >= 0"),
+    ("SOLLOL_MIN_VRAM_MB", "-5", "an integer from 0 to 1048576"),
+    ("SOLLOL_MIN_VRAM_MB", "lots", "an integer from 0 to 1048576"),
     ("SOLLOL_MIN_SUCCESS_RATE", "1.5", "a number from 0.0 to 1.0"),
     ("SOLLOL_NODES", "light=ftp://127.0.0.2:11434", NODES_FORMAT),
     ("SOLLOL_NODES", "light=http://127.0.0.2:port", NODES_FORMAT),
@@ -143,3 +144,19 @@ def test_replace_refuses_unknown_settings():
 @pytest.mark.parametrize("parallel, expected", [(True, 4), (False, 1)], ids=["parallel", "serial"])
 def test_effective_concurrency(parallel, expected):
     assert SollolConfig(parallel_requests=parallel).effective_concurrency == expected
+
+
+def test_a_node_given_credentials_is_still_the_same_node(monkeypatch):
+    # OLLAMA_HOST and the localhost probe must not add a second entry for a configured node
+    # that differs only by its user:password@
+    config = SollolConfig.from_env({"SOLLOL_NODES": "local=http://u:pw@127.0.0.1:11434", "OLLAMA_HOST": "0.0.0.0"})
+    assert [n.url for n in config.nodes] == ["http://u:pw@127.0.0.1:11434"]
+    probed: list[str] = []
+
+    def probe(url: str, timeout_s: float = 0.5) -> str:
+        probed.append(url)
+        return "0.1"
+
+    monkeypatch.setattr(discovery, "probe", probe)
+    assert [n.name for n in discovery.discover(config)] == ["local"]
+    assert probed == []
