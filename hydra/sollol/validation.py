@@ -34,6 +34,9 @@ TOOL_SHAPE = '{"type": "function", "function": {"name": ..., "parameters": ...}}
 _SURROGATE = re.compile("[\ud800-\udfff]")
 # A Go duration ("5m", "1h30m", "-1s") or a number of seconds as text ("300", "-1"), as Ollama reads keep_alive.
 _DURATION = re.compile(r"^\s*(?:[+-]?(?:(?:\d+(?:\.\d*)?|\.\d+)(?:ns|us|µs|ms|s|m|h))+|[+-]?(?:\d+(?:\.\d*)?|\.\d+))\s*$")
+_DURATION_PART = re.compile(r"(\d+(?:\.\d*)?|\.\d+)(ns|us|µs|ms|s|m|h)")
+_UNITS = {"ns": 1e-9, "us": 1e-6, "µs": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0, "h": 3600.0}
+MAX_KEEP_ALIVE_S = 9.2e9        # Go's time.Duration (int64 nanoseconds), in seconds
 
 # Ollama's options by type (api.Options and api.Runner); unknown keys go to the node, which ignores them.
 INT_OPTIONS = frozenset({"num_keep", "seed", "num_predict", "top_k", "repeat_last_n", "mirostat", "num_ctx",
@@ -207,14 +210,29 @@ def check_think(value: Any, field: str = "think") -> bool | str | None:
 
 
 def check_keep_alive(value: Any, field: str = "keep_alive") -> None:
+    """A Go duration ("5m", "1h30m") or a number of seconds (negative: keep loaded), within Go's
+    time.Duration (about 292 years): Ollama's arithmetic on a larger one overflows."""
+    seconds = _keep_alive_seconds(value)
+    if seconds is None or not math.isfinite(seconds):
+        raise FieldError(field, 'must be a duration such as "5m" or a number of seconds (negative: keep loaded), '
+                                f"got {value!r}"[:200])
+    if abs(seconds) > MAX_KEEP_ALIVE_S:
+        raise FieldError(field, f"must be at most {MAX_KEEP_ALIVE_S:.0f} seconds either way, got {value!r}"[:200])
+
+
+def _keep_alive_seconds(value: Any) -> float | None:
     if value is None:
-        return
-    if isinstance(value, str) and _DURATION.match(value):
-        return
-    if isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value):
-        return
-    raise FieldError(field, 'must be a duration such as "5m" or a number of seconds (negative: keep loaded), '
-                            f"got {value!r}"[:200])
+        return 0.0
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return float(value)
+    if not isinstance(value, str) or len(value) > 64 or not _DURATION.match(value):
+        return None
+    text = value.strip()
+    try:
+        return float(text)
+    except ValueError:
+        seconds = sum(float(n) * _UNITS[u] for n, u in _DURATION_PART.findall(text))
+        return -seconds if text.startswith("-") else seconds
 
 
 def check_format(value: Any, field: str = "format") -> None:

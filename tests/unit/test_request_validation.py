@@ -60,6 +60,8 @@ BAD_TASKS: list[tuple[dict[str, Any], str]] = [
     ({"prompt": "x", "options": {1: 2}}, "options (a key)"),
     ({"prompt": "x", "keep_alive": math.inf}, "keep_alive"),
     ({"prompt": "x", "keep_alive": "soon"}, "keep_alive"),
+    ({"prompt": "x", "keep_alive": 1e308}, "keep_alive"),
+    ({"prompt": "x", "keep_alive": "-99999999999h"}, "keep_alive"),
     ({"prompt": "x", "format": {"type": "object", "minimum": math.nan}}, "format.minimum"),
     ({"prompt": "x", "format": {"a": nested(MAX_DEPTH + 1)}}, "format.a"),
     ({"prompt": "x", "format": {"a": {1, 2}}}, "format.a"),
@@ -88,7 +90,7 @@ def test_a_good_task_passes_with_its_options_in_ollamas_types() -> None:
     task.validate()
     assert task.options == {"top_k": 40, "temperature": 0, "stop": ["\n"], "num_predict": -2, "sim_think_tokens": 3}
     assert isinstance(task.options["top_k"], int)
-    for keep_alive in ("5m", "-1", "300", 0, -1, 2.5, "1h30m", None):
+    for keep_alive in ("5m", "-1", "300", 0, -1, 2.5, "1h30m", None, "-1m", 9e9, "2500000h"):
         Task(prompt="x", keep_alive=keep_alive).validate()
 
 
