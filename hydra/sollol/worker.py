@@ -342,7 +342,7 @@ class NodeWorkers:
             raise
         except Exception as exc:
             raise RequestUnsendableError(f"the request cannot be sent: the client library refused it "
-                                         f"({type(exc).__name__}: {_first_line(exc)})", node=self.node.name) from exc
+                                         f"({type(exc).__name__}: {_summary(exc)})", node=self.node.name) from exc
 
     def _take(self, a: Assignment, reading: _Reading, part: StreamPart) -> _Stop | None:
         """Hand one part of the stream to the task; a _Stop when reading must end here."""
@@ -380,9 +380,9 @@ def _close(stream: Iterator[StreamPart]) -> None:
         stream.close()
 
 
-def _first_line(exc: Exception) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0][:300] if text else ""
+def _summary(exc: Exception) -> str:
+    """An exception's text on one line, bounded (pydantic's spans several: what, where, why)."""
+    return "; ".join(line.strip() for line in str(exc).splitlines() if line.strip())[:400]
 
 
 def _add(a: int | None, b: int | None) -> int | None:
