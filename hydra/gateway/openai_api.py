@@ -10,6 +10,11 @@ none). The model's calls come back in OpenAI's shape (``tool_calls`` with an id
 and the arguments as a JSON string, ``finish_reason: "tool_calls"``); the
 assistant's calls and the ``tool`` results a client sends back become Ollama's
 messages (arguments as an object, ``tool_call_id`` as the called ``tool_name``).
+
+Content is a string or a list of parts: text parts are joined, a user's ``image_url`` parts with
+a ``data:`` URL become Ollama's base64 ``images`` (the gateway fetches no URL, as Ollama's own
+OpenAI layer). Every field is checked before a task exists (validate.py); a bad one is a 400 whose
+``error.param`` names it.
 """
 from __future__ import annotations
 

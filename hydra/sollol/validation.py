@@ -246,14 +246,15 @@ def check_format(value: Any, field: str = "format") -> None:
 
 def check_options(options: Any, field: str = "options") -> dict[str, Any]:
     """Ollama's options with each known one of its type (integers as int); null values dropped, as
-    Ollama skips them."""
+    Ollama skips them. A key that is not a string (a Python caller's) goes as its text, as history
+    records it: JSON keys are strings, and the node ignores an option it does not know."""
     options = check_object(options, field)
     out: dict[str, Any] = {}
     for key, value in options.items():
-        where = f"{field}.{check_text(key, f'{field} (a key)')}"
+        name = check_text(key if isinstance(key, str) else str(key), f"{field} (a key)")
         if value is None:
             continue
-        out[key] = _option(key, value, where)
+        out[name] = _option(name, value, f"{field}.{name}")
     return out
 
 

@@ -57,7 +57,7 @@ BAD_TASKS: list[tuple[dict[str, Any], str]] = [
     ({"prompt": "x", "options": {"use_mmap": "yes"}}, "options.use_mmap"),
     ({"prompt": "x", "options": {"stop": ["a", 1]}}, "options.stop[1]"),
     ({"prompt": "x", "options": {"unknown": math.nan}}, "options.unknown"),
-    ({"prompt": "x", "options": {1: 2}}, "options (a key)"),
+    ({"prompt": "x", "options": {"caf\udce9": 2}}, "options (a key)"),
     ({"prompt": "x", "keep_alive": math.inf}, "keep_alive"),
     ({"prompt": "x", "keep_alive": "soon"}, "keep_alive"),
     ({"prompt": "x", "keep_alive": 1e308}, "keep_alive"),
@@ -90,6 +90,9 @@ def test_a_good_task_passes_with_its_options_in_ollamas_types() -> None:
     task.validate()
     assert task.options == {"top_k": 40, "temperature": 0, "stop": ["\n"], "num_predict": -2, "sim_think_tokens": 3}
     assert isinstance(task.options["top_k"], int)
+    odd = Task(prompt="x", options={("a", 1): 2, 7: True})
+    odd.validate()
+    assert odd.options == {"('a', 1)": 2, "7": True}  # sendable: JSON keys are strings
     for keep_alive in ("5m", "-1", "300", 0, -1, 2.5, "1h30m", None, "-1m", 9e9, "2500000h"):
         Task(prompt="x", keep_alive=keep_alive).validate()
 
