@@ -159,3 +159,17 @@ def test_images_go_to_the_client_as_bytes_so_it_never_reads_a_file_of_that_name(
     sent = build_messages(task)[0]["images"]
     assert sent == [b"ABC"] and Image(value=sent[0]).model_dump() == "QUJD"
     assert task.messages and task.messages[0]["images"] == ["QUJD"]  # the task itself is left as it was
+
+
+def test_an_openai_image_part_with_a_data_url_becomes_an_ollama_image() -> None:
+    from hydra.gateway.openai_api import openai_request
+
+    body = {"messages": [{"role": "developer", "content": [{"type": "text", "text": "be brief"}]},
+                         {"role": "user", "content": [{"type": "text", "text": "what is this? "},
+                                                      {"type": "image_url",
+                                                       "image_url": {"url": "data:image/png;base64,aGk="}}]}],
+            "stream": None, "temperature": 1, "stop": "\n"}
+    checked = openai_request(body)
+    assert checked.fields["messages"] == [{"role": "system", "content": "be brief"},
+                                          {"role": "user", "content": "what is this? ", "images": ["aGk="]}]
+    assert checked.stream is False and checked.fields["options"] == {"temperature": 1, "stop": ["\n"]}
