@@ -287,8 +287,11 @@ class TaskResponse:
                 # good. A new one replays the task from its first chunk: skip those already rendered.
                 # (Reading in a task of its own would survive a timeout, but would cost every request's
                 # first chunk a hand-off; this way only a request that times out pays.)
+                # No 200 for a task no node has taken yet: it may still end without one (no route).
+                await _until_started_or_ended(handle)
                 view = handle.view()
                 node, model = view.node or "", view.model or ""
+                ended = view.node is None  # it ended, never having run: no chunk will follow
                 chunks = await stack.enter_async_context(contextlib.aclosing(_generator(handle.astream())))
                 skip = taken
             if ended and not pieces:
@@ -344,6 +347,25 @@ class TaskResponse:
             status = failure_status(result)
             await _send_json(send, status, self.renderer.error(status, result.error or result.status.value), result)
         return result
+
+
+async def _until_started_or_ended(handle: TaskHandle) -> None:
+    """Wait, without a thread, until a node has taken the task (an attempt was bound) or it ended:
+    only then does Hydra know whether it can start, so only then may a 200 go out."""
+    loop = asyncio.get_running_loop()
+    changed = asyncio.Event()
+
+    def wake() -> None:  # under the task's lock, on an engine thread
+        with contextlib.suppress(RuntimeError):  # the loop is closed: nobody waits any more
+            loop.call_soon_threadsafe(changed.set)
+
+    unwatch = handle.watch(wake)
+    try:
+        while handle.view().node is None and not handle.done():
+            await changed.wait()
+            changed.clear()
+    finally:
+        unwatch()
 
 
 def _generator(chunks: AsyncIterator[Chunk]) -> AsyncGenerator[Chunk, None]:

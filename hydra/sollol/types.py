@@ -301,6 +301,9 @@ class NodeSnapshot:
     ttft_p95_s: float | None
     tokens_per_s: float | None
     vram_low: bool = False      # GPU node under SOLLOL_MIN_VRAM_MB free (monitoring on)
+    refuses_credentials: str | None = None   # it answers 401/403 to Hydra (why); excluded until it accepts
+    backed_off_until: float | None = None    # wall clock: a 429 keeps work away until then
+    missing_models: tuple[str, ...] = ()     # models it said it lacks (404) though its list showed them
 
 
 @dataclass(frozen=True)

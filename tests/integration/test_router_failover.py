@@ -157,11 +157,14 @@ def test_an_unknown_model_404_does_not_count_against_the_node(seed, make_router)
     light.profile.models = [m for m in light.profile.models if m.name != "qwen2.5-coder:7b"]
     for i in range(4):
         result = router.submit(Task(prompt=f"{CODE} #{i}", max_tokens=5)).result(timeout=30)
-        assert (result.status, result.node, result.failovers) == (TaskStatus.DONE, "powerful", 1)
-        assert decided_nodes(router)[result.task_id] == ["light", "powerful"]
+        # The first 404 is learnt (issue 13, item 7): the node's list is fetched again and the model is
+        # not sent there any more, so only the first task spends an attempt on it.
+        expected = ["light", "powerful"] if i == 0 else ["powerful"]
+        assert (result.status, result.node, result.failovers) == (TaskStatus.DONE, "powerful", len(expected) - 1)
+        assert decided_nodes(router)[result.task_id] == expected
     snap = router.snapshot().node("light")
     assert (snap.circuit, snap.failures, snap.healthy) == ("closed", 0, True)
-    assert light.stats()["failed"] == 4                 # the node did refuse them
+    assert light.stats()["failed"] == 1                 # the node did refuse the first one
 
 
 def test_an_html_endpoint_is_unhealthy_with_a_clear_reason(clusters, make_router, caplog):
