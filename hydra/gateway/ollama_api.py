@@ -24,13 +24,15 @@ from hydra.gateway.stream import (
     TaskResponse,
     Tracker,
     done_reason,
+    invalid_request,
     read_json,
     resolve_model,
-    split_options,
     submit,
 )
+from hydra.gateway.validate import ollama_request
 from hydra.sollol import Chunk, TaskResult
 from hydra.sollol.client import shared_ssl_context
+from hydra.sollol.validation import FieldError
 
 FALLBACK_VERSION = "0.6.0"
 
@@ -201,35 +203,13 @@ class OllamaRoutes:
         incoming = Incoming()
         try:
             routing, body, model = await incoming.read(self.service, request)
-            options, max_tokens = split_options(body.get("options"))
-            fields: dict[str, Any] = {"options": options, "max_tokens": max_tokens}
-            if chat:
-                messages = body.get("messages")
-                if not isinstance(messages, list) or not messages or not all(isinstance(m, dict) for m in messages):
-                    raise GatewayError(400, "messages must be a non-empty list of {role, content} objects")
-                fields["messages"] = messages  # tool messages and assistant tool_calls as they are
-                if body.get("tools") is not None:
-                    fields["tools"] = body["tools"]  # the Task refuses anything but a list of objects
-            else:
-                prompt = body.get("prompt")
-                if not isinstance(prompt, str) or not prompt.strip():
-                    raise GatewayError(400, "prompt must be a non-empty string")
-                fields["prompt"] = prompt
-                if isinstance(body.get("system"), str) and body["system"]:
-                    fields["system"] = body["system"]
-            think = body.get("think")
-            if think is not None and not isinstance(think, (bool, str)):
-                raise GatewayError(400, "think must be true, false or a level (low, medium, high)")
-            if body.get("format") not in (None, ""):
-                fields["format"] = body["format"]  # "json" or a JSON schema; the Task refuses anything else
-            if body.get("keep_alive") is not None:
-                fields["keep_alive"] = body["keep_alive"]
-            stream = body.get("stream", True)
+            checked = ollama_request(body, chat=chat)  # every field, before a task exists (validate.py)
             handle = await submit(self.service, self.tracker, model=model, mode=routing.mode, priority=routing.priority,
-                                  task_type=routing.task_type, think=think, **fields)
-        except GatewayError as exc:
+                                  task_type=routing.task_type, **checked.fields)
+        except (GatewayError, FieldError) as refused:
+            exc = invalid_request(refused)
             incoming.refused(self.tracker, api, exc)
             return error_response(exc)
-        renderer = OllamaRenderer(chat, model, max_tokens)
-        return TaskResponse(handle, renderer, stream=stream is not False,  # type: ignore[return-value]
+        renderer = OllamaRenderer(chat, model, checked.max_tokens)
+        return TaskResponse(handle, renderer, stream=checked.stream,  # type: ignore[return-value]
                             on_finish=lambda h, r: self.tracker.finished(api, h, r, started))

@@ -54,7 +54,7 @@ from .types import (
     TierEntry,
 )
 from .watchdog import FirstTokenBudget, FirstTokenDeadline, first_token_deadline, overdue
-from .worker import Assignment, Finished
+from .worker import FINAL_ERRORS, Assignment, AttemptCrashedError, Finished
 
 log = logging.getLogger("hydra.sollol")
 
@@ -248,10 +248,11 @@ class Attempts:
         message = str(error)
         others = [v for v in self._members.views() if v.name != node and v.name not in state.excluded]
         failures = len(state.errors) + 1  # moves to a faster node are attempts but not failures
-        if failures >= self._config().max_attempts or not others:
-            why = "no other node to try" if not others else f"{failures} failed attempts"
-            kind = FailureKind.REJECTED if isinstance(error, RequestRejectedError) else FailureKind.NODE_FAILED
-            self._finish(state, TaskStatus.FAILED, attempt=attempt, failure=kind,
+        final = isinstance(error, FINAL_ERRORS)  # the request itself, or Hydra: another node would fare the same
+        if final or failures >= self._config().max_attempts or not others:
+            why = ("not retried elsewhere" if final else "no other node to try" if not others
+                   else f"{failures} failed attempts")
+            self._finish(state, TaskStatus.FAILED, attempt=attempt, failure=_failure_kind(error),
                          error=f"{message} ({why}; earlier: {'; '.join(state.errors) or 'none'})")
             return
         notice = ""
@@ -329,6 +330,16 @@ class Attempts:
         self._distribution.finished(status.value)
         self._emit(TaskEvent("finished", state.task, result=result))
         return result
+
+
+def _failure_kind(error: NodeError) -> FailureKind:
+    """How a task whose last attempt failed with ``error`` ends: the request refused (by a node or by
+    the client library) is the caller's, a crash of Hydra's own code is internal, the rest the nodes'."""
+    if isinstance(error, RequestRejectedError):
+        return FailureKind.REJECTED
+    if isinstance(error, AttemptCrashedError):
+        return FailureKind.INTERNAL
+    return FailureKind.NODE_FAILED
 
 
 _UNKNOWN_SIZE = ModelInfo("", None)  # the priors of a model whose size is not known

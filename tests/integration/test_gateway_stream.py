@@ -225,7 +225,7 @@ def test_a_task_that_fails_before_its_first_byte_is_a_json_error() -> None:
 
 _EXPECTED_STATUS = {FailureKind.NO_ROUTE: 503, FailureKind.REJECTED: 400, FailureKind.NODE_FAILED: 502,
                     FailureKind.DEADLINE: 504, FailureKind.CANCELLED: 499, FailureKind.SHUTDOWN: 503,
-                    FailureKind.INTERRUPTED: 503}
+                    FailureKind.INTERRUPTED: 503, FailureKind.INTERNAL: 500}
 
 
 @pytest.mark.parametrize("stream", [True, False], ids=["stream", "whole"])
