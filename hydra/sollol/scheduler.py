@@ -245,7 +245,9 @@ class Dispatcher:
             if state.deadline_mono is not None and now >= state.deadline_mono:
                 self._expire(state)
                 continue
-            if self._in_flight >= config.effective_concurrency or not any(v.free_slots for v in views.values()):
+            # Every slot taken: wait. No node at all is not that: routing says no route (fail fast).
+            if self._in_flight >= config.effective_concurrency or (
+                    views and not any(v.free_slots for v in views.values())):
                 waiting += 1
                 continue
             # ``ahead``: queued tasks ranked before this one that are still waiting for a place.
