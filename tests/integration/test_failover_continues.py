@@ -139,8 +139,7 @@ def test_a_tool_call_cut_mid_stream_ends_with_an_error_in_each_api(seed, seed_ga
     client = ollama.Client(host=seed_gateway.url, timeout=TIMEOUT, headers=ASYNC)
     parts = []
     with pytest.raises(ollama.ResponseError, match="tool calls cannot be continued"):
-        for part in client.chat(model=MODEL, messages=_messages(), tools=[WEATHER], stream=True):
-            parts.append(part)
+        parts.extend(client.chat(model=MODEL, messages=_messages(), tools=[WEATHER], stream=True))  # kept up to the error
     assert sum(len(p.message.tool_calls or []) for p in parts) == 1
     seed["light"].set_fault("error_midstream", count=1, after_chunks=1)
     oai = openai.OpenAI(base_url=seed_gateway.url + "/v1", api_key="x", timeout=TIMEOUT, default_headers=ASYNC)
