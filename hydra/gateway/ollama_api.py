@@ -1,10 +1,12 @@
 """The Ollama API of the gateway: /api/version, /api/tags, /api/ps, /api/show, /api/chat, /api/generate.
 
 Answers keep Ollama's shapes so the official clients, the ollama CLI and Open
-WebUI work unchanged. A failover that restarts an answer mid-stream (Chunk.restart)
-is surfaced as a chunk whose text is a bracketed note, e.g.
-``\\n\\n[hydra: light failed mid-answer (...); the answer restarts on another node.]\\n\\n``:
-Ollama has no way to take back text a client already printed.
+WebUI work unchanged. A failover mid-answer continues the answer on another node
+(the engine's doing), so the content is one answer; the final object says what
+happened in a field of its own, ``"hydra": {"nodes": [...], "notice": "..."}``
+(every node that served, in order; the notice only after a failover), which
+Ollama's clients ignore. A failure that cannot be continued (after a tool call)
+ends the stream with Ollama's ``{"error": ...}`` line.
 """
 from __future__ import annotations
 
@@ -41,8 +43,12 @@ def created_at() -> str:
     return datetime.now(UTC).isoformat(timespec="microseconds").replace("+00:00", "Z")
 
 
-def restart_note(chunk: Chunk) -> str:
-    return f"\n\n[hydra: {chunk.notice or 'the answer restarts on another node.'}]\n\n"
+def hydra_field(result: TaskResult) -> dict[str, Any]:
+    """What the final object says of Hydra's part: every node that served, and a failover's notice."""
+    out: dict[str, Any] = {"nodes": list(result.nodes) or ([result.node] if result.node else [])}
+    if result.notice:
+        out["notice"] = result.notice
+    return out
 
 
 def _line(obj: dict[str, Any]) -> bytes:
@@ -88,8 +94,6 @@ class OllamaRenderer:
         return body
 
     def chunk(self, chunk: Chunk) -> bytes | None:
-        if chunk.restart:
-            return _line(self._body(chunk.model, restart_note(chunk), "", False))
         if not chunk.text and not chunk.thinking and not chunk.tool_calls:
             return None
         return _line(self._body(chunk.model, chunk.text, chunk.thinking, False, chunk.tool_calls))
@@ -101,6 +105,7 @@ class OllamaRenderer:
         body.update(_stats(result))
         if not self.chat:
             body["context"] = []
+        body["hydra"] = hydra_field(result)
         return body
 
     def end(self, result: TaskResult) -> bytes:

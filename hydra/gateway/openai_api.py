@@ -1,8 +1,11 @@
 """The OpenAI API of the gateway: GET /v1/models and POST /v1/chat/completions (SSE and not).
 
 Thinking goes out as ``reasoning`` (as Ollama's own OpenAI layer names it) next
-to ``content``; clients that do not know the field ignore it. A failover restart
-is a bracketed note in the content, as on the Ollama side.
+to ``content``; clients that do not know the field ignore it. A failover mid-answer
+continues the answer on another node: the content stays one answer, and the final
+chunk (and a whole answer) carries ``"hydra": {"nodes": [...], "notice": "..."}``,
+as on the Ollama side. A failure that cannot be continued ends the stream with an
+``error`` object, then ``data: [DONE]``.
 
 Tools: OpenAI's ``tools`` go to the node as they are (Ollama takes the same
 ``{"type": "function", "function": {...}}`` shape; ``tool_choice: "none"`` sends
@@ -26,7 +29,7 @@ from typing import Any
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
-from hydra.gateway.ollama_api import restart_note
+from hydra.gateway.ollama_api import hydra_field
 from hydra.gateway.service_api import GatewayService
 from hydra.gateway.stream import GatewayError, Incoming, TaskResponse, Tracker, done_reason, invalid_request, submit
 from hydra.gateway.validate import (
@@ -240,7 +243,7 @@ class OpenAIRenderer:
         return b"data: " + json.dumps(body, separators=(",", ":")).encode() + b"\n\n"
 
     def chunk(self, chunk: Chunk) -> bytes | None:
-        text = restart_note(chunk) if chunk.restart else chunk.text
+        text = chunk.text
         if not text and not chunk.thinking and not chunk.tool_calls:
             return None
         delta: dict[str, Any] = {"content": text if text or not chunk.tool_calls else None}  # null with calls
@@ -254,7 +257,7 @@ class OpenAIRenderer:
         return self._event(chunk.model, delta, None)
 
     def end(self, result: TaskResult) -> bytes:
-        tail = self._event(result.model or "", {}, self._finish(result))
+        tail = self._event(result.model or "", {}, self._finish(result), hydra=hydra_field(result))
         if self.include_usage:
             usage = {"id": self.id, "object": "chat.completion.chunk", "created": self.created,
                      "model": result.model or self.requested, "choices": [], "usage": _usage(result)}
@@ -278,7 +281,7 @@ class OpenAIRenderer:
         return {"id": self.id, "object": "chat.completion", "created": self.created,
                 "model": result.model or self.requested,
                 "choices": [{"index": 0, "message": message, "finish_reason": self._finish(result)}],
-                "usage": _usage(result)}
+                "usage": _usage(result), "hydra": hydra_field(result)}
 
     def error(self, status: int, message: str) -> dict[str, Any]:
         kind = "service_unavailable" if status == 503 else "server_error" if status >= 500 else "invalid_request_error"

@@ -277,7 +277,7 @@ class TaskResponse:
                             ended = True
                             break
                         taken += 1
-                        node, model = chunk.node, chunk.model  # "" on a restart notice: keep waiting
+                        node, model = chunk.node, chunk.model  # "" on a chunk that names no node: keep waiting
                         piece = renderer.chunk(chunk)
                         if piece:
                             pieces.append(piece)

@@ -192,7 +192,7 @@ class Attempts:
 
     def moves(self, views: list[NodeView]) -> list[tuple[TaskState, RouteOutcome]]:
         """At the tail of a backlog: end the attempts that an idle node would finish well before
-        their slow node (once per task; never in reliable mode) and say where each should restart."""
+        their slow node (once per task; never in reliable mode) and say where each continues."""
         candidates: dict[str, tuple[TaskState, int, Running]] = {}
         for state in self._tasks.all():
             running = _movable(state)
@@ -203,8 +203,8 @@ class Attempts:
         for move in planned:
             state, attempt, _ = candidates[move.task_id]
             notice = (f"moved from {move.from_node} to {move.to_node}, which finishes sooner (about "
-                      f"{move.estimate_s:.1f} s against {move.remaining_s:.1f} s left); the answer restarts.")
-            if state.requeue(attempt, move.from_node, notice, restart_notice=notice, moved=True):
+                      f"{move.estimate_s:.1f} s against {move.remaining_s:.1f} s left); the answer continues there.")
+            if state.requeue(attempt, move.from_node, notice, notice=notice, moved=True):
                 log.info("task %s %s", state.id, notice)
                 self._emit(TaskEvent("restart", state.task, node=move.from_node, notice=notice))
                 out.append((state, RouteOutcome(move.to_node, move.model, f"{state.mode.value}: {notice}", ())))
@@ -231,7 +231,9 @@ class Attempts:
                 if state.first_token_mono and state.attempt_started else None)
         tps = tokens_per_second(done.eval_count, done.eval_duration_ns)
         self._stats.record(node, model, ok=True, ttft_s=ttft, tokens_per_s=tps, load_s=done.load_s)
-        self._finish(state, TaskStatus.DONE, attempt=attempt, eval_count=done.eval_count,
+        # The node's speed from its own count; the task's count with what earlier attempts generated.
+        eval_count = None if done.eval_count is None else done.eval_count + state.carried_tokens
+        self._finish(state, TaskStatus.DONE, attempt=attempt, eval_count=eval_count,
                      prompt_eval_count=done.prompt_eval_count, tokens_per_s=tps)
 
     def failed(self, state: TaskState, attempt: int, node: str, model: str, error: NodeError) -> None:
@@ -255,10 +257,16 @@ class Attempts:
             self._finish(state, TaskStatus.FAILED, attempt=attempt, failure=_failure_kind(error),
                          error=f"{message} ({why}; earlier: {'; '.join(state.errors) or 'none'})")
             return
-        notice = ""
-        if state.first_token_mono is not None:
-            notice = f"{node} failed mid-answer ({message}); the answer restarts on another node."
-        if state.requeue(attempt, node, message, restart_notice=notice):
+        if not state.text and not state.tool_calls and not state.thinking:
+            notice = ""  # nothing streamed yet: a plain failover
+        else:
+            stuck = cannot_continue(state)
+            if stuck:
+                self._finish(state, TaskStatus.FAILED, attempt=attempt, failure=FailureKind.NODE_FAILED,
+                             error=f"{message}: the node failed mid-answer and {stuck}")
+                return
+            notice = f"{node} failed mid-answer ({message}); the answer continues on another node."
+        if state.requeue(attempt, node, message, notice=notice):
             self._distribution.failover()
             log.info("task %s fails over from %s: %s", state.id, node, message)
             if notice:
@@ -342,6 +350,18 @@ def _failure_kind(error: NodeError) -> FailureKind:
     return FailureKind.NODE_FAILED
 
 
+def cannot_continue(state: TaskState) -> str:
+    """Why the output streamed so far cannot go on on another node ("" when it can): a tool call
+    cannot be taken back nor continued, and a JSON-mode answer would not be continued either (Ollama
+    constrains each request's own output to a whole JSON document, so a second one would follow the
+    first half). Thinking alone restarts; an answer of text continues (worker.py)."""
+    if state.tool_calls:
+        return "its tool calls cannot be continued on another node"
+    if state.text and state.task.format is not None:
+        return "a JSON-mode answer cannot be continued on another node"
+    return ""
+
+
 _UNKNOWN_SIZE = ModelInfo("", None)  # the priors of a model whose size is not known
 
 
@@ -349,7 +369,7 @@ def _movable(state: TaskState) -> Running | None:
     """A running attempt the rebalance may move: streaming already, never moved, not reliable mode."""
     first = state.first_token_mono
     if (state.status is not TaskStatus.RUNNING or state.mode is RoutingMode.RELIABLE or state.moved
-            or first is None or not state.node or not state.model):
+            or first is None or not state.node or not state.model or cannot_continue(state)):
         return None
     return Running(state.id, state.node, state.model, len(state.text) + len(state.thinking),
                    state.task.max_tokens, max(1, len(prompt_text(state.task)) // 4), frozenset(state.excluded))

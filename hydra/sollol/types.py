@@ -180,8 +180,9 @@ class Task:
 
 @dataclass(frozen=True)
 class Chunk:
-    """A piece of a streamed answer. ``restart`` means: discard the text so far,
-    the answer starts again (on another node); ``notice`` says why. ``tool_calls`` are the
+    """A piece of a streamed answer. The engine no longer restarts an answer (a failover continues
+    it on another node), so ``restart`` and ``notice`` stay False and "" there; they remain for
+    readers written against them. ``tool_calls`` are the
     model's calls of the task's tools, as Ollama sends them: ``{"function": {"name", "arguments"}}``
     (a chunk may carry them and no text)."""
 
@@ -242,6 +243,8 @@ class TaskResult:
     decision: RoutingDecision | None = None
     error: str | None = None
     failure: FailureKind | None = None  # set whenever status is not DONE
+    nodes: tuple[str, ...] = ()  # every node that delivered output, in order (a failover mid-answer: several)
+    notice: str = ""             # the latest failover mid-answer, for the record (never in ``text``)
 
 
 @dataclass(frozen=True)
@@ -352,11 +355,12 @@ class TaskView:
     tokens_per_s: float | None
     eval_count: int | None
     attempts: int
-    restarts: int                # answers restarted on another node after a mid-stream failure
+    restarts: int                # failovers mid-answer (the answer continued on another node)
     reason: str                  # routing reason of the latest decision
     error: str | None
     notice: str = ""             # latest failover notice
     tool_calls: tuple[dict[str, Any], ...] = ()  # the tools the model called (gateway clients send tools)
+    nodes: tuple[str, ...] = ()  # every node that delivered output, in order
 
 
 @dataclass(frozen=True)

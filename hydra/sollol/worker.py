@@ -274,6 +274,9 @@ class NodeWorkers:
 
     def _run_stream(self, a: Assignment) -> Finished | None:
         task = a.state.task
+        so_far = a.state.continuation()
+        if so_far:
+            return self._continue(a, so_far)
         options = dict(task.options)
         messages = build_messages(task)
         think = self._think_param(task, a.model)
@@ -297,6 +300,20 @@ class NodeWorkers:
         return Finished(second.final, _add(first.eval_count, second.eval_count),
                         _add(first.eval_duration_ns, second.eval_duration_ns),
                         _add(first.prompt_eval_count, second.prompt_eval_count), first.load_s)
+
+    def _continue(self, a: Assignment, so_far: str) -> Finished | None:
+        """An earlier attempt streamed part of the answer and failed: this node continues it. Ollama
+        continues a trailing assistant message (it does not start a new turn), without thinking again,
+        within what is left of the output budget."""
+        task = a.state.task
+        options = dict(task.options)
+        budget = task.max_tokens or options.get("num_predict")
+        if isinstance(budget, int) and budget > 0:
+            options["num_predict"] = max(1, budget - len(a.state.text))
+        messages = build_messages(task) + [{"role": "assistant", "content": so_far}]
+        think = False if self._think_param(task, a.model) is not None else None
+        outcome = self._consume(a, messages, options, think, None)
+        return outcome if isinstance(outcome, Finished) else None
 
     def _consume(self, a: Assignment, messages: list[dict[str, Any]], options: dict[str, Any],
                  think: bool | str | None, budget: int | None, *, answer_cap: int | None = None) -> Outcome:
