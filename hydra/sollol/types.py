@@ -180,17 +180,14 @@ class Task:
 
 @dataclass(frozen=True)
 class Chunk:
-    """A piece of a streamed answer. The engine no longer restarts an answer (a failover continues
-    it on another node), so ``restart`` and ``notice`` stay False and "" there; they remain for
-    readers written against them. ``tool_calls`` are the
+    """A piece of a streamed answer (a failover continues it on another node: the notice of why is
+    on the result, never in the stream). ``tool_calls`` are the
     model's calls of the task's tools, as Ollama sends them: ``{"function": {"name", "arguments"}}``
     (a chunk may carry them and no text)."""
 
     text: str = ""
     thinking: str = ""
     tool_calls: tuple[dict[str, Any], ...] = ()
-    restart: bool = False
-    notice: str = ""
     node: str = ""
     model: str = ""
 

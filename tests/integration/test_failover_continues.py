@@ -47,7 +47,6 @@ def test_a_failure_mid_answer_is_continued_on_another_node(seed, make_router, ki
     chunks = list(handle.stream(timeout=10))
     result = handle.result(timeout=10)
     assert (result.status, result.node, result.attempts, result.failovers) == (TaskStatus.DONE, "powerful", 2, 1)
-    assert not any(c.restart or c.notice for c in chunks)
     assert [c.node for c in chunks] == ["light"] * 4 + ["powerful"] * 16
     assert "".join(c.text for c in chunks) == result.text == expected(MODEL, "light", "powerful", 4, 20)
     assert result.nodes == ("light", "powerful") and result.eval_count == 20
