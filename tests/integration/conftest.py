@@ -17,6 +17,7 @@ from hydra.sim import NodeProfile, SimCluster, start_cluster
 from hydra.sollol import Router, SollolConfig, TaskEvent, TierEntry
 from hydra.sollol.config import parse_nodes
 from hydra.tiers import SEED_TIERS, classify
+from tests.integration.service_env import hydra_env
 
 TIME_SCALE = 0.05   # a 7B model "loads" in 0.1-0.25 s and decodes 20 tokens in 0.02-0.1 s
 
@@ -100,18 +101,23 @@ def make_router(clusters: Callable[..., SimCluster]) -> Iterator[Callable[..., R
 
 
 @pytest.fixture
-def seed_gateway(seed: SimCluster, tmp_path: Any) -> Iterator[Any]:
-    """A Hydra over the seed cluster (both nodes healthy) behind a Gateway on a free port."""
-    from hydra.gateway import Gateway
+def seed_service(seed: SimCluster, tmp_path: Any) -> Iterator[Any]:
+    """A Hydra over the seed cluster, both nodes healthy, quick to end a task no node can take."""
     from hydra.service import Hydra
 
-    env = {"SOLLOL_NODES": seed.sollol_nodes(), "HYDRA_DB": str(tmp_path / "h.db"), "HYDRA_EMBEDDED_NODE": "off",
-           "SOLLOL_DISCOVER_LOCALHOST": "false", "HYDRA_GATEWAY_PORT": "0"}
-    hydra = Hydra.from_env(env, poll_interval_s=0.1).start()
+    hydra = Hydra.from_env(hydra_env(seed, tmp_path), poll_interval_s=0.1, no_route_wait_s=1.0).start()
     try:
         _eventually(lambda: len(hydra.snapshot().healthy_nodes) == 2, what="both nodes healthy")
-        with Gateway(hydra, port=0) as gateway:
-            yield gateway
+        yield hydra
     finally:
         hydra.close()
+
+
+@pytest.fixture
+def seed_gateway(seed_service: Any) -> Iterator[Any]:
+    """``seed_service`` behind a Gateway on a free port."""
+    from hydra.gateway import Gateway
+
+    with Gateway(seed_service, port=0) as gateway:
+        yield gateway
 

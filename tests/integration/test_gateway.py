@@ -18,13 +18,11 @@ from hydra.gateway import Gateway
 from hydra.service import Hydra
 from hydra.sim import SimCluster
 from hydra.sollol import TaskStatus
+from tests.integration.service_env import hydra_env
 
 TIMEOUT = 20.0
 
 
-def hydra_env(cluster: SimCluster, tmp_path: Path, **extra: str) -> dict[str, str]:
-    return {"SOLLOL_NODES": cluster.sollol_nodes(), "HYDRA_DB": str(tmp_path / "h.db"),
-            "HYDRA_EMBEDDED_NODE": "off", "SOLLOL_DISCOVER_LOCALHOST": "false", "HYDRA_GATEWAY_PORT": "0", **extra}
 
 
 @pytest.fixture

@@ -9,8 +9,6 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Callable, Iterator
-from pathlib import Path
 from typing import Any
 
 import httpx
@@ -18,7 +16,6 @@ import pytest
 
 from hydra.gateway import Gateway
 from hydra.service import Hydra
-from hydra.sim import SimCluster
 
 MODEL = "llama3.2:3b"
 CLIENT_TIMEOUT_S = 10.0   # far under the first-token timeout (180 s) a crashed worker's task waited for
@@ -26,19 +23,13 @@ USER = {"role": "user", "content": "hi"}
 
 
 @pytest.fixture
-def hydra(seed: SimCluster, tmp_path: Path, eventually: Callable[..., Any]) -> Iterator[Hydra]:
-    env = {"SOLLOL_NODES": seed.sollol_nodes(), "HYDRA_DB": str(tmp_path / "h.db"), "HYDRA_EMBEDDED_NODE": "off",
-           "SOLLOL_DISCOVER_LOCALHOST": "false", "HYDRA_GATEWAY_PORT": "0"}
-    service = Hydra.from_env(env, poll_interval_s=0.1, no_route_wait_s=1.0).start()
-    eventually(lambda: len(service.snapshot().healthy_nodes) == 2, what="both nodes healthy")
-    yield service
-    service.close()
+def hydra(seed_service: Hydra) -> Hydra:
+    return seed_service
 
 
 @pytest.fixture
-def gateway(hydra: Hydra) -> Iterator[Gateway]:
-    with Gateway(hydra, port=0) as gw:
-        yield gw
+def gateway(seed_gateway: Gateway) -> Gateway:
+    return seed_gateway
 
 
 def ollama_chat(**fields: Any) -> dict[str, Any]:

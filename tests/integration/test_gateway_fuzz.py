@@ -16,8 +16,7 @@ from __future__ import annotations
 import json
 import os
 import time
-from collections.abc import Callable, Iterator
-from pathlib import Path
+from collections.abc import Iterator
 from typing import Any
 
 import httpx
@@ -27,7 +26,6 @@ from hypothesis import strategies as st
 
 from hydra.gateway import Gateway
 from hydra.service import Hydra
-from hydra.sim import SimCluster
 
 MODEL = "llama3.2:3b"
 EXAMPLES = int(os.environ.get("HYDRA_FUZZ_EXAMPLES", "400"))
@@ -120,13 +118,8 @@ headers = st.fixed_dictionaries({}, optional={
 # --- the running gateway ---
 
 @pytest.fixture
-def hydra(seed: SimCluster, tmp_path: Path, eventually: Callable[..., Any]) -> Iterator[Hydra]:
-    env = {"SOLLOL_NODES": seed.sollol_nodes(), "HYDRA_DB": str(tmp_path / "h.db"), "HYDRA_EMBEDDED_NODE": "off",
-           "SOLLOL_DISCOVER_LOCALHOST": "false", "HYDRA_GATEWAY_PORT": "0"}
-    service = Hydra.from_env(env, poll_interval_s=0.1, no_route_wait_s=1.0).start()
-    eventually(lambda: len(service.snapshot().healthy_nodes) == 2, what="both nodes healthy")
-    yield service
-    service.close()
+def hydra(seed_service: Hydra) -> Hydra:
+    return seed_service
 
 
 @pytest.fixture

@@ -7,7 +7,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +21,7 @@ from hydra.gateway import Gateway
 from hydra.service import Hydra
 from hydra.sim import SimCluster
 from hydra.sollol.errors import ConfigError
+from tests.integration.service_env import hydra_env
 
 TIMEOUT = 20.0
 ROOT = Path(__file__).resolve().parents[2]
@@ -30,23 +31,16 @@ PAGE = "http://localhost:3000"          # a page of this machine: allowed by def
 EVIL = "http://evil.example"            # any other site
 
 
-def hydra_env(cluster: SimCluster, tmp_path: Path, **extra: str) -> dict[str, str]:
-    return {"SOLLOL_NODES": cluster.sollol_nodes(), "HYDRA_DB": str(tmp_path / "h.db"),
-            "HYDRA_EMBEDDED_NODE": "off", "SOLLOL_DISCOVER_LOCALHOST": "false", "HYDRA_GATEWAY_PORT": "0", **extra}
 
 
 @pytest.fixture
-def hydra(seed: SimCluster, tmp_path: Path, eventually: Callable[..., Any]) -> Iterator[Hydra]:
-    service = Hydra.from_env(hydra_env(seed, tmp_path), poll_interval_s=0.1, no_route_wait_s=1.0).start()
-    eventually(lambda: len(service.snapshot().healthy_nodes) == 2, what="both nodes healthy")
-    yield service
-    service.close()
+def hydra(seed_service: Hydra) -> Hydra:
+    return seed_service
 
 
 @pytest.fixture
-def gateway(hydra: Hydra) -> Iterator[Gateway]:
-    with Gateway(hydra, port=0) as gw:
-        yield gw
+def gateway(seed_gateway: Gateway) -> Gateway:
+    return seed_gateway
 
 
 def tasks_run(hydra: Hydra, gateway: Gateway) -> tuple[int, float]:
