@@ -37,7 +37,7 @@ URL_SHOWN = 120  # characters of an image's URL shown in its place
 
 _LINE = re.compile(r"[^\r\n]*(?:\r\n|\r|\n|$)")  # CommonMark's line endings, not str.splitlines'
 # Block-quote markers, list markers and footnote labels in front of a line's content.
-_CONTAINERS = re.compile(r"(?:[ \t]*(?:>|[-+*](?=[ \t]|$)|\d{1,9}[.)](?=[ \t]|$)|\[\^[^\]\r\n]*\]:))*[ \t]*")
+_CONTAINERS = re.compile(r"(?:[ \t]*(?:>|[-+*](?=[ \t]|$)|\d{1,9}[.)](?=[ \t]|$)|\[\^(?:[^\]\\\r\n]|\\.)*\]:))*[ \t]*")
 _FENCE = re.compile(r"(`{3,}|~{3,})(.*)", re.DOTALL)
 _OPENER = re.compile(r"( {0,3})(`{3,}|~{3,})(.*)", re.DOTALL)  # a fence at the top level (or in a list item)
 _CLOSER = re.compile(r"[ \t]*(`{3,}|~{3,})[ \t]*")
@@ -47,6 +47,13 @@ _TABLE_DELIMITER = re.compile(r"[|: \t-]*-[|: \t-]*")
 _ESCAPABLE = re.compile(r"\\([!-/:-@\[-`{-~])")
 _TICKS = re.compile(r"`+")
 _MD_SPECIAL = re.compile(r"([\\`*_{}\[\]()#+\-.!|<>~:$])")
+_ANGLE_URL = re.compile(r"(?:[^>\\\r\n]|\\.)*>")
+_BARE_URL = re.compile(r"(?:[^\s()\\]|\\.|\((?:[^\s()\\]|\\.)*\))*")
+_TITLES = {closer: re.compile(rf"(?:[^{re.escape(closer)}\\]|\\.)*{re.escape(closer)}", re.DOTALL) for closer in "\"')"}
+# How far an image's URL or title may reach, and how many "![" of a paragraph are parsed
+# (CommonMark sets no bound): past these, "![" is only made inert, so no text makes this slow.
+_REACH = 4000
+_TRIES = 256
 _DEFINITION = re.compile(r"^[ \t>*+\-\d.)]*\[((?:[^\]\\\r\n]|\\.)+)\]:[ \t]*(?:\r\n|\r|\n)?[ \t]*(<[^>\r\n]*>|\S+)",
                          re.MULTILINE)
 
@@ -112,6 +119,12 @@ def _defuse_fence(line: str, start: int) -> str:
     return line[:start] + match.group(1) + space + "text" + ending
 
 
+def _container_end(line: str) -> int:
+    """Where a line's content starts, after quote markers, list markers and footnote labels."""
+    prefix = _CONTAINERS.match(line)
+    return prefix.end() if prefix else 0
+
+
 @dataclass
 class _Fence:
     char: str
@@ -123,15 +136,16 @@ class _Blocks:
     """Splits text into fenced code (kept as is) and the rest, line by line.
 
     A fence opener is claimed as code only while nothing before it could hide it from the
-    renderer: a ``$$`` math block or an HTML block of kinds 1-5 (they outlive blank lines),
-    or, until the next blank line, an HTML block of kinds 6-7, a table, or a link or
-    footnote definition (a title may span lines). Any fence-like line that is not claimed,
-    and any fence end the renderer might see elsewhere (a list item may have ended), stop
-    all claims for the rest of the text: from there on, everything is prose.
+    renderer: a ``$$`` math block, a ``:::`` directive (its end ends a fence in it) or an HTML
+    block of kinds 1-5 (they outlive blank lines); or, until the next blank line, an HTML
+    block of kinds 6-7, a table, a link or footnote definition (a title may span lines) or a
+    ``::`` directive. Any fence-like line that is not claimed, and any fence end the renderer
+    might see elsewhere (a list item may have ended), stop all claims for the rest of the
+    text: from there on, everything is prose.
     """
 
-    def __init__(self) -> None:
-        self.trusted = True
+    def __init__(self, text: str) -> None:
+        self.trusted = not text.startswith("\ufeff")  # a byte-order mark the renderer drops: no guessing
         self.hold = False  # until a blank line, claim nothing
         self.fence: _Fence | None = None
 
@@ -139,23 +153,25 @@ class _Blocks:
         """Whether ``line`` is code (the renderer shows it verbatim); updates the state."""
         if self.fence is not None:
             return self._inside(line)
-        prefix = _CONTAINERS.match(line)
-        content = line[prefix.end():] if prefix else line
+        content = line[_container_end(line):]
+        if _FENCE.match(content):
+            self.fence = self._claim(line)
+            return self.fence is not None
         if not content.strip(" \t\r\n"):
             self.hold = False
-        elif _FENCE.match(content):
-            opener = _OPENER.match(line)
-            if opener and self.trusted and not self.hold and not (opener.group(2)[0] == "`" and "`" in opener.group(3)):
-                self.fence = _Fence(opener.group(2)[0], len(opener.group(2)), len(opener.group(1)))
-                return True
+        elif content.startswith(("$$", ":::")) or _LONG_HTML.match(content):
             self.trusted = False
-        elif content.startswith("$$") or _LONG_HTML.match(content):
-            self.trusted = False
-        elif content.startswith(("<", "[")):
-            self.hold = True
-        if "|" in content and _TABLE_DELIMITER.fullmatch(content.rstrip("\r\n")):
+        elif content.startswith(("<", "[", "::")) or ("|" in content and _TABLE_DELIMITER.fullmatch(content.rstrip())):
             self.hold = True
         return False
+
+    def _claim(self, line: str) -> _Fence | None:
+        """The fence ``line`` opens, if it is one for sure; else no fence is ever claimed again."""
+        opener = _OPENER.match(line)
+        if opener and self.trusted and not self.hold and not (opener.group(2)[0] == "`" and "`" in opener.group(3)):
+            return _Fence(opener.group(2)[0], len(opener.group(2)), len(opener.group(1)))
+        self.trusted = False
+        return None
 
     def _inside(self, line: str) -> bool:
         fence = self.fence
@@ -179,7 +195,7 @@ class _Blocks:
 
 def _blocks(text: str) -> Iterator[tuple[bool, str]]:
     """(is_code, text) pieces of ``text`` in order; fence lines of mermaid blocks made ``text`` blocks."""
-    blocks = _Blocks()
+    blocks = _Blocks(text)
     prose: list[str] = []
     for line in _LINE.findall(text):
         if not line:
@@ -191,8 +207,7 @@ def _blocks(text: str) -> Iterator[tuple[bool, str]]:
                 prose = []
             yield True, _defuse_fence(line, _indent(line)) if opening else line
             continue
-        prefix = _CONTAINERS.match(line)
-        prose.append(_defuse_fence(line, prefix.end() if prefix else 0))
+        prose.append(_defuse_fence(line, _container_end(line)))
     if prose:
         yield False, "".join(prose)
 
@@ -245,46 +260,32 @@ def _code_spans(text: str) -> dict[int, int]:
 
 
 def _replace_images(text: str, definitions: Mapping[str, str]) -> str:
-    """Each image outside code spans replaced by its inert text."""
+    """Each image outside code spans replaced by its inert text (up to ``_TRIES`` attempts)."""
     spans = _code_spans(text)
-    out, start, i = [], 0, 0
-    while i < len(text):
-        if i in spans:
-            i = spans[i]
-        elif text.startswith("![", i) and not _escaped(text, i) \
-                and (image := _image_at(text, i, definitions, spans)) is not None:
+    span_starts = sorted(spans)
+    brackets = _brackets(text, spans)
+    out, start, i, tries = [], 0, 0, 0
+    while (bang := text.find("![", i)) >= 0 and tries < _TRIES:
+        k = bisect.bisect_right(span_starts, bang) - 1
+        if k >= 0 and bang < spans[span_starts[k]]:  # in a code span: no image there
+            i = spans[span_starts[k]]
+            continue
+        tries += 1
+        if not _escaped(text, bang) and (image := _image_at(text, bang, definitions, brackets)) is not None:
             end, alt, url = image
-            out += [text[start:i], inert_image(alt, url)]
+            out += [text[start:bang], inert_image(alt, url)]
             start = i = end
         else:
-            i += 1
+            i = bang + 1
     out.append(text[start:])
     return "".join(out)
 
 
-def _image_at(text: str, bang: int, definitions: Mapping[str, str],
-              spans: Mapping[int, int]) -> tuple[int, str, str] | None:
-    """(end, alt, url) of the image whose ``![`` is at ``bang``; None if none is recognised here."""
-    close = _bracket_end(text, bang + 1, spans)
-    if close is None:
-        return None
-    alt = text[bang + 2:close]
-    after = close + 1
-    if text.startswith("(", after):
-        inline = _inline_destination(text, after)
-        return None if inline is None else (inline[0], alt, inline[1])
-    label, end = alt, after
-    if text.startswith("[", after):
-        ref_close = _bracket_end(text, after, spans)
-        if ref_close is not None:
-            label, end = (text[after + 1:ref_close] or alt), ref_close + 1
-    url = definitions.get(_label(label))
-    return None if url is None else (end, alt, url)
-
-
-def _bracket_end(text: str, open_at: int, spans: Mapping[int, int]) -> int | None:
-    """Index of the ``]`` matching the ``[`` at ``open_at`` (nested brackets, escapes, code spans)."""
-    depth, i = 0, open_at
+def _brackets(text: str, spans: Mapping[int, int]) -> dict[int, int]:
+    """Each ``[`` -> its matching ``]`` (nested, backslash escapes, never inside code spans), in one pass."""
+    matches: dict[int, int] = {}
+    opened: list[int] = []
+    i = 0
     while i < len(text):
         ch = text[i]
         if i in spans:
@@ -294,13 +295,29 @@ def _bracket_end(text: str, open_at: int, spans: Mapping[int, int]) -> int | Non
             i += 2
             continue
         if ch == "[":
-            depth += 1
-        elif ch == "]":
-            depth -= 1
-            if depth == 0:
-                return i
+            opened.append(i)
+        elif ch == "]" and opened:
+            matches[opened.pop()] = i
         i += 1
-    return None
+    return matches
+
+
+def _image_at(text: str, bang: int, definitions: Mapping[str, str],
+              brackets: Mapping[int, int]) -> tuple[int, str, str] | None:
+    """(end, alt, url) of the image whose ``![`` is at ``bang``; None if none is recognised here."""
+    close = brackets.get(bang + 1)
+    if close is None:
+        return None
+    alt = text[bang + 2:close]
+    after = close + 1
+    if text.startswith("(", after):
+        inline = _inline_destination(text, after)
+        return None if inline is None else (inline[0], alt, inline[1])
+    label, end = alt, after
+    if (ref_close := brackets.get(after)) is not None:
+        label, end = (text[after + 1:ref_close] or alt), ref_close + 1
+    url = definitions.get(_label(label))
+    return None if url is None else (end, alt, url)
 
 
 def _skip_space(text: str, i: int) -> int:
@@ -313,18 +330,17 @@ def _inline_destination(text: str, paren: int) -> tuple[int, str] | None:
     """(end, url) of ``(url "title")`` starting at ``paren``: angle-bracket or bare URL, optional title."""
     i = _skip_space(text, paren + 1)
     if text.startswith("<", i):
-        close = re.compile(r"(?:[^>\\\r\n]|\\.)*>").match(text, i + 1)
+        close = _ANGLE_URL.match(text, i + 1, i + _REACH)
         if close is None:
             return None
         url, i = text[i + 1:close.end() - 1], close.end()
     else:
-        bare = re.compile(r"(?:[^\s()\\]|\\.|\((?:[^\s()\\]|\\.)*\))*").match(text, i)
+        bare = _BARE_URL.match(text, i, i + _REACH)
         assert bare is not None  # the pattern matches the empty string
         url, i = bare.group(), bare.end()
     i = _skip_space(text, i)
     if i < len(text) and text[i] in "\"'(":
-        closer = ")" if text[i] == "(" else text[i]
-        title = re.compile(rf"(?:[^{re.escape(closer)}\\]|\\.)*{re.escape(closer)}", re.DOTALL).match(text, i + 1)
+        title = _TITLES[")" if text[i] == "(" else text[i]].match(text, i + 1, i + _REACH)
         if title is None:
             return None
         i = _skip_space(text, title.end())

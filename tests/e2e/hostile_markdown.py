@@ -45,6 +45,8 @@ HOSTILE: dict[str, str] = {
     # Streamlit turns math on only when it sees "$$...$$" outside code: the last line does that.
     "math-hides-fence": f"$$\n```\n$$\n![m]({url('math-hides-fence')})\n```\n\n$$x$$",
     "indented-close": f"```\n    ```\n```\n![ic]({url('indented-close')})\n```",
+    "directive-hides-fence": f":::note\n```\n:::\n![d]({url('directive-hides-fence')})\n```",
+    "in-directive": f":::note\n![d]({url('in-directive')})\n:::",
     "html-block-hides-fence": f"<div>\n```\n\n![h]({url('html-block-hides-fence')})\n```",
     "mermaid": f'```mermaid\nflowchart LR\n  A@{{ img: "{url("mermaid")}", label: "m", pos: "t", h: 60, constraint: "on" }}\n```',
     "mermaid-upper": f'~~~ MerMaid\nflowchart LR\n  A@{{ img: "{url("mermaid-upper")}", label: "m", pos: "t", h: 60 }}\n~~~',
@@ -68,7 +70,7 @@ HOSTILE: dict[str, str] = {
 FETCHING_RAW = {"inline", "title", "angle", "nested-brackets", "line-break", "reference", "collapsed", "shortcut",
                 "protocol-relative", "uppercase-scheme", "in-link", "in-table", "in-list", "in-quote", "escaped-backslash",
                 "balanced-parens", "attributes", "after-fence", "fence-in-list-item-ends", "math-hides-fence",
-                "indented-close", "html-block-hides-fence"}
+                "indented-close", "html-block-hides-fence", "directive-hides-fence", "in-directive"}
 # These fetch too, but Streamlit draws several diagrams of a page at once and one of them now and
 # then fails to draw: the control asks for one of them at least.
 MERMAID_RAW = {"mermaid", "mermaid-upper", "mermaid-entity", "mermaid-in-list"}

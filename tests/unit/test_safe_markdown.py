@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import random
 import re
+import time
+from pathlib import Path
 
 import pytest
 
@@ -54,6 +56,9 @@ CASES = [
      f"```\n    ```\n![in](u)\n```\n\\[image: out — `{U}`\\]"),
     ("after $$ no fence is trusted", "$$\n```\n$$\n![m](u)\n```", f"$$\n```\n$$\n!{WJ}[m](u)\n```"),
     ("an HTML block may hide a fence", "<div>\n```\n\n![h](u)\n```", "<div>\n```\n\n\\[image: h — `u`\\]\n```"),
+    ("the end of a ::: directive ends a fence in it", ":::note\n```\n:::\n![d](u)\n```",
+     f":::note\n```\n:::\n!{WJ}[d](u)\n```"),
+    ("a byte-order mark: no fence is trusted", "\ufeff```\nvec![1]\n```", f"\ufeff```\nvec!{WJ}[1]\n```"),
     ("a table row may hide a fence", "| a |\n|---|\n```\n![t](u)\n```", f"| a |\n|---|\n```\n!{WJ}[t](u)\n```"),
     ("mermaid becomes its source", "```mermaid\ngraph LR\n```", "```text\ngraph LR\n```"),
     ("mermaid, any case, tilde", "~~~ MerMaid {x}\ngraph\n~~~", "~~~ text\ngraph\n~~~"),
@@ -128,3 +133,25 @@ def test_random_text_without_images_or_mermaid_is_unchanged():
     for text in _random_texts():
         if "![" not in text and "mermaid" not in text and "&#" not in text:
             assert safe_markdown(text) == text, text
+
+
+def test_the_pages_never_let_raw_html_through():
+    # safe_markdown leaves raw HTML alone because Streamlit shows it as text while unsafe_allow_html
+    # is off; a page that turned it on (or used st.html) would need another defence.
+    root = Path(__file__).resolve().parents[2]
+    sources = [*root.joinpath("hydra", "ui").glob("*.py"), root / "app.py", *root.joinpath("pages").glob("*.py")]
+    assert len(sources) > 5
+    for source in sources:
+        text = source.read_text()
+        assert not re.search(r"unsafe_allow_html\s*=\s*True|\bst\.html\(|components\.v1", text), source
+
+
+@pytest.mark.parametrize("text", ["![" * 50_000, "![a](<" * 20_000, '![a](u "' * 20_000, "[" * 100_000 + "![x](u)",
+                                  "![a](u) " * 20_000, "`" * 100_000, "```\n" * 30_000],
+                         ids=["bangs", "unclosed-angles", "unclosed-titles", "brackets", "many-images", "ticks",
+                              "fences"])
+def test_hostile_text_cannot_make_it_slow(text):
+    started = time.perf_counter()
+    out = safe_markdown(text)
+    assert time.perf_counter() - started < 5  # ~0.1 s here; quadratic parsing took minutes
+    assert "![" not in out
