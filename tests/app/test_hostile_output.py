@@ -73,3 +73,17 @@ def test_a_node_card_shows_what_a_node_says_as_text():
     assert any(f"Ollama {md_escape(EVIL)}" in t for t in texts(at, "caption"))
     assert any("node said" in t and "version.png" in t for t in texts(at, "error"))
     assert all("![" not in t for t in shown), shown
+
+
+def test_chart_labels_are_text_to_plotly():
+    # Plotly reads tags in labels, and a style with url(...) makes the browser fetch (seen in Chromium).
+    from hydra.ui import charts
+
+    model = '<span style="background-image:url(http://example.invalid/bg.png)">m</span>'
+    dist = [{"bucket": 0.0, "node": "light", "model": model, "mode": "async", "task_type": "code", "status": "done",
+             "count": 1}]
+    figure = charts.share(dist, "model", "By model")
+    assert figure is not None
+    labels = [str(v) for trace in figure.data for v in trace.labels]
+    assert labels == ['&lt;span style="background-image:url(http://example.invalid/bg.png)">m&lt;/span>']
+    assert charts.color_map(["<b>n</b>"]) == {"&lt;b>n&lt;/b>": charts.PALETTE[0]}
