@@ -185,9 +185,6 @@ def cmd_submit(args: argparse.Namespace) -> int:
 def stream_to(handle: TaskHandle, out: TextIO, err: TextIO, timeout: float) -> None:
     thinking = False
     for chunk in handle.stream(timeout=timeout):
-        if chunk.restart:
-            print(f"\n[{chunk.notice}]", file=err, flush=True)
-            continue
         if chunk.thinking:
             if not thinking:
                 err.write("[thinking] ")
@@ -205,7 +202,7 @@ def stream_to(handle: TaskHandle, out: TextIO, err: TextIO, timeout: float) -> N
 def summary(result: TaskResult) -> str:
     if result.status is not TaskStatus.DONE:
         return f"{result.status.value}: {result.error or ''}".rstrip(": ")
-    parts = [f"node={result.node}", f"model={result.model}"]
+    parts = [f"node={'+'.join(result.nodes) or result.node}", f"model={result.model}"]
     if result.ttft_s is not None:
         parts.append(f"ttft={result.ttft_s * 1000:.0f}ms")
     if result.tokens_per_s:
@@ -214,4 +211,4 @@ def summary(result: TaskResult) -> str:
         parts.append(f"tokens={result.eval_count}")
     if result.duration_s is not None:
         parts.append(f"duration={result.duration_s:.2f}s")
-    return "done: " + " ".join(parts)
+    return "done: " + " ".join(parts) + (f" ({result.notice})" if result.notice else "")

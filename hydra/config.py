@@ -223,6 +223,9 @@ SETTINGS: tuple[Setting, ...] = (
     _engine("SOLLOL_MAX_CONCURRENT_REQUESTS", "int", "Requests in flight at once, across all nodes.", True, "routing"),
     _engine("SOLLOL_MIN_SUCCESS_RATE", "float",
             "Reliable mode only uses nodes with at least this recent success rate.", True, "routing"),
+    _engine("SOLLOL_FIRST_TOKEN_TIMEOUT_S", "float",
+            "Longest wait for a node's first token, cold loads of big models included (seconds); each "
+            "attempt's own deadline is usually shorter, from what the node has to do.", False, "routing"),
     # resources
     _engine("SOLLOL_VRAM_MONITORING", "bool",
             "Watch GPU memory and keep large model loads off nodes that are short of it.", True, "resources"),

@@ -26,6 +26,7 @@ from hydra.sollol import (
     Task,
     TaskError,
     TaskHandle,
+    validation,
 )
 from hydra.sollol.client import NodeClient
 from hydra.sollol.config import SollolConfig
@@ -237,6 +238,7 @@ class Hydra:
         """Submit one task; returns once history has its row, while it is already on its way to a node.
         The prompt is classified here, once (the Router then trusts ``task_type``), because the reasoning
         engine needs the type too; the reasoning engine decides thinking and its budget."""
+        _check_shape(prompt, messages)  # the classifier and the reasoning engine read them before Task.validate
         text = prompt or _last_user_text(messages)
         kind = task_type or (tiers.classify(text) if text.strip() else "general")
         settings = self._settings
@@ -390,7 +392,8 @@ class Hydra:
 
 
 def _last_user_text(messages: list[dict[str, Any]] | None) -> str:
-    return next((m.get("content", "") for m in reversed(messages or []) if m.get("role") == "user"), "")
+    # content is optional in Ollama's messages (null or absent): it reads as no text
+    return next((m.get("content") or "" for m in reversed(messages or []) if m.get("role") == "user"), "")
 
 
 def _assessment_record(a: reasoning.Assessment) -> dict[str, Any]:
@@ -398,3 +401,14 @@ def _assessment_record(a: reasoning.Assessment) -> dict[str, Any]:
             "model_override": a.model_override, "explanation": a.explanation,
             "reasons": [{"feature": r.feature, "points": r.points, "detail": r.detail} for r in a.reasons]}
 
+
+def _check_shape(prompt: Any, messages: Any) -> None:
+    """The prompt and messages as a caller's mistake (TaskError naming the field), not a crash inside
+    the classifier; Task.validate checks every other field."""
+    if not isinstance(prompt, str):
+        raise TaskError(f"prompt must be a string, got {validation.kind(prompt)}")
+    if messages is not None:
+        try:
+            validation.check_messages(messages)
+        except validation.FieldError as exc:
+            raise TaskError(str(exc)) from None

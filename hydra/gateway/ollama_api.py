@@ -1,10 +1,12 @@
 """The Ollama API of the gateway: /api/version, /api/tags, /api/ps, /api/show, /api/chat, /api/generate.
 
 Answers keep Ollama's shapes so the official clients, the ollama CLI and Open
-WebUI work unchanged. A failover that restarts an answer mid-stream (Chunk.restart)
-is surfaced as a chunk whose text is a bracketed note, e.g.
-``\\n\\n[hydra: light failed mid-answer (...); the answer restarts on another node.]\\n\\n``:
-Ollama has no way to take back text a client already printed.
+WebUI work unchanged. A failover mid-answer continues the answer on another node
+(the engine's doing), so the content is one answer; the final object says what
+happened in a field of its own, ``"hydra": {"nodes": [...], "notice": "..."}``
+(every node that served, in order; the notice only after a failover), which
+Ollama's clients ignore. A failure that cannot be continued (after a tool call)
+ends the stream with Ollama's ``{"error": ...}`` line.
 """
 from __future__ import annotations
 
@@ -24,13 +26,15 @@ from hydra.gateway.stream import (
     TaskResponse,
     Tracker,
     done_reason,
+    invalid_request,
     read_json,
     resolve_model,
-    split_options,
     submit,
 )
+from hydra.gateway.validate import ollama_request
 from hydra.sollol import Chunk, TaskResult
 from hydra.sollol.client import shared_ssl_context
+from hydra.sollol.validation import FieldError
 
 FALLBACK_VERSION = "0.6.0"
 
@@ -39,8 +43,12 @@ def created_at() -> str:
     return datetime.now(UTC).isoformat(timespec="microseconds").replace("+00:00", "Z")
 
 
-def restart_note(chunk: Chunk) -> str:
-    return f"\n\n[hydra: {chunk.notice or 'the answer restarts on another node.'}]\n\n"
+def hydra_field(result: TaskResult) -> dict[str, Any]:
+    """What the final object says of Hydra's part: every node that served, and a failover's notice."""
+    out: dict[str, Any] = {"nodes": list(result.nodes) or ([result.node] if result.node else [])}
+    if result.notice:
+        out["notice"] = result.notice
+    return out
 
 
 def _line(obj: dict[str, Any]) -> bytes:
@@ -86,8 +94,6 @@ class OllamaRenderer:
         return body
 
     def chunk(self, chunk: Chunk) -> bytes | None:
-        if chunk.restart:
-            return _line(self._body(chunk.model, restart_note(chunk), "", False))
         if not chunk.text and not chunk.thinking and not chunk.tool_calls:
             return None
         return _line(self._body(chunk.model, chunk.text, chunk.thinking, False, chunk.tool_calls))
@@ -99,6 +105,7 @@ class OllamaRenderer:
         body.update(_stats(result))
         if not self.chat:
             body["context"] = []
+        body["hydra"] = hydra_field(result)
         return body
 
     def end(self, result: TaskResult) -> bytes:
@@ -201,35 +208,13 @@ class OllamaRoutes:
         incoming = Incoming()
         try:
             routing, body, model = await incoming.read(self.service, request)
-            options, max_tokens = split_options(body.get("options"))
-            fields: dict[str, Any] = {"options": options, "max_tokens": max_tokens}
-            if chat:
-                messages = body.get("messages")
-                if not isinstance(messages, list) or not messages or not all(isinstance(m, dict) for m in messages):
-                    raise GatewayError(400, "messages must be a non-empty list of {role, content} objects")
-                fields["messages"] = messages  # tool messages and assistant tool_calls as they are
-                if body.get("tools") is not None:
-                    fields["tools"] = body["tools"]  # the Task refuses anything but a list of objects
-            else:
-                prompt = body.get("prompt")
-                if not isinstance(prompt, str) or not prompt.strip():
-                    raise GatewayError(400, "prompt must be a non-empty string")
-                fields["prompt"] = prompt
-                if isinstance(body.get("system"), str) and body["system"]:
-                    fields["system"] = body["system"]
-            think = body.get("think")
-            if think is not None and not isinstance(think, (bool, str)):
-                raise GatewayError(400, "think must be true, false or a level (low, medium, high)")
-            if body.get("format") not in (None, ""):
-                fields["format"] = body["format"]  # "json" or a JSON schema; the Task refuses anything else
-            if body.get("keep_alive") is not None:
-                fields["keep_alive"] = body["keep_alive"]
-            stream = body.get("stream", True)
+            checked = ollama_request(body, chat=chat)  # every field, before a task exists (validate.py)
             handle = await submit(self.service, self.tracker, model=model, mode=routing.mode, priority=routing.priority,
-                                  task_type=routing.task_type, think=think, **fields)
-        except GatewayError as exc:
+                                  task_type=routing.task_type, **checked.fields)
+        except (GatewayError, FieldError) as refused:
+            exc = invalid_request(refused)
             incoming.refused(self.tracker, api, exc)
             return error_response(exc)
-        renderer = OllamaRenderer(chat, model, max_tokens)
-        return TaskResponse(handle, renderer, stream=stream is not False,  # type: ignore[return-value]
+        renderer = OllamaRenderer(chat, model, checked.max_tokens)
+        return TaskResponse(handle, renderer, stream=checked.stream,  # type: ignore[return-value]
                             on_finish=lambda h, r: self.tracker.finished(api, h, r, started))

@@ -1,8 +1,11 @@
 """The OpenAI API of the gateway: GET /v1/models and POST /v1/chat/completions (SSE and not).
 
 Thinking goes out as ``reasoning`` (as Ollama's own OpenAI layer names it) next
-to ``content``; clients that do not know the field ignore it. A failover restart
-is a bracketed note in the content, as on the Ollama side.
+to ``content``; clients that do not know the field ignore it. A failover mid-answer
+continues the answer on another node: the content stays one answer, and the final
+chunk (and a whole answer) carries ``"hydra": {"nodes": [...], "notice": "..."}``,
+as on the Ollama side. A failure that cannot be continued ends the stream with an
+``error`` object, then ``data: [DONE]``.
 
 Tools: OpenAI's ``tools`` go to the node as they are (Ollama takes the same
 ``{"type": "function", "function": {...}}`` shape; ``tool_choice: "none"`` sends
@@ -10,6 +13,11 @@ none). The model's calls come back in OpenAI's shape (``tool_calls`` with an id
 and the arguments as a JSON string, ``finish_reason: "tool_calls"``); the
 assistant's calls and the ``tool`` results a client sends back become Ollama's
 messages (arguments as an object, ``tool_call_id`` as the called ``tool_name``).
+
+Content is a string or a list of parts: text parts are joined, a user's ``image_url`` parts with
+a ``data:`` URL become Ollama's base64 ``images`` (the gateway fetches no URL, as Ollama's own
+OpenAI layer). Every field is checked before a task exists (validate.py); a bad one is a 400 whose
+``error.param`` names it.
 """
 from __future__ import annotations
 
@@ -21,22 +29,33 @@ from typing import Any
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
-from hydra.gateway.ollama_api import restart_note
+from hydra.gateway.ollama_api import hydra_field
 from hydra.gateway.service_api import GatewayService
-from hydra.gateway.stream import GatewayError, Incoming, TaskResponse, Tracker, done_reason, submit
+from hydra.gateway.stream import GatewayError, Incoming, TaskResponse, Tracker, done_reason, invalid_request, submit
+from hydra.gateway.validate import (
+    Generation,
+    include_usage,
+    openai_options,
+    openai_think,
+    optional_limit,
+    stream_flag,
+    tool_choice_none,
+)
 from hydra.sollol import Chunk, TaskResult
+from hydra.sollol.validation import FieldError, check_images, check_json, check_text, check_tools, optional_text, wrong
+from hydra.sollol.validation import kind as kind_of
 
-# OpenAI request fields that map onto Ollama options.
-_OPTION_FIELDS = {"temperature": "temperature", "top_p": "top_p", "seed": "seed", "stop": "stop",
-                  "frequency_penalty": "frequency_penalty", "presence_penalty": "presence_penalty"}
+# OpenAI's roles as Ollama's.
+_ROLES = {"system": "system", "developer": "system", "user": "user", "assistant": "assistant", "tool": "tool"}
 
 
-def openai_error(status: int, message: str, kind: str = "invalid_request_error") -> dict[str, Any]:
-    return {"error": {"message": message, "type": kind, "param": None, "code": None}}
+def openai_error(status: int, message: str, kind: str = "invalid_request_error",
+                 param: str | None = None) -> dict[str, Any]:
+    return {"error": {"message": message, "type": kind, "param": param, "code": None}}
 
 
 def error_response(exc: GatewayError) -> JSONResponse:
-    return JSONResponse(openai_error(exc.status, exc.message, exc.kind), status_code=exc.status)
+    return JSONResponse(openai_error(exc.status, exc.message, exc.kind, exc.param), status_code=exc.status)
 
 
 def _response_format(value: Any) -> str | dict[str, Any] | None:
@@ -49,72 +68,147 @@ def _response_format(value: Any) -> str | dict[str, Any] | None:
     if kind == "json_object":
         return "json"
     if kind == "json_schema":
-        schema = (value.get("json_schema") or {}).get("schema") if isinstance(value.get("json_schema"), dict) else None
+        spec = value.get("json_schema")
+        schema = spec.get("schema") if isinstance(spec, dict) else None
         if isinstance(schema, dict):
             return schema
-        raise GatewayError(400, "response_format json_schema needs json_schema.schema, a JSON schema object")
-    raise GatewayError(400, 'response_format.type must be "text", "json_object" or "json_schema"')
+        raise FieldError("response_format.json_schema.schema", "must be a JSON schema object",
+                         text="response_format json_schema needs json_schema.schema, a JSON schema object")
+    raise FieldError("response_format.type", 'must be "text", "json_object" or "json_schema"')
 
 
 def _messages(raw: Any) -> list[dict[str, Any]]:
-    """OpenAI messages as Ollama's: content parts of type text are joined, tool calls and results
-    converted (see the module's docstring)."""
+    """OpenAI messages as Ollama's: text parts joined, data: image parts as images, tool calls and
+    results converted (see the module's docstring)."""
     if not isinstance(raw, list) or not raw:
-        raise GatewayError(400, "messages must be a non-empty list")
-    out = []
+        raise FieldError("messages", f"must be a non-empty list, got {kind_of(raw)}" + (" (empty)" if raw == [] else ""))
     called: dict[str, str] = {}  # tool_call_id -> function name, from the assistant's calls so far
-    for m in raw:
-        if not isinstance(m, dict) or not isinstance(m.get("role"), str):
-            raise GatewayError(400, "each message needs a role and content")
-        content = m.get("content") or ""
-        if isinstance(content, list):
-            content = "".join(p.get("text", "") for p in content if isinstance(p, dict) and p.get("type") == "text")
-        if not isinstance(content, str):
-            raise GatewayError(400, "message content must be a string or a list of text parts")
-        role = "system" if m["role"] == "developer" else m["role"]
-        message: dict[str, Any] = {"role": role, "content": content}
-        if role == "assistant" and m.get("tool_calls"):
-            message["tool_calls"] = _calls_to_ollama(m["tool_calls"], called)
-        if role == "tool":
-            name = called.get(str(m.get("tool_call_id"))) or m.get("name")
-            if isinstance(name, str) and name:
-                message["tool_name"] = name  # Ollama ties a result to its call by the function's name
-        out.append(message)
-    return out
+    return [_message(m, f"messages[{i}]", called) for i, m in enumerate(raw)]
 
 
-def _calls_to_ollama(calls: Any, called: dict[str, str]) -> list[dict[str, Any]]:
+def _message(m: Any, where: str, called: dict[str, str]) -> dict[str, Any]:
+    if not isinstance(m, dict):
+        raise wrong(where, "an object with a role and content", m)
+    role = m.get("role")
+    if role not in _ROLES:
+        raise FieldError(f"{where}.role", f"must be one of {', '.join(_ROLES)}, got "
+                         + (repr(role)[:80] if isinstance(role, str) else kind_of(role)))
+    content, images = _content(m.get("content"), f"{where}.content", role)
+    message: dict[str, Any] = {"role": _ROLES[role], "content": content}
+    if images:
+        message["images"] = images
+    optional_text(m.get("name"), f"{where}.name")
+    if role == "assistant" and m.get("tool_calls") is not None:
+        calls = _calls_to_ollama(m["tool_calls"], called, f"{where}.tool_calls")
+        if calls:
+            message["tool_calls"] = calls
+    if role == "tool":
+        call_id = optional_text(m.get("tool_call_id"), f"{where}.tool_call_id")
+        name = called.get(call_id or "") or m.get("name")
+        if name:
+            message["tool_name"] = name  # Ollama ties a result to its call by the function's name
+    return message
+
+
+def _content(value: Any, where: str, role: str) -> tuple[str, list[str]]:
+    """A message's content as (text, base64 images): a string, or a list of parts (text; image_url
+    with a data: URL, from the user). Only the assistant may leave it null (a message of tool calls)."""
+    if value is None and role == "assistant":
+        return "", []
+    if isinstance(value, str):
+        return check_text(value, where), []
+    if not isinstance(value, list):
+        raise wrong(where, "a string or a list of content parts", value)
+    texts: list[str] = []
+    images: list[str] = []
+    for j, part in enumerate(value):
+        at = f"{where}[{j}]"
+        kind = part.get("type") if isinstance(part, dict) else None
+        if kind == "text":
+            texts.append(check_text(part.get("text"), f"{at}.text"))
+        elif kind == "refusal" and role == "assistant":
+            texts.append(check_text(part.get("refusal"), f"{at}.refusal"))
+        elif kind == "image_url" and role == "user":
+            images.append(_data_url_image(part.get("image_url"), f"{at}.image_url"))
+        elif not isinstance(part, dict):
+            raise wrong(at, "a content part object", part)
+        else:
+            allowed = "text or image_url" if role == "user" else "text"
+            raise FieldError(f"{at}.type", f"must be {allowed} in a {role} message, got "
+                             + (repr(kind)[:80] if isinstance(kind, str) else kind_of(kind)))
+    return "".join(texts), images
+
+
+def _data_url_image(value: Any, where: str) -> str:
+    """An image part's base64 bytes. Only data: URLs: the gateway fetches nothing from the web (as
+    Ollama's own OpenAI layer)."""
+    url = value.get("url") if isinstance(value, dict) else None
+    if not isinstance(url, str):
+        raise wrong(f"{where}.url", "a string", url)
+    head, sep, data = url.partition(",")
+    if not (head.startswith("data:") and head.endswith(";base64") and sep):
+        raise FieldError(f"{where}.url", "must be a data: URL with the image base64-encodeded "
+                                         "(data:image/png;base64,...): the gateway fetches no URL")
+    check_images([data], f"{where}.url")
+    return data
+
+
+def _calls_to_ollama(calls: Any, called: dict[str, str], where: str) -> list[dict[str, Any]]:
     """An assistant's OpenAI tool_calls as Ollama's: the arguments as an object, not a JSON string."""
     if not isinstance(calls, list):
-        raise GatewayError(400, "tool_calls must be a list")
+        raise wrong(where, "a list", calls)
     out = []
-    for call in calls:
+    for i, call in enumerate(calls):
+        at = f"{where}[{i}]"
         function = call.get("function") if isinstance(call, dict) else None
-        if not isinstance(function, dict) or not isinstance(function.get("name"), str):
-            raise GatewayError(400, 'each tool call needs {"function": {"name": ..., "arguments": ...}}')
-        arguments = function.get("arguments") or {}
-        if isinstance(arguments, str):
-            try:
-                arguments = json.loads(arguments)
-            except ValueError:
-                raise GatewayError(400, f"tool call arguments are not JSON: {arguments[:80]!r}") from None
-        if not isinstance(arguments, dict):
-            raise GatewayError(400, "tool call arguments must be a JSON object")
+        if not isinstance(function, dict) or not isinstance(function.get("name"), str) or not function["name"]:
+            raise FieldError(at, "", text=f'{at}: each tool call needs {{"function": {{"name": ..., '
+                                           f'"arguments": ...}}}}')
+        name = check_text(function["name"], f"{at}.function.name")
+        arguments = _arguments(function.get("arguments"), f"{at}.function.arguments")
         if call.get("id") is not None:
-            called[str(call["id"])] = function["name"]
-        out.append({"function": {"name": function["name"], "arguments": arguments}})
+            called[check_text(call["id"], f"{at}.id")] = name
+        out.append({"function": {"name": name, "arguments": arguments}})
     return out
+
+
+def _arguments(value: Any, where: str) -> dict[str, Any]:
+    """A call's arguments: OpenAI's JSON text (strict JSON: no NaN or Infinity), or an object."""
+    if value is None or value == "":
+        return {}
+    if isinstance(value, str):
+        try:
+            value = json.loads(value, parse_constant=_no_constant)
+        except (ValueError, RecursionError):
+            raise FieldError(where, "", text=f"{where}: tool call arguments are not JSON: {value[:80]!r}") from None
+    if not isinstance(value, dict):
+        raise FieldError(where, "", text=f"{where}: tool call arguments must be a JSON object, got {kind_of(value)}")
+    check_json(value, where, 4)
+    return value
+
+
+def _no_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not JSON")
 
 
 def _tools(body: dict[str, Any]) -> list[dict[str, Any]] | None:
     tools = body.get("tools")
-    if tools is None or body.get("tool_choice") == "none":
+    none = tool_choice_none(body)
+    if tools is None:
         return None
-    if not isinstance(tools, list) or not all(isinstance(t, dict) and t.get("type", "function") == "function"
-                                              and isinstance(t.get("function"), dict) for t in tools):
-        raise GatewayError(400, 'tools must be a list of {"type": "function", "function": {"name": ..., '
-                                '"parameters": ...}}')
-    return tools
+    check_tools(tools)
+    return None if none else tools
+
+
+def openai_request(body: dict[str, Any]) -> Generation:
+    """/v1/chat/completions, checked, as the arguments of ``submit``."""
+    messages = _messages(body.get("messages"))
+    limit = optional_limit(body.get("max_tokens"), "max_tokens")
+    limit = optional_limit(body.get("max_completion_tokens"), "max_completion_tokens") or limit
+    fields: dict[str, Any] = {"messages": messages, "max_tokens": limit, "options": openai_options(body),
+                              "think": openai_think(body), "format": _response_format(body.get("response_format")),
+                              "tools": _tools(body)}
+    return Generation(fields, stream_flag(body, False), limit, include_usage(body))
 
 
 def _openai_calls(calls: tuple[dict[str, Any], ...], first: int = 0) -> list[dict[str, Any]]:
@@ -149,7 +243,7 @@ class OpenAIRenderer:
         return b"data: " + json.dumps(body, separators=(",", ":")).encode() + b"\n\n"
 
     def chunk(self, chunk: Chunk) -> bytes | None:
-        text = restart_note(chunk) if chunk.restart else chunk.text
+        text = chunk.text
         if not text and not chunk.thinking and not chunk.tool_calls:
             return None
         delta: dict[str, Any] = {"content": text if text or not chunk.tool_calls else None}  # null with calls
@@ -163,7 +257,7 @@ class OpenAIRenderer:
         return self._event(chunk.model, delta, None)
 
     def end(self, result: TaskResult) -> bytes:
-        tail = self._event(result.model or "", {}, self._finish(result))
+        tail = self._event(result.model or "", {}, self._finish(result), hydra=hydra_field(result))
         if self.include_usage:
             usage = {"id": self.id, "object": "chat.completion.chunk", "created": self.created,
                      "model": result.model or self.requested, "choices": [], "usage": _usage(result)}
@@ -187,7 +281,7 @@ class OpenAIRenderer:
         return {"id": self.id, "object": "chat.completion", "created": self.created,
                 "model": result.model or self.requested,
                 "choices": [{"index": 0, "message": message, "finish_reason": self._finish(result)}],
-                "usage": _usage(result)}
+                "usage": _usage(result), "hydra": hydra_field(result)}
 
     def error(self, status: int, message: str) -> dict[str, Any]:
         kind = "service_unavailable" if status == 503 else "server_error" if status >= 500 else "invalid_request_error"
@@ -208,25 +302,13 @@ class OpenAIRoutes:
         incoming = Incoming()
         try:
             routing, body, model = await incoming.read(self.service, request)
-            messages = _messages(body.get("messages"))
-            limit = body.get("max_completion_tokens", body.get("max_tokens"))
-            if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int) or limit < 1):
-                raise GatewayError(400, f"max_tokens must be a positive integer, got {limit!r}")
-            options = {o: body[f] for f, o in _OPTION_FIELDS.items() if body.get(f) is not None}
-            think = None
-            effort = body.get("reasoning_effort")
-            if isinstance(effort, str):
-                think = False if effort == "none" else effort
-            answer_format = _response_format(body.get("response_format"))
-            tools = _tools(body)
-            stream_options = body.get("stream_options") or {}
-            include_usage = isinstance(stream_options, dict) and bool(stream_options.get("include_usage"))
-            handle = await submit(self.service, self.tracker, messages=messages, model=model, mode=routing.mode,
-                                  priority=routing.priority, task_type=routing.task_type, max_tokens=limit,
-                                  options=options, think=think, format=answer_format, tools=tools)
-        except GatewayError as exc:
+            checked = openai_request(body)  # every field, before a task exists
+            handle = await submit(self.service, self.tracker, model=model, mode=routing.mode,
+                                  priority=routing.priority, task_type=routing.task_type, **checked.fields)
+        except (GatewayError, FieldError) as refused:
+            exc = invalid_request(refused)
             incoming.refused(self.tracker, api, exc)
             return error_response(exc)
-        renderer = OpenAIRenderer(handle.id, model, limit, include_usage)
-        return TaskResponse(handle, renderer, stream=body.get("stream") is True,  # type: ignore[return-value]
+        renderer = OpenAIRenderer(handle.id, model, checked.max_tokens, checked.include_usage)
+        return TaskResponse(handle, renderer, stream=checked.stream,  # type: ignore[return-value]
                             on_finish=lambda h, r: self.tracker.finished(api, h, r, started))

@@ -29,10 +29,12 @@ from starlette.requests import Request
 from starlette.types import Receive, Scope, Send
 
 from hydra.gateway.service_api import GatewayService
+from hydra.gateway.validate import parse_body
 from hydra.history import HistoryUnavailableError
 from hydra.sollol import Chunk, TaskHandle, TaskResult, TaskStatus
 from hydra.sollol.errors import ConfigError, HydraError, QueueFullError, ShutdownError, TaskError
-from hydra.sollol.types import FailureKind
+from hydra.sollol.types import FailureKind, RoutingMode
+from hydra.sollol.validation import FieldError
 
 MAX_BODY_BYTES = 1 << 20
 HEADER_WAIT_S = 30.0   # streaming: how long to hold the headers back waiting for the node to be known
@@ -46,11 +48,20 @@ _END = object()
 class GatewayError(Exception):
     """An HTTP error the gateway answers with, in the shape of the API that was called."""
 
-    def __init__(self, status: int, message: str, kind: str = "invalid_request_error") -> None:
+    def __init__(self, status: int, message: str, kind: str = "invalid_request_error",
+                 param: str | None = None) -> None:
         super().__init__(message)
         self.status = status
         self.message = message
         self.kind = kind
+        self.param = param  # the field a 400 is about (OpenAI's error.param)
+
+
+def invalid_request(exc: GatewayError | ValueError) -> GatewayError:
+    """A request the validation refused (validate.py), as the 400 to answer; a GatewayError as it is."""
+    if isinstance(exc, GatewayError):
+        return exc
+    return GatewayError(400, str(exc), param=exc.field if isinstance(exc, FieldError) else None)
 
 
 def refusal_as_http_error(exc: HydraError | ValueError) -> GatewayError:
@@ -75,6 +86,7 @@ FAILURE_STATUS: Mapping[FailureKind, int] = {
     FailureKind.CANCELLED: 499,     # nginx's "client closed request": the gateway cancels when the client leaves
     FailureKind.SHUTDOWN: 503,      # the service closed before it ran
     FailureKind.INTERRUPTED: 503,   # the service closed while it ran
+    FailureKind.INTERNAL: 500,      # a defect in Hydra ended the attempt (logged with its traceback)
 }
 UNKNOWN_FAILURE_STATUS = 502  # a result not done that names no kind: an engine defect, blamed on the nodes
 
@@ -87,7 +99,8 @@ def failure_status(result: TaskResult) -> int:
 
 
 async def read_json(request: Request, limit: int = MAX_BODY_BYTES) -> dict[str, Any]:
-    """The body as a JSON object; 413 past ``limit`` bytes (read no further), 400 when not a JSON object."""
+    """The body as a JSON object; 413 past ``limit`` bytes (read no further), 400 when not a JSON object
+    or not strict JSON (validate.parse_body)."""
     declared = request.headers.get("content-length")
     if declared is not None and declared.isdigit() and int(declared) > limit:
         raise GatewayError(413, f"request body larger than {limit} bytes")
@@ -97,12 +110,9 @@ async def read_json(request: Request, limit: int = MAX_BODY_BYTES) -> dict[str, 
         if len(body) > limit:
             raise GatewayError(413, f"request body larger than {limit} bytes")
     try:
-        value = json.loads(body or b"{}")
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise GatewayError(400, f"invalid JSON in the request body: {exc}") from None
-    if not isinstance(value, dict):
-        raise GatewayError(400, "the request body must be a JSON object")
-    return value
+        return parse_body(bytes(body))
+    except ValueError as exc:  # BodyError, FieldError (validate.py)
+        raise invalid_request(exc) from None
 
 
 @dataclass(frozen=True)
@@ -117,6 +127,8 @@ class Routing:
     def from_headers(cls, request: Request) -> Routing:
         raw = request.headers.get("x-hydra-priority", "5").strip()
         try:
+            if not raw.isascii():  # int() reads other scripts' digits ("５")
+                raise ValueError(raw)
             priority = int(raw)
         except ValueError:
             raise GatewayError(400, f"X-Hydra-Priority must be an integer from 1 to 10, got {raw!r}") from None
@@ -127,21 +139,33 @@ class Routing:
 
 class Incoming:
     """One generation request being read: what is known of it so far also counts a refusal
-    (by the model asked for and the mode) when a later step refuses it."""
+    (by the model asked for and the mode) when a later step refuses it. Only names the gateway
+    knows become metric labels (an installed model, "auto", a routing mode; anything else "other"):
+    a client that sends random names must not grow the metrics without bound."""
 
     def __init__(self) -> None:
         self.routing: Routing | None = None
         self.requested: Any = None
+        self.model_label = ""
 
     async def read(self, service: GatewayService, request: Request) -> tuple[Routing, dict[str, Any], str | None]:
         """The X-Hydra-* headers, the JSON body and the resolved model; GatewayError when one is bad."""
         self.routing = routing = Routing.from_headers(request)
         body = await read_json(request)
         self.requested = body.get("model")
-        return routing, body, resolve_model(service, self.requested)
+        self.model_label = "other" if self.requested not in (None, "") else ""
+        model = resolve_model(service, self.requested)
+        self.model_label = model or ("auto" if self.requested else "")
+        return routing, body, model
 
     def refused(self, tracker: Tracker, api: str, exc: GatewayError) -> None:
-        tracker.refused(api, self.requested, self.routing.mode if self.routing else None, exc.status)
+        mode = self.routing.mode if self.routing else None
+        if mode is not None and mode not in _MODES:
+            mode = "other"
+        tracker.refused(api, self.model_label, mode, exc.status)
+
+
+_MODES = frozenset(m.value for m in RoutingMode)
 
 
 def resolve_model(service: GatewayService, name: Any) -> str | None:
@@ -159,21 +183,6 @@ def resolve_model(service: GatewayService, name: Any) -> str | None:
         if service.has_model(candidate):
             return candidate
     raise GatewayError(404, f'model "{name}" not found, try pulling it first', "not_found_error")
-
-
-def split_options(options: Any) -> tuple[dict[str, Any], int | None]:
-    """Ollama options without num_predict, and num_predict as max_tokens (<= 0: unlimited)."""
-    if options is None:
-        return {}, None
-    if not isinstance(options, dict):
-        raise GatewayError(400, "options must be a JSON object")
-    options = dict(options)
-    limit = options.pop("num_predict", None)
-    if limit is None:
-        return options, None
-    if isinstance(limit, bool) or not isinstance(limit, (int, float)) or int(limit) != limit:
-        raise GatewayError(400, f"options.num_predict must be an integer, got {limit!r}")
-    return options, int(limit) if limit > 0 else None
 
 
 class Tracker(Protocol):
@@ -268,7 +277,7 @@ class TaskResponse:
                             ended = True
                             break
                         taken += 1
-                        node, model = chunk.node, chunk.model  # "" on a restart notice: keep waiting
+                        node, model = chunk.node, chunk.model  # "" on a chunk that names no node: keep waiting
                         piece = renderer.chunk(chunk)
                         if piece:
                             pieces.append(piece)
@@ -278,8 +287,11 @@ class TaskResponse:
                 # good. A new one replays the task from its first chunk: skip those already rendered.
                 # (Reading in a task of its own would survive a timeout, but would cost every request's
                 # first chunk a hand-off; this way only a request that times out pays.)
+                # No 200 for a task no node has taken yet: it may still end without one (no route).
+                await _until_started_or_ended(handle)
                 view = handle.view()
                 node, model = view.node or "", view.model or ""
+                ended = view.node is None  # it ended, never having run: no chunk will follow
                 chunks = await stack.enter_async_context(contextlib.aclosing(_generator(handle.astream())))
                 skip = taken
             if ended and not pieces:
@@ -335,6 +347,25 @@ class TaskResponse:
             status = failure_status(result)
             await _send_json(send, status, self.renderer.error(status, result.error or result.status.value), result)
         return result
+
+
+async def _until_started_or_ended(handle: TaskHandle) -> None:
+    """Wait, without a thread, until a node has taken the task (an attempt was bound) or it ended:
+    only then does Hydra know whether it can start, so only then may a 200 go out."""
+    loop = asyncio.get_running_loop()
+    changed = asyncio.Event()
+
+    def wake() -> None:  # under the task's lock, on an engine thread
+        with contextlib.suppress(RuntimeError):  # the loop is closed: nobody waits any more
+            loop.call_soon_threadsafe(changed.set)
+
+    unwatch = handle.watch(wake)
+    try:
+        while handle.view().node is None and not handle.done():
+            await changed.wait()
+            changed.clear()
+    finally:
+        unwatch()
 
 
 def _generator(chunks: AsyncIterator[Chunk]) -> AsyncGenerator[Chunk, None]:

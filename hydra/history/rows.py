@@ -63,9 +63,8 @@ def _on_running(conn: sqlite3.Connection, event: TaskEvent, owner: str, now: flo
 
 
 def _on_restart(conn: sqlite3.Connection, event: TaskEvent, owner: str, now: float) -> None:
-    # The answer starts again on another node: the partial text saved so far is void.
-    conn.execute("UPDATE tasks SET failovers = failovers + 1, text = '', thinking = '' WHERE id = ?",
-                 (event.task.id,))
+    # A failover mid-answer: the answer continues on another node, so the text saved so far stays.
+    conn.execute("UPDATE tasks SET failovers = failovers + 1 WHERE id = ?", (event.task.id,))
 
 
 def _on_finished(conn: sqlite3.Connection, event: TaskEvent, owner: str, now: float) -> None:

@@ -35,6 +35,9 @@ class OutOfMemory(Exception):
     """The model can never fit in this node's memory."""
 
 
+RECEIVED_KEPT = 64
+
+
 @dataclass
 class Stats:
     """Counters of one node; they survive kill/restart (state does not)."""
@@ -52,6 +55,8 @@ class Stats:
     evictions: collections.Counter = field(default_factory=collections.Counter)
     faults_applied: collections.Counter = field(default_factory=collections.Counter)
     restarts: int = 0
+    # What the latest generate/chat requests asked for (tests check what a node was sent)
+    received: collections.deque = field(default_factory=lambda: collections.deque(maxlen=RECEIVED_KEPT))
 
     def bump(self, counter: str, key: str, n: int = 1) -> None:
         with self.lock:

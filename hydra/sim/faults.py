@@ -4,7 +4,8 @@ A fault is armed on a node and applies to the next ``count`` requests in its
 scope (``None`` = until cleared). Several kinds can be armed at once (e.g.
 ``slow_first_token`` together with ``error_midstream``); arming a kind again
 replaces it. Fault delays (``delay_s``) are real seconds: they are test
-controls and are NOT multiplied by the node's ``time_scale``.
+controls and are NOT multiplied by the node's ``time_scale`` (for ``http_429``
+``delay_s`` is the Retry-After it sends, in whole seconds).
 """
 from __future__ import annotations
 
@@ -21,11 +22,16 @@ KINDS = (
     "malformed_json",  # after N chunks a line that is not JSON
     "slow_first_token",  # extra delay_s before the first chunk
     "html",  # every route answers 200 text/html (captive portal, wrong service)
+    "http_429",  # status 429 {"error": ...}, with Retry-After: delay_s when given (a rate-limiting proxy)
+    "http_401",  # status 401 {"error": ...} (a gate in front of the node that wants other credentials)
+    "model_404",  # status 404, Ollama's "model not found" for the requested model (it was removed)
 )
 SCOPES = ("generate", "all")
 # Ollama's own message when its pending-request queue is full (two spaces).
 BUSY_MESSAGE = "server busy, please try again.  maximum pending requests exceeded"
 MIDSTREAM_ERROR = "an error was encountered while running the model: simulated fault (error_midstream)"
+RATE_LIMIT_MESSAGE = "simulated fault (http_429): too many requests"
+UNAUTHORIZED_MESSAGE = "simulated fault (http_401): unauthorized"
 HTML_PAGE = (
     "<!DOCTYPE html>\n<html><head><title>Network login</title></head>"
     "<body><h1>Please sign in to continue</h1></body></html>\n"

@@ -23,6 +23,7 @@ chunk calling the first tool (``message.tool_calls``, empty content; arguments f
 """
 from __future__ import annotations
 
+import itertools
 import json
 import time
 from collections.abc import Iterator
@@ -145,7 +146,8 @@ class _Run:
         if req.num_predict is not None:
             n_think = min(n_think, req.num_predict)
             return n_think, req.num_predict - n_think, "length"
-        return n_think, textgen.default_content_length(name, self.node, req.key), "stop"
+        total = textgen.default_content_length(name, self.node, req.key)
+        return n_think, max(1, total - req.continued), "stop"
 
     def _tokens(self, n_think: int, n_content: int) -> Iterator[tuple[str | None, bool]]:
         name = self.req.model.name
@@ -156,6 +158,13 @@ class _Run:
             yield None, False  # the whole call in one chunk, as Ollama sends a parsed call
             return
         content_src = textgen.content_tokens(name, self.node, self.req.key)
+        if self.req.continued:  # a continuation: the answer's tokens after those it already holds
+            yield from itertools.islice(self._content(content_src, self.req.continued + n_content),
+                                        self.req.continued, None)
+            return
+        yield from self._content(content_src, n_content)
+
+    def _content(self, content_src: Iterator[str], n_content: int) -> Iterator[tuple[str | None, bool]]:
         if self.req.json_key is not None and n_content >= 2:
             # {"key": "words..."}: opened by the first token, closed by the last, so a whole answer parses
             yield "{" + json.dumps(self.req.json_key) + ': "', False
@@ -260,6 +269,8 @@ def handle(chat: bool, raw_body: bytes, engine: SimEngine, wire: Wire, faults: d
         if body is None:
             raise RequestError(400, "missing request body")
         req = parse(chat, body, engine.profile)
+        with stats.lock:
+            stats.received.append({"num_predict": req.num_predict, "continued": req.continued, "think": req.think})
         if req.empty:
             _load_only(req, engine, wire)
             return

@@ -17,7 +17,15 @@ from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
 from hydra.sim import generation
-from hydra.sim.faults import BUSY_MESSAGE, HTML_PAGE, MIDSTREAM_ERROR, Fault, make_fault
+from hydra.sim.faults import (
+    BUSY_MESSAGE,
+    HTML_PAGE,
+    MIDSTREAM_ERROR,
+    RATE_LIMIT_MESSAGE,
+    UNAUTHORIZED_MESSAGE,
+    Fault,
+    make_fault,
+)
 from hydra.sim.models import SimModel
 from hydra.sim.wire import JSON_TYPE, Wire, dumps
 
@@ -62,6 +70,15 @@ def _show(m: SimModel) -> dict:
         "capabilities": capabilities,
         "modified_at": _MODIFIED_AT,
     }
+
+
+def _requested_model(body: bytes) -> str:
+    """The model a request body names, for a refusal that quotes it ("" when it names none)."""
+    try:
+        request = json.loads(body or b"null")
+    except ValueError:
+        return ""
+    return str(request.get("model") or "") if isinstance(request, dict) else ""
 
 
 class SimHandler(BaseHTTPRequestHandler):
@@ -129,7 +146,7 @@ class SimHandler(BaseHTTPRequestHandler):
                 self._control(method, path, body, wire)
                 return
             faults = self.node.faults.take(path in _GENERATE_ROUTES)
-            if not self._early_faults(faults, wire):
+            if not self._early_faults(faults, wire) or not self._refusals(faults, body, wire):
                 return
             if path in _GENERATE_ROUTES and method == "POST":
                 generation.handle(
@@ -161,6 +178,24 @@ class SimHandler(BaseHTTPRequestHandler):
         if "busy_503" in faults:
             bump("faults_applied", "busy_503")
             wire.error(503, BUSY_MESSAGE)
+            return False
+        return True
+
+    def _refusals(self, faults: dict[str, Fault], body: bytes, wire: Wire) -> bool:
+        """The faults that refuse a request with a meaningful status; False = answered."""
+        bump = self.node.counters.bump
+        if "http_429" in faults:
+            bump("faults_applied", "http_429")
+            delay = faults["http_429"].delay_s
+            wire.error(429, RATE_LIMIT_MESSAGE, {"Retry-After": str(round(delay))} if delay is not None else None)
+            return False
+        if "http_401" in faults:
+            bump("faults_applied", "http_401")
+            wire.error(401, UNAUTHORIZED_MESSAGE)
+            return False
+        if "model_404" in faults:
+            bump("faults_applied", "model_404")
+            wire.error(404, f'model "{_requested_model(body)}" not found, try pulling it first')
             return False
         return True
 

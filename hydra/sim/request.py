@@ -63,6 +63,7 @@ class GenRequest:
     stop: list[str] = field(default_factory=list)
     json_key: str | None = None  # with format: the answer is the JSON object {json_key: "<text>"}
     tool_call: dict | None = None  # the answer is this one call (Ollama's shape), not text
+    continued: int = 0  # content tokens of a trailing assistant message: the answer goes on after them
 
 
 def parse(chat: bool, body: object, profile: NodeProfile) -> GenRequest:
@@ -89,6 +90,7 @@ def parse(chat: bool, body: object, profile: NodeProfile) -> GenRequest:
         stop=_stop_sequences(options),
         json_key=_json_key(body.get("format")),
         tool_call=_tool_call(body.get("tools") if chat else None, prompt),
+        continued=prompt.continued,
     )
 
 
@@ -98,6 +100,7 @@ class _Prompt:
     texts: list[str]  # what the prompt's tokens are counted over
     empty: bool
     messages: list[dict] = field(default_factory=list)  # chat only
+    continued: int = 0  # tokens of a trailing assistant message (chat only)
 
 
 def _model(body: dict, profile: NodeProfile) -> tuple[str, SimModel]:
@@ -126,8 +129,14 @@ def _chat_prompt(body: dict) -> _Prompt:
     if not isinstance(messages, list) or not all(isinstance(m, dict) for m in messages):
         raise RequestError(400, "messages must be a list of objects")
     texts = [str(m.get("content") or "") for m in messages]
-    key = "\n".join(f"{m.get('role', 'user')}: {t}" for m, t in zip(messages, texts, strict=True))
-    return _Prompt(key=key, texts=texts, empty=not messages, messages=messages)
+    # Ollama continues a trailing assistant message instead of starting a new turn: the text is
+    # that of the conversation before it, and the answer goes on after the tokens it already holds.
+    head = messages
+    continued = 0
+    if len(messages) > 1 and messages[-1].get("role") == "assistant" and texts[-1]:
+        head, continued = messages[:-1], textgen.token_count(texts[-1])
+    key = "\n".join(f"{m.get('role', 'user')}: {t}" for m, t in zip(head, texts, strict=False))
+    return _Prompt(key=key, texts=texts, empty=not messages, messages=messages, continued=continued)
 
 
 def _generate_prompt(body: dict) -> _Prompt:

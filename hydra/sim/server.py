@@ -244,6 +244,7 @@ class SimNode:
                 "evictions": dict(s.evictions),
                 "faults_applied": dict(s.faults_applied),
                 "restarts": s.restarts,
+                "received": list(s.received),
             }
         out["loaded"] = self.loaded_models()
         out["faults"] = self.faults.active()

@@ -88,6 +88,11 @@ def thinking_tokens(model: str, prompt: str) -> Iterator[str]:
         yield from sentence
 
 
+def token_count(text: str) -> int:
+    """Tokens of ``text`` as this module cuts them (a streamed answer joined again)."""
+    return len(_tokenize(text))
+
+
 def code_token_count() -> int:
     return len(_tokenize(_CODE_SNIPPET)) + 2
 

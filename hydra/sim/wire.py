@@ -48,16 +48,16 @@ class Wire:
         self.h.end_headers()
         self.headers_sent = True
 
-    def send_body(self, status: int, content_type: str, body: bytes) -> None:
-        self._start(status, {"Content-Type": content_type, "Content-Length": str(len(body))})
+    def send_body(self, status: int, content_type: str, body: bytes, headers: dict[str, str] | None = None) -> None:
+        self._start(status, {"Content-Type": content_type, "Content-Length": str(len(body)), **(headers or {})})
         if not self.head_only and body:
             self.h.wfile.write(body)
 
-    def send_json(self, status: int, obj: object) -> None:
-        self.send_body(status, JSON_TYPE, dumps(obj).encode())
+    def send_json(self, status: int, obj: object, headers: dict[str, str] | None = None) -> None:
+        self.send_body(status, JSON_TYPE, dumps(obj).encode(), headers)
 
-    def error(self, status: int, message: str) -> None:
-        self.send_json(status, {"error": message})
+    def error(self, status: int, message: str, headers: dict[str, str] | None = None) -> None:
+        self.send_json(status, {"error": message}, headers)
 
     def start_stream(self) -> None:
         if not self.headers_sent:

@@ -25,15 +25,26 @@ from typing import Any
 
 from .active import ActiveTasks
 from .config import SollolConfig
-from .errors import NodeError, RequestRejectedError, ShutdownError
+from .eligibility import needs_load
+from .errors import (
+    ModelNotFoundError,
+    NodeAuthError,
+    NodeBackoffError,
+    NodeError,
+    RequestRejectedError,
+    ShutdownError,
+)
+from .fit import prior_load_s, prior_tps
 from .handle import TaskState
 from .members import Members
 from .metrics import Distribution, RollingStats, tokens_per_second
+from .model_names import model_key
 from .node import NodeView
 from .rebalance import Running, plan_moves
 from .routing import RouteOutcome, RouteRequest, route
 from .types import (
     FailureKind,
+    ModelInfo,
     RoutingDecision,
     RoutingMode,
     Task,
@@ -42,14 +53,15 @@ from .types import (
     TaskStatus,
     TierEntry,
 )
-from .watchdog import overdue
-from .worker import Assignment, Finished
+from .watchdog import FirstTokenBudget, FirstTokenDeadline, first_token_deadline, overdue
+from .worker import FINAL_ERRORS, Assignment, AttemptCrashedError, Finished
 
 log = logging.getLogger("hydra.sollol")
 
 DECISIONS_KEPT = 1000
 NO_NODE_ADVICE = "Check the Nodes page, or add a node that has the model."
 NO_TIER_ADVICE = "Name a model (Task.model), or pass tiers= to Router."
+DEFAULT_BACKOFF_S = 5.0  # a 429 that names no Retry-After
 
 Tiers = Mapping[str, Sequence[TierEntry]]
 
@@ -86,6 +98,8 @@ class Attempts:
         self._emit = emit
         self._requeue = requeue
         self._decisions: deque[RoutingDecision] = deque(maxlen=DECISIONS_KEPT)
+        # task id -> its current attempt's first-token deadlines; written at bind, read by the watchdog
+        self._first_token: dict[str, FirstTokenBudget] = {}
 
     def decisions(self, limit: int) -> list[RoutingDecision]:
         """The latest decisions, newest first."""
@@ -110,7 +124,8 @@ class Attempts:
             min_success_rate=task.min_success_rate if task.min_success_rate is not None
             else config.min_success_rate,
             excluded=frozenset(state.excluded), prompt_tokens=max(1, len(prompt_text(task)) // 4),
-            max_tokens=task.max_tokens, explicit_model=bool(task.model), ahead=ahead)
+            max_tokens=task.max_tokens, explicit_model=bool(task.model), ahead=ahead,
+            thinking=bool(task.think))
         outcome = route(request, views, config, self._stats.estimates(), self._stats.success_rates())
         log.debug("task=%s mode=%s node=%s model=%s reason=%s", state.id, state.mode.value, outcome.node,
                   outcome.model, outcome.reason)
@@ -129,9 +144,11 @@ class Attempts:
             node=node, model=model, reason=outcome.reason, candidates=outcome.candidates,
             attempt=state.attempt + 1, priority=state.task.priority)
         trial = member.state.half_open(self._config().breaker_cooldown_s)
+        budget = self._first_token_budget(state, member.state.view(), model)
         attempt = state.bind(node, model, decision)
         if attempt is None:
             return False
+        self._first_token[state.id] = budget._replace(attempt=attempt)
         self._decisions.append(decision)
         self._distribution.routed(node, model, state.mode.value, state.task_type)
         self._emit(TaskEvent("routed", state.task, decision=decision))
@@ -146,9 +163,36 @@ class Attempts:
                 self._requeue(state)
         return True
 
+    def _first_token_budget(self, state: TaskState, view: NodeView, model: str) -> FirstTokenBudget:
+        """How long the attempt about to start may wait for its first token, loaded and cold (watchdog.py)."""
+        fit = view.fits_by_model.get(model_key(model))
+        gpu = view.gpu
+        load_prior = fit.prior_load_s if fit is not None else prior_load_s(gpu, _UNKNOWN_SIZE)
+        tps_prior = fit.prior_tps if fit is not None else prior_tps(gpu, _UNKNOWN_SIZE)
+        history = self._stats.first_token_history(view.name, model)
+        prompt_tokens, ceiling = max(1, len(prompt_text(state.task)) // 4), self._config().first_token_timeout_s
+
+        def deadline(cold: bool) -> FirstTokenDeadline:
+            return first_token_deadline(cold=cold, history=history, prior_load_s=load_prior, prior_tps=tps_prior,
+                                        prompt_tokens=prompt_tokens, ceiling_s=ceiling)
+        return FirstTokenBudget(0, model, deadline(False), deadline(True), needs_load(view, model))
+
+    def first_token_limit(self, state: TaskState) -> FirstTokenDeadline:
+        """The first-token deadline of ``state``'s current attempt: the cold one when the model was not
+        loaded on its node at bind, or is not now (evicted meanwhile: it loads again)."""
+        budget = self._first_token.get(state.id)
+        if budget is None or budget.attempt != state.attempt:
+            return FirstTokenDeadline(self._config().first_token_timeout_s, "first_token_timeout_s")
+        if budget.cold_at_bind:
+            return budget.cold
+        member = self._members.get(state.node or "")
+        if member is not None and needs_load(member.state.view(), budget.model):
+            return budget.cold
+        return budget.warm
+
     def moves(self, views: list[NodeView]) -> list[tuple[TaskState, RouteOutcome]]:
         """At the tail of a backlog: end the attempts that an idle node would finish well before
-        their slow node (once per task; never in reliable mode) and say where each should restart."""
+        their slow node (once per task; never in reliable mode) and say where each continues."""
         candidates: dict[str, tuple[TaskState, int, Running]] = {}
         for state in self._tasks.all():
             running = _movable(state)
@@ -159,8 +203,8 @@ class Attempts:
         for move in planned:
             state, attempt, _ = candidates[move.task_id]
             notice = (f"moved from {move.from_node} to {move.to_node}, which finishes sooner (about "
-                      f"{move.estimate_s:.1f} s against {move.remaining_s:.1f} s left); the answer restarts.")
-            if state.requeue(attempt, move.from_node, notice, restart_notice=notice, moved=True):
+                      f"{move.estimate_s:.1f} s against {move.remaining_s:.1f} s left); the answer continues there.")
+            if state.requeue(attempt, move.from_node, notice, notice=notice, moved=True):
                 log.info("task %s %s", state.id, notice)
                 self._emit(TaskEvent("restart", state.task, node=move.from_node, notice=notice))
                 out.append((state, RouteOutcome(move.to_node, move.model, f"{state.mode.value}: {notice}", ())))
@@ -187,13 +231,17 @@ class Attempts:
                 if state.first_token_mono and state.attempt_started else None)
         tps = tokens_per_second(done.eval_count, done.eval_duration_ns)
         self._stats.record(node, model, ok=True, ttft_s=ttft, tokens_per_s=tps, load_s=done.load_s)
-        self._finish(state, TaskStatus.DONE, attempt=attempt, eval_count=done.eval_count,
+        # The node's speed from its own count; the task's count with what earlier attempts generated.
+        eval_count = None if done.eval_count is None else done.eval_count + state.carried_tokens
+        self._finish(state, TaskStatus.DONE, attempt=attempt, eval_count=eval_count,
                      prompt_eval_count=done.prompt_eval_count, tokens_per_s=tps)
 
     def failed(self, state: TaskState, attempt: int, node: str, model: str, error: NodeError) -> None:
         """Fail over to another node, or end the task when none is left to try."""
         if not state.is_current(attempt):
             return  # the watchdog (or a cancel) already settled this attempt
+        if self._learnt_from(state, attempt, node, model, error):
+            return
         if error.counts_against_node:
             self._stats.record(node, model, ok=False)
         member = self._members.get(node)
@@ -202,26 +250,60 @@ class Attempts:
         message = str(error)
         others = [v for v in self._members.views() if v.name != node and v.name not in state.excluded]
         failures = len(state.errors) + 1  # moves to a faster node are attempts but not failures
-        if failures >= self._config().max_attempts or not others:
-            why = "no other node to try" if not others else f"{failures} failed attempts"
-            kind = FailureKind.REJECTED if isinstance(error, RequestRejectedError) else FailureKind.NODE_FAILED
-            self._finish(state, TaskStatus.FAILED, attempt=attempt, failure=kind,
+        final = isinstance(error, FINAL_ERRORS)  # the request itself, or Hydra: another node would fare the same
+        if final or failures >= self._config().max_attempts or not others:
+            why = ("not retried elsewhere" if final else "no other node to try" if not others
+                   else f"{failures} failed attempts")
+            self._finish(state, TaskStatus.FAILED, attempt=attempt, failure=_failure_kind(error),
                          error=f"{message} ({why}; earlier: {'; '.join(state.errors) or 'none'})")
             return
-        notice = ""
-        if state.first_token_mono is not None:
-            notice = f"{node} failed mid-answer ({message}); the answer restarts on another node."
-        if state.requeue(attempt, node, message, restart_notice=notice):
+        if not state.text and not state.tool_calls and not state.thinking:
+            notice = ""  # nothing streamed yet: a plain failover
+        else:
+            stuck = cannot_continue(state)
+            if stuck:
+                self._finish(state, TaskStatus.FAILED, attempt=attempt, failure=FailureKind.NODE_FAILED,
+                             error=f"{message}: the node failed mid-answer and {stuck}")
+                return
+            notice = f"{node} failed mid-answer ({message}); the answer continues on another node."
+        if state.requeue(attempt, node, message, notice=notice):
             self._distribution.failover()
             log.info("task %s fails over from %s: %s", state.id, node, message)
             if notice:
                 self._emit(TaskEvent("restart", state.task, node=node, notice=notice))
             self._requeue(state)
 
+    def _learnt_from(self, state: TaskState, attempt: int, node: str, model: str, error: NodeError) -> bool:
+        """Answers that say something of the node without being its fault (never charged to its breaker):
+        a 429 backs it off and the task goes back to the queue, free to return there once the backoff
+        ends (True: dealt with here); a 401/403 marks it as refusing Hydra's credentials, and a model-404
+        hides the model there and has its model list fetched again; those two then fail over as usual."""
+        member = self._members.get(node)
+        if member is None or state.first_token_mono is not None:
+            return False
+        message = str(error).removeprefix(f"node {node}: ")
+        if isinstance(error, NodeAuthError):
+            member.state.refuse_credentials(message)
+        elif isinstance(error, ModelNotFoundError):
+            member.state.mark_missing(model)
+            member.monitor.refresh_models()
+        if not isinstance(error, NodeBackoffError):
+            return False
+        member.state.back_off(error.retry_after_s or DEFAULT_BACKOFF_S, message)
+        if len(state.errors) + 1 >= self._config().max_attempts:
+            self._finish(state, TaskStatus.FAILED, attempt=attempt, failure=FailureKind.NO_ROUTE,
+                         error=f"{error} ({len(state.errors) + 1} attempts; earlier: {'; '.join(state.errors) or 'none'})")
+        elif state.requeue(attempt, node, str(error)):
+            with state.cond:
+                state.excluded.discard(node)  # the backoff keeps work away; after it, the node may take this task
+            log.info("task %s goes back to the queue: %s", state.id, error)
+            self._requeue(state)
+        return True
+
     def check_timeouts(self, now: float) -> None:
         """The watchdog's tick: tasks past their deadline end; stalled attempts fail (and charge their node)."""
         config = self._config()
-        for state, error in overdue(self._tasks.all(), now, config):
+        for state, error in overdue(self._tasks.all(), now, config, self.first_token_limit):
             if error is None:
                 self.expire(state)
                 continue
@@ -252,16 +334,42 @@ class Attempts:
         if result is None:
             return None
         self._tasks.discard(state.id)
+        self._first_token.pop(state.id, None)
         self._distribution.finished(status.value)
         self._emit(TaskEvent("finished", state.task, result=result))
         return result
+
+
+def _failure_kind(error: NodeError) -> FailureKind:
+    """How a task whose last attempt failed with ``error`` ends: the request refused (by a node or by
+    the client library) is the caller's, a crash of Hydra's own code is internal, the rest the nodes'."""
+    if isinstance(error, RequestRejectedError):
+        return FailureKind.REJECTED
+    if isinstance(error, AttemptCrashedError):
+        return FailureKind.INTERNAL
+    return FailureKind.NODE_FAILED
+
+
+def cannot_continue(state: TaskState) -> str:
+    """Why the output streamed so far cannot go on on another node ("" when it can): a tool call
+    cannot be taken back nor continued, and a JSON-mode answer would not be continued either (Ollama
+    constrains each request's own output to a whole JSON document, so a second one would follow the
+    first half). Thinking alone restarts; an answer of text continues (worker.py)."""
+    if state.tool_calls:
+        return "its tool calls cannot be continued on another node"
+    if state.text and state.task.format is not None:
+        return "a JSON-mode answer cannot be continued on another node"
+    return ""
+
+
+_UNKNOWN_SIZE = ModelInfo("", None)  # the priors of a model whose size is not known
 
 
 def _movable(state: TaskState) -> Running | None:
     """A running attempt the rebalance may move: streaming already, never moved, not reliable mode."""
     first = state.first_token_mono
     if (state.status is not TaskStatus.RUNNING or state.mode is RoutingMode.RELIABLE or state.moved
-            or first is None or not state.node or not state.model):
+            or first is None or not state.node or not state.model or cannot_continue(state)):
         return None
     return Running(state.id, state.node, state.model, len(state.text) + len(state.thinking),
                    state.task.max_tokens, max(1, len(prompt_text(state.task)) // 4), frozenset(state.excluded))

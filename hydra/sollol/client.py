@@ -7,17 +7,32 @@ to do.
 from __future__ import annotations
 
 import json
+import math
 import re
 import socket
 import threading
-from collections.abc import Generator
+import time
+from collections.abc import Generator, Mapping
 from dataclasses import dataclass
+from email.utils import parsedate_to_datetime
 from typing import Any
 
-from .errors import NodeError, NodeProtocolError, NodeTimeoutError, NodeUnavailableError, RequestRejectedError
+from .errors import (
+    ModelNotFoundError,
+    NodeAuthError,
+    NodeBackoffError,
+    NodeError,
+    NodeProtocolError,
+    NodeTimeoutError,
+    NodeUnavailableError,
+    RequestRejectedError,
+)
 from .types import LoadedModel, ModelInfo, NodeSpec
 
 _SIZE = re.compile(r"([\d.]+)\s*([KMBT]?)", re.IGNORECASE)
+# Ollama's words for a model it does not have: 'model "x" not found, try pulling it first', "model 'x' not found"
+_MODEL_NOT_FOUND = re.compile(r"\bmodel\b.*\bnot found\b", re.IGNORECASE | re.DOTALL)
+MAX_RETRY_AFTER_S = 600.0  # a Retry-After longer than this is taken as this: the node is polled again by then
 _ssl_lock = threading.Lock()
 _ssl_context: Any = None
 
@@ -75,30 +90,45 @@ def _plain_calls(calls: Any) -> tuple[dict[str, Any], ...]:
                  for c in calls)
 
 
-def node_error_from(exc: BaseException, node: str, url: str, *, during: str) -> NodeError:
+def parse_retry_after(value: str | None, now: float | None = None) -> float | None:
+    """Seconds from a Retry-After header: a number of seconds or an HTTP date; None when absent or not
+    readable. Bounded to 0..MAX_RETRY_AFTER_S."""
+    if value is None or not value.strip():
+        return None
+    text = value.strip()
+    try:
+        seconds = float(text) if text.isascii() else math.nan
+    except ValueError:
+        try:
+            seconds = parsedate_to_datetime(text).timestamp() - (time.time() if now is None else now)
+        except (TypeError, ValueError, IndexError, OverflowError):
+            return None
+    if math.isnan(seconds):
+        return None
+    return min(max(seconds, 0.0), MAX_RETRY_AFTER_S)
+
+
+def _response_headers(exc: BaseException) -> Mapping[str, str]:
+    """The headers of the HTTP answer behind an ollama.ResponseError (the client raises it from the
+    httpx error, which stays its ``__context__``)."""
+    import httpx
+
+    context = exc.__context__
+    return context.response.headers if isinstance(context, httpx.HTTPStatusError) else {}
+
+
+def node_error_from(exc: BaseException, node: str, url: str, *, during: str,
+                    headers: Mapping[str, str] | None = None) -> NodeError:
     """The NodeError that any exception of the client stack (httpx, ollama, json) stands for: the one
-    place that knows them."""
+    place that knows them. ``headers``: the HTTP answer's, when the caller has them (else they are
+    looked for behind the exception)."""
     import httpx
     import ollama
 
     if isinstance(exc, NodeError):
         return exc
     if isinstance(exc, ollama.ResponseError):
-        status = exc.status_code if exc.status_code and exc.status_code > 0 else None
-        message = str(exc.error).strip()
-        if _looks_like_html(message):
-            return NodeProtocolError(f"answered {during} with an HTML page, not the Ollama API — "
-                                     f"is {url} really an Ollama server?", node=node, status=status)
-        if status is None:
-            return NodeUnavailableError(f"reported an error {during}: {message}", node=node)
-        if status == 503:
-            return NodeUnavailableError(f"is busy (503) {during}: {message}", node=node, status=status)
-        if status >= 500:
-            return NodeUnavailableError(f"failed {during} with HTTP {status}: {message}", node=node, status=status)
-        if status in (408, 429):
-            return NodeUnavailableError(f"refused {during} with HTTP {status}: {message}", node=node, status=status)
-        return RequestRejectedError(f"rejected the request {during} (HTTP {status}): {message}",
-                                    node=node, status=status)
+        return _from_status(exc, node, url, during, _response_headers(exc) if headers is None else headers)
     if isinstance(exc, (ConnectionError, httpx.ConnectError)):
         return NodeUnavailableError(f"cannot connect to {url} {during}: is Ollama running there?", node=node)
     if isinstance(exc, httpx.TimeoutException):
@@ -113,6 +143,34 @@ def node_error_from(exc: BaseException, node: str, url: str, *, during: str) -> 
         # pydantic validation of a response that is JSON but not Ollama's shape
         return NodeProtocolError(f"sent a response {during} that is not Ollama's API: {exc}", node=node)
     return NodeUnavailableError(f"unexpected failure {during}: {type(exc).__name__}: {exc}", node=node)
+
+
+def _from_status(exc: Any, node: str, url: str, during: str, headers: Mapping[str, str]) -> NodeError:
+    """An HTTP error status (or an error line in a stream: no status) as the NodeError it means."""
+    status = exc.status_code if exc.status_code and exc.status_code > 0 else None
+    message = str(exc.error).strip()
+    if _looks_like_html(message):
+        return NodeProtocolError(f"answered {during} with an HTML page, not the Ollama API — "
+                                 f"is {url} really an Ollama server?", node=node, status=status)
+    if status is None:
+        return NodeUnavailableError(f"reported an error {during}: {message}", node=node)
+    if status == 503:
+        return NodeUnavailableError(f"is busy (503) {during}: {message}", node=node, status=status)
+    if status >= 500:
+        return NodeUnavailableError(f"failed {during} with HTTP {status}: {message}", node=node, status=status)
+    if status == 429:
+        wait = parse_retry_after(headers.get("retry-after"))
+        after = f", retry after {wait:g} s" if wait is not None else ""
+        return NodeBackoffError(f"asked Hydra to back off {during} (HTTP 429{after}): {message}", node=node,
+                                retry_after_s=wait)
+    if status in (401, 403):
+        return NodeAuthError(f"refuses Hydra's credentials {during} (HTTP {status}): {message}", node=node,
+                             status=status)
+    if status == 408:
+        return NodeUnavailableError(f"refused {during} with HTTP {status}: {message}", node=node, status=status)
+    if status == 404 and _MODEL_NOT_FOUND.search(message):
+        return ModelNotFoundError(f"does not have the model {during} (HTTP 404): {message}", node=node, status=status)
+    return RequestRejectedError(f"rejected the request {during} (HTTP {status}): {message}", node=node, status=status)
 
 
 def _looks_like_html(text: str) -> bool:
@@ -240,12 +298,23 @@ class NodeClient:
                                     node=self.spec.name, status=response.status_code)
         if response.status_code != 200:
             import ollama
-            raise self._fail(ollama.ResponseError(body, response.status_code), "on /api/version")
+            raise node_error_from(ollama.ResponseError(body, response.status_code), self.spec.name, self.spec.url,
+                                  during="on /api/version", headers=response.headers)
         try:
             return str(response.json()["version"])
         except Exception as exc:
             raise NodeProtocolError(f"answered /api/version without a version (got {body[:80]!r}) — "
                                     f"is {self.spec.url} an Ollama server?", node=self.spec.name) from exc
+
+    def accepts_credentials(self) -> bool:
+        """Whether the node takes Hydra's credentials on its generation route: a chat naming no model,
+        which Ollama refuses at once (400, "model is required") and a gate wanting other credentials
+        with 401/403. Costs the node nothing."""
+        try:
+            response = self._http.post("/api/chat", json={"model": "", "messages": []})
+        except Exception as exc:
+            raise self._fail(exc, "on /api/chat (credentials check)") from exc
+        return response.status_code not in (401, 403)
 
     def tags(self) -> dict[str, ModelInfo]:
         try:

@@ -280,6 +280,8 @@ ENV_VARIABLES: tuple[EnvVariable, ...] = (
     EnvVariable("OLLAMA_HOST", None, parse_ollama_host, OLLAMA_HOST_FORMAT),
     EnvVariable("SOLLOL_DISCOVERY_CIDR", "discovery_cidr", parse_discovery_cidr, DISCOVERY_CIDR_FORMAT),
     _bool_variable("SOLLOL_DISCOVER_LOCALHOST", "discover_localhost"),
+    EnvVariable("SOLLOL_FIRST_TOKEN_TIMEOUT_S", "first_token_timeout_s",
+                partial(parse_float, minimum=0.1, maximum=3600.0), range_text("a number", 0.1, 3600.0), 0.1, 3600.0),
 )
 ENV_BY_NAME: Mapping[str, EnvVariable] = {v.name: v for v in ENV_VARIABLES}
 
@@ -306,7 +308,9 @@ class SollolConfig:
     # that a GPU node low on VRAM refuses.
     large_model_b: float = 3.0
     connect_timeout_s: float = 3.0
-    first_token_timeout_s: float = 180.0   # cold loads of big models included
+    # The ceiling of an attempt's first-token deadline, which follows what the node has to do (a
+    # loaded model: from its measured first-token times; a cold load: from its size): watchdog.py.
+    first_token_timeout_s: float = 180.0
     idle_timeout_s: float = 60.0
     poll_interval_s: float = 2.0
     max_backoff_s: float = 30.0

@@ -2,21 +2,52 @@
 each testable alone, shared by routing, rebalancing, the monitor and the snapshots. No I/O."""
 from __future__ import annotations
 
+import time
+
 from .config import SollolConfig
+from .fit import fit_reason
 from .model_names import model_key
-from .node import Circuit, NodeView, fit_reason
+from .node import Circuit, NodeView, breaker_cooldown
 from .types import ModelInfo
 
 
-def why_unroutable(node: NodeView) -> str | None:
-    """None when the node may take new work, else the reason it may not."""
+def why_unroutable(node: NodeView, now: float | None = None) -> str | None:
+    """None when the node may take new work, else the reason it may not. ``now``: the monotonic clock."""
     if not node.healthy:
         return "unhealthy" + (f": {node.last_error}" if node.last_error else "")
+    if node.credentials_refused:
+        return f"refuses Hydra's credentials: {node.credentials_refused}"
     if node.circuit is Circuit.OPEN:
         return "circuit open" + (f" after: {node.last_error}" if node.last_error else "")
     if node.circuit is Circuit.HALF_OPEN and node.trial_in_flight:
         return "circuit half-open, trial request in flight"
+    if node.backoff_until is not None:
+        left = node.backoff_until - (time.monotonic() if now is None else now)
+        if left > 0:
+            return f"backed off for {left:.1f} s more" + (f" after: {node.last_error}" if node.last_error else "")
     return None
+
+
+def due_back_in(node: NodeView, now: float, breaker_cooldown_s: float) -> float | None:
+    """Seconds until a node that may not take work now is expected to again (negative: it was due that
+    long ago), when something known brings it back: its backoff ends, its open circuit's cooldown ends
+    while it answers polls, or the poll that will tell comes (its first one, or the re-poll of a node
+    healthy until its last poll). None when nothing does (down for a while, refusing credentials, a
+    half-open trial still running) or when it may take work now."""
+    if node.credentials_refused or (node.circuit is Circuit.HALF_OPEN and node.trial_in_flight):
+        return None
+    waits: list[float] = []
+    if not node.healthy:
+        if node.repoll_at is None:
+            return None
+        waits.append(node.repoll_at)
+    if node.circuit is Circuit.OPEN:
+        if node.opened_at is None:
+            return None
+        waits.append(node.opened_at + breaker_cooldown(breaker_cooldown_s, node.trips))
+    if node.backoff_until is not None and node.backoff_until > now:
+        waits.append(node.backoff_until)
+    return max(waits) - now if waits else None
 
 
 def model_info(node: NodeView, model: str) -> ModelInfo | None:

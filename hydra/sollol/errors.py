@@ -14,10 +14,15 @@ can act on. Foreign exceptions (httpx, ollama) are translated in one place,
         ├── NodeUnavailableError    connection refused/reset, DNS, 5xx, busy (503)
         ├── NodeTimeoutError        connect, first token or idle gap timed out
         ├── NodeProtocolError       the node does not speak Ollama's API (HTML, bad JSON)
-        └── RequestRejectedError    4xx caused by the request itself (unknown model, bad option)
+        ├── NodeBackoffError        429: the node asks to be left alone for a while (Retry-After)
+        ├── NodeAuthError           401/403: the node refuses Hydra's credentials
+        └── RequestRejectedError    4xx caused by the request itself (bad option)
+            └── ModelNotFoundError      404: the node does not have the model (its list was stale)
 
 ``NodeError.counts_against_node`` tells the circuit breaker whether the failure
-is the node's fault (every NodeError but RequestRejectedError).
+is the node's fault: not for RequestRejectedError (the request's), nor for
+NodeBackoffError and NodeAuthError, which say something true of the node that
+attempts.py acts on instead (a backoff, an exclusion until it accepts again).
 
 A task that ends without an answer is not an exception: its ``TaskResult``
 says so, with ``status`` and a machine-readable ``failure`` (``FailureKind``:
@@ -80,7 +85,28 @@ class NodeProtocolError(NodeError):
     """The endpoint answered, but not in Ollama's API (HTML page, malformed JSON)."""
 
 
+class NodeBackoffError(NodeError):
+    """The node answered 429: busy for us, not broken. ``retry_after_s`` is its Retry-After, if it sent one."""
+
+    counts_against_node = False
+
+    def __init__(self, message: str, *, node: str = "", status: int | None = 429,
+                 retry_after_s: float | None = None) -> None:
+        super().__init__(message, node=node, status=status)
+        self.retry_after_s = retry_after_s
+
+
+class NodeAuthError(NodeError):
+    """The node answered 401 or 403: it refuses the credentials Hydra sends (or sends none)."""
+
+    counts_against_node = False
+
+
 class RequestRejectedError(NodeError):
     """The node refused the request itself (4xx): another node may still accept it."""
 
     counts_against_node = False
+
+
+class ModelNotFoundError(RequestRejectedError):
+    """The node answered 404 for the model: it does not have it, whatever its last model list said."""

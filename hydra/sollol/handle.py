@@ -50,6 +50,11 @@ class TaskState:
     tokens_per_s: float | None = None
     thinking_tokens: int = 0
     notice: str = ""
+    nodes: list[str] = field(default_factory=list)  # every node that delivered output, in order
+    # Thinking tokens the current attempt repeats before it passes what earlier attempts already
+    # streamed: a failover while thinking starts the thinking again, and readers must not see it twice.
+    thinking_replay: int = 0
+    carried_tokens: int = 0             # output tokens of earlier attempts (added to the last one's count)
     result_value: TaskResult | None = None
     waiting_since: float | None = None  # when the scheduler first found no place for it
     moved: bool = False                 # already moved once to a faster node (rebalance.py)
@@ -84,6 +89,10 @@ class TaskState:
             now = time.monotonic()
             self.started_mono = self.started_mono or now
             self.attempt_started = self.last_progress = now
+            self.first_token_mono = None  # per attempt: the watchdog's first-token deadline applies again
+            self.thinking_replay = 0 if self.text else len(self.thinking)
+            # A continuation adds to what was generated before; a restarted thinking is counted again by the node.
+            self.carried_tokens = len(self.text) + len(self.thinking) if self.text else 0
             self._changed()
             return self.attempt
 
@@ -109,6 +118,14 @@ class TaskState:
             self.last_progress = now
             if self.first_token_mono is None and (text or thinking or tool_calls):
                 self.first_token_mono = now
+                if not self.nodes or self.nodes[-1] != self.node:
+                    self.nodes.append(self.node or "")
+            if text:
+                self.thinking_replay = 0  # the answer began: nothing more of the thinking to pass over
+            elif thinking and self.thinking_replay > 0:
+                self.thinking_replay -= 1  # already streamed by an earlier attempt: progress, not output
+                self._changed()
+                return True
             if text:
                 self.text.append(text)
             if thinking:
@@ -121,38 +138,36 @@ class TaskState:
             self._changed()
             return True
 
-    def requeue(self, attempt: int, failed_node: str, error: str, *, restart_notice: str = "",
+    def continuation(self) -> str:
+        """The answer streamed so far, which the next attempt continues ("" when none was)."""
+        with self.cond:
+            return "".join(self.text)
+
+    def requeue(self, attempt: int, failed_node: str, error: str, *, notice: str = "",
                 moved: bool = False) -> bool:
-        """Back to the queue after a node failure (or a move to a faster node: ``moved``);
-        the node is excluded from now on."""
+        """Back to the queue after a node failure (or a move to a faster node: ``moved``); the node
+        is excluded from now on. The output so far stays: the next attempt continues the answer
+        (worker.py) or passes over the thinking already streamed, so every reader sees one answer;
+        ``notice`` (a failover mid-answer) goes to the task's record, never into its text."""
         with self.cond:
             if not self.is_current(attempt):
                 return False
-            self._requeue_locked(failed_node, error, restart_notice)
+            self.excluded.add(failed_node)
+            self.errors.append(error)
+            self.status = TaskStatus.QUEUED
+            if notice:
+                self.restarts += 1
+                self.notice = notice
             if moved:
                 self.moved = True
                 self.errors.pop()  # a move is not a failure: the node stays eligible
                 self.excluded.discard(failed_node)
+            self._changed()
             cancel, self.canceller = self.canceller, None
         if cancel is not None:
             cancel()
         self._left_running()
         return True
-
-    def _requeue_locked(self, failed_node: str, error: str, restart_notice: str) -> None:
-        self.excluded.add(failed_node)
-        self.errors.append(error)
-        self.status = TaskStatus.QUEUED
-        if restart_notice:
-            self.restarts += 1
-            self.notice = restart_notice
-            self.text.clear()
-            self.thinking.clear()
-            self.tool_calls.clear()  # calls of the failed attempt: the new one makes its own
-            self.thinking_tokens = 0
-            self.first_token_mono = None
-            self.chunks.append(Chunk(restart=True, notice=restart_notice))
-        self._changed()
 
     def _changed(self) -> None:
         """Under ``cond``: wake blocked readers and tell the watchers."""
@@ -204,7 +219,7 @@ class TaskState:
             failovers=len(self.errors), ttft_s=ttft, duration_s=duration, queued_s=queued,
             eval_count=self.eval_count, prompt_eval_count=self.prompt_eval_count, tokens_per_s=self.tokens_per_s,
             thinking_tokens=self.thinking_tokens, decision=self.decision, error=error,
-            failure=failure)
+            failure=failure, nodes=tuple(self.nodes), notice=self.notice)
 
     # --- reads ---
 
@@ -222,7 +237,8 @@ class TaskState:
                     (now - self.started_mono) if self.started_mono else None),
                 tokens_per_s=self.tokens_per_s, eval_count=self.eval_count, attempts=self.attempt,
                 restarts=self.restarts, reason=self.decision.reason if self.decision else "",
-                error=result.error if result else None, notice=self.notice, tool_calls=tuple(self.tool_calls))
+                error=result.error if result else None, notice=self.notice, tool_calls=tuple(self.tool_calls),
+                nodes=tuple(self.nodes))
 
 
 class TaskHandle:

@@ -54,7 +54,7 @@ class Member:
 
     def stop(self) -> None:
         """Ask every thread to end; the last worker to end closes the client."""
-        self.state.removed = True
+        self.state.mark_removed()
         self.monitor.stop()
         self.workers.stop(on_stopped=self.client.close)
 
@@ -108,8 +108,7 @@ class Members:
             return [m.state for m in self._by_name.values()]
 
     def views(self) -> list[NodeView]:
-        cooldown = self._config().breaker_cooldown_s
-        return [state.view(breaker_cooldown_s=cooldown) for state in self.states()]
+        return [state.view() for state in self.states()]
 
     def close(self) -> None:
         """Stop every member and join its threads against one deadline (see the module's docstring)."""

@@ -8,8 +8,8 @@ import math
 import threading
 from collections import Counter, deque
 from collections.abc import Iterable
-from dataclasses import dataclass
-from typing import TypedDict
+from dataclasses import dataclass, field
+from typing import NamedTuple, TypedDict
 
 from .types import ModelStatsSnapshot
 
@@ -17,6 +17,14 @@ from .types import ModelStatsSnapshot
 Estimate = tuple[float | None, float | None, float | None]
 # A node's recent success rate (None before any outcome) and how many outcomes it rests on.
 SuccessRate = tuple[float | None, int]
+
+
+class FirstTokenHistory(NamedTuple):
+    """What the first-token deadline of an attempt rests on, for one model on one node (None: unmeasured)."""
+
+    warm_ttft_p95_s: float | None   # 95th percentile of the time to first token, cold loads taken out
+    load_s: float | None            # mean cold-load time
+    tokens_per_s: float | None      # mean decode speed
 
 
 def percentile(values: Iterable[float], q: float) -> float | None:
@@ -41,6 +49,7 @@ class _Window:
     tps: deque[float]
     outcomes: deque[bool]
     load: deque[float]
+    warm_ttft: deque[float] = field(default_factory=deque)   # ttft minus the load it included
     requests: int = 0
     successes: int = 0
     failures: int = 0
@@ -65,7 +74,8 @@ class RollingStats:
         win = self._by_key.get(key)
         if win is None:
             n = self._window
-            win = self._by_key[key] = _Window(deque(maxlen=n), deque(maxlen=n), deque(maxlen=n), deque(maxlen=n))
+            win = self._by_key[key] = _Window(deque(maxlen=n), deque(maxlen=n), deque(maxlen=n), deque(maxlen=n),
+                                              deque(maxlen=n))
             self._keys_of.setdefault(node, []).append(key)
         return win
 
@@ -81,6 +91,7 @@ class RollingStats:
                 win.failures += 1
             if ttft_s is not None:
                 win.ttft.append(ttft_s)
+                win.warm_ttft.append(max(0.0, ttft_s - (load_s or 0.0)))
             if tokens_per_s:
                 win.tps.append(tokens_per_s)
             if load_s is not None and load_s > 0.05:
@@ -111,7 +122,7 @@ class RollingStats:
     def _copy(self, node: str | None = None) -> list[tuple[tuple[str, str], _Window]]:
         with self._lock:
             return [(k, _Window(deque(w.ttft), deque(w.tps), deque(w.outcomes), deque(w.load),
-                                w.requests, w.successes, w.failures))
+                                requests=w.requests, successes=w.successes, failures=w.failures))
                     for k, w in self._by_key.items() if node is None or k[0] == node]
 
     def model_snapshots(self) -> tuple[ModelStatsSnapshot, ...]:
@@ -135,6 +146,15 @@ class RollingStats:
             ttft_p95_s=percentile([t for w in wins for t in w.ttft], 95),
             tokens_per_s=_mean([t for w in wins for t in w.tps]),
         )
+
+    def first_token_history(self, node: str, model: str) -> FirstTokenHistory:
+        """The measurements an attempt's first-token deadline rests on (see watchdog.first_token_deadline)."""
+        with self._lock:
+            win = self._by_key.get((node, model))
+            if win is None:
+                return FirstTokenHistory(None, None, None)
+            warm, load, tps = list(win.warm_ttft), list(win.load), list(win.tps)
+        return FirstTokenHistory(percentile(warm, 95), _mean(load), _mean(tps))
 
     def estimates(self) -> dict[tuple[str, str], Estimate]:
         """(node, model) -> (median TTFT s, mean tokens/s, mean load s), for routing. Read-only."""

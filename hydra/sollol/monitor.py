@@ -5,6 +5,12 @@ off exponentially while the node fails; ``poke()`` asks for a poll now (a worker
 saw an error, or a node was just added). It also takes the circuit breaker's one
 timed step: while the circuit is open it polls again when the cooldown ends, and
 a good poll then makes the circuit half-open (``NodeState.half_open_if_due``).
+
+It also checks what attempts.py learnt of the node: ``refresh_models()`` (a
+model-404) fetches /api/tags at the next poll; a node marked as refusing Hydra's
+credentials is asked again at every good poll (``NodeClient.accepts_credentials``)
+until it accepts them; a 429 on a poll backs the node off, and the next poll
+waits for the backoff to end.
 """
 from __future__ import annotations
 
@@ -16,12 +22,13 @@ from collections.abc import Callable
 from .client import NodeClient
 from .config import SollolConfig
 from .eligibility import vram_low
-from .errors import NodeError
+from .errors import NodeAuthError, NodeBackoffError, NodeError
 from .node import NodeState
 
 log = logging.getLogger("hydra.sollol.monitor")
 
 TAGS_EVERY_S = 10.0  # installed models change rarely; /api/ps is polled every time
+DEFAULT_BACKOFF_S = 5.0  # a 429 without a Retry-After
 
 
 class NodeMonitor:
@@ -36,6 +43,7 @@ class NodeMonitor:
         self._first_poll = threading.Event()
         self._thread = threading.Thread(target=self._run, name=f"sollol-monitor-{state.name}", daemon=True)
         self._last_tags = 0.0
+        self._tags_due = False
         self._vram_low = False
 
     def start(self) -> None:
@@ -49,6 +57,11 @@ class NodeMonitor:
         self._thread.join(timeout)
 
     def poke(self) -> None:
+        self._wake.set()
+
+    def refresh_models(self) -> None:
+        """Fetch the node's model list at a poll now (it said it lacks a model its list showed)."""
+        self._tags_due = True
         self._wake.set()
 
     def wait_first_poll(self, timeout: float) -> bool:
@@ -65,7 +78,10 @@ class NodeMonitor:
                 ok = False
             self._first_poll.set()
             failures = 0 if ok else failures + 1
-            self._wake.wait(self._next_poll_in(config, failures))
+            wait = self._next_poll_in(config, failures)
+            if not ok:
+                self.state.expect_poll(time.monotonic() + wait)
+            self._wake.wait(wait)
             self._wake.clear()
 
     def _next_poll_in(self, config: SollolConfig, failures: int) -> float:
@@ -73,6 +89,9 @@ class NodeMonitor:
         no later than the end of the cooldown, so the circuit goes half-open on time."""
         if failures:
             return min(config.poll_interval_s * (2 ** failures), config.max_backoff_s)
+        backoff = self.state.backoff_left()
+        if backoff > config.poll_interval_s:
+            return backoff  # it asked for quiet (a 429 on a poll): no poll before it ends
         left = self.state.cooldown_left(config.breaker_cooldown_s)
         return config.poll_interval_s if left is None else min(config.poll_interval_s, max(0.01, left))
 
@@ -84,11 +103,22 @@ class NodeMonitor:
             loaded = self.client.ps()
             installed = None
             now = time.monotonic()
-            if not self.state.polled or now - self._last_tags >= TAGS_EVERY_S or not self.state.healthy:
+            if (self._tags_due or not self.state.polled or now - self._last_tags >= TAGS_EVERY_S
+                    or not self.state.healthy):
+                self._tags_due = False
                 installed = self.client.tags()
                 self._last_tags = now
+            if self.state.credentials_refused:
+                self._check_credentials()
+        except NodeBackoffError as exc:
+            self.state.back_off(exc.retry_after_s or DEFAULT_BACKOFF_S, str(exc).removeprefix(f"node {name}: "))
+            log.warning("node %s asked Hydra to back off: %s", name, exc)
+            self._on_change(self.state)
+            return True  # it answered: only not now
         except NodeError as exc:
             message = str(exc).removeprefix(f"node {name}: ")
+            if isinstance(exc, NodeAuthError):
+                self.state.refuse_credentials(message)
             # Warn on the way down, and on the first poll: a node bad from the start never went down.
             if self.state.poll_failed(message) or not self._first_poll.is_set():
                 log.warning("node %s is unhealthy: %s", name, message)
@@ -103,6 +133,12 @@ class NodeMonitor:
         self._check_vram()
         self._on_change(self.state)
         return True
+
+    def _check_credentials(self) -> None:
+        """A node marked as refusing Hydra's credentials: ask again; say so when it accepts them."""
+        if self.client.accepts_credentials():
+            self.state.accept_credentials()
+            log.info("node %s accepts Hydra's credentials again", self.state.name)
 
     def _check_vram(self) -> None:
         """Say once when a GPU node starts (and stops) refusing large loads for lack of VRAM.

@@ -11,6 +11,13 @@ circuit is half-open: the first successful health poll after the cooldown
 (``half_open_if_due``, the monitor's step) lets one trial task through, and a
 good trial closes it. A failed poll keeps it open. Reading a view never
 changes the circuit.
+
+Some answers say something true of the node without being its fault, and are
+never charged to the breaker (attempts.py learns them): a 429 backs the node
+off until its Retry-After (``back_off``); a 401/403 marks it as refusing
+Hydra's credentials until the monitor sees it accept them again
+(``refuse_credentials``); a model-404 hides that model on the node
+(``mark_missing``) until its model list changes.
 """
 from __future__ import annotations
 
@@ -18,67 +25,24 @@ import threading
 import time
 from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import NamedTuple
 
+# The fit of a model on a node lives in fit.py; routing and scoring import it from here too.
+from .fit import FitTable, ModelFit, fit_reason, fit_table, prior_load_s, prior_tps
 from .model_names import model_key
 from .types import LoadedModel, ModelInfo, NodeSpec
 
-# Parameter counts are nominal: a node declared for 70B models holds llama3.1:70b, which Ollama
-# reports as 70.6B. Within 2 % still fits; a 30B node still refuses a 32.8B model.
-SIZE_SLACK = 1.02
+__all__ = ["Circuit", "FitTable", "ModelFit", "NodeState", "NodeView", "breaker_cooldown", "fit_reason", "fit_table",
+           "prior_load_s", "prior_tps"]
+
 MAX_COOLDOWN_S = 120.0
+FIRST_POLL_GRACE_S = 5.0     # a new node's first poll ends within its timeout (3 s by default)
+MISSING_MODEL_TTL_S = 300.0  # a model a node said it lacks, while its list still shows it unchanged
 
 
-class ModelFit(NamedTuple):
-    """One installed model as routing sees it on one node."""
-
-    info: ModelInfo
-    why_unfit: str | None      # None: the model fits the node
-    prior_tps: float           # decode speed before any is measured
-    prior_load_s: float        # cold-load time before any is measured
-
-
-# model_key(name) -> the model's fit on one node
-FitTable = dict[str, ModelFit]
-
-
-def _prior_size_b(info: ModelInfo) -> float:
-    """The size the priors use: an unknown (or tiny) size counts as 1B."""
-    return info.size_b if info.size_b and info.size_b > 0.1 else 1.0
-
-
-def prior_tps(gpu: bool, info: ModelInfo) -> float:
-    """Decode speed before any is measured: memory-bandwidth bound, so inversely proportional to size."""
-    tps = (450.0 if gpu else 60.0) / _prior_size_b(info)
-    return 1.0 if tps < 1.0 else min(tps, 500.0)
-
-
-def prior_load_s(gpu: bool, info: ModelInfo) -> float:
-    """Cold-load time before any is measured: reading the weights, slower into RAM than into VRAM."""
-    return _prior_size_b(info) * (0.3 if gpu else 0.7) + 0.5
-
-
-def fit_reason(info: ModelInfo, max_model_b: float | None, gpu: bool, vram_total_mb: int | None) -> str | None:
-    """None when the model fits a node of this size, else why not."""
-    if info.size_b and max_model_b is not None and info.size_b > max_model_b * SIZE_SLACK + 1e-9:
-        return f"too large: {info.size_b:g}B > max {max_model_b:g}B"
-    if gpu and vram_total_mb and info.size_bytes:
-        need_mb = info.size_bytes / (1024 * 1024)
-        if need_mb > vram_total_mb:
-            return f"too large: needs {need_mb:,.0f} MB > {vram_total_mb:,} MB VRAM"
-    return None
-
-
-def fit_table(installed: dict[str, ModelInfo], max_model_b: float | None, gpu: bool,
-              vram_total_mb: int | None) -> FitTable:
-    """Every installed model under its ``model_key``, with whether it fits the node and its speed priors.
-    It changes only when the model list does, so routing looks it up instead of re-checking sizes for
-    every (tier entry, node) pair of every decision."""
-    table: FitTable = {}
-    for name, info in installed.items():
-        table.setdefault(model_key(name), ModelFit(info, fit_reason(info, max_model_b, gpu, vram_total_mb),
-                                                   prior_tps(gpu, info), prior_load_s(gpu, info)))
-    return table
+def breaker_cooldown(base: float, trips: int) -> float:
+    """How long a circuit that opened ``trips`` times in a row stays open: ``base``, doubled on each
+    re-trip (flapping nodes stay out longer), at most MAX_COOLDOWN_S."""
+    return min(base * (2 ** max(0, trips - 1)), MAX_COOLDOWN_S)
 
 
 class Circuit(StrEnum):
@@ -108,6 +72,13 @@ class NodeView:
     polled: bool                     # at least one good poll of /api/tags
     last_error: str | None
     fit: FitTable | None = None      # fit_table() of ``installed``; built on demand when not given
+    # When the node may take work again, for the dispatcher's "is one due back soon?" (monotonic clock):
+    backoff_until: float | None = None        # a 429 asked for quiet until then
+    credentials_refused: str | None = None    # it answers 401/403 to Hydra (why), until it accepts again
+    opened_at: float | None = None            # an open circuit opened then (its cooldown: breaker_cooldown)
+    trips: int = 0                            # times the circuit opened in a row
+    repoll_at: float | None = None            # unhealthy, and heard of again then: its first poll, or the
+                                              # re-poll of a node that was healthy until its last poll
 
     @property
     def fits_by_model(self) -> FitTable:
@@ -157,6 +128,13 @@ class NodeState:
     last_error: str | None = None
     last_seen: float | None = None
     polled: bool = False
+    failed_polls: int = 0                     # consecutive
+    repoll_at: float | None = field(default_factory=lambda: time.monotonic() + FIRST_POLL_GRACE_S)
+    backoff_until: float = 0.0                # monotonic
+    credentials_refused: str | None = None
+    # model_key -> (the model's listing when the node said it lacks it, when): hidden from routing
+    missing: dict[str, tuple[ModelInfo | None, float]] = field(default_factory=dict)
+    _routable: dict[str, ModelInfo] = field(default_factory=dict, repr=False)  # installed minus missing
     _removed: bool = field(default=False, repr=False)
     _fit_source: dict[str, ModelInfo] | None = field(default=None, repr=False)
     _fit: FitTable = field(default_factory=dict, repr=False)
@@ -171,9 +149,8 @@ class NodeState:
         """Lock held: what a view shows has changed, so the cached view is stale."""
         self._changes += 1
 
-    def view(self, *, breaker_cooldown_s: float | None = None, now: float | None = None) -> NodeView:
-        """A frozen copy of what routing needs. Reading it changes nothing (the circuit included).
-        ``breaker_cooldown_s`` and ``now`` are ignored: callers that still pass them need not change."""
+    def view(self) -> NodeView:
+        """A frozen copy of what routing needs. Reading it changes nothing (the circuit included)."""
         with self.lock:
             cached = self._view_cache
             if cached is not None and cached[0] == self._changes:
@@ -185,31 +162,42 @@ class NodeState:
                 name=self.spec.name, url=self.spec.url, gpu=bool(self.spec.gpu), local=bool(self.spec.local),
                 max_model_b=self.spec.max_model_b, slots=self.spec.slots, in_flight=self.in_flight,
                 healthy=self.healthy and not self._removed, circuit=self.circuit,
-                trial_in_flight=self.trial_in_flight, installed=self.installed,
+                trial_in_flight=self.trial_in_flight, installed=self._models(),
                 loaded=frozenset(self.loaded), vram_total_mb=self.spec.vram_mb if self.spec.gpu else None,
-                vram_used_mb=vram_used, polled=self.polled, last_error=self.last_error, fit=self._fits())
+                vram_used_mb=vram_used, polled=self.polled, last_error=self.last_error, fit=self._fits(),
+                backoff_until=self.backoff_until or None, credentials_refused=self.credentials_refused,
+                opened_at=self.opened_at if self.circuit is Circuit.OPEN else None, trips=self.trips,
+                repoll_at=self._comeback_poll())
             self._view_cache = (self._changes, view)
             return view
 
+    def _models(self) -> dict[str, ModelInfo]:
+        """Lock held. The installed models routing may use: those the node did not say it lacks."""
+        return self._routable if self.missing else self.installed
+
     def _fits(self) -> FitTable:
         """Lock held. The fit table of the current model list, rebuilt only when that list is replaced."""
-        if self._fit_source is not self.installed:
-            self._fit_source = self.installed
-            self._fit = fit_table(self.installed, self.spec.max_model_b, bool(self.spec.gpu),
+        models = self._models()
+        if self._fit_source is not models:
+            self._fit_source = models
+            self._fit = fit_table(models, self.spec.max_model_b, bool(self.spec.gpu),
                                   self.spec.vram_mb if self.spec.gpu else None)
         return self._fit
+
+    def _comeback_poll(self) -> float | None:
+        """Lock held. When an unhealthy node is heard of again, if soon: its first poll, or the re-poll of
+        a node healthy until its last poll. A node down for longer is not expected back soon."""
+        if self.healthy or self._removed:
+            return None
+        first = self.last_seen is None and self.failed_polls == 0
+        just_down = self.last_seen is not None and self.failed_polls == 1
+        return self.repoll_at if first or just_down else None
 
     # --- membership ---
 
     @property
     def removed(self) -> bool:
         return self._removed
-
-    @removed.setter
-    def removed(self, value: bool) -> None:
-        # router.py still assigns ``state.removed = True``; mark_removed() is the method to call.
-        if value:
-            self.mark_removed()
 
     def mark_removed(self) -> None:
         """The node left the cluster: its views say unhealthy from now on."""
@@ -225,10 +213,13 @@ class NodeState:
         with self.lock:
             was = self.healthy
             self.healthy = True
+            self.failed_polls = 0
+            self.repoll_at = None
             self.version = version or self.version
             if installed is not None:
                 self.installed = installed
                 self.polled = True
+                self._forget_missing_listed_anew()
             if loaded is not None:
                 self.loaded = loaded
             self.last_seen = time.time()
@@ -242,11 +233,18 @@ class NodeState:
         with self.lock:
             was = self.healthy
             self.healthy = False
+            self.failed_polls += 1
             self.last_error = error
             if self.circuit is Circuit.HALF_OPEN:
                 self._open(time.monotonic())
             self._changed()
             return was
+
+    def expect_poll(self, at: float) -> None:
+        """The monitor polls this (unhealthy) node next at ``at`` (monotonic)."""
+        with self.lock:
+            self.repoll_at = at
+            self._changed()
 
     def half_open_if_due(self, breaker_cooldown_s: float, now: float | None = None) -> bool:
         """The step from OPEN to HALF_OPEN: once the cooldown has passed and the node answers polls.
@@ -310,6 +308,57 @@ class NodeState:
                 self.loaded = {**self.loaded, model: LoadedModel(model, size, size if self.spec.gpu else 0)}
                 self._changed()
 
+    # --- what a node's answers teach, never charged to the breaker (attempts.py, the monitor) ---
+
+    def back_off(self, seconds: float, reason: str) -> None:
+        """A 429: no new work here for ``seconds`` (a later, longer backoff wins)."""
+        with self.lock:
+            self.backoff_until = max(self.backoff_until, time.monotonic() + seconds)
+            self.last_error = reason
+            self._changed()
+
+    def backoff_left(self, now: float | None = None) -> float:
+        with self.lock:
+            return max(0.0, self.backoff_until - (time.monotonic() if now is None else now))
+
+    def refuse_credentials(self, reason: str) -> None:
+        """A 401/403: excluded until ``accept_credentials`` (the monitor's check sees it accept them)."""
+        with self.lock:
+            self.credentials_refused = reason
+            self.last_error = reason
+            self._changed()
+
+    def accept_credentials(self) -> None:
+        with self.lock:
+            if self.credentials_refused is not None:
+                self.credentials_refused = None
+                self._changed()
+
+    def mark_missing(self, model: str) -> None:
+        """A model-404: routing stops seeing ``model`` here until the model list changes for it (or
+        MISSING_MODEL_TTL_S passes, then one more attempt finds out)."""
+        key = model_key(model)
+        with self.lock:
+            listed = next((info for name, info in self.installed.items() if model_key(name) == key), None)
+            self.missing = {**self.missing, key: (listed, time.monotonic())}
+            self._hide_missing()
+
+    def _forget_missing_listed_anew(self) -> None:
+        """Lock held, a new model list in: a mark ends when the list drops the model (the list is the
+        truth again) or lists it changed (pulled again), or when it is old."""
+        if not self.missing:
+            return
+        listed = {model_key(name): info for name, info in self.installed.items()}
+        now = time.monotonic()
+        self.missing = {key: (info, when) for key, (info, when) in self.missing.items()
+                        if key in listed and listed[key] == info and now - when < MISSING_MODEL_TTL_S}
+        self._hide_missing()
+
+    def _hide_missing(self) -> None:
+        """Lock held: rebuild the models routing may use."""
+        self._routable = {name: info for name, info in self.installed.items() if model_key(name) not in self.missing}
+        self._changed()
+
     # --- breaker internals (lock held) ---
 
     def _charge_locked(self, error: str | None, threshold: int, trial: bool) -> None:
@@ -328,7 +377,7 @@ class NodeState:
 
     def cooldown(self, base: float) -> float:
         """How long the circuit stays open: ``base``, doubled on each re-trip, at most MAX_COOLDOWN_S."""
-        return min(base * (2 ** max(0, self.trips - 1)), MAX_COOLDOWN_S)
+        return breaker_cooldown(base, self.trips)
 
     def _half_open_if_due(self, base: float, now: float) -> bool:
         if self.circuit is Circuit.OPEN and self.healthy and now - self.opened_at >= self.cooldown(base):

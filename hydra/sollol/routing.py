@@ -14,21 +14,12 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import NamedTuple
 
+from .async_mode import powerful_for_thinking, tail_guard
 from .config import SollolConfig
 from .eligibility import needs_load, vram_low, why_no_large_load, why_unroutable
 from .model_names import model_key
 from .node import Circuit, FitTable, ModelFit, NodeView
-from .scoring import (
-    DEFAULT_OUTPUT_TOKENS,
-    NO_ESTIMATE,
-    NO_RATE,
-    SCORERS,
-    Estimates,
-    SuccessRates,
-    decode_tps,
-    estimate_seconds,
-    service_seconds,
-)
+from .scoring import DEFAULT_OUTPUT_TOKENS, NO_ESTIMATE, NO_RATE, SCORERS, Estimates, SuccessRates
 from .types import Candidate, ModelInfo, Placement, RoutingMode, TierEntry
 
 
@@ -43,6 +34,7 @@ class RouteRequest:
     max_tokens: int | None = None
     explicit_model: bool = False
     ahead: int = 0                          # queued tasks before this one, still waiting for a place
+    thinking: bool = False                  # the task will think (Task.think set): async prefers the powerful node
 
 
 class Scored(NamedTuple):
@@ -116,8 +108,10 @@ def route(req: RouteRequest, nodes: Sequence[NodeView], config: SollolConfig,
         return _nowhere(req, nodes, node_block, first_miss)
     scored.sort(key=lambda s: (s.score, s.remote, s.name))
     best_free = next((s for s in scored if s.free), None)
+    rule = ""  # async's exception, in words, when one decided
     if req.mode is RoutingMode.ASYNC and best_free is not None:
-        best_free = _async_tail_guard(scored, req, estimates, infos)
+        preferred = powerful_for_thinking(scored, req, estimates, infos)
+        best_free, rule = preferred if preferred is not None else (tail_guard(scored, req, estimates, infos), "")
     # fast waits for a busy node when it still finishes sooner; async and reliable take the best free place.
     chosen = scored[0] if fast else best_free
 
@@ -129,9 +123,9 @@ def route(req: RouteRequest, nodes: Sequence[NodeView], config: SollolConfig,
         return RouteOutcome(None, scored[0].entry.model, f"{req.mode.value}: waiting for a free slot "
                             f"(best place {target.name} has {target.in_flight}/{target.slots} busy)",
                             candidates, wait=True)
+    why = rule or _explain(req.mode, chosen.node, chosen.entry, chosen.score)
     return RouteOutcome(chosen.name, chosen.entry.model, f"{req.mode.value}: {chosen.name} with "
-                        f"{chosen.entry.model} — {_explain(req.mode, chosen.node, chosen.entry, chosen.score)}",
-                        candidates)
+                        f"{chosen.entry.model} — {why}", candidates)
 
 
 def _nowhere(req: RouteRequest, nodes: Sequence[NodeView], node_block: dict[str, str],
@@ -365,32 +359,6 @@ def _candidates(req: RouteRequest, nodes: Sequence[NodeView], node_block: dict[s
             text = "chosen: " + text
         candidates.append(Candidate(name, entry.model, round(score, 4), True, text))
     return tuple(candidates)
-
-
-def _async_tail_guard(scored: list[Scored], req: RouteRequest, estimates: Estimates,
-                      infos: dict[str, ModelInfo]) -> Scored | None:
-    """Async takes the best free place (CPU first) unless a busy node would still finish the task
-    sooner, queue wait included: then the task waits for it. While much work is queued the wait is
-    long and every node stays busy; at the tail of a batch this keeps the last tasks off slow nodes,
-    which would otherwise set the makespan."""
-    def seconds(s: Scored) -> float:
-        return estimate_seconds(s.node, s.entry.model, infos[s.name], req, estimates)
-
-    busy = [s for s in scored if not s.free]
-    if not busy:
-        return next((s for s in scored if s.free), None)
-    # estimate_seconds puts every task queued ahead on the busy node itself; they in fact spread over
-    # the whole cluster. So a busy node frees up by the sooner of that and the cluster's drain time:
-    # the work in flight and ahead (tasks of about this one's size) over every eligible slot's speed.
-    output = req.max_tokens or DEFAULT_OUTPUT_TOKENS
-    capacity = sum(s.node.slots * decode_tps(s.node, s.entry.model, infos[s.name], estimates) for s in scored)
-    drain = (req.ahead + sum(s.node.in_flight for s in scored)) * output / capacity if capacity > 0 else 0.0
-
-    def finish_after_wait(s: Scored) -> float:
-        return min(seconds(s), drain + service_seconds(s.node, s.entry.model, infos[s.name], req, estimates))
-
-    best_busy = min(finish_after_wait(s) for s in busy)
-    return next((s for s in scored if s.free and seconds(s) <= best_busy), None)
 
 
 def _explain(mode: RoutingMode, node: NodeView, entry: TierEntry, score: float) -> str:

@@ -18,6 +18,12 @@ slot binds at once in the caller's thread, which saves a thread hop on the
 path to the first token). A requeue (a worker's failed attempt, the
 watchdog's timeout) and every other event only push and wake the dispatcher
 thread; they never run a round where they are.
+
+Fail fast: a task no node can take now ends at once (no route), unless a node
+it may use is due back within ``DUE_BACK_S`` (its backoff or its open circuit's
+cooldown ends, or the poll that will tell comes: see ``due_back_in``); then it
+waits, but no longer than until that node was due (plus ``DUE_SLACK_S``), and
+never more than ``no_route_wait_s`` in all.
 """
 from __future__ import annotations
 
@@ -30,7 +36,7 @@ import time
 from collections.abc import Callable, Iterable
 
 from .config import SollolConfig
-from .eligibility import why_unroutable
+from .eligibility import due_back_in, why_unroutable
 from .handle import TaskState
 from .node import Circuit, NodeView
 from .routing import RouteOutcome
@@ -43,6 +49,9 @@ IDLE_TICK_S = 0.25       # re-examine waiting tasks this often even without even
 BACKLOG_WINDOW_S = 30.0  # tasks waited this recently: the queue's tail may be rebalanced
 BACKLOG_DEPTH = 2        # ... if at least this many times the concurrency cap waited at once (a real batch)
 ROUND_END_WAIT_S = 1.0   # close(): how long to wait for a round in progress (rounds do no I/O: microseconds)
+DUE_BACK_S = 5.0         # a task with no node waits for one due back within this long, else ends at once
+DUE_SLACK_S = 1.0        # ... and past the moment it was due, for this long (the poll that tells)
+UNROUTABLE_SHOWN = 4     # nodes named in a no-route reason
 
 
 class TaskQueue:
@@ -236,7 +245,9 @@ class Dispatcher:
             if state.deadline_mono is not None and now >= state.deadline_mono:
                 self._expire(state)
                 continue
-            if self._in_flight >= config.effective_concurrency or not any(v.free_slots for v in views.values()):
+            # Every slot taken: wait. No node at all is not that: routing says no route (fail fast).
+            if self._in_flight >= config.effective_concurrency or (
+                    views and not any(v.free_slots for v in views.values())):
                 waiting += 1
                 continue
             # ``ahead``: queued tasks ranked before this one that are still waiting for a place.
@@ -257,11 +268,11 @@ class Dispatcher:
                     self.attempt_ended()
                     waiting += state.status is TaskStatus.QUEUED
                 continue
-            if outcome.wait or self._may_appear(state, views.values(), config, now):
+            if outcome.wait or self._node_due_back(state, views.values(), config, now):
                 state.waiting_since = state.waiting_since or now
                 waiting += 1
             else:
-                self._give_up(state, outcome.reason)
+                self._give_up(state, outcome.reason + _unroutable_summary(views.values(), state.excluded, now))
         return bound
 
     def _note_backlog(self, depth: int) -> None:
@@ -286,8 +297,24 @@ class Dispatcher:
         return moved
 
     @staticmethod
-    def _may_appear(state: TaskState, views: Iterable[NodeView], config: SollolConfig, now: float) -> bool:
-        """A task with no place now may still get one: a node is down, unknown or its circuit open."""
+    def _node_due_back(state: TaskState, views: Iterable[NodeView], config: SollolConfig, now: float) -> bool:
+        """Whether a task with no place now should wait: a node it may use is due back soon (or was due
+        moments ago), and it has not waited ``no_route_wait_s`` already."""
         if state.waiting_since is not None and now - state.waiting_since > config.no_route_wait_s:
             return False
-        return any(why_unroutable(v) is not None and v.name not in state.excluded for v in views)
+        for view in views:
+            if view.name not in state.excluded:
+                due = due_back_in(view, now, config.breaker_cooldown_s)
+                if due is not None and -DUE_SLACK_S <= due <= DUE_BACK_S:
+                    return True
+        return False
+
+
+def _unroutable_summary(views: Iterable[NodeView], excluded: set[str], now: float) -> str:
+    """Why each node (the first few) takes nothing, for the reason a task ends with no route."""
+    whys = [f"{v.name}: {'failed this task already' if v.name in excluded else why}" for v in views
+            if (why := why_unroutable(v, now)) is not None or v.name in excluded]
+    if not whys:
+        return ""
+    more = f"; and {len(whys) - UNROUTABLE_SHOWN} more" if len(whys) > UNROUTABLE_SHOWN else ""
+    return f" ({'; '.join(whys[:UNROUTABLE_SHOWN])}{more})"

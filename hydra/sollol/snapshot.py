@@ -15,11 +15,14 @@ from .types import ClusterSnapshot, NodeSnapshot, TaskStatus
 def build_snapshot(config: SollolConfig, stats: RollingStats, distribution: Distribution,
                    states: Sequence[NodeState], active: Sequence[TaskState]) -> ClusterSnapshot:
     nodes = []
+    now_wall, now = time.time(), time.monotonic()
     for state in states:
-        view = state.view(breaker_cooldown_s=config.breaker_cooldown_s)
+        view = state.view()
         with state.lock:
             loaded = tuple(state.loaded.values())
             version, last_seen = state.version, state.last_seen
+            missing = tuple(sorted(state.missing))
+        backoff = view.backoff_until
         summary = stats.node_summary(state.name)
         nodes.append(NodeSnapshot(
             name=view.name, url=view.url, healthy=view.healthy, circuit=view.circuit.value,
@@ -31,7 +34,9 @@ def build_snapshot(config: SollolConfig, stats: RollingStats, distribution: Dist
             successes=int(summary["successes"] or 0), failures=int(summary["failures"] or 0),
             success_rate=summary["success_rate"], ttft_p50_s=summary["ttft_p50_s"],
             ttft_p95_s=summary["ttft_p95_s"], tokens_per_s=summary["tokens_per_s"],
-            vram_low=vram_low(view, config)))
+            vram_low=vram_low(view, config), refuses_credentials=view.credentials_refused,
+            backed_off_until=now_wall + (backoff - now) if backoff is not None and backoff > now else None,
+            missing_models=missing))
     counts = distribution.copy()
     return ClusterSnapshot(
         time=time.time(), nodes=tuple(nodes), models=stats.model_snapshots(),

@@ -13,10 +13,11 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any, NamedTuple
 
+from . import validation as checks
 from .addresses import parse_url, shown
-from .errors import ConfigError, TaskError
+from .errors import ConfigError
 
-TASK_TYPES = ("code", "reasoning", "math", "general")
+TASK_TYPES = checks.TASK_TYPES  # defined beside the checks that use it
 
 
 class RoutingMode(StrEnum):
@@ -61,6 +62,7 @@ class FailureKind(StrEnum):
     NO_ROUTE = "no_route"          # no node can serve the task's model(s) now
     REJECTED = "rejected"          # a node refused the request itself (a 4xx): the caller's to fix
     NODE_FAILED = "node_failed"    # the nodes that tried failed (errors, timeouts, broken streams)
+    INTERNAL = "internal"          # a defect in Hydra itself ended the attempt (logged); no node is charged
     DEADLINE = "deadline"          # the task's own deadline passed
     CANCELLED = "cancelled"        # someone cancelled it
     INTERRUPTED = "interrupted"    # the router closed (or the process died) while it ran
@@ -167,56 +169,25 @@ class Task:
     seq: int = field(default_factory=lambda: next(_task_seq))
 
     def validate(self) -> None:
-        """Raise TaskError on the first field that is not allowed (and make ``mode`` a RoutingMode)."""
-        self._check_content()
+        """Raise TaskError on the first field that is not allowed, naming it (and make ``mode`` a
+        RoutingMode, and ``options`` Ollama's types: integers as int, null values dropped). What goes
+        to the node is checked here once, for every caller, so that no worker meets a request the
+        client library or the node must refuse (validation.check_task)."""
+        checks.check_task(self)
         if self.mode is not None:
             self.mode = RoutingMode.parse(self.mode, "task mode")
-        self._check_limits()
-        self._check_request_fields()
-
-    def _check_content(self) -> None:
-        if not (self.prompt and self.prompt.strip()) and not self.messages:
-            raise TaskError("task has neither a prompt nor messages")
-        if not isinstance(self.priority, int) or not 1 <= self.priority <= 10:
-            raise TaskError(f"priority must be an integer from 1 to 10, got {self.priority!r}")
-
-    def _check_limits(self) -> None:
-        if self.task_type is not None and self.task_type not in TASK_TYPES:
-            raise TaskError(f"task_type must be one of {', '.join(TASK_TYPES)} or None, got {self.task_type!r}")
-        if self.max_tokens is not None and (not isinstance(self.max_tokens, int) or self.max_tokens < 1):
-            raise TaskError(f"max_tokens must be a positive integer, got {self.max_tokens!r}")
-        if self.min_success_rate is not None and not 0.0 <= self.min_success_rate <= 1.0:
-            raise TaskError(f"min_success_rate must be between 0 and 1, got {self.min_success_rate!r}")
-        if self.thinking_budget is not None and self.thinking_budget < 1:
-            raise TaskError(f"thinking_budget must be a positive integer, got {self.thinking_budget!r}")
-        if self.deadline is not None and self.deadline <= 0:
-            raise TaskError(f"deadline must be a positive number of seconds, got {self.deadline!r}")
-
-    def _check_request_fields(self) -> None:
-        """The fields that go to Ollama as they are: format, keep_alive, tools."""
-        if self.format is not None and self.format != "json" and not isinstance(self.format, dict):
-            raise TaskError(f'format must be "json" or a JSON schema object, got {self.format!r}')
-        if self.keep_alive is not None and (isinstance(self.keep_alive, bool)
-                                            or not isinstance(self.keep_alive, (str, int, float))):
-            raise TaskError(f'keep_alive must be a duration such as "5m" or a number of seconds, got {self.keep_alive!r}')
-        if self.tools is not None and (not isinstance(self.tools, list)
-                                       or not all(isinstance(t, dict) for t in self.tools)):
-            raise TaskError('tools must be a list of tool objects such as {"type": "function", "function": '
-                            f'{{"name": ..., "parameters": ...}}}}, got {self.tools!r}')
 
 
 @dataclass(frozen=True)
 class Chunk:
-    """A piece of a streamed answer. ``restart`` means: discard the text so far,
-    the answer starts again (on another node); ``notice`` says why. ``tool_calls`` are the
+    """A piece of a streamed answer (a failover continues it on another node: the notice of why is
+    on the result, never in the stream). ``tool_calls`` are the
     model's calls of the task's tools, as Ollama sends them: ``{"function": {"name", "arguments"}}``
     (a chunk may carry them and no text)."""
 
     text: str = ""
     thinking: str = ""
     tool_calls: tuple[dict[str, Any], ...] = ()
-    restart: bool = False
-    notice: str = ""
     node: str = ""
     model: str = ""
 
@@ -269,6 +240,8 @@ class TaskResult:
     decision: RoutingDecision | None = None
     error: str | None = None
     failure: FailureKind | None = None  # set whenever status is not DONE
+    nodes: tuple[str, ...] = ()  # every node that delivered output, in order (a failover mid-answer: several)
+    notice: str = ""             # the latest failover mid-answer, for the record (never in ``text``)
 
 
 @dataclass(frozen=True)
@@ -328,6 +301,9 @@ class NodeSnapshot:
     ttft_p95_s: float | None
     tokens_per_s: float | None
     vram_low: bool = False      # GPU node under SOLLOL_MIN_VRAM_MB free (monitoring on)
+    refuses_credentials: str | None = None   # it answers 401/403 to Hydra (why); excluded until it accepts
+    backed_off_until: float | None = None    # wall clock: a 429 keeps work away until then
+    missing_models: tuple[str, ...] = ()     # models it said it lacks (404) though its list showed them
 
 
 @dataclass(frozen=True)
@@ -376,11 +352,12 @@ class TaskView:
     tokens_per_s: float | None
     eval_count: int | None
     attempts: int
-    restarts: int                # answers restarted on another node after a mid-stream failure
+    restarts: int                # failovers mid-answer (the answer continued on another node)
     reason: str                  # routing reason of the latest decision
     error: str | None
     notice: str = ""             # latest failover notice
     tool_calls: tuple[dict[str, Any], ...] = ()  # the tools the model called (gateway clients send tools)
+    nodes: tuple[str, ...] = ()  # every node that delivered output, in order
 
 
 @dataclass(frozen=True)

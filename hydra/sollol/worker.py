@@ -8,6 +8,7 @@ when the connection ends, sees that it no longer owns the task.
 """
 from __future__ import annotations
 
+import base64
 import collections
 import logging
 import queue
@@ -19,7 +20,7 @@ from typing import Any
 
 from .client import NodeClient, StreamPart, StreamSockets
 from .config import SollolConfig
-from .errors import NodeError, NodeProtocolError
+from .errors import NodeError, NodeProtocolError, RequestRejectedError
 from .handle import TaskState
 from .node import NodeState
 from .thinking import THINKING_SLACK_TOKENS, supports_thinking
@@ -36,15 +37,41 @@ ANSWER_NOW = ("Your thinking budget is used up. Using the reasoning above, stop 
               "your final answer now.")
 
 
+class RequestUnsendableError(RequestRejectedError):
+    """The client library refused to build or send the request (its own validation, e.g. pydantic's
+    ValidationError): the caller's request, not the node, so it is not charged, and every node would
+    refuse it alike, so the task ends at once (REJECTED) instead of failing over."""
+
+
+class AttemptCrashedError(NodeError):
+    """A defect in Hydra's own code ended the attempt (logged with its traceback): no node is charged,
+    and the task ends at once (INTERNAL): the same code would fail on any other node."""
+
+    counts_against_node = False
+
+
+FINAL_ERRORS = (RequestUnsendableError, AttemptCrashedError)  # end the task: no failover
+
+
 def build_messages(task: Task) -> list[dict[str, Any]]:
     """The task's messages as sent (a ``tool`` message, an assistant's ``tool_calls`` go unchanged),
-    the system prompt first, the prompt last."""
-    messages = [dict(m) for m in task.messages] if task.messages else []
+    the system prompt first, the prompt last. Images go as bytes: the client library reads a *string*
+    that names an existing file as that file (``"Makefile"`` is valid base64), which would send this
+    machine's files to the node; bytes it only encodes (Task.validate checked they are base64)."""
+    messages = [_sendable(m) for m in task.messages] if task.messages else []
     if task.system and not any(m.get("role") == "system" for m in messages):
         messages.insert(0, {"role": "system", "content": task.system})
     if task.prompt and task.prompt.strip():
         messages.append({"role": "user", "content": task.prompt})
     return messages
+
+
+def _sendable(message: dict[str, Any]) -> dict[str, Any]:
+    out = dict(message)
+    images = out.get("images")
+    if images:
+        out["images"] = [base64.b64decode(i) if isinstance(i, str) else i for i in images]
+    return out
 
 
 @dataclass(frozen=True)
@@ -223,6 +250,12 @@ class NodeWorkers:
             log.debug("node=%s model=%s task=%s attempt=%d failed: %s", node.name, a.model, state.id,
                       a.attempt, error_text)
             self._on_failure(state, a.attempt, node.name, a.model, exc)
+        except Exception as exc:  # none may leave an attempt unended: its task would wait for the watchdog
+            log.exception("node=%s model=%s task=%s attempt=%d: Hydra failed running the attempt", node.name,
+                          a.model, state.id, a.attempt)
+            crashed = AttemptCrashedError(f"Hydra failed running this attempt ({type(exc).__name__}: {exc}); "
+                                          "this is a defect in Hydra, logged with its traceback", node=node.name)
+            self._on_failure(state, a.attempt, node.name, a.model, crashed)
         finally:
             node.end(ok=ok, error=error_text, threshold=config.breaker_threshold, trial=a.trial)
 
@@ -241,6 +274,9 @@ class NodeWorkers:
 
     def _run_stream(self, a: Assignment) -> Finished | None:
         task = a.state.task
+        so_far = a.state.continuation()
+        if so_far:
+            return self._continue(a, so_far)
         options = dict(task.options)
         messages = build_messages(task)
         think = self._think_param(task, a.model)
@@ -265,6 +301,20 @@ class NodeWorkers:
                         _add(first.eval_duration_ns, second.eval_duration_ns),
                         _add(first.prompt_eval_count, second.prompt_eval_count), first.load_s)
 
+    def _continue(self, a: Assignment, so_far: str) -> Finished | None:
+        """An earlier attempt streamed part of the answer and failed: this node continues it. Ollama
+        continues a trailing assistant message (it does not start a new turn), without thinking again,
+        within what is left of the output budget."""
+        task = a.state.task
+        options = dict(task.options)
+        budget = task.max_tokens or options.get("num_predict")
+        if isinstance(budget, int) and budget > 0:
+            options["num_predict"] = max(1, budget - len(a.state.text))
+        messages = build_messages(task) + [{"role": "assistant", "content": so_far}]
+        think = False if self._think_param(task, a.model) is not None else None
+        outcome = self._consume(a, messages, options, think, None)
+        return outcome if isinstance(outcome, Finished) else None
+
     def _consume(self, a: Assignment, messages: list[dict[str, Any]], options: dict[str, Any],
                  think: bool | str | None, budget: int | None, *, answer_cap: int | None = None) -> Outcome:
         """Stream one request into the task. Returns Finished, (thinking, partial) at the budget, or None.
@@ -280,7 +330,10 @@ class NodeWorkers:
         stream = self.client.chat(a.model, messages, options=options or None, think=think, sockets=sockets,
                                   format=task.format, keep_alive=task.keep_alive, tools=task.tools)
         try:
-            for part in stream:
+            while True:
+                part = self._next_part(stream)
+                if part is None:
+                    break
                 stop = self._take(a, reading, part)
                 if stop is not None:
                     return stop.outcome
@@ -294,6 +347,19 @@ class NodeWorkers:
             raise NodeProtocolError("ended the stream without its final chunk", node=self.node.name)
         load_s = final.load_duration / 1e9 if final.load_duration else None
         return Finished(final, final.eval_count, final.eval_duration, final.prompt_eval_count, load_s)
+
+    def _next_part(self, stream: Iterator[StreamPart]) -> StreamPart | None:
+        """The next part of the stream (None at its end). The client turns every failure of the node
+        into a NodeError; anything else it raises is the client library refusing the request itself."""
+        try:
+            return next(stream)
+        except StopIteration:
+            return None
+        except NodeError:
+            raise
+        except Exception as exc:
+            raise RequestUnsendableError(f"the request cannot be sent: the client library refused it "
+                                         f"({type(exc).__name__}: {_summary(exc)})", node=self.node.name) from exc
 
     def _take(self, a: Assignment, reading: _Reading, part: StreamPart) -> _Stop | None:
         """Hand one part of the stream to the task; a _Stop when reading must end here."""
@@ -329,6 +395,11 @@ def _close(stream: Iterator[StreamPart]) -> None:
     """NodeClient.chat's generator: closing it drops the HTTP connection, so the node stops generating."""
     if isinstance(stream, Generator):
         stream.close()
+
+
+def _summary(exc: Exception) -> str:
+    """An exception's text on one line, bounded (pydantic's spans several: what, where, why)."""
+    return "; ".join(line.strip() for line in str(exc).splitlines() if line.strip())[:400]
 
 
 def _add(a: int | None, b: int | None) -> int | None:

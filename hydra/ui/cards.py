@@ -6,6 +6,7 @@ engine lock held by the script.
 """
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -92,6 +93,18 @@ def _node_title(node: NodeSnapshot) -> str:
     return f"#### {fmt.md_escape(node.name)}\n{badge} {kind}{local}"
 
 
+def node_refusal_line(node: NodeSnapshot, now: float | None = None) -> str:
+    """What the node's answers taught the router (401, 429, 404), in one line; "" when nothing."""
+    parts = []
+    if node.refuses_credentials:
+        parts.append("Refuses Hydra's credentials (HTTP 401/403): no work goes there until it accepts them.")
+    if node.backed_off_until is not None and node.backed_off_until > (time.time() if now is None else now):
+        parts.append(f"Asked to back off (HTTP 429): no new work until {fmt.fmt_clock(node.backed_off_until)}.")
+    if node.missing_models:
+        parts.append(f"Said it lacks {', '.join(node.missing_models)} (HTTP 404): not sent there until its list changes.")
+    return " ".join(parts)
+
+
 def node_card(node: NodeSnapshot, *, monitoring: bool = True) -> None:
     """Everything the router knows of one node."""
     with st.container(border=True, key=f"node-{node.name}"):
@@ -102,6 +115,8 @@ def node_card(node: NodeSnapshot, *, monitoring: bool = True) -> None:
                    f"last seen {fmt.fmt_age(node.last_seen)}")
         if node.last_error:
             (st.error if not node.healthy else st.caption)(f"Last error: {safe_markdown(node.last_error)}")
+        if line := node_refusal_line(node):
+            st.warning(safe_markdown(line), icon=":material/block:")  # names models the node reported
 
         c1, c2 = st.columns(2)
         c1.metric("In flight / slots", f"{node.in_flight} / {node.slots}")

@@ -50,6 +50,17 @@ def node_failed(clusters, make_router, eventually) -> TaskHandle:
     return router.submit(Task(prompt=CODE, model=MODEL, max_tokens=5))
 
 
+def internal(clusters, make_router, eventually) -> TaskHandle:
+    """A defect in Hydra's own attempt code (here: reading the stream raises)."""
+    _, router = solo(clusters, make_router)
+
+    def crash(*args: object) -> None:
+        raise RuntimeError("a defect in the worker")
+
+    router._members.get("solo").workers._take = crash  # this node's workers only
+    return router.submit(Task(prompt=CODE, model=MODEL, max_tokens=5))
+
+
 def deadline(clusters, make_router, eventually) -> TaskHandle:
     node, router = solo(clusters, make_router, first_token_timeout_s=60)
     node.set_fault("hang")
@@ -81,6 +92,7 @@ ENDINGS: list[tuple[Callable[..., TaskHandle], TaskStatus, FailureKind | None]] 
     (no_route, TaskStatus.FAILED, FailureKind.NO_ROUTE),
     (rejected, TaskStatus.FAILED, FailureKind.REJECTED),
     (node_failed, TaskStatus.FAILED, FailureKind.NODE_FAILED),
+    (internal, TaskStatus.FAILED, FailureKind.INTERNAL),
     (deadline, TaskStatus.FAILED, FailureKind.DEADLINE),
     (cancelled, TaskStatus.CANCELLED, FailureKind.CANCELLED),
     (interrupted, TaskStatus.INTERRUPTED, FailureKind.INTERRUPTED),

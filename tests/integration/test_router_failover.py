@@ -24,14 +24,6 @@ def decided_nodes(router) -> dict[str, list[str]]:
     return grouped
 
 
-def answer_after_restarts(handle):
-    """(chunks after the last restart, restart chunks) of a finished task's stream."""
-    chunks = list(handle.stream(timeout=10))
-    restarts = [i for i, c in enumerate(chunks) if c.restart]
-    tail = chunks[restarts[-1] + 1:] if restarts else chunks
-    return tail, [chunks[i] for i in restarts]
-
-
 def test_killing_a_node_during_sixty_streaming_tasks(seed, make_router, eventually):
     router = make_router(seed)
     light = seed["light"]
@@ -49,10 +41,11 @@ def test_killing_a_node_during_sixty_streaming_tasks(seed, make_router, eventual
     for task_id, nodes in decided_nodes(router).items():
         assert len(nodes) == len(set(nodes)), f"task {task_id} retried on a node that failed it: {nodes}"
     for h, r in zip(handles, results):
-        tail, restarts = answer_after_restarts(h)
-        assert "".join(c.text for c in tail) == r.text
-        assert len(restarts) <= r.failovers
-        assert r.text.startswith(f"[simulated {r.model} on {r.node}]")
+        chunks = list(h.stream(timeout=10))
+        assert "".join(c.text for c in chunks) == r.text     # one answer, continued: nothing repeated
+        assert [n for i, n in enumerate(c.node for c in chunks) if i == 0 or chunks[i - 1].node != n] == list(r.nodes)
+        # The marker names the node that wrote its fourth token (a failover mid-answer continues it).
+        assert any(r.text.startswith(f"[simulated {r.model} on {n}]") for n in r.nodes), (r.text, r.nodes)
 
     # Back up: the router sees it again and sends it work (async puts the CPU node first).
     light.restart()
@@ -115,24 +108,23 @@ def test_a_flapping_node_is_cut_off_and_readmitted(seed, make_router, eventually
 
 
 @pytest.mark.parametrize("kind", ["drop_midstream", "error_midstream", "malformed_json"])
-def test_a_failure_mid_answer_restarts_the_stream_on_another_node(seed, make_router, kind):
+def test_a_failure_mid_answer_continues_the_stream_on_another_node(seed, make_router, kind):
     router = make_router(seed)
-    seed["light"].set_fault(kind, count=1, after_chunks=3)
+    seed["light"].set_fault(kind, count=1, after_chunks=4)
     handle = router.submit(Task(prompt=CODE, max_tokens=20))
     chunks = list(handle.stream(timeout=10))
     result = handle.result(timeout=10)
     assert (result.status, result.node, result.attempts, result.failovers) == (TaskStatus.DONE, "powerful", 2, 1)
-    restarts = [i for i, c in enumerate(chunks) if c.restart]
-    assert len(restarts) == 1
-    before, restart, after = chunks[:restarts[0]], chunks[restarts[0]], chunks[restarts[0] + 1:]
-    assert len(before) == 3 and all(c.node == "light" for c in before)
-    assert "light failed mid-answer" in restart.notice and "restarts on another node" in restart.notice
-    assert handle.view().notice == restart.notice and handle.view().restarts == 1
-    # The final text is the whole second answer, nothing of the first.
-    assert "".join(c.text for c in after) == result.text
-    assert len(after) == result.eval_count == 20
-    assert result.text.startswith("[simulated qwen2.5-coder:7b on powerful]")
-    assert "on light" not in result.text
+    assert "".join(c.text for c in chunks) == result.text  # one answer: nothing restarted or repeated
+    before, after = chunks[:4], chunks[4:]
+    assert all(c.node == "light" for c in before) and all(c.node == "powerful" for c in after)
+    assert "light failed mid-answer" in result.notice and "continues on another node" in result.notice
+    assert handle.view().notice == result.notice and handle.view().restarts == 1
+    # One answer: light's first four tokens (its marker), then powerful's after them (tests/integration/test_failover_continues.py).
+    assert "".join(c.text for c in chunks) == result.text
+    assert len(chunks) == result.eval_count == 20
+    assert result.text.startswith("[simulated qwen2.5-coder:7b on light]")
+    assert "on powerful" not in result.text and result.nodes == ("light", "powerful")
 
 
 @pytest.mark.parametrize("kind, status", [("busy_503", "503"), ("http_500", "500")])
@@ -157,11 +149,14 @@ def test_an_unknown_model_404_does_not_count_against_the_node(seed, make_router)
     light.profile.models = [m for m in light.profile.models if m.name != "qwen2.5-coder:7b"]
     for i in range(4):
         result = router.submit(Task(prompt=f"{CODE} #{i}", max_tokens=5)).result(timeout=30)
-        assert (result.status, result.node, result.failovers) == (TaskStatus.DONE, "powerful", 1)
-        assert decided_nodes(router)[result.task_id] == ["light", "powerful"]
+        # The first 404 is learnt (issue 13, item 7): the node's list is fetched again and the model is
+        # not sent there any more, so only the first task spends an attempt on it.
+        expected = ["light", "powerful"] if i == 0 else ["powerful"]
+        assert (result.status, result.node, result.failovers) == (TaskStatus.DONE, "powerful", len(expected) - 1)
+        assert decided_nodes(router)[result.task_id] == expected
     snap = router.snapshot().node("light")
     assert (snap.circuit, snap.failures, snap.healthy) == ("closed", 0, True)
-    assert light.stats()["failed"] == 4                 # the node did refuse them
+    assert light.stats()["failed"] == 1                 # the node did refuse the first one
 
 
 def test_an_html_endpoint_is_unhealthy_with_a_clear_reason(clusters, make_router, caplog):

@@ -53,15 +53,14 @@ def test_bad_tools_are_refused_with_the_reason(seed, make_router, tools):
         router.submit(Task(prompt="Hello", tools=tools))
 
 
-def test_a_restart_drops_the_calls_of_the_failed_attempt():
+def test_calls_already_streamed_stop_a_failover_from_continuing():
+    from hydra.sollol.attempts import cannot_continue
+
     state = TaskState(Task(prompt="hi", tools=[WEATHER]), RoutingMode.FAST, "general")
     call = {"function": {"name": "get_weather", "arguments": {"city": "a"}}}
     attempt = state.bind("light", "llama3.2:3b", None)  # type: ignore[arg-type]
+    assert cannot_continue(state) == ""
     assert state.add(attempt, tool_calls=(call,))
     assert state.first_token_mono is not None
-    assert state.requeue(attempt, "light", "dropped", restart_notice="restarts elsewhere")
-    assert state.tool_calls == [] and state.first_token_mono is None
-    attempt = state.bind("powerful", "llama3.2:3b", None)  # type: ignore[arg-type]
-    assert state.add(attempt, text="done")
-    result = state.finish(TaskStatus.DONE, attempt=attempt)
-    assert result is not None and result.tool_calls == () and result.text == "done"
+    # The calls stay (readers saw them): the task ends rather than make a second set (attempts.failed).
+    assert "tool calls cannot be continued" in cannot_continue(state)

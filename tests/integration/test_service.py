@@ -3,6 +3,7 @@ and a prompt is classified once per submit."""
 from __future__ import annotations
 
 import logging
+import re
 import threading
 import time
 from collections.abc import Iterator
@@ -14,7 +15,8 @@ import pytest
 from hydra import reasoning, service, tiers
 from hydra.history import HistoryUnavailableError
 from hydra.service import Hydra
-from hydra.sollol.types import TaskEvent
+from hydra.sollol.errors import TaskError
+from hydra.sollol.types import FailureKind, TaskEvent, TaskStatus
 
 TIMEOUT = 20.0
 COMMIT_WAIT_S = 10.0  # submit()'s wait for its history row, shortened from 30 s
@@ -134,3 +136,29 @@ def test_a_prompt_is_classified_once_per_submit(tmp_path: Path, monkeypatch: pyt
         assert calls == []
     finally:
         h.close()
+
+
+@pytest.mark.parametrize(("prompt", "messages", "field"), [
+    ("", [{"role": "user", "content": 5}], "messages[0].content"),
+    ("", [{"role": "user", "content": {"a": 1}}], "messages[0].content"),
+    ("", "hello", "messages"),
+    (42, None, "prompt"),
+], ids=["content-number", "content-object", "messages-string", "prompt-number"])
+def test_a_bad_prompt_or_message_is_the_callers_task_error(hydra: Hydra, prompt: Any, messages: Any,
+                                                            field: str) -> None:
+    with pytest.raises(TaskError, match=re.escape(field)):
+        hydra.submit(prompt, messages=messages)
+
+
+def test_a_message_without_content_is_not_a_crash(hydra: Hydra) -> None:
+    # content is optional in Ollama's messages: the classifier reads it as no text
+    handle = hydra.submit(messages=[{"role": "user", "content": None}, {"role": "user", "content": "Hi"}],
+                          max_tokens=3)
+    assert handle.result(timeout=30).status.value in ("done", "failed")
+
+
+def test_a_task_on_a_cluster_with_no_node_ends_at_once_with_no_route(hydra: Hydra) -> None:
+    started = time.monotonic()
+    result = hydra.submit("Hello", max_tokens=3).result(timeout=10)
+    assert result.status is TaskStatus.FAILED and result.failure is FailureKind.NO_ROUTE, result
+    assert time.monotonic() - started < 5.0, "an empty cluster must not hold the task"

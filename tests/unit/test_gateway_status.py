@@ -10,7 +10,7 @@ from hydra.sollol.types import FailureKind, TaskResult, TaskStatus
 
 EXPECTED = {FailureKind.NO_ROUTE: 503, FailureKind.REJECTED: 400, FailureKind.NODE_FAILED: 502,
             FailureKind.DEADLINE: 504, FailureKind.CANCELLED: 499, FailureKind.SHUTDOWN: 503,
-            FailureKind.INTERRUPTED: 503}
+            FailureKind.INTERRUPTED: 503, FailureKind.INTERNAL: 500}
 
 
 def test_the_table_names_every_kind() -> None:

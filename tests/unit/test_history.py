@@ -99,8 +99,8 @@ def test_full_event_sequence_round_trips(history: History, clock: Clock) -> None
     history.record_event(TaskEvent("running", t, node="light", model="qwen2.5-coder:7b", attempt=1))
     history.save_partial("t1", "def f(", "hmm")
     assert history.get_task("t1")["text"] == "def f("
-    history.record_event(TaskEvent("restart", t, notice="light failed mid-stream; restarting on heavy"))
-    assert history.get_task("t1")["text"] == ""            # the answer starts again
+    history.record_event(TaskEvent("restart", t, notice="light failed mid-stream; heavy continues"))
+    assert history.get_task("t1")["text"] == "def f("      # the answer continues: its text so far stays
     history.record_event(TaskEvent("routed", t, decision=decision(t, "heavy", attempt=2)))
     clock.now += 1
     history.record_event(TaskEvent("running", t, node="heavy", model="qwen2.5-coder:7b", attempt=2))
