@@ -7,6 +7,7 @@ from hydra.sollol.redact import redact_url
 from hydra.sollol.types import MODE_DESCRIPTIONS, RoutingMode
 from hydra.ui import formatting as fmt
 from hydra.ui import forms, layout
+from hydra.ui.safe_markdown import safe_markdown
 
 FORM = "settings"
 NAMES = ("SOLLOL_DEFAULT_ROUTING_MODE", "SOLLOL_PARALLEL_REQUESTS", "SOLLOL_MAX_CONCURRENT_REQUESTS",
@@ -39,7 +40,7 @@ with st.form(FORM):
 st.subheader("Differs from the environment")
 forms.overrides(hydra)
 for kind, text in st.session_state.pop("settings:flash", []):
-    getattr(st, kind)(text)
+    getattr(st, kind)(safe_markdown(text))
 
 st.subheader("Nodes")
 snap = hydra.snapshot()

@@ -16,6 +16,7 @@ import streamlit as st
 from hydra.sollol.redact import redact_url
 from hydra.sollol.types import NodeSnapshot, TaskStatus, TaskView
 from hydra.ui import formatting as fmt
+from hydra.ui.safe_markdown import code_span, safe_markdown
 
 ANSWER_HEIGHT = 280  # px; cards in one row stay aligned while their answers grow
 
@@ -34,30 +35,32 @@ def task_card(view: TaskView, *, assessment: Any = None, on_cancel: Callable[[],
     status = fmt.value_of(view.status)
     with st.container(border=True, key=f"task-{view.task_id}"):
         st.markdown(f"{fmt.status_badge(status)} **{fmt.md_escape(fmt.one_line(view.prompt, 90))}**",
-                    help=view.prompt if len(view.prompt) > 90 else None)
+                    help=safe_markdown(view.prompt) if len(view.prompt) > 90 else None)
         st.caption(fmt.task_meta(view.node, view.model, view.mode, view.task_type, view.priority))
         if view.reason:
             st.caption(f":material/alt_route: {fmt.md_escape(fmt.one_line(view.reason, 200))}")
         if line := fmt.assessment_line(assessment):
             st.caption(f":material/psychology: {fmt.md_escape(line)}")
         if view.notice:
-            st.warning(view.notice, icon=":material/swap_horiz:")
+            st.warning(safe_markdown(view.notice), icon=":material/swap_horiz:")
         if view.thinking:
             with st.expander("Thinking", icon=":material/psychology_alt:"):
-                st.markdown(view.thinking)
+                st.markdown(safe_markdown(view.thinking))
         # Follow the newest tokens while streaming; a finished answer reads from the top.
         with st.container(height=ANSWER_HEIGHT, border=False, autoscroll=status not in fmt.TERMINAL,
                           key=f"answer-{view.task_id}"):
             if view.tool_calls:  # a gateway client's tools: the answer is a call, not text
-                st.markdown("\n".join(f"- :material/build: `{fmt.tool_call_text(call)}`" for call in view.tool_calls))
-            st.markdown(view.text or ("" if view.tool_calls else _placeholder(view)))
+                st.markdown(safe_markdown("\n".join(f"- :material/build: {code_span(fmt.tool_call_text(call))}"
+                                                     for call in view.tool_calls)))
+            # Model output: images become text, so nothing in it makes the browser fetch.
+            st.markdown(safe_markdown(view.text) or ("" if view.tool_calls else _placeholder(view)))
         if status == TaskStatus.DONE:
             st.caption(fmt.result_stats(view.ttft_s, view.tokens_per_s, view.eval_count, view.duration_s,
                                         view.attempts))
         elif status == TaskStatus.RUNNING and view.ttft_s is not None:
             st.caption(f"TTFT {fmt.fmt_seconds(view.ttft_s)} · streaming…")
         if view.error and status != TaskStatus.CANCELLED:
-            st.error(view.error, icon=":material/error:")
+            st.error(safe_markdown(view.error), icon=":material/error:")
         _task_buttons(view, status, on_cancel, on_dismiss, on_resubmit)
 
 
@@ -106,14 +109,14 @@ def node_card(node: NodeSnapshot, *, monitoring: bool = True) -> None:
     """Everything the router knows of one node."""
     with st.container(border=True, key=f"node-{node.name}"):
         st.markdown(_node_title(node))
-        version = f" · Ollama {node.version}" if node.version else ""
+        version = f" · Ollama {fmt.md_escape(node.version)}" if node.version else ""  # the node says what it is
         capability = f"models up to {fmt.fmt_params(node.max_model_b)}" if node.max_model_b else "capability not declared"
         st.caption(f"`{redact_url(node.url)}`{version} · {capability} · circuit {node.circuit.replace('_', '-')} · "
                    f"last seen {fmt.fmt_age(node.last_seen)}")
         if node.last_error:
-            (st.error if not node.healthy else st.caption)(f"Last error: {node.last_error}")
+            (st.error if not node.healthy else st.caption)(f"Last error: {safe_markdown(node.last_error)}")
         if line := node_refusal_line(node):
-            st.warning(line, icon=":material/block:")
+            st.warning(safe_markdown(line), icon=":material/block:")  # names models the node reported
 
         c1, c2 = st.columns(2)
         c1.metric("In flight / slots", f"{node.in_flight} / {node.slots}")

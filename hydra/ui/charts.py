@@ -21,9 +21,15 @@ STATUS_COLORS = {"done": "#2e9e6b", "failed": "#d64545", "cancelled": "#9aa3ad",
                  "running": "#3b82f6", "queued": "#c3c9d1", "failovers": "#8b5cf6"}
 
 
+def label(value: Any) -> str:
+    """A name as Plotly shows it literally: Plotly reads tags in text (``<span style="...url(...)">``
+    would make the browser fetch), so ``<`` goes in as an entity, which it shows as ``<``."""
+    return str(value).replace("<", "&lt;")
+
+
 def color_map(names: Iterable[Any]) -> dict[str, str]:
-    """A stable colour per name (sorted, so every chart agrees)."""
-    return {name: PALETTE[i % len(PALETTE)] for i, name in enumerate(sorted({str(n) for n in names}))}
+    """A stable colour per name (sorted, so every chart agrees), keyed by the name as charted."""
+    return {name: PALETTE[i % len(PALETTE)] for i, name in enumerate(sorted({label(n) for n in names}))}
 
 
 def _frame(rows: Iterable[Mapping[str, Any]]) -> pd.DataFrame:
@@ -31,7 +37,7 @@ def _frame(rows: Iterable[Mapping[str, Any]]) -> pd.DataFrame:
     for column in ("node", "model", "mode", "task_type", "status"):
         if column in df:
             df[column] = df[column].fillna("(not routed)" if column in ("node", "model") else "(unknown)")
-            df[column] = df[column].astype(str)
+            df[column] = df[column].map(label)  # model names come from the nodes
     return df
 
 

@@ -14,6 +14,7 @@ from typing import Any
 
 from hydra.sollol.errors import ConfigError
 from hydra.sollol.types import MODE_DESCRIPTIONS, RoutingMode, TaskStatus
+from hydra.ui.safe_markdown import code_span
 
 DASH = "—"
 TASK_TYPE_OPTIONS = ("auto", "code", "reasoning", "math", "general")
@@ -200,12 +201,12 @@ def candidates_text(candidates: Iterable[Mapping[str, Any]] | None) -> str:
 
 def config_error_text(exc: ConfigError) -> str:
     """What the settings pages show next to a refused input."""
-    return f"`{exc.variable}` = `{exc.value}` was refused: expected {exc.allowed}. Nothing was changed."
+    return f"`{exc.variable}` = {code_span(str(exc.value))} was refused: expected {exc.allowed}. Nothing was changed."
 
 
 def startup_error_text(exc: ConfigError) -> str:
     """Markdown for a bad environment value at start-up: what, what is allowed, how to fix."""
-    return (f"**Hydra cannot start: `{exc.variable}` = `{exc.value}` is not valid.**\n\n"
+    return (f"**Hydra cannot start: `{exc.variable}` = {code_span(str(exc.value))} is not valid.**\n\n"
             f"Allowed: {exc.allowed}.\n\n"
             f"Fix: set `{exc.variable}` to an allowed value, or unset it to use the default, "
             f"then restart, e.g. `unset {exc.variable}; streamlit run app.py`.")

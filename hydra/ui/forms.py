@@ -18,6 +18,7 @@ from hydra.service import Hydra
 from hydra.sollol.errors import ConfigError, HydraError
 from hydra.sollol.redact import redact_url
 from hydra.ui import formatting as fmt
+from hydra.ui.safe_markdown import safe_markdown
 
 _SYNCED = "forms_synced"
 
@@ -77,9 +78,9 @@ def form_error(form: str, names: Sequence[str]) -> None:
     if isinstance(exc, ConfigError) and exc.variable not in names:
         st.error(fmt.config_error_text(exc), icon=":material/block:")
     elif exc is not None and not isinstance(exc, ConfigError):
-        st.error(str(exc), icon=":material/error:")
+        st.error(safe_markdown(str(exc)), icon=":material/error:")
     for kind, text in st.session_state.pop(f"{form}:flash", []):
-        getattr(st, kind)(text)
+        getattr(st, kind)(safe_markdown(text))
 
 
 def apply_button(hydra: Hydra, form: str, names: Sequence[str], label: str = "Apply") -> None:
@@ -164,7 +165,7 @@ def node_form(hydra: Hydra) -> None:
         right.form_submit_button("Add node", key="node:add", type="primary", icon=":material/add:",
                                  on_click=_add_node, args=(hydra,))
         for kind, text in st.session_state.pop("node:flash", []):
-            getattr(st, kind)(text)
+            getattr(st, kind)(safe_markdown(text))  # a connection test quotes what the node answered
 
 
 def _node_error(*, url: bool) -> None:
@@ -174,7 +175,7 @@ def _node_error(*, url: bool) -> None:
         return
     about_url = "url" in str(getattr(exc, "variable", "")).lower()
     if about_url == url:
-        st.error(fmt.config_error_text(exc) if isinstance(exc, ConfigError) else str(exc),
+        st.error(fmt.config_error_text(exc) if isinstance(exc, ConfigError) else safe_markdown(str(exc)),
                  icon=":material/block:")
 
 

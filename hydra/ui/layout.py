@@ -15,6 +15,13 @@ from hydra.ui import formatting as fmt
 from hydra.ui import shared
 
 SIDEBAR_EVERY = 5.0
+# The tab's icon, drawn here: Streamlit fetches a ":material/...:" page icon from fonts.gstatic.com
+# (icons inside the page use the font it bundles), and the app loads nothing from elsewhere.
+# An SVG string becomes a data: URL.
+FAVICON = ('<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 24 24">'
+           '<path d="M12 12 4.5 4.5M12 12l7.5-7.5M12 12v8.5" stroke="#0f766e" stroke-width="2"/>'
+           '<g fill="#0f766e"><circle cx="12" cy="12" r="3.5"/><circle cx="4.5" cy="4.5" r="2.5"/>'
+           '<circle cx="19.5" cy="4.5" r="2.5"/><circle cx="12" cy="20.5" r="2.5"/></g></svg>')
 # (file, label, icon). Streamlit's own page list is hidden (client.showSidebarNavigation = false)
 # because it would label the tasks page "app", after its file.
 PAGES = (("app.py", "Tasks", ":material/bolt:"),
@@ -26,7 +33,7 @@ PAGES = (("app.py", "Tasks", ":material/bolt:"),
 
 def page(title: str) -> Hydra:
     """Every page starts here: page config, the shared Hydra (or why it cannot start), the sidebar."""
-    st.set_page_config(page_title=f"{title} · Hydra", page_icon=":material/hub:", layout="wide")
+    st.set_page_config(page_title=f"{title} · Hydra", page_icon=FAVICON, layout="wide")
     hydra = shared.hydra_or_stop()
     with st.sidebar:
         st.markdown("### :material/hub: Hydra")

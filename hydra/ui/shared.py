@@ -12,6 +12,7 @@ import streamlit as st
 from hydra.service import Hydra
 from hydra.sollol.errors import ConfigError, HydraError
 from hydra.ui.formatting import startup_error_text
+from hydra.ui.safe_markdown import safe_markdown
 
 
 def _release(hydra: Hydra) -> None:
@@ -38,6 +39,6 @@ def hydra_or_stop() -> Hydra:
     except ConfigError as exc:
         st.error(startup_error_text(exc), icon=":material/settings_alert:")
     except HydraError as exc:
-        st.error(f"**Hydra could not start.** {exc}", icon=":material/error:")
+        st.error(f"**Hydra could not start.** {safe_markdown(str(exc))}", icon=":material/error:")
     st.stop()
     raise AssertionError("unreachable: st.stop() ends the script run")

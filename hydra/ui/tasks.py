@@ -22,6 +22,7 @@ from hydra.sollol.types import RoutingMode
 from hydra.ui import formatting as fmt
 from hydra.ui import tables
 from hydra.ui.cards import task_card
+from hydra.ui.safe_markdown import safe_markdown
 
 ACTIVE_EVERY = 0.5    # seconds between refreshes while tokens stream
 IDLE_EVERY = 5.0
@@ -40,7 +41,7 @@ def flash(kind: str, text: str) -> None:
 
 def show_flash() -> None:
     for kind, text in st.session_state.pop(_FLASH, []):
-        getattr(st, kind)(text)
+        getattr(st, kind)(safe_markdown(text))  # may quote a node's error
 
 
 def _guarded(action: Callable[[], Any], failure: str) -> Callable[[], None]:
@@ -194,7 +195,7 @@ def history(hydra: Hydra, limit: int = 50) -> None:
             if choice.get("thinking"):
                 st.markdown("**Thinking**")  # expanders do not nest
                 with st.container(height=200, border=True):
-                    st.markdown(choice["thinking"])
-            st.markdown(choice.get("text") or "_No answer recorded._")
+                    st.markdown(safe_markdown(choice["thinking"]))
+            st.markdown(safe_markdown(choice.get("text")) or "_No answer recorded._")
             if choice.get("error"):
-                st.error(choice["error"])
+                st.error(safe_markdown(choice["error"]))

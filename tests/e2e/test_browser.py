@@ -6,39 +6,22 @@ to ``artifacts/screenshots/``.
 """
 from __future__ import annotations
 
-import os
 import re
-import subprocess
-import sys
 import time
-import urllib.request
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 
-from hydra.sim import free_port, start_cluster
+from hydra.sim import start_cluster
+from tests.e2e.browserkit import CHROMIUM, CHROMIUM_ARGS, SHOTS, clean_env, require_chromium, streamlit
+from tests.e2e.browserkit import shot as _shot
 
 pytestmark = pytest.mark.browser
 
-ROOT = Path(__file__).resolve().parents[2]
-SHOTS = ROOT / "artifacts" / "screenshots"
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-                 "--disable-sync", "--no-first-run", "--disable-quic"]
 PROMPTS = ["Generate a Python function that checks whether a string is a palindrome",
            "Analyze the time complexity of this code: for i in range(n): for j in range(i): pass",
            "Create unit tests for a function add(a, b)"]
-# Only loopback is ever contacted: no proxy, even if the environment names one.
-_LOCAL = urllib.request.build_opener(urllib.request.ProxyHandler({}))
-
-
-def _require_chromium() -> None:
-    if os.path.exists(CHROMIUM):
-        return
-    if os.environ.get("CI"):
-        pytest.fail(f"{CHROMIUM} is missing; in CI the README's test command (make test) installs it")
-    pytest.skip(f"{CHROMIUM} is not installed (make test installs Debian's chromium); browser tests skipped")
+_require_chromium = require_chromium  # the name tests/e2e/test_dashboard.py imports
 
 
 @pytest.fixture(scope="module")
@@ -50,40 +33,12 @@ def cluster() -> Iterator[object]:
 
 @pytest.fixture(scope="module")
 def app_url(cluster, tmp_path_factory) -> Iterator[str]:
-    _require_chromium()
+    require_chromium()
     tmp = tmp_path_factory.mktemp("app")
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("HYDRA_", "SOLLOL_", "OLLAMA_"))}
-    env.update(SOLLOL_NODES=cluster.sollol_nodes(), HYDRA_DB=str(tmp / "hydra.db"), HYDRA_EMBEDDED_NODE="off", HYDRA_GATEWAY_PORT="0",
-               SOLLOL_DISCOVER_LOCALHOST="false", NO_PROXY="127.0.0.1,localhost", no_proxy="127.0.0.1,localhost")
-    port = free_port()
-    with open(tmp / "streamlit.log", "wb") as log:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "streamlit", "run", "app.py", "--server.port", str(port),
-             "--server.address", "127.0.0.1", "--server.headless", "true", "--browser.gatherUsageStats", "false"],
-            cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
-        url = f"http://127.0.0.1:{port}"
-        try:
-            deadline = time.monotonic() + 60
-            while True:
-                if proc.poll() is not None:
-                    pytest.fail(f"streamlit exited with {proc.returncode}: {(tmp / 'streamlit.log').read_text()[-2000:]}")
-                try:
-                    with _LOCAL.open(f"{url}/_stcore/health", timeout=2) as response:
-                        if response.status == 200:
-                            break
-                except OSError:
-                    pass
-                if time.monotonic() > deadline:
-                    pytest.fail("streamlit did not answer on /_stcore/health within 60 s")
-                time.sleep(0.25)
-            yield url
-        finally:
-            proc.terminate()
-            try:
-                proc.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait(timeout=5)
+    env = clean_env(SOLLOL_NODES=cluster.sollol_nodes(), HYDRA_DB=str(tmp / "hydra.db"), HYDRA_EMBEDDED_NODE="off",
+                    HYDRA_GATEWAY_PORT="0", SOLLOL_DISCOVER_LOCALHOST="false")
+    with streamlit("app.py", env, tmp / "streamlit.log") as url:
+        yield url
 
 
 @pytest.fixture(scope="module")
@@ -102,18 +57,6 @@ def page(app_url):
             yield page
         finally:
             browser.close()
-
-
-def _shot(page, name: str, *, whole: bool = True) -> None:
-    if not whole:  # this very moment (streaming): no resize, no wait
-        page.screenshot(path=str(SHOTS / f"{name}.png"))
-        return
-    # Streamlit scrolls inside its main block, not the document: grow the viewport to the content instead.
-    height = page.evaluate("document.querySelector('[data-testid=stMain]')?.scrollHeight ?? 1000")
-    page.set_viewport_size({"width": 1440, "height": max(1000, min(int(height) + 40, 8000))})
-    page.wait_for_timeout(500)
-    page.screenshot(path=str(SHOTS / f"{name}.png"))
-    page.set_viewport_size({"width": 1440, "height": 1000})
 
 
 def _cards(page) -> dict[str, tuple[str, str]]:
