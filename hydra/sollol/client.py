@@ -16,6 +16,7 @@ from collections.abc import Generator, Mapping
 from dataclasses import dataclass
 from email.utils import parsedate_to_datetime
 from typing import Any
+from urllib.parse import unquote, urlsplit, urlunsplit
 
 from .errors import (
     ModelNotFoundError,
@@ -27,6 +28,7 @@ from .errors import (
     NodeUnavailableError,
     RequestRejectedError,
 )
+from .redact import redact_url
 from .types import LoadedModel, ModelInfo, NodeSpec
 
 _SIZE = re.compile(r"([\d.]+)\s*([KMBT]?)", re.IGNORECASE)
@@ -258,9 +260,14 @@ class NodeClient:
         self._stream_timeout = httpx.Timeout(read_timeout_s, connect=connect_timeout_s)
         self._poll_timeout = httpx.Timeout(poll_timeout_s, connect=min(connect_timeout_s, poll_timeout_s))
         self._threads = threading.local()  # per worker thread: its own generation client (see _stream_client)
-        self._poller = ollama.Client(host=spec.url, timeout=self._poll_timeout, verify=shared_ssl_context())
+        # Credentials in the URL go as HTTP basic auth: the ollama client drops them from its host.
+        self._host, self._auth = _split_credentials(spec.url)
+        self._shown_url = redact_url(spec.url)  # what messages and logs may show
+        self._poller = ollama.Client(host=self._host, timeout=self._poll_timeout, verify=shared_ssl_context(),
+                                     auth=self._auth)
         # The official client has no version() call; a plain GET on the same host does it.
-        self._http = httpx.Client(base_url=spec.url, timeout=self._poll_timeout, verify=shared_ssl_context())
+        self._http = httpx.Client(base_url=self._host, timeout=self._poll_timeout, verify=shared_ssl_context(),
+                                  auth=self._auth)
 
     def close(self) -> None:
         self._poller._client.close()  # ollama.Client exposes no close(); its httpx client is the resource
@@ -274,7 +281,7 @@ class NodeClient:
             import ollama
 
             transport, backend = _tracking_transport()
-            made = self._threads.made = (ollama.Client(host=self.spec.url, timeout=self._stream_timeout,
+            made = self._threads.made = (ollama.Client(host=self._host, timeout=self._stream_timeout, auth=self._auth,
                                                        transport=transport, verify=shared_ssl_context()), backend)
         return made
 
@@ -282,7 +289,7 @@ class NodeClient:
         self._stream_client()
 
     def _fail(self, exc: BaseException, during: str) -> NodeError:
-        return node_error_from(exc, self.spec.name, self.spec.url, during=during)
+        return node_error_from(exc, self.spec.name, self._shown_url, during=during)
 
     # --- polling ---
 
@@ -294,17 +301,17 @@ class NodeClient:
         body = response.text
         if _looks_like_html(body) or "html" in response.headers.get("content-type", ""):
             raise NodeProtocolError(f"answered /api/version with an HTML page (HTTP {response.status_code}), "
-                                    f"not the Ollama API — is {self.spec.url} really an Ollama server?",
+                                    f"not the Ollama API — is {self._shown_url} really an Ollama server?",
                                     node=self.spec.name, status=response.status_code)
         if response.status_code != 200:
             import ollama
-            raise node_error_from(ollama.ResponseError(body, response.status_code), self.spec.name, self.spec.url,
+            raise node_error_from(ollama.ResponseError(body, response.status_code), self.spec.name, self._shown_url,
                                   during="on /api/version", headers=response.headers)
         try:
             return str(response.json()["version"])
         except Exception as exc:
             raise NodeProtocolError(f"answered /api/version without a version (got {body[:80]!r}) — "
-                                    f"is {self.spec.url} an Ollama server?", node=self.spec.name) from exc
+                                    f"is {self._shown_url} an Ollama server?", node=self.spec.name) from exc
 
     def accepts_credentials(self) -> bool:
         """Whether the node takes Hydra's credentials on its generation route: a chat naming no model,
@@ -392,3 +399,15 @@ class NodeClient:
         finally:
             backend.sink = None
             stream.close()  # drops the HTTP connection at once, so the node stops generating
+
+
+def _split_credentials(url: str) -> tuple[str, Any]:
+    """(the URL without ``user:password@``, httpx basic auth for them or None)."""
+    import httpx
+
+    parts = urlsplit(url)
+    if parts.username is None:
+        return url, None
+    netloc = parts.netloc.rsplit("@", 1)[1]
+    bare = urlunsplit((parts.scheme, netloc, parts.path, parts.query, parts.fragment))
+    return bare, httpx.BasicAuth(unquote(parts.username), unquote(parts.password or ""))
