@@ -33,7 +33,7 @@ HOSTS = [
     ("127.0.0.1", (), "GPU-BOX.LAN:8080", True),
     ("127.0.0.1", (), "printer.local", True),                # private-use names: no public DNS answers them
     ("127.0.0.1", (), "host.docker.internal:8080", True),    # a container reaching its host
-    ("127.0.0.1", (), "10.1.2.3:8080", True),                # an IP literal cannot be rebound
+    ("127.0.0.1", (), "127.9.8.7:8080", True),               # an IP literal cannot be rebound
     ("127.0.0.1", (), "[fe80::1]:8080", True),
     ("127.0.0.1", (), "", True),                             # HTTP/1.0 without Host: not a browser
     ("127.0.0.1", (), "evil.example:8080", False),           # DNS rebinding
@@ -42,7 +42,7 @@ HOSTS = [
     ("127.0.0.1", (), "evil-localhost:8080", False),
     ("127.0.0.1", (), "gpu-box.evil.example", False),
     ("0.0.0.0", (), "gpu-box:8080", True),                   # bound to every address: the machine's name works
-    ("0.0.0.0", (), "192.168.1.20:8080", True),
+    ("0.0.0.0", (), "127.20.1.20:8080", True),
     ("0.0.0.0", (), "hydra.example.com", False),             # a DNS name is the operator's to add
     ("::", (), "hydra.example.com", False),
     ("hydra.example.com", (), "hydra.example.com:8080", True),  # the bind address itself

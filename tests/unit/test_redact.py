@@ -33,8 +33,8 @@ def test_a_url_shows_no_password(url: str, shown: str) -> None:
 
 
 TEXTS = [
-    ("cannot connect to http://ops:s3cret@10.0.0.5:11434 during a chat: is Ollama running there?",
-     "cannot connect to http://ops:***@10.0.0.5:11434 during a chat: is Ollama running there?"),
+    ("cannot connect to http://ops:s3cret@127.0.0.5:11434 during a chat: is Ollama running there?",
+     "cannot connect to http://ops:***@127.0.0.5:11434 during a chat: is Ollama running there?"),
     ("Client error '404 Not Found' for url 'https://ops:s3cret@h:443/api/tags'",
      "Client error '404 Not Found' for url 'https://ops:***@h:443/api/tags'"),
     ("two: http://a:x@h1:1, http://b:y@h2:2", "two: http://a:***@h1:1, http://b:***@h2:2"),
