@@ -19,6 +19,7 @@ import httpx
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
+from hydra.gateway.load_api import ModelLoads
 from hydra.gateway.service_api import GatewayService
 from hydra.gateway.stream import (
     GatewayError,
@@ -103,8 +104,10 @@ class OllamaRenderer:
         body = self._body(result.model or "", text, thinking, True, tool_calls)
         body["done_reason"] = done_reason(result, self.max_tokens)
         body.update(_stats(result))
-        if not self.chat:
-            body["context"] = []
+        if not self.chat:  # a plain prompt answered through chat has none; /api/generate's own is passed on
+            body["context"] = list(result.context) if result.context is not None else []
+        if result.logprobs:
+            body["logprobs"] = list(result.logprobs)
         body["hydra"] = hydra_field(result)
         return body
 
@@ -130,8 +133,10 @@ class OllamaRoutes:
         self.service = service
         self.tracker = tracker
         self._http: httpx.AsyncClient | None = None  # made on first use, inside the server's event loop
+        self._loads = ModelLoads(service)  # an empty prompt or messages: load or unload (load_api.py)
 
     async def aclose(self) -> None:
+        await self._loads.aclose()
         if self._http is not None:
             await self._http.aclose()
             self._http = None
@@ -209,6 +214,8 @@ class OllamaRoutes:
         try:
             routing, body, model = await incoming.read(self.service, request)
             checked = ollama_request(body, chat=chat)  # every field, before a task exists (validate.py)
+            if checked.load is not None:
+                return await self._loads.answer(model, checked, chat=chat)
             handle = await submit(self.service, self.tracker, model=model, mode=routing.mode, priority=routing.priority,
                                   task_type=routing.task_type, **checked.fields)
         except (GatewayError, FieldError) as refused:

@@ -33,6 +33,7 @@ from hydra.sollol.validation import (
     FieldError,
     check_bool,
     check_format,
+    check_images,
     check_integer,
     check_json,
     check_keep_alive,
@@ -65,6 +66,7 @@ class Generation:
     stream: bool
     max_tokens: int | None = None
     include_usage: bool = False
+    load: str | None = None   # "load" or "unload": an empty prompt or messages only (un)loads the model
 
 
 # --- the body ---
@@ -161,36 +163,88 @@ def _typed(body: Mapping[str, Any], fields: Mapping[str, str]) -> None:
 
 # --- the Ollama API ---
 
-_OLLAMA_UNUSED = {"raw": "bool", "suffix": "str", "template": "str", "context": "list", "images": "list",
-                  "truncate": "bool", "shift": "bool", "logprobs": "bool", "top_logprobs": "int"}
+_OLLAMA_UNUSED = {"truncate": "bool", "shift": "bool"}
+# /api/generate's own fields: each goes to the node's /api/generate (Task fields of the same names)
+_GENERATE_FIELDS = ("suffix", "raw", "template", "context", "images")
 
 
 def ollama_request(body: Mapping[str, Any], *, chat: bool) -> Generation:
-    """/api/chat or /api/generate, checked, as the arguments of ``submit``."""
+    """/api/chat or /api/generate, checked, as the arguments of ``submit``. An empty prompt (generate)
+    or no messages (chat) asks only to load the model, or with keep_alive 0 to unload it, as in Ollama."""
     _typed(body, _OLLAMA_UNUSED)
     options, max_tokens = split_options(body.get("options"))
     fields: dict[str, Any] = {"options": options, "max_tokens": max_tokens, "think": check_think(body.get("think"))}
+    keep_alive_s = None
+    if body.get("keep_alive") is not None:
+        keep_alive_s = check_keep_alive(body["keep_alive"])
+        fields["keep_alive"] = body["keep_alive"]
     if chat:
+        if body.get("messages") in (None, []):
+            return _load_request(body, keep_alive_s)
         fields["messages"] = ollama_messages(body.get("messages"))
         if body.get("tools") is not None:
             check_tools(body["tools"])
             fields["tools"] = body["tools"]
     else:
         prompt = check_text(body.get("prompt"), "prompt") if body.get("prompt") is not None else ""
+        if prompt == "":
+            return _load_request(body, keep_alive_s)
         if not prompt.strip():
-            raise FieldError("prompt", "must be a non-empty string")
+            raise FieldError("prompt", "must not be only white space (an empty prompt loads the model)")
         fields["prompt"] = prompt
         system = optional_text(body.get("system"), "system")
         if system:
             fields["system"] = system
+        fields.update(generate_fields(body))
+    fields.update(logprob_fields(body))
+    stream = stream_flag(body, True)
+    if fields.get("logprobs") and stream:
+        raise FieldError("logprobs", "", text='logprobs come with "stream": false only (Hydra does not stream them)')
     answer_format = body.get("format")
     if answer_format not in (None, ""):
         check_format(answer_format)
         fields["format"] = answer_format
-    if body.get("keep_alive") is not None:
-        check_keep_alive(body["keep_alive"])
-        fields["keep_alive"] = body["keep_alive"]
-    return Generation(fields, stream_flag(body, True), max_tokens)
+    return Generation(fields, stream, max_tokens)
+
+
+def _load_request(body: Mapping[str, Any], keep_alive_s: float | None) -> Generation:
+    fields = {"keep_alive": body["keep_alive"]} if "keep_alive" in body and body["keep_alive"] is not None else {}
+    return Generation(fields, stream_flag(body, True), load="unload" if keep_alive_s == 0 else "load")
+
+
+def generate_fields(body: Mapping[str, Any]) -> dict[str, Any]:
+    """suffix, raw, template, context and images, checked (as Task.validate would) and only when sent."""
+    out: dict[str, Any] = {}
+    for name in _GENERATE_FIELDS:
+        if body.get(name) is not None:
+            out[name] = body[name]
+    if "images" in out:
+        check_images(out["images"], "images")
+        if not out["images"]:
+            del out["images"]  # an empty list is no image: the prompt may go through chat
+    if "raw" in out:
+        check_bool(out["raw"], "raw")
+    for name in ("suffix", "template"):
+        if name in out:
+            check_text(out[name], name)
+    if "context" in out:
+        if not isinstance(out["context"], list):
+            raise wrong("context", "a list of token ids (what an earlier /api/generate returned)", out["context"])
+        for i, token in enumerate(out["context"]):
+            check_integer(token, f"context[{i}]", 0, 2 ** 31 - 1)
+    return out
+
+
+def logprob_fields(body: Mapping[str, Any]) -> dict[str, Any]:
+    """Ollama's logprobs (bool) and top_logprobs (0..20), passed to the node."""
+    out: dict[str, Any] = {}
+    if body.get("logprobs") is not None:
+        out["logprobs"] = check_bool(body["logprobs"], "logprobs")
+    if body.get("top_logprobs") is not None:
+        out["top_logprobs"] = check_integer(body["top_logprobs"], "top_logprobs", 0, 20)
+        if not out.get("logprobs"):
+            raise FieldError("top_logprobs", "needs logprobs: true")
+    return out
 
 
 def split_options(options: Any) -> tuple[dict[str, Any], int | None]:

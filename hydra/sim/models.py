@@ -50,6 +50,9 @@ class SimModel:
     thinking: bool | None = None  # None: names starting qwen3 / deepseek-r1 think
     think_tokens: int | None = None  # None: deterministic 40-200 from the prompt
     context_length: int = DEFAULT_CONTEXT_LENGTH
+    # what the model can do beyond text (its /api/show capabilities): images, tool calls
+    vision: bool = False
+    tools: bool = True
 
     def __post_init__(self) -> None:
         if ":" not in self.name:

@@ -29,6 +29,10 @@ CATALOG: dict[str, tuple[float, str, str]] = {
     "mistral:latest": (7.2, "llama", "Q4_K_M"),
     "llama3.2:3b": (3.2, "llama", "Q4_K_M"),
 }
+# Vision models (capability "vision"; llava calls no tools, as in Ollama's library).
+VISION_CATALOG: dict[str, tuple[float, str, str]] = {
+    "llava:7b": (7.2, "llama", "Q4_0"),
+}
 
 # The models of SEED.md's tiers (code, reasoning, general).
 SEED_MODELS = (
@@ -52,6 +56,10 @@ _UP_TO_16B = _UP_TO_8B + ("codellama:13b", "qwen3:14b", "deepseek-coder-v2:lates
 
 def model(name: str, **overrides: object) -> SimModel:
     """A fresh ``SimModel`` for a catalogue name (each node gets its own copy)."""
+    if name in VISION_CATALOG:
+        size_b, family, quant = VISION_CATALOG[name]
+        return SimModel(name=name, size_b=size_b, family=family, quantization=quant, vision=True, tools=False,
+                        **overrides)  # type: ignore[arg-type]
     size_b, family, quant = CATALOG[name]
     return SimModel(name=name, size_b=size_b, family=family, quantization=quant, **overrides)  # type: ignore[arg-type]
 
@@ -78,7 +86,7 @@ def seed() -> list[NodeProfile]:
             ram_mb=65_536,
             max_model_b=70,
             slots=2,
-            models=models(*SEED_MODELS),
+            models=models(*SEED_MODELS) + models(*VISION_CATALOG),  # the one node that sees images
         ),
     ]
 
@@ -98,7 +106,7 @@ def cluster8() -> list[NodeProfile]:
         NodeProfile(name="gpu-8g", gpu=True, vram_mb=8_192, ram_mb=16_384, max_model_b=9, slots=2,
                     decode_mult=0.8, prefill_mult=0.7, models=models(*_UP_TO_8B)),
         NodeProfile(name="gpu-12g", gpu=True, vram_mb=12_288, ram_mb=32_768, max_model_b=16, slots=2,
-                    models=models(*_UP_TO_16B, "deepseek-r1:14b")),
+                    models=models(*_UP_TO_16B, "deepseek-r1:14b") + models(*VISION_CATALOG)),
         NodeProfile(name="gpu-24g", gpu=True, vram_mb=24_576, ram_mb=65_536, max_model_b=34, slots=3,
                     decode_mult=1.6, prefill_mult=2.5, load_mult=0.8,
                     models=models("qwen2.5-coder:32b", "qwen2.5-coder:7b", "qwen3:14b", "qwen3:8b",

@@ -83,6 +83,9 @@ class StreamPart:
     eval_duration: int | None = None
     prompt_eval_count: int | None = None
     load_duration: int | None = None
+    # /api/generate's final line carries the context; either route, per-token logprobs when asked
+    context: tuple[int, ...] | None = None
+    logprobs: tuple[dict[str, Any], ...] = ()
 
 
 def _plain_calls(calls: Any) -> tuple[dict[str, Any], ...]:
@@ -171,8 +174,10 @@ def _from_status(exc: Any, node: str, url: str, during: str, headers: Mapping[st
     if status == 408:
         return NodeUnavailableError(f"refused {during} with HTTP {status}: {message}", node=node, status=status)
     if status == 404 and _MODEL_NOT_FOUND.search(message):
-        return ModelNotFoundError(f"does not have the model {during} (HTTP 404): {message}", node=node, status=status)
-    return RequestRejectedError(f"rejected the request {during} (HTTP {status}): {message}", node=node, status=status)
+        return ModelNotFoundError(f"does not have the model {during} (HTTP 404): {message}", node=node, status=status,
+                                  detail=message)
+    return RequestRejectedError(f"rejected the request {during} (HTTP {status}): {message}", node=node, status=status,
+                                detail=message)
 
 
 def _looks_like_html(text: str) -> bool:
@@ -363,11 +368,13 @@ class NodeClient:
              think: bool | str | None = None, keep_alive: str | float | None = None,
              format: str | dict[str, Any] | None = None,
              tools: list[dict[str, Any]] | None = None,
-             sockets: StreamSockets | None = None) -> Generator[StreamPart, None, None]:
+             sockets: StreamSockets | None = None,
+             extra: Mapping[str, Any] | None = None) -> Generator[StreamPart, None, None]:
         """Stream /api/chat. A lazy generator: close() it to drop the connection (cancel); or, from
-        another thread, ``sockets.cut_all()`` when it may be blocked waiting for the node."""
+        another thread, ``sockets.cut_all()`` when it may be blocked waiting for the node.
+        ``extra``: more fields of the request as they are (logprobs, top_logprobs)."""
         kwargs: dict[str, Any] = {"model": model, "messages": messages, "stream": True,
-                                  "options": options or None, "keep_alive": keep_alive}
+                                  "options": options or None, "keep_alive": keep_alive, **(extra or {})}
         if think is not None:
             kwargs["think"] = think
         if format is not None:
@@ -391,7 +398,8 @@ class NodeClient:
                     tool_calls=_plain_calls(message.tool_calls) if message and message.tool_calls else (),
                     done=bool(part.done), done_reason=part.done_reason,
                     eval_count=part.eval_count, eval_duration=part.eval_duration,
-                    prompt_eval_count=part.prompt_eval_count, load_duration=part.load_duration)
+                    prompt_eval_count=part.prompt_eval_count, load_duration=part.load_duration,
+                    logprobs=_plain_logprobs(part))
         except GeneratorExit:
             raise
         except Exception as exc:
@@ -399,6 +407,54 @@ class NodeClient:
         finally:
             backend.sink = None
             stream.close()  # drops the HTTP connection at once, so the node stops generating
+
+    # --- /api/generate (generate.py says when a task goes there) ---
+
+    def generate(self, model: str, arguments: Mapping[str, Any], *, options: dict[str, Any] | None = None,
+                 think: bool | str | None = None, keep_alive: str | float | None = None,
+                 format: str | dict[str, Any] | None = None,
+                 sockets: StreamSockets | None = None) -> Generator[StreamPart, None, None]:
+        """Stream /api/generate with ``arguments`` (prompt, suffix, raw, template, context, images,
+        system, logprobs: generate.generate_arguments); the final part carries the context. Closed and
+        cut like ``chat``."""
+        kwargs: dict[str, Any] = {"model": model, "stream": True, "options": options or None,
+                                  "keep_alive": keep_alive, **arguments}
+        if think is not None:
+            kwargs["think"] = think
+        if format is not None:
+            kwargs["format"] = format
+        stage = "before the first token"
+        client, backend = self._stream_client()
+        stream = client.generate(**kwargs)
+        if sockets is not None:
+            for sock in backend.sockets:
+                sockets.add(sock)
+        backend.sink = sockets
+        try:
+            for part in stream:
+                stage = "mid-stream"
+                yield StreamPart(
+                    text=part.response or "", thinking=getattr(part, "thinking", None) or "",
+                    done=bool(part.done), done_reason=part.done_reason,
+                    eval_count=part.eval_count, eval_duration=part.eval_duration,
+                    prompt_eval_count=part.prompt_eval_count, load_duration=part.load_duration,
+                    context=tuple(part.context) if part.context is not None else None,
+                    logprobs=_plain_logprobs(part))
+        except GeneratorExit:
+            raise
+        except Exception as exc:
+            raise self._fail(exc, stage) from exc
+        finally:
+            backend.sink = None
+            stream.close()
+
+
+def _plain_logprobs(part: Any) -> tuple[dict[str, Any], ...]:
+    """The client's Logprob models as plain dicts (Ollama's shape: token, logprob, bytes, top_logprobs)."""
+    logprobs = getattr(part, "logprobs", None)
+    if not logprobs:
+        return ()
+    return tuple(p.model_dump(exclude_none=True) for p in logprobs)
 
 
 def _split_credentials(url: str) -> tuple[str, Any]:

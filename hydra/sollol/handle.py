@@ -181,10 +181,12 @@ class TaskState:
 
     def finish(self, status: TaskStatus, *, error: str | None = None, attempt: int | None = None,
                eval_count: int | None = None, prompt_eval_count: int | None = None,
-               tokens_per_s: float | None = None, failure: FailureKind | None = None) -> TaskResult | None:
+               tokens_per_s: float | None = None, failure: FailureKind | None = None,
+               **result_fields: Any) -> TaskResult | None:
         """The one way to a terminal status. Returns the result if this call ended the task.
         Every status but DONE carries its ``failure`` kind (callers decide by it, not by the text);
-        without one given, the status says it."""
+        without one given, the status says it. ``result_fields``: more TaskResult fields (a generate's
+        context, logprobs, a node's rejection)."""
         assert status.terminal
         if status is TaskStatus.DONE:
             failure = None
@@ -199,7 +201,7 @@ class TaskState:
             self.finished_mono = time.monotonic()
             if eval_count is not None:
                 self.eval_count, self.prompt_eval_count, self.tokens_per_s = eval_count, prompt_eval_count, tokens_per_s
-            self.result_value = self._result(error, failure)
+            self.result_value = self._result(error, failure, result_fields)
             self._changed()
             result = self.result_value
         if cancel is not None:
@@ -208,7 +210,8 @@ class TaskState:
             self._left_running()
         return result
 
-    def _result(self, error: str | None, failure: FailureKind | None) -> TaskResult:
+    def _result(self, error: str | None, failure: FailureKind | None,
+                result_fields: dict[str, Any] | None = None) -> TaskResult:
         ttft = (self.first_token_mono - self.attempt_started) if (self.first_token_mono and self.attempt_started) else None
         duration = (self.finished_mono - self.started_mono) if (self.finished_mono and self.started_mono) else None
         queued = ((self.started_mono or self.finished_mono or time.monotonic()) - self.submitted_mono)
@@ -219,7 +222,7 @@ class TaskState:
             failovers=len(self.errors), ttft_s=ttft, duration_s=duration, queued_s=queued,
             eval_count=self.eval_count, prompt_eval_count=self.prompt_eval_count, tokens_per_s=self.tokens_per_s,
             thinking_tokens=self.thinking_tokens, decision=self.decision, error=error,
-            failure=failure, nodes=tuple(self.nodes), notice=self.notice)
+            failure=failure, nodes=tuple(self.nodes), notice=self.notice, **(result_fields or {}))
 
     # --- reads ---
 

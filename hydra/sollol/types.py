@@ -16,6 +16,7 @@ from typing import Any, NamedTuple
 from . import validation as checks
 from .addresses import parse_url, shown
 from .errors import ConfigError
+from .generate import check_generate_fields
 
 TASK_TYPES = checks.TASK_TYPES  # defined beside the checks that use it
 
@@ -164,6 +165,15 @@ class Task:
     keep_alive: str | float | None = None  # how long the node keeps the model loaded after ("5m", 0, -1)
     tools: list[dict[str, Any]] | None = None  # Ollama's tools: functions the model may call instead of answering
     meta: dict[str, Any] = field(default_factory=dict)  # carried along untouched (e.g. the reasoning assessment)
+    # /api/generate's own fields: a task with any of them runs on the node's /api/generate (generate.py)
+    suffix: str | None = None             # the text after the answer (fill-in-the-middle)
+    raw: bool | None = None               # the prompt goes to the model as it is, without its template
+    template: str | None = None           # a prompt template instead of the model's own
+    context: list[int] | None = None      # what an earlier /api/generate answer returned, to go on from it
+    images: list[str] | None = None       # base64 images with the prompt; only a vision model takes them
+    # log probabilities of the answer's tokens (Ollama 0.12+), on either route
+    logprobs: bool | None = None
+    top_logprobs: int | None = None       # 0..20 alternatives per token
     id: str = field(default_factory=lambda: uuid.uuid4().hex[:12])
     submitted_at: float = field(default_factory=time.time)
     seq: int = field(default_factory=lambda: next(_task_seq))
@@ -174,6 +184,7 @@ class Task:
         to the node is checked here once, for every caller, so that no worker meets a request the
         client library or the node must refuse (validation.check_task)."""
         checks.check_task(self)
+        check_generate_fields(self)
         if self.mode is not None:
             self.mode = RoutingMode.parse(self.mode, "task mode")
 
@@ -242,6 +253,11 @@ class TaskResult:
     failure: FailureKind | None = None  # set whenever status is not DONE
     nodes: tuple[str, ...] = ()  # every node that delivered output, in order (a failover mid-answer: several)
     notice: str = ""             # the latest failover mid-answer, for the record (never in ``text``)
+    # what /api/generate and logprobs add, and a node's refusal as the node said it
+    context: tuple[int, ...] | None = None       # /api/generate's context: send it back to go on
+    logprobs: tuple[dict[str, Any], ...] = ()    # Ollama's per-token logprobs, when the task asked
+    rejected_status: int | None = None           # REJECTED by a node: its HTTP status (400, 404, ...)
+    rejected_message: str = ""                   # REJECTED by a node: its own message
 
 
 @dataclass(frozen=True)

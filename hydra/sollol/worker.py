@@ -20,7 +20,8 @@ from typing import Any
 
 from .client import NodeClient, StreamPart, StreamSockets
 from .config import SollolConfig
-from .errors import NodeError, NodeProtocolError, RequestRejectedError
+from .errors import CapabilityMissingError, NodeError, NodeProtocolError, RequestRejectedError
+from .generate import VISION, generate_arguments, has_images, logprob_arguments, no_vision_message, uses_generate
 from .handle import TaskState
 from .node import NodeState
 from .thinking import THINKING_SLACK_TOKENS, supports_thinking
@@ -89,6 +90,7 @@ class Finished:
     eval_duration_ns: int | None
     prompt_eval_count: int | None
     load_s: float | None
+    logprobs: tuple[dict[str, Any], ...] = ()   # every token's, when the task asked
 
 
 # (task, attempt, node, model, outcome): how a worker reports the end of an attempt it still owned.
@@ -108,6 +110,7 @@ class _Reading:
     delivered: bool = False     # the first token has reached the task
     final: StreamPart | None = None
     started: float | None = None
+    logprobs: list[dict[str, Any]] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
@@ -139,6 +142,7 @@ class NodeWorkers:
         self._idle: list[queue.SimpleQueue[Assignment | None]] = []  # most recently idle last
         self._backlog: collections.deque[Assignment] = collections.deque()  # when none is idle yet
         self._think_cache: dict[str, bool] = {}
+        self._vision_cache: dict[str, bool] = {}
         self._lock = threading.Lock()
         self._stopped = False
         self._running = 0                                     # threads started and not yet ended
@@ -274,6 +278,10 @@ class NodeWorkers:
 
     def _run_stream(self, a: Assignment) -> Finished | None:
         task = a.state.task
+        if has_images(task):
+            self._require_vision(a.model)
+        if uses_generate(task):
+            return self._run_generate(a)
         so_far = a.state.continuation()
         if so_far:
             return self._continue(a, so_far)
@@ -301,6 +309,34 @@ class NodeWorkers:
                         _add(first.eval_duration_ns, second.eval_duration_ns),
                         _add(first.prompt_eval_count, second.prompt_eval_count), first.load_s)
 
+    def _require_vision(self, model: str) -> None:
+        """Images go only to a model that can see them: CapabilityMissingError (the next node that has
+        the model is tried) when this node's /api/show lists capabilities without "vision". A node
+        that lists none (an Ollama before capabilities) is sent the images, as a client would."""
+        if model not in self._vision_cache:
+            caps = self.client.capabilities(model)  # a NodeError here fails the attempt over as usual
+            self._vision_cache[model] = caps is None or VISION in caps
+        if not self._vision_cache[model]:
+            message = no_vision_message(model)
+            raise CapabilityMissingError(f"cannot take images (HTTP 400): {message}", node=self.node.name,
+                                         status=400, detail=message)
+
+    def _run_generate(self, a: Assignment) -> Finished | None:
+        """A task with /api/generate's own fields, on the node's /api/generate with all of them (generate.py).
+        No thinking budget here: the budget's second request is a chat turn, which a raw prompt has not."""
+        task = a.state.task
+        options = dict(task.options)
+        if task.max_tokens:
+            options["num_predict"] = task.max_tokens
+        arguments = {**generate_arguments(task), **logprob_arguments(task)}
+        think = self._think_param(task, a.model)
+
+        def opener(sockets: StreamSockets) -> Iterator[StreamPart]:
+            return self.client.generate(a.model, arguments, options=options or None, think=think,
+                                        keep_alive=task.keep_alive, format=task.format, sockets=sockets)
+        outcome = self._consume(a, [], options, think, None, opener=opener)
+        return outcome if isinstance(outcome, Finished) else None
+
     def _continue(self, a: Assignment, so_far: str) -> Finished | None:
         """An earlier attempt streamed part of the answer and failed: this node continues it. Ollama
         continues a trailing assistant message (it does not start a new turn), without thinking again,
@@ -316,7 +352,8 @@ class NodeWorkers:
         return outcome if isinstance(outcome, Finished) else None
 
     def _consume(self, a: Assignment, messages: list[dict[str, Any]], options: dict[str, Any],
-                 think: bool | str | None, budget: int | None, *, answer_cap: int | None = None) -> Outcome:
+                 think: bool | str | None, budget: int | None, *, answer_cap: int | None = None,
+                 opener: Callable[[StreamSockets], Iterator[StreamPart]] | None = None) -> Outcome:
         """Stream one request into the task. Returns Finished, (thinking, partial) at the budget, or None.
 
         Stopping early (budget, answer cap) closes the stream; no final chunk then carries Ollama's
@@ -327,8 +364,12 @@ class NodeWorkers:
             return None
         task = state.task
         reading = _Reading(budget, answer_cap)
-        stream = self.client.chat(a.model, messages, options=options or None, think=think, sockets=sockets,
-                                  format=task.format, keep_alive=task.keep_alive, tools=task.tools)
+        if opener is not None:  # /api/generate (_run_generate)
+            stream = opener(sockets)
+        else:
+            stream = self.client.chat(a.model, messages, options=options or None, think=think, sockets=sockets,
+                                      format=task.format, keep_alive=task.keep_alive, tools=task.tools,
+                                      extra=logprob_arguments(task) or None)
         try:
             while True:
                 part = self._next_part(stream)
@@ -346,7 +387,8 @@ class NodeWorkers:
         if final is None:
             raise NodeProtocolError("ended the stream without its final chunk", node=self.node.name)
         load_s = final.load_duration / 1e9 if final.load_duration else None
-        return Finished(final, final.eval_count, final.eval_duration, final.prompt_eval_count, load_s)
+        return Finished(final, final.eval_count, final.eval_duration, final.prompt_eval_count, load_s,
+                        tuple(reading.logprobs))
 
     def _next_part(self, stream: Iterator[StreamPart]) -> StreamPart | None:
         """The next part of the stream (None at its end). The client turns every failure of the node
@@ -364,6 +406,8 @@ class NodeWorkers:
     def _take(self, a: Assignment, reading: _Reading, part: StreamPart) -> _Stop | None:
         """Hand one part of the stream to the task; a _Stop when reading must end here."""
         reading.started = reading.started or time.monotonic()
+        if part.logprobs:
+            reading.logprobs.extend(part.logprobs)
         if part.thinking:
             if reading.budget is not None and len(reading.thought) >= reading.budget:
                 return _Stop(("".join(reading.thought), self._counted(len(reading.thought), reading.started)))
