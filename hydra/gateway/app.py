@@ -54,6 +54,7 @@ from hydra.gateway.guard import KEY_SETTING, ApiKey, Guard, cors_headers, prefli
 from hydra.gateway.metrics import CONTENT_TYPE, GatewayMetrics
 from hydra.gateway.ollama_api import OllamaRoutes
 from hydra.gateway.openai_api import OpenAIRoutes, openai_error
+from hydra.gateway.openai_completions import CompletionRoutes
 from hydra.gateway.service_api import GatewayService
 from hydra.gateway.stream import SUBMIT_THREADS
 from hydra.sollol import TaskHandle, TaskResult
@@ -209,6 +210,7 @@ def create_app(service: GatewayService, api_key: str | None = None, *, bind_host
     tracker = _OpenTasks(service)
     ollama = OllamaRoutes(service, tracker)
     openai = OpenAIRoutes(service, tracker)
+    completions = CompletionRoutes(service, tracker)  # /v1/completions (issue 12)
 
     async def metrics(request: Request) -> Response:
         return Response(tracker.metrics.render(), media_type=CONTENT_TYPE)
@@ -238,6 +240,8 @@ def create_app(service: GatewayService, api_key: str | None = None, *, bind_host
         Route("/api/generate", ollama.generate, methods=["POST"]),
         Route("/v1/models", openai.models, methods=["GET"]),
         Route("/v1/chat/completions", openai.chat_completions, methods=["POST"]),
+        Route("/v1/completions", completions.completions, methods=["POST"]),  # issue 12: completions, one model
+        Route("/v1/models/{model:path}", openai.model, methods=["GET"]),
         Route("/metrics", metrics, methods=["GET"]),
         Route("/api/hydra/status", status, methods=["GET"]),
     ]

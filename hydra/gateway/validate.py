@@ -66,6 +66,7 @@ class Generation:
     stream: bool
     max_tokens: int | None = None
     include_usage: bool = False
+    n: int = 1                # OpenAI's n: this many tasks, one choice each
     load: str | None = None   # "load" or "unload": an empty prompt or messages only (un)loads the model
 
 
@@ -270,8 +271,10 @@ def ollama_messages(raw: Any) -> list[dict[str, Any]]:
 # OpenAI's sampling fields, their ranges, and the Ollama option each becomes.
 _OPENAI_NUMBERS = {"temperature": (0.0, 2.0), "top_p": (0.0, 1.0), "frequency_penalty": (-2.0, 2.0),
                    "presence_penalty": (-2.0, 2.0)}
-_OPENAI_UNUSED = {"user": "str", "parallel_tool_calls": "bool", "logprobs": "bool", "top_logprobs": "int",
-                  "store": "bool", "metadata": "object", "logit_bias": "object"}
+# Their use (or refusal) is in openai_fields.py's table; here, their types.
+_OPENAI_UNUSED = {"user": "str", "parallel_tool_calls": "bool", "store": "bool", "metadata": "object",
+                  "logit_bias": "object", "safety_identifier": "str", "prompt_cache_key": "str",
+                  "service_tier": "str", "modalities": "list"}
 REASONING_EFFORTS: dict[str, bool | str] = {"none": False, "minimal": "low", "low": "low", "medium": "medium", "high": "high"}
 
 
@@ -290,10 +293,27 @@ def openai_options(body: Mapping[str, Any]) -> dict[str, Any]:
         if not isinstance(stops, list) or len(stops) > 4:
             raise wrong("stop", "a string or a list of up to 4 strings", stop)
         options["stop"] = [check_text(s, f"stop[{i}]") for i, s in enumerate(stops)]
-    n = body.get("n")
-    if n is not None and check_integer(n, "n") != 1:
-        raise FieldError("n", f"must be 1 (Hydra answers one choice), got {n}")
     return options
+
+
+MAX_CHOICES = 16  # n: each choice is a task of its own
+
+
+def openai_n(body: Mapping[str, Any], stream: bool) -> int:
+    """``n``: 1 to MAX_CHOICES choices, each its own task; more than one only without streaming."""
+    n = 1 if body.get("n") is None else check_integer(body["n"], "n", 1, MAX_CHOICES)
+    if n > 1 and stream:
+        raise FieldError("n", "", text=f"n={n} with stream is not supported: Hydra streams one choice; "
+                                       'send "stream": false for several')
+    return n
+
+
+def openai_logprobs(body: Mapping[str, Any], stream: bool) -> dict[str, Any]:
+    """Chat's logprobs (bool) and top_logprobs (0..20) as the task's; not with streaming."""
+    fields = logprob_fields(body)
+    if fields.get("logprobs") and stream:
+        raise FieldError("logprobs", "", text='logprobs with stream are not supported: send "stream": false')
+    return fields
 
 
 def openai_think(body: Mapping[str, Any]) -> bool | str | None:
