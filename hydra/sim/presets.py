@@ -86,7 +86,7 @@ def seed() -> list[NodeProfile]:
             ram_mb=65_536,
             max_model_b=70,
             slots=2,
-            models=models(*SEED_MODELS) + models(*VISION_CATALOG),  # the one node that sees images
+            models=models(*SEED_MODELS),
         ),
     ]
 

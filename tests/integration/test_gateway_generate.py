@@ -15,12 +15,22 @@ import openai
 import pytest
 
 from hydra.gateway import Gateway
-from hydra.sim import SimCluster
+from hydra.sim import SimCluster, preset
+from hydra.sim.presets import models as catalog_models
 
 TEXT_MODEL = "llama3.2:3b"     # on both nodes, no vision
 VISION_MODEL = "llava:7b"      # on "powerful" only; calls no tools
 IMAGE = base64.b64encode(b"\x89PNG\r\n\x1a\n a small picture").decode()
 TOOL = {"type": "function", "function": {"name": "get_time", "parameters": {"type": "object", "properties": {}}}}
+
+
+@pytest.fixture
+def seed(clusters: Callable[..., SimCluster]) -> SimCluster:
+    """The seed's two nodes, "powerful" also holding llava:7b (a vision model that calls no tools);
+    seed_service and seed_gateway run over this one here."""
+    light, powerful = preset("seed")
+    powerful.models += catalog_models(VISION_MODEL)
+    return clusters([light, powerful])
 
 
 def _last(node: Any) -> dict[str, Any]:
