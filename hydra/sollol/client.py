@@ -19,6 +19,7 @@ from typing import Any
 from urllib.parse import unquote, urlsplit, urlunsplit
 
 from .errors import (
+    CapabilityMissingError,
     ModelNotFoundError,
     NodeAuthError,
     NodeBackoffError,
@@ -34,6 +35,8 @@ from .types import LoadedModel, ModelInfo, NodeSpec
 _SIZE = re.compile(r"([\d.]+)\s*([KMBT]?)", re.IGNORECASE)
 # Ollama's words for a model it does not have: 'model "x" not found, try pulling it first', "model 'x' not found"
 _MODEL_NOT_FOUND = re.compile(r"\bmodel\b.*\bnot found\b", re.IGNORECASE | re.DOTALL)
+# Ollama's words when a model without vision is sent images: '"llama3.2:3b" does not support images'
+_NO_VISION = re.compile(r"does not support (images|vision)", re.IGNORECASE)
 MAX_RETRY_AFTER_S = 600.0  # a Retry-After longer than this is taken as this: the node is polled again by then
 _ssl_lock = threading.Lock()
 _ssl_context: Any = None
@@ -176,6 +179,9 @@ def _from_status(exc: Any, node: str, url: str, during: str, headers: Mapping[st
     if status == 404 and _MODEL_NOT_FOUND.search(message):
         return ModelNotFoundError(f"does not have the model {during} (HTTP 404): {message}", node=node, status=status,
                                   detail=message)
+    if status == 400 and _NO_VISION.search(message):  # this node's model cannot see: another node's may
+        return CapabilityMissingError(f"cannot take images {during} (HTTP 400): {message}", node=node, status=status,
+                                      detail=message)
     return RequestRejectedError(f"rejected the request {during} (HTTP {status}): {message}", node=node, status=status,
                                 detail=message)
 
