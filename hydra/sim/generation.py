@@ -270,6 +270,20 @@ def _load_only(req: GenRequest, engine: SimEngine, wire: Wire) -> None:
     wire.send_json(200, obj)
 
 
+def _extras(req: GenRequest) -> dict:
+    """What a request carried beyond a plain chat, for the node's stats (only what it did carry)."""
+    extras: dict = {}
+    if not req.chat:
+        extras["route"] = "generate"
+    if req.generate_fields:
+        extras["generate"] = req.generate_fields
+    if req.images:
+        extras["images"] = req.images
+    if req.top_logprobs is not None:
+        extras["logprobs"] = req.top_logprobs
+    return extras
+
+
 def handle(chat: bool, raw_body: bytes, engine: SimEngine, wire: Wire, faults: dict[str, Fault], stats: Stats, node: str) -> None:
     """Serve one generate/chat request; never raises for request problems."""
     try:
@@ -282,8 +296,7 @@ def handle(chat: bool, raw_body: bytes, engine: SimEngine, wire: Wire, faults: d
         req = parse(chat, body, engine.profile)
         with stats.lock:
             stats.received.append({"num_predict": req.num_predict, "continued": req.continued, "think": req.think,
-                                   "route": "chat" if chat else "generate", "generate": req.generate_fields,
-                                   "images": req.images, "logprobs": req.top_logprobs})
+                                   **_extras(req)})
         if req.empty:
             _load_only(req, engine, wire)
             return

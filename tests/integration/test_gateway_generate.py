@@ -52,8 +52,8 @@ def test_generate_fields_reach_the_nodes_generate_and_the_context_comes_back(see
                             raw=True, template="{{ .Prompt }}", context=[5, 6, 7])
     node = next(n for n in seed if n.stats()["received"])
     sent = _last(node)
-    assert sent["route"] == "generate"
-    assert sent["generate"] == {"suffix": "\n    return total", "raw": True, "template": "{{ .Prompt }}",
+    assert sent.get("route", "chat") == "generate"
+    assert sent.get("generate") == {"suffix": "\n    return total", "raw": True, "template": "{{ .Prompt }}",
                                 "context": [5, 6, 7]}
     assert first.done and first.response
     assert first.context is not None and list(first.context[:3]) == [5, 6, 7] and len(first.context) > 3
@@ -85,7 +85,7 @@ def test_a_generate_image_reaches_the_vision_model(seed: SimCluster, seed_gatewa
                                                                       images=[IMAGE])
     assert reply.done and reply.response
     sent = _last(seed["powerful"])
-    assert (sent["route"], sent["images"]) == ("generate", 1)  # before: type-checked, then dropped
+    assert (sent.get("route", "chat"), sent.get("images", 0)) == ("generate", 1)  # before: type-checked, then dropped
 
 
 def test_an_image_for_a_text_model_is_ollamas_400_and_no_node_sees_it(seed: SimCluster,
@@ -101,7 +101,7 @@ def test_an_image_for_a_text_model_is_ollamas_400_and_no_node_sees_it(seed: SimC
     assert (in_chat.value.status_code, in_chat.value.error) == (400, f'"{TEXT_MODEL}" does not support images')
     assert _generations(seed) == before  # the worker asked /api/show; the images never went out
     for node in seed:
-        assert node.stats()["received"] == [] or all(r["images"] == 0 for r in node.stats()["received"])
+        assert node.stats()["received"] == [] or all(r.get("images", 0) == 0 for r in node.stats()["received"])
 
 
 def test_an_openai_image_part_reaches_the_vision_model(seed: SimCluster, seed_gateway: Gateway) -> None:
@@ -111,7 +111,7 @@ def test_an_openai_image_part_reaches_the_vision_model(seed: SimCluster, seed_ga
     reply = client.chat.completions.create(model=VISION_MODEL, messages=[{"role": "user", "content": content}])
     assert reply.choices[0].message.content
     sent = _last(seed["powerful"])
-    assert (sent["route"], sent["images"]) == ("chat", 1)
+    assert (sent.get("route", "chat"), sent.get("images", 0)) == ("chat", 1)
     with pytest.raises(openai.BadRequestError) as refused:
         client.chat.completions.create(model=TEXT_MODEL, messages=[{"role": "user", "content": content}])
     assert refused.value.body["message"] == f'"{TEXT_MODEL}" does not support images'
