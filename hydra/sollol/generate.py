@@ -14,9 +14,10 @@ Images, in a task's own ``images`` or in its messages, need a model with the "vi
 from __future__ import annotations
 
 import base64
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from .errors import TaskError
+from .errors import CapabilityMissingError, TaskError
 from .validation import FieldError, check_bool, check_images, check_integer, check_text, optional_text, wrong
 
 if TYPE_CHECKING:
@@ -41,6 +42,21 @@ def has_images(task: Task) -> bool:
 def no_vision_message(model: str) -> str:
     """Ollama's words when a model is asked to look at an image it cannot see."""
     return f'"{model}" does not support images'
+
+
+def require_vision(capabilities: Callable[[str], list[str] | None], seen: dict[str, bool], model: str,
+                   node: str) -> None:
+    """Before a task's images go to ``node``: CapabilityMissingError (node-specific: the next node
+    that has the model is tried) when its /api/show (``capabilities``, asked once per model: ``seen``)
+    lists capabilities without "vision". A node that lists none (an Ollama before capabilities) is
+    sent the images, as a client would. A NodeError asking fails the attempt over as usual."""
+    if model not in seen:
+        caps = capabilities(model)
+        seen[model] = caps is None or VISION in caps
+    if not seen[model]:
+        message = no_vision_message(model)
+        raise CapabilityMissingError(f"cannot take images (HTTP 400): {message}", node=node, status=400,
+                                     detail=message)
 
 
 def check_generate_fields(task: Task) -> None:

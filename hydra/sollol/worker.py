@@ -20,8 +20,8 @@ from typing import Any
 
 from .client import NodeClient, StreamPart, StreamSockets
 from .config import SollolConfig
-from .errors import CapabilityMissingError, NodeError, NodeProtocolError, RequestRejectedError
-from .generate import VISION, generate_arguments, has_images, logprob_arguments, no_vision_message, uses_generate
+from .errors import NodeError, NodeProtocolError, RequestRejectedError
+from .generate import generate_arguments, has_images, logprob_arguments, require_vision, uses_generate
 from .handle import TaskState
 from .node import NodeState
 from .thinking import THINKING_SLACK_TOKENS, supports_thinking
@@ -279,7 +279,7 @@ class NodeWorkers:
     def _run_stream(self, a: Assignment) -> Finished | None:
         task = a.state.task
         if has_images(task):
-            self._require_vision(a.model)
+            require_vision(self.client.capabilities, self._vision_cache, a.model, self.node.name)
         if uses_generate(task):
             return self._run_generate(a)
         so_far = a.state.continuation()
@@ -308,18 +308,6 @@ class NodeWorkers:
         return Finished(second.final, _add(first.eval_count, second.eval_count),
                         _add(first.eval_duration_ns, second.eval_duration_ns),
                         _add(first.prompt_eval_count, second.prompt_eval_count), first.load_s)
-
-    def _require_vision(self, model: str) -> None:
-        """Images go only to a model that can see them: CapabilityMissingError (the next node that has
-        the model is tried) when this node's /api/show lists capabilities without "vision". A node
-        that lists none (an Ollama before capabilities) is sent the images, as a client would."""
-        if model not in self._vision_cache:
-            caps = self.client.capabilities(model)  # a NodeError here fails the attempt over as usual
-            self._vision_cache[model] = caps is None or VISION in caps
-        if not self._vision_cache[model]:
-            message = no_vision_message(model)
-            raise CapabilityMissingError(f"cannot take images (HTTP 400): {message}", node=self.node.name,
-                                         status=400, detail=message)
 
     def _run_generate(self, a: Assignment) -> Finished | None:
         """A task with /api/generate's own fields, on the node's /api/generate with all of them (generate.py).
