@@ -270,6 +270,9 @@ class Attempts:
         if final or failures >= self._config().max_attempts or not others:
             why = ("not retried elsewhere" if final else "no other node to try" if not others
                    else f"{failures} failed attempts")
+            if isinstance(error, RequestRejectedError) and not final:  # node-specific, out of attempts
+                self._reject(state, attempt, error, why)
+                return
             self._finish(state, TaskStatus.FAILED, attempt=attempt, failure=_failure_kind(error),
                          error=f"{message} ({why}; earlier: {'; '.join(state.errors) or 'none'})")
             return

@@ -38,3 +38,21 @@ def test_a_plain_prompt_still_goes_through_chat(seed, make_router) -> None:
     assert result.status is TaskStatus.DONE and result.context is None
     node = seed[result.node]
     assert "route" not in node.stats()["received"][-1]  # a chat
+
+
+IMAGE = "aGVsbG8="
+
+
+def test_images_on_cluster8_go_to_the_vision_node_or_end_in_the_nodes_words(clusters, make_router) -> None:
+    cluster = clusters("cluster8")
+    router = make_router(cluster)
+    seen = router.submit(Task(prompt="what is it?", model="llava:7b", images=[IMAGE], max_tokens=3)).result(timeout=30)
+    assert (seen.status, seen.node) == (TaskStatus.DONE, "gpu-12g"), seen.error
+    assert cluster["gpu-12g"].stats()["received"][-1]["images"] == 1
+    # A text model on all eight nodes: refused on each it tries (never sent the image), and the task
+    # ends with the node's own status and words however many attempts that took.
+    blind = router.submit(Task(prompt="what is it?", model=MODEL, images=[IMAGE], max_tokens=3)).result(timeout=30)
+    assert (blind.status, blind.failure) == (TaskStatus.FAILED, FailureKind.REJECTED)
+    assert (blind.rejected_status, blind.rejected_message) == (400, f'"{MODEL}" does not support images')
+    assert all(r.get("images", 0) == 0 for n in cluster for r in n.stats()["received"] if n.name != "gpu-12g")
+    assert all(n.failures == 0 and n.circuit == "closed" for n in router.snapshot().nodes)
