@@ -4,35 +4,22 @@ Each model is listed once, with the identity its nodes reported (digest, modifie
 so clients that tell models apart by digest (``llm-ollama`` groups by it) see each one as itself. When
 nodes hold different builds of one name (their digests differ), the listing shows the digest most of
 them hold (ties: the most recently modified build), and ``model_conflicts`` says which node has which:
-the gateway's status carries it and the Nodes page shows it. Hydra's own field ``nodes`` (where the
+the gateway's status carries it and the Nodes page shows it (sollol.model_listing finds them). Hydra's own field ``nodes`` (where the
 model is) is one Ollama's clients ignore. Pure functions over a ClusterSnapshot.
 """
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
 from hydra.sollol import ClusterSnapshot
+from hydra.sollol.model_listing import model_conflicts
 from hydra.sollol.types import LoadedModel, ModelDetails, ModelInfo
 
+__all__ = ["details_body", "holders_of", "model_conflicts", "ps_body", "tags_body"]
+
 EPOCH = "1970-01-01T00:00:00Z"  # what a node that sends no modified_at gets (Go's zero time, near enough)
-
-
-@dataclass(frozen=True)
-class ModelConflict:
-    """One model name whose nodes hold different builds: digest -> the nodes that hold it."""
-
-    model: str
-    digests: dict[str, tuple[str, ...]]
-
-    def as_dict(self) -> dict[str, Any]:
-        return {"model": self.model, "digests": {d: list(nodes) for d, nodes in self.digests.items()}}
-
-    def describe(self) -> str:
-        held = "; ".join(f"{digest[:12] or '(no digest)'} on {', '.join(nodes)}" for digest, nodes in self.digests.items())
-        return f"{self.model}: the nodes hold different builds ({held})"
 
 
 def details_body(details: ModelDetails) -> dict[str, Any]:
@@ -115,13 +102,3 @@ def _instant(text: str) -> datetime:
     except ValueError:
         return datetime.min.replace(tzinfo=UTC)
     return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
-
-
-def model_conflicts(snapshot: ClusterSnapshot) -> list[ModelConflict]:
-    """Models whose healthy nodes report different digests, by name."""
-    conflicts = []
-    for name, holders in sorted(_holders(snapshot).items()):
-        groups = _by_digest(holders)
-        if len(groups) > 1:
-            conflicts.append(ModelConflict(name, {d: tuple(node for node, _ in group) for d, group in groups.items()}))
-    return conflicts

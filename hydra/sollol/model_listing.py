@@ -1,5 +1,6 @@
 """A node's model lists (/api/tags, /api/ps) as the engine keeps them: each model's identity as the node
-reported it (digest, modified_at, size, details), so the gateway can pass it on unchanged.
+reported it (digest, modified_at, size, details), so the gateway can pass it on unchanged; and the models whose nodes hold different builds of one name
+(``model_conflicts``: their digests differ), for the gateway's status and the Nodes page.
 
 The ``ollama`` client parses timestamps into ``datetime``; they are kept as RFC 3339 text with a ``T``
 (``datetime.isoformat``), which is what Ollama sends and what its clients parse back.
@@ -7,10 +8,11 @@ The ``ollama`` client parses timestamps into ``datetime``; they are kept as RFC 
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from .types import LoadedModel, ModelDetails, ModelInfo
+from .types import ClusterSnapshot, LoadedModel, ModelDetails, ModelInfo
 
 _SIZE = re.compile(r"([\d.]+)\s*([KMBT]?)", re.IGNORECASE)
 
@@ -69,3 +71,31 @@ def loaded_from(running: Any) -> dict[str, LoadedModel]:
                                  digest=m.digest or "", details=details_from(m.details),
                                  context_length=int(m.context_length or 0))
             for m in running.models or [] if m.model}
+
+
+@dataclass(frozen=True)
+class ModelConflict:
+    """One model name whose nodes hold different builds: digest -> the nodes that hold it."""
+
+    model: str
+    digests: dict[str, tuple[str, ...]]
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"model": self.model, "digests": {d: list(nodes) for d, nodes in self.digests.items()}}
+
+    def describe(self) -> str:
+        held = "; ".join(f"{digest[:12] or '(no digest)'} on {', '.join(nodes)}" for digest, nodes in self.digests.items())
+        return f"{self.model}: the nodes hold different builds ({held})"
+
+
+def model_conflicts(snapshot: ClusterSnapshot) -> list[ModelConflict]:
+    """Models whose healthy nodes report different digests, by name."""
+    conflicts = []
+    held: dict[str, dict[str, list[str]]] = {}  # model -> digest -> nodes
+    for node in snapshot.healthy_nodes:
+        for info in node.installed:
+            held.setdefault(info.name, {}).setdefault(info.digest, []).append(node.name)
+    for name, digests in sorted(held.items()):
+        if len(digests) > 1:
+            conflicts.append(ModelConflict(name, {d: tuple(nodes) for d, nodes in digests.items()}))
+    return conflicts
