@@ -24,7 +24,7 @@ EMBEDDING = "embedding"           # the task type
 MAX_INPUTS = 2048                 # texts in one task (OpenAI's limit for one request)
 MAX_DIMENSIONS = 1 << 16          # more than any embedding model has
 # Fields a chat task sends that an embedding task must leave empty: the node's /api/embed has none of them.
-_CHAT_ONLY = ("messages", "tools", "format", "think", "system", "max_tokens", "thinking_budget")
+_CHAT_ONLY = ("tools", "format", "think", "system", "max_tokens", "thinking_budget")
 
 
 def is_embedding(task: Task) -> bool:
@@ -34,12 +34,13 @@ def is_embedding(task: Task) -> bool:
 def check_embedding_task(task: Task) -> None:
     """Task.validate for an embedding task: TaskError naming the first field that is not allowed."""
     try:
+        if task.prompt or task.messages:
+            raise TaskError('task_type "embedding" takes its texts in input (Hydra.embed, /api/embed), not a '
+                            "prompt or messages")
         if not isinstance(task.model, str) or not task.model.strip():
             raise TaskError("an embedding task must name its model (an embedding model such as nomic-embed-text)")
         checks.check_text(task.model, "model")
         task.input = check_inputs(task.input)
-        if task.prompt:
-            raise TaskError("an embedding task takes its texts in input, not in prompt")
         for name in _CHAT_ONLY:
             if getattr(task, name) is not None:
                 raise TaskError(f"{name} is not used by an embedding task: leave it unset")
