@@ -244,7 +244,7 @@ class TaskState:
             ttft = result.ttft_s if result else (
                 (self.first_token_mono - self.attempt_started) if self.first_token_mono and self.attempt_started else None)
             return TaskView(
-                task_id=self.id, prompt=self.task.prompt, status=self.status, text="".join(self.text),
+                task_id=self.id, prompt=self.task.prompt or "\n".join(self.task.input or ()), status=self.status, text="".join(self.text),
                 thinking="".join(self.thinking), node=self.node, model=self.model, mode=self.mode,
                 task_type=self.task_type, priority=self.task.priority, submitted_at=self.task.submitted_at,
                 ttft_s=ttft, duration_s=result.duration_s if result else (

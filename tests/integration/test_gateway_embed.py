@@ -193,6 +193,7 @@ def test_an_embedding_fails_over_when_its_node_dies(clusters: Callable[..., SimC
         texts = ["alpha beta gamma delta epsilon"] * 30  # ~200 tokens: ~2 s on either node
         handle = service.embed(texts, model=NOMIC)
         first = eventually(lambda: handle.view().node, what="the embedding running on a node")
+        assert handle.view().prompt == "\n".join(texts)  # what the pages show of it
         cluster.node(first).kill()
         result = handle.result(timeout=TIMEOUT)
         assert result.status is TaskStatus.DONE, result.error
