@@ -3,9 +3,9 @@
 Each model is listed once, with the identity its nodes reported (digest, modified_at, size, details),
 so clients that tell models apart by digest (``llm-ollama`` groups by it) see each one as itself. When
 nodes hold different builds of one name (their digests differ), the listing shows the digest most of
-them hold (ties: the most recently modified build), and ``model_conflicts`` says which node has which:
-the gateway's status carries it and the Nodes page shows it (sollol.model_listing finds them). Hydra's own field ``nodes`` (where the
-model is) is one Ollama's clients ignore. Pure functions over a ClusterSnapshot.
+them hold (ties: the most recently modified build), and ``model_conflicts`` (sollol.model_listing)
+says which node has which: the gateway's status carries it and the Nodes page shows it. Hydra's own
+field ``nodes`` (where the model is) is one Ollama's clients ignore. Pure functions over a ClusterSnapshot.
 """
 from __future__ import annotations
 
@@ -48,7 +48,7 @@ def _by_digest(holders: Iterable[tuple[str, ModelInfo]]) -> dict[str, list[tuple
 def _listed(holders: list[tuple[str, ModelInfo]]) -> ModelInfo:
     """The build a model is listed as: the one most nodes hold; ties to the most recently modified."""
     groups = _by_digest(holders)
-    best = max(groups.values(), key=lambda group: (len(group), group[0][1].modified_at))
+    best = max(groups.values(), key=lambda group: (len(group), _instant(group[0][1].modified_at)))
     return best[0][1]
 
 
