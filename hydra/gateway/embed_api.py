@@ -19,6 +19,7 @@ import base64
 import struct
 import time
 from collections.abc import Callable
+from concurrent.futures import Future
 from dataclasses import dataclass
 from typing import Any
 
@@ -200,8 +201,8 @@ class EmbedRoutes:
         except (GatewayError, FieldError) as refused:
             exc = invalid_request(refused)
             incoming.refused(self.tracker, api, exc)
-            shape = openai_error(exc.status, exc.message, exc.kind, exc.param) if openai else _ollama_error(exc.status,
-                                                                                                   exc.message)
+            shape = (openai_error(exc.status, exc.message, exc.kind, exc.param) if openai
+                     else _ollama_error(exc.status, exc.message))
             return JSONResponse(shape, status_code=exc.status)
         label = str(body.get("model") or model)  # Ollama and OpenAI echo the name as it was asked for
         return TaskResponse(handle, renderer(label, asked), stream=False,  # type: ignore[return-value]
@@ -220,5 +221,11 @@ class EmbedRoutes:
         except (HydraError, ValueError) as exc:
             raise refusal_as_http_error(exc) from None
         except asyncio.CancelledError:  # the client left while it was submitted: its task has no reader
-            future.add_done_callback(lambda f: f.cancelled() or f.exception() is not None or f.result().cancel())
+            future.add_done_callback(_cancel_orphan)
             raise
+
+
+def _cancel_orphan(future: Future[TaskHandle]) -> None:
+    """A task submitted for a client that has left: nobody will read it, so it frees its node now."""
+    if not future.cancelled() and future.exception() is None:
+        future.result().cancel()
