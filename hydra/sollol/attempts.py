@@ -26,6 +26,7 @@ from typing import Any
 from .active import ActiveTasks
 from .config import SollolConfig
 from .eligibility import model_info, needs_load
+from .embedding import input_text
 from .errors import (
     ModelNotFoundError,
     NodeAuthError,
@@ -68,7 +69,9 @@ Tiers = Mapping[str, Sequence[TierEntry]]
 
 
 def prompt_text(task: Task) -> str:
-    """The text a task is about: its prompt, else the last user message."""
+    """The text a task is about: its prompt, else the last user message (an embedding task: its texts)."""
+    if task.input:
+        return input_text(task)
     if task.prompt:
         return task.prompt
     for message in reversed(task.messages or []):

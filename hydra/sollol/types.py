@@ -174,6 +174,11 @@ class Task:
     # log probabilities of the answer's tokens (Ollama 0.12+), on either route
     logprobs: bool | None = None
     top_logprobs: int | None = None       # 0..20 alternatives per token
+    # embeddings (task_type "embedding"): the texts to embed instead of a prompt; the vectors come back
+    # in TaskResult.embeddings, one per text, in order (sollol/embedding.py)
+    input: list[str] | None = None
+    truncate: bool | None = None          # Ollama's truncate: cut a text longer than the context (default true)
+    dimensions: int | None = None         # keep the first n dimensions of each vector (renormalised)
     id: str = field(default_factory=lambda: uuid.uuid4().hex[:12])
     submitted_at: float = field(default_factory=time.time)
     seq: int = field(default_factory=lambda: next(_task_seq))
@@ -258,6 +263,20 @@ class TaskResult:
     logprobs: tuple[dict[str, Any], ...] = ()    # Ollama's per-token logprobs, when the task asked
     rejected_status: int | None = None           # REJECTED by a node: its HTTP status (400, 404, ...)
     rejected_message: str = ""                   # REJECTED by a node: its own message
+    # embeddings: one unit vector per input text, in order (an embedding task's answer; empty otherwise)
+    embeddings: tuple[tuple[float, ...], ...] = ()
+
+
+@dataclass(frozen=True)
+class ModelDetails:
+    """Ollama's ``details`` of a model, as the node reported them (/api/tags, /api/ps)."""
+
+    format: str = ""
+    family: str = ""
+    families: tuple[str, ...] | None = None
+    parameter_size: str = ""         # Ollama's spelling: "7.6B", "137M"
+    quantization_level: str = ""
+    parent_model: str = ""
 
 
 @dataclass(frozen=True)
@@ -267,6 +286,13 @@ class ModelInfo:
     size_bytes: int = 0
     family: str = ""
     quantization: str = ""
+    # identity, as the node reports it: a model of one name may differ between nodes (its digest says so)
+    digest: str = ""
+    modified_at: str = ""     # RFC 3339, as the node sent it
+    details: ModelDetails = ModelDetails()
+    # from /api/show ("completion", "embedding", ...); None: not known (yet). Not part of the identity: the
+    # monitor fills it in after the listing, and a listing that only gained it has not changed.
+    capabilities: tuple[str, ...] | None = field(default=None, compare=False)
 
 
 @dataclass(frozen=True)
@@ -274,7 +300,10 @@ class LoadedModel:
     name: str
     size_bytes: int
     size_vram_bytes: int
-    expires_at: str = ""
+    expires_at: str = ""      # RFC 3339 ("2026-12-01T12:00:00.5+00:00"); "" when the node gave none
+    digest: str = ""
+    details: ModelDetails = ModelDetails()
+    context_length: int = 0
 
 
 @dataclass(frozen=True)
