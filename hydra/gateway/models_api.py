@@ -1,0 +1,196 @@
+"""The gateway's model-management routes, in Ollama's shapes: /api/pull, /api/delete, /api/copy,
+/api/create, /api/push, /api/blobs/<digest> (HEAD and POST).
+
+Where each goes (``model_ops`` chooses): the node an ``X-Hydra-Node`` header names (a name as in
+/api/hydra/status; an unknown one is a 400 listing the names), else
+
+- pull: every healthy node able to hold the model (its declared max_model_b and VRAM, the size
+  from a node that has the model or else from its name), each node's progress lines streamed as
+  they come, each with ``"node"``;
+- delete: every node that has the model; copy: every node that has the source;
+- create: every node that has ``from`` (a create from uploaded ``files`` goes where the blobs are:
+  one node, named by the header unless the cluster has only one);
+- push: one node that has the model; blobs: the named node (or the only one).
+
+A node failing does not stop the others; the answer says which failed and why (``model_ops``).
+After a pull, delete, copy or create, each node's model list is fetched again at once so routing
+sees the change. With ``HYDRA_API_KEY`` set these need the key like every route but ``/``.
+"""
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator, Sequence
+from typing import Any
+
+import httpx
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response, StreamingResponse
+
+from hydra.gateway import model_ops
+from hydra.gateway.model_ops import NODE_HEADER, Outcome, Target, TargetError
+from hydra.gateway.service_api import GatewayService
+from hydra.gateway.stream import GatewayError, read_json
+
+NDJSON = "application/x-ndjson"
+BLOB_CHUNK = 1 << 16
+
+
+def _line(obj: dict[str, Any]) -> bytes:
+    return json.dumps(obj, separators=(",", ":")).encode() + b"\n"
+
+
+def _error(status: int, message: str) -> JSONResponse:
+    return JSONResponse({"error": message}, status_code=status)
+
+
+def _model_name(body: dict[str, Any], field: str = "model") -> str:
+    name = body.get(field) or (body.get("name") if field == "model" else None)  # "name": the older spelling
+    if not isinstance(name, str) or not name.strip():
+        raise GatewayError(400, f"{field} is required" if field == "model" else "source and destination are required")
+    return name.strip()
+
+
+def _headers(targets: Sequence[Target], model: str) -> dict[str, str]:
+    return {"X-Hydra-Node": ",".join(t.name for t in targets), "X-Hydra-Model": model}
+
+
+class ModelRoutes:
+    def __init__(self, service: GatewayService) -> None:
+        self.service = service
+        self._http: httpx.AsyncClient | None = None  # made on first use, inside the server's event loop
+
+    @property
+    def http(self) -> httpx.AsyncClient:
+        if self._http is None:
+            self._http = model_ops.new_client()
+        return self._http
+
+    async def aclose(self) -> None:
+        if self._http is not None:
+            await self._http.aclose()
+            self._http = None
+
+    def _named(self, request: Request) -> Target | None:
+        return model_ops.named_target(self.service.node_specs(), request.headers.get(NODE_HEADER))
+
+    def _refresh(self, outcomes: Sequence[Outcome]) -> None:
+        for outcome in outcomes:
+            self.service.refresh_models(outcome.node)
+
+    # --- streamed: pull, create, push ---
+
+    async def pull(self, request: Request) -> Response:
+        async def where(body: dict[str, Any], model: str) -> list[Target]:
+            return model_ops.pull_targets(self.service.node_specs(), self.service.snapshot(), model)
+        return await self._progress(request, "/api/pull", "pull", where, refresh=True)
+
+    async def push(self, request: Request) -> Response:
+        async def where(body: dict[str, Any], model: str) -> list[Target]:
+            holders = model_ops.holder_targets(self.service.node_specs(), self.service.snapshot(), model)
+            return holders[:1]  # one upload is the push; the same model from another node adds nothing
+        return await self._progress(request, "/api/push", "push", where, refresh=False)
+
+    async def create(self, request: Request) -> Response:
+        async def where(body: dict[str, Any], model: str) -> list[Target]:
+            specs, snapshot = self.service.node_specs(), self.service.snapshot()
+            if body.get("files") or body.get("adapters"):
+                return [model_ops.sole_target(specs, snapshot, "a create from uploaded files")]
+            base = body.get("from")
+            if not isinstance(base, str) or not base.strip():
+                raise TargetError(400, "neither 'from' or 'files' was specified")
+            return model_ops.holder_targets(specs, snapshot, base.strip())
+        return await self._progress(request, "/api/create", "create", where, refresh=True)
+
+    async def _progress(self, request: Request, path: str, verb: str, where: Any, *, refresh: bool) -> Response:
+        """A request whose answer is Ollama's progress stream, sent to the nodes ``where`` gives."""
+        try:
+            body = await read_json(request)
+            model = _model_name(body)
+            named = self._named(request)
+            targets = [named] if named is not None else await where(body, model)
+        except GatewayError as exc:
+            return _error(exc.status, exc.message)
+        except TargetError as exc:
+            return _error(exc.status, exc.message)
+        what = f"{verb} {model}"
+        headers = _headers(targets, model)
+        if body.get("stream") is False:
+            outcomes: list[Outcome] = []
+            async for _ in model_ops.stream_all(self.http, targets, path, body, outcomes):
+                pass
+            if refresh:
+                self._refresh(outcomes)
+            status, answer = model_ops.summary(what, outcomes)
+            return JSONResponse(answer, status_code=status, headers=headers)
+        return StreamingResponse(self._lines(targets, path, body, what, refresh), media_type=NDJSON, headers=headers)
+
+    async def _lines(self, targets: Sequence[Target], path: str, body: dict[str, Any], what: str,
+                     refresh: bool) -> AsyncIterator[bytes]:
+        outcomes: list[Outcome] = []
+        try:
+            async for line in model_ops.stream_all(self.http, targets, path, body, outcomes):
+                yield _line(line)
+        finally:
+            if refresh:
+                self._refresh(outcomes)  # also when the client left: a node may have finished meanwhile
+        yield _line(model_ops.summary(what, outcomes)[1])
+
+    # --- plain: delete, copy ---
+
+    async def delete(self, request: Request) -> Response:
+        try:
+            body = await read_json(request)
+            model = _model_name(body)
+            named = self._named(request)
+            targets = [named] if named is not None else model_ops.holder_targets(
+                self.service.node_specs(), self.service.snapshot(), model)
+        except (GatewayError, TargetError) as exc:
+            return _error(exc.status, exc.message)
+        return await self._plain(targets, "DELETE", "/api/delete", {**body, "model": model}, f"delete {model}", model)
+
+    async def copy(self, request: Request) -> Response:
+        try:
+            body = await read_json(request)
+            source, destination = _model_name(body, "source"), _model_name(body, "destination")
+            named = self._named(request)
+            targets = [named] if named is not None else model_ops.holder_targets(
+                self.service.node_specs(), self.service.snapshot(), source)
+        except (GatewayError, TargetError) as exc:
+            return _error(exc.status, exc.message)
+        return await self._plain(targets, "POST", "/api/copy", {"source": source, "destination": destination},
+                                 f"copy {source} to {destination}", destination)
+
+    async def _plain(self, targets: Sequence[Target], method: str, path: str, body: dict[str, Any], what: str,
+                     model: str) -> Response:
+        outcomes = await model_ops.call_all(self.http, targets, method, path, body)
+        self._refresh(outcomes)
+        status, answer = model_ops.summary(what, outcomes)
+        if status == 200:  # Ollama answers these with an empty 200; which nodes did it is in the headers
+            return Response(b"", status_code=200, headers=_headers(targets, model))
+        return JSONResponse(answer, status_code=status, headers=_headers(targets, model))
+
+    # --- blobs ---
+
+    async def blob(self, request: Request) -> Response:
+        digest = request.path_params["digest"]
+        try:
+            target = self._named(request) or model_ops.sole_target(
+                self.service.node_specs(), self.service.snapshot(), "a blob")
+        except TargetError as exc:
+            return _error(exc.status, exc.message)
+        url = f"{target.base_url}/api/blobs/{digest}"
+        auth = target.auth or httpx.USE_CLIENT_DEFAULT
+        headers = {"X-Hydra-Node": target.name}
+        try:
+            if request.method == "HEAD":
+                reply = await self.http.head(url, auth=auth)
+                return Response(b"", status_code=reply.status_code, headers=headers)
+            # Passed through as it arrives (a model file can be gigabytes), its length declared as the client did.
+            length = request.headers.get("content-length")
+            sent = {"Content-Length": length} if length is not None else {}
+            reply = await self.http.post(url, content=request.stream(), headers=sent, auth=auth)
+        except httpx.HTTPError as exc:
+            return _error(502, f"node {target.name}: {model_ops.failure_reason(exc)}")
+        if reply.status_code >= 400:
+            return _error(reply.status_code, f"node {target.name}: {model_ops.error_text(reply.content, reply.status_code)}")
+        return Response(b"", status_code=reply.status_code, headers=headers)
