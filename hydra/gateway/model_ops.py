@@ -99,6 +99,12 @@ def model_info(name: str, snapshot: ClusterSnapshot) -> ModelInfo:
     return ModelInfo(name, size_b, int(size_b * 1e9 * BYTES_PER_PARAM) if size_b else 0)
 
 
+def lists(node: NodeSnapshot, name: str) -> bool:
+    """Whether ``node``'s model list has ``name`` (as Ollama resolves names)."""
+    key = model_key(name)
+    return any(model_key(m.name) == key for m in node.installed)
+
+
 def why_cannot_hold(node: NodeSnapshot, info: ModelInfo) -> str | None:
     """None when ``node`` is healthy and can hold the model (declared max_model_b, VRAM), else why not."""
     if not node.healthy:
@@ -138,8 +144,7 @@ def pull_targets(specs: Sequence[NodeSpec], snapshot: ClusterSnapshot, name: str
 def holder_targets(specs: Sequence[NodeSpec], snapshot: ClusterSnapshot, name: str) -> list[Target]:
     """Every node whose model list has ``name`` (healthy or not: a delete is for all of them);
     TargetError (404, Ollama's words) when none has it."""
-    key = model_key(name)
-    holders = [n.name for n in snapshot.nodes if any(model_key(m.name) == key for m in n.installed)]
+    holders = [n.name for n in snapshot.nodes if lists(n, name)]
     if not holders:
         raise TargetError(404, f"model '{name}' not found")
     return _targets(specs, holders)

@@ -18,7 +18,9 @@ sees the change. With ``HYDRA_API_KEY`` set these need the key like every route 
 """
 from __future__ import annotations
 
+import asyncio
 import json
+import time
 from collections.abc import AsyncIterator, Sequence
 from typing import Any
 
@@ -32,7 +34,8 @@ from hydra.gateway.service_api import GatewayService
 from hydra.gateway.stream import GatewayError, read_json
 
 NDJSON = "application/x-ndjson"
-BLOB_CHUNK = 1 << 16
+SETTLE_S = 2.0        # how long an answer waits for routing to see the change (the monitor's fetch, ~ms)
+SETTLE_POLL_S = 0.02
 
 
 def _line(obj: dict[str, Any]) -> bytes:
@@ -73,22 +76,31 @@ class ModelRoutes:
     def _named(self, request: Request) -> Target | None:
         return model_ops.named_target(self.service.node_specs(), request.headers.get(NODE_HEADER))
 
-    def _refresh(self, outcomes: Sequence[Outcome]) -> None:
+    async def _refresh(self, outcomes: Sequence[Outcome], model: str, *, present: bool) -> None:
+        """Have each node's model list fetched now, and wait (bounded) until routing sees ``model``
+        there (or, ``present=False``, no longer), so a chat right after a pull finds it."""
         for outcome in outcomes:
             self.service.refresh_models(outcome.node)
+        changed = {o.node for o in outcomes if o.ok}
+        deadline = time.monotonic() + SETTLE_S
+        while changed and time.monotonic() < deadline:
+            if all(model_ops.lists(node, model) == present for node in self.service.snapshot().nodes
+                   if node.name in changed):
+                return
+            await asyncio.sleep(SETTLE_POLL_S)
 
     # --- streamed: pull, create, push ---
 
     async def pull(self, request: Request) -> Response:
         async def where(body: dict[str, Any], model: str) -> list[Target]:
             return model_ops.pull_targets(self.service.node_specs(), self.service.snapshot(), model)
-        return await self._progress(request, "/api/pull", "pull", where, refresh=True)
+        return await self._progress(request, "/api/pull", "pull", where)
 
     async def push(self, request: Request) -> Response:
         async def where(body: dict[str, Any], model: str) -> list[Target]:
             holders = model_ops.holder_targets(self.service.node_specs(), self.service.snapshot(), model)
             return holders[:1]  # one upload is the push; the same model from another node adds nothing
-        return await self._progress(request, "/api/push", "push", where, refresh=False)
+        return await self._progress(request, "/api/push", "push", where, changes=False)
 
     async def create(self, request: Request) -> Response:
         async def where(body: dict[str, Any], model: str) -> list[Target]:
@@ -99,9 +111,9 @@ class ModelRoutes:
             if not isinstance(base, str) or not base.strip():
                 raise TargetError(400, "neither 'from' or 'files' was specified")
             return model_ops.holder_targets(specs, snapshot, base.strip())
-        return await self._progress(request, "/api/create", "create", where, refresh=True)
+        return await self._progress(request, "/api/create", "create", where)
 
-    async def _progress(self, request: Request, path: str, verb: str, where: Any, *, refresh: bool) -> Response:
+    async def _progress(self, request: Request, path: str, verb: str, where: Any, *, changes: bool = True) -> Response:
         """A request whose answer is Ollama's progress stream, sent to the nodes ``where`` gives."""
         try:
             body = await read_json(request)
@@ -118,21 +130,27 @@ class ModelRoutes:
             outcomes: list[Outcome] = []
             async for _ in model_ops.stream_all(self.http, targets, path, body, outcomes):
                 pass
-            if refresh:
-                self._refresh(outcomes)
+            if changes:
+                await self._refresh(outcomes, model, present=True)
             status, answer = model_ops.summary(what, outcomes)
             return JSONResponse(answer, status_code=status, headers=headers)
-        return StreamingResponse(self._lines(targets, path, body, what, refresh), media_type=NDJSON, headers=headers)
+        lines = self._lines(targets, path, body, what, model if changes else None)
+        return StreamingResponse(lines, media_type=NDJSON, headers=headers)
 
     async def _lines(self, targets: Sequence[Target], path: str, body: dict[str, Any], what: str,
-                     refresh: bool) -> AsyncIterator[bytes]:
+                     changed: str | None) -> AsyncIterator[bytes]:
         outcomes: list[Outcome] = []
+        finished = False
         try:
             async for line in model_ops.stream_all(self.http, targets, path, body, outcomes):
                 yield _line(line)
+            finished = True
         finally:
-            if refresh:
-                self._refresh(outcomes)  # also when the client left: a node may have finished meanwhile
+            if changed is not None and not finished:  # the client left: a node may have finished meanwhile
+                for outcome in outcomes:
+                    self.service.refresh_models(outcome.node)
+        if changed is not None:
+            await self._refresh(outcomes, changed, present=True)
         yield _line(model_ops.summary(what, outcomes)[1])
 
     # --- plain: delete, copy ---
@@ -146,7 +164,8 @@ class ModelRoutes:
                 self.service.node_specs(), self.service.snapshot(), model)
         except (GatewayError, TargetError) as exc:
             return _error(exc.status, exc.message)
-        return await self._plain(targets, "DELETE", "/api/delete", {**body, "model": model}, f"delete {model}", model)
+        return await self._plain(targets, "DELETE", "/api/delete", {**body, "model": model}, f"delete {model}", model,
+                                 present=False)
 
     async def copy(self, request: Request) -> Response:
         try:
@@ -158,12 +177,12 @@ class ModelRoutes:
         except (GatewayError, TargetError) as exc:
             return _error(exc.status, exc.message)
         return await self._plain(targets, "POST", "/api/copy", {"source": source, "destination": destination},
-                                 f"copy {source} to {destination}", destination)
+                                 f"copy {source} to {destination}", destination, present=True)
 
     async def _plain(self, targets: Sequence[Target], method: str, path: str, body: dict[str, Any], what: str,
-                     model: str) -> Response:
+                     model: str, *, present: bool) -> Response:
         outcomes = await model_ops.call_all(self.http, targets, method, path, body)
-        self._refresh(outcomes)
+        await self._refresh(outcomes, model, present=present)
         status, answer = model_ops.summary(what, outcomes)
         if status == 200:  # Ollama answers these with an empty 200; which nodes did it is in the headers
             return Response(b"", status_code=200, headers=_headers(targets, model))

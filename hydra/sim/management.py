@@ -22,9 +22,10 @@ import threading
 from collections.abc import Callable
 from typing import Any
 
-from hydra.sim.engine import SimEngine
+from hydra.sim.engine import SimEngine, Stopped
 from hydra.sim.models import NodeProfile, SimModel, normalize_name
-from hydra.sim.presets import CATALOG, model as catalogue_model
+from hydra.sim.presets import CATALOG
+from hydra.sim.presets import model as catalogue_model
 from hydra.sim.wire import Wire
 
 PULL_BYTES_PER_S = 200e6        # simulated download speed
@@ -61,7 +62,10 @@ def handle(method: str, path: str, body: bytes, profile: NodeProfile, engine: Si
     if not isinstance(request, dict):
         wire.error(400, "the request body must be a JSON object")
         return True
-    handler(profile, engine, request, wire)
+    try:
+        handler(profile, engine, request, wire)
+    except Stopped:
+        wire.abort()  # killed mid-transfer: the stream is cut, as a dead Ollama's is
     return True
 
 
@@ -82,13 +86,16 @@ class _Progress:
     def __init__(self, wire: Wire, stream: bool) -> None:
         self.wire = wire
         self.stream = stream
+        self.started = False
 
     def line(self, obj: dict[str, Any]) -> None:
         if self.stream:
             self.wire.chunk(obj)
+            self.started = True
 
     def fail(self, message: str, status: int = 500) -> None:
-        if self.stream:
+        """Before the first line, a refusal with ``status``; after it, Ollama's error line."""
+        if self.started:
             self.wire.chunk({"error": message})
             self.wire.end_stream()
         else:
