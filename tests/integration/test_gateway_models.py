@@ -2,10 +2,13 @@
 copy, create, push, blobs) and raw HTTP for what it hides (each line's node, the headers)."""
 from __future__ import annotations
 
+import base64
 import json
+import threading
 from collections.abc import Callable, Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import httpx
 import ollama
@@ -212,3 +215,67 @@ def test_with_an_api_key_every_management_route_needs_it(hydra: Hydra) -> None:
             assert httpx.request(method, gw.url + path, json={}).status_code == 401, path
         keyed = ollama.Client(host=gw.url, headers={"Authorization": "Bearer s3cret-key"}, timeout=TIMEOUT)
         assert keyed.copy("llama3.2:3b", "keyed:1").status == "success"
+
+
+# --- a node behind HTTP basic auth ---
+
+class _BasicAuthProxy(BaseHTTPRequestHandler):
+    """A sim node behind basic auth (ops:p@ss), as a reverse proxy in front of an Ollama would put it."""
+
+    upstream: ClassVar[str] = ""
+    seen: ClassVar[list[tuple[str, str]]] = []
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+    def _forward(self) -> None:
+        body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
+        self.seen.append((self.path, self.headers.get("Authorization", "")))
+        if self.headers.get("Authorization") != "Basic " + base64.b64encode(b"ops:p@ss").decode():
+            status, kind, payload = 401, "application/json", b'{"error": "unauthorized"}'
+        else:
+            reply = httpx.request(self.command, self.upstream + self.path, content=body, timeout=TIMEOUT)
+            status, kind, payload = reply.status_code, reply.headers.get("content-type", ""), reply.content
+        self.send_response(status)
+        self.send_header("Content-Type", kind)
+        self.send_header("Content-Length", str(len(payload)))
+        self.end_headers()
+        self.wfile.write(payload)
+
+    do_GET = do_POST = do_DELETE = do_HEAD = _forward
+
+
+@pytest.fixture
+def guarded_node(seed: SimCluster) -> Iterator[str]:
+    _BasicAuthProxy.upstream, _BasicAuthProxy.seen = seed.node("light").url, []
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _BasicAuthProxy)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"127.0.0.1:{server.server_address[1]}"
+    server.shutdown()
+    server.server_close()
+
+
+@pytest.mark.parametrize("password", ["p%40ss", "wrong"])
+def test_a_node_behind_basic_auth_gets_its_credentials_and_they_are_never_shown(
+        guarded_node: str, tmp_path: Path, eventually: Callable[..., Any], password: str) -> None:
+    nodes = f"guarded=http://ops:{password}@{guarded_node};max_model_b=30"
+    service = Hydra.from_env({**hydra_env_nodes(nodes, tmp_path)}, poll_interval_s=0.1).start()
+    try:
+        with Gateway(service, port=0) as gw:
+            reply = httpx.post(f"{gw.url}/api/pull", json={"model": "qwen3:1.7b", "stream": False},
+                               headers={"X-Hydra-Node": "guarded"}, timeout=TIMEOUT)
+            assert password not in reply.text and "ops:" not in reply.text
+            pulls = [auth for path, auth in _BasicAuthProxy.seen if path == "/api/pull"]
+            assert pulls and all(auth.startswith("Basic ") for auth in pulls)
+            if password == "wrong":
+                assert reply.status_code == 401 and "unauthorized" in reply.json()["error"]
+            else:
+                assert reply.status_code == 200 and reply.json() == {"status": "success", "nodes": ["guarded"]}
+    finally:
+        service.close()
+
+
+def hydra_env_nodes(nodes: str, tmp_path: Path) -> dict[str, str]:
+    return {"SOLLOL_NODES": nodes, "HYDRA_DB": str(tmp_path / "h.db"), "HYDRA_EMBEDDED_NODE": "off",
+            "SOLLOL_DISCOVER_LOCALHOST": "false", "HYDRA_GATEWAY_PORT": "0"}
