@@ -5,7 +5,7 @@ import time
 
 import streamlit as st
 
-from hydra.ui import cards, layout, tables
+from hydra.ui import cards, layout, model_admin, tables
 from hydra.ui import formatting as fmt
 
 REFRESH_S = 3.0
@@ -33,3 +33,4 @@ def live() -> None:
 
 
 live()
+model_admin.model_admin(hydra)

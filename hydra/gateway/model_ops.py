@@ -105,6 +105,12 @@ def lists(node: NodeSnapshot, name: str) -> bool:
     return any(model_key(m.name) == key for m in node.installed)
 
 
+def settled(snapshot: ClusterSnapshot, nodes: Iterable[str], name: str, *, present: bool) -> bool:
+    """Whether each of ``nodes`` lists ``name`` (``present``) or no longer does: routing sees the change."""
+    wanted = set(nodes)
+    return all(lists(n, name) == present for n in snapshot.nodes if n.name in wanted)
+
+
 def why_cannot_hold(node: NodeSnapshot, info: ModelInfo) -> str | None:
     """None when ``node`` is healthy and can hold the model (declared max_model_b, VRAM), else why not."""
     if not node.healthy:

@@ -84,8 +84,7 @@ class ModelRoutes:
         changed = {o.node for o in outcomes if o.ok}
         deadline = time.monotonic() + SETTLE_S
         while changed and time.monotonic() < deadline:
-            if all(model_ops.lists(node, model) == present for node in self.service.snapshot().nodes
-                   if node.name in changed):
+            if model_ops.settled(self.service.snapshot(), changed, model, present=present):
                 return
             await asyncio.sleep(SETTLE_POLL_S)
 
