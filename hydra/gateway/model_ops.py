@@ -148,12 +148,13 @@ def pull_targets(specs: Sequence[NodeSpec], snapshot: ClusterSnapshot, name: str
 
 
 def holder_targets(specs: Sequence[NodeSpec], snapshot: ClusterSnapshot, name: str) -> list[Target]:
-    """Every node whose model list has ``name`` (healthy or not: a delete is for all of them);
+    """Every node whose model list has ``name``, healthy ones first (the others too: a delete is for all);
     TargetError (404, Ollama's words) when none has it."""
-    holders = [n.name for n in snapshot.nodes if lists(n, name)]
+    holders = [n.name for n in sorted(snapshot.nodes, key=lambda n: not n.healthy) if lists(n, name)]
     if not holders:
         raise TargetError(404, f"model '{name}' not found")
-    return _targets(specs, holders)
+    by_name = {s.name: s for s in specs}
+    return [Target.of(by_name[h]) for h in holders if h in by_name]  # healthy nodes first
 
 
 def sole_target(specs: Sequence[NodeSpec], snapshot: ClusterSnapshot, what: str) -> Target:

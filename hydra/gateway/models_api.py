@@ -21,7 +21,7 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from typing import Any
 
 import httpx
@@ -36,6 +36,8 @@ from hydra.gateway.stream import GatewayError, read_json
 NDJSON = "application/x-ndjson"
 SETTLE_S = 2.0        # how long an answer waits for routing to see the change (the monitor's fetch, ~ms)
 SETTLE_POLL_S = 0.02
+# (request body, model) -> the nodes a request goes to when no X-Hydra-Node names one
+Where = Callable[[dict[str, Any], str], list[Target]]
 
 
 def _line(obj: dict[str, Any]) -> bytes:
@@ -46,11 +48,20 @@ def _error(status: int, message: str) -> JSONResponse:
     return JSONResponse({"error": message}, status_code=status)
 
 
-def _model_name(body: dict[str, Any], field: str = "model") -> str:
-    name = body.get(field) or (body.get("name") if field == "model" else None)  # "name": the older spelling
-    if not isinstance(name, str) or not name.strip():
-        raise GatewayError(400, f"{field} is required" if field == "model" else "source and destination are required")
-    return name.strip()
+def _text(body: dict[str, Any], *fields: str) -> str | None:
+    """The first of ``fields`` that holds a non-blank string, trimmed."""
+    for name in fields:
+        value = body.get(name)
+        if isinstance(value, str) and value.strip():
+            return value.strip()
+    return None
+
+
+def _model_name(body: dict[str, Any]) -> str:
+    model = _text(body, "model", "name")  # "name": the field's older spelling, which clients still send
+    if model is None:
+        raise GatewayError(400, "model is required")
+    return model
 
 
 def _headers(targets: Sequence[Target], model: str) -> dict[str, str]:
@@ -91,37 +102,39 @@ class ModelRoutes:
     # --- streamed: pull, create, push ---
 
     async def pull(self, request: Request) -> Response:
-        async def where(body: dict[str, Any], model: str) -> list[Target]:
-            return model_ops.pull_targets(self.service.node_specs(), self.service.snapshot(), model)
-        return await self._progress(request, "/api/pull", "pull", where)
+        return await self._progress(request, "/api/pull", "pull", self._pull_targets)
 
     async def push(self, request: Request) -> Response:
-        async def where(body: dict[str, Any], model: str) -> list[Target]:
-            holders = model_ops.holder_targets(self.service.node_specs(), self.service.snapshot(), model)
-            return holders[:1]  # one upload is the push; the same model from another node adds nothing
-        return await self._progress(request, "/api/push", "push", where, changes=False)
+        return await self._progress(request, "/api/push", "push", self._push_targets, changes=False)
 
     async def create(self, request: Request) -> Response:
-        async def where(body: dict[str, Any], model: str) -> list[Target]:
-            specs, snapshot = self.service.node_specs(), self.service.snapshot()
-            if body.get("files") or body.get("adapters"):
-                return [model_ops.sole_target(specs, snapshot, "a create from uploaded files")]
-            base = body.get("from")
-            if not isinstance(base, str) or not base.strip():
-                raise TargetError(400, "neither 'from' or 'files' was specified")
-            return model_ops.holder_targets(specs, snapshot, base.strip())
-        return await self._progress(request, "/api/create", "create", where)
+        return await self._progress(request, "/api/create", "create", self._create_targets)
 
-    async def _progress(self, request: Request, path: str, verb: str, where: Any, *, changes: bool = True) -> Response:
+    def _pull_targets(self, body: dict[str, Any], model: str) -> list[Target]:
+        return model_ops.pull_targets(self.service.node_specs(), self.service.snapshot(), model)
+
+    def _push_targets(self, body: dict[str, Any], model: str) -> list[Target]:
+        holders = model_ops.holder_targets(self.service.node_specs(), self.service.snapshot(), model)
+        return holders[:1]  # one upload is the push (a healthy holder first); another node's copy adds nothing
+
+    def _create_targets(self, body: dict[str, Any], model: str) -> list[Target]:
+        specs, snapshot = self.service.node_specs(), self.service.snapshot()
+        if body.get("files") or body.get("adapters"):
+            return [model_ops.sole_target(specs, snapshot, "a create from uploaded files")]
+        base = body.get("from")
+        if not isinstance(base, str) or not base.strip():
+            raise TargetError(400, "neither 'from' or 'files' was specified")
+        return model_ops.holder_targets(specs, snapshot, base.strip())
+
+    async def _progress(self, request: Request, path: str, verb: str, where: Where, *,
+                        changes: bool = True) -> Response:
         """A request whose answer is Ollama's progress stream, sent to the nodes ``where`` gives."""
         try:
             body = await read_json(request)
             model = _model_name(body)
             named = self._named(request)
-            targets = [named] if named is not None else await where(body, model)
-        except GatewayError as exc:
-            return _error(exc.status, exc.message)
-        except TargetError as exc:
+            targets = [named] if named is not None else where(body, model)
+        except (GatewayError, TargetError) as exc:
             return _error(exc.status, exc.message)
         what = f"{verb} {model}"
         headers = _headers(targets, model)
@@ -169,7 +182,9 @@ class ModelRoutes:
     async def copy(self, request: Request) -> Response:
         try:
             body = await read_json(request)
-            source, destination = _model_name(body, "source"), _model_name(body, "destination")
+            source, destination = _text(body, "source"), _text(body, "destination")
+            if source is None or destination is None:
+                raise GatewayError(400, "source and destination are required")
             named = self._named(request)
             targets = [named] if named is not None else model_ops.holder_targets(
                 self.service.node_specs(), self.service.snapshot(), source)

@@ -177,6 +177,8 @@ def test_copy_and_create_go_where_the_source_is(hydra: Hydra, gateway: Gateway,
     with pytest.raises(ollama.ResponseError) as no_source:
         client.copy("absent:1", "x:1")
     assert no_source.value.status_code == 404
+    half = httpx.post(f"{gateway.url}/api/copy", json={"source": "llama3.2:3b", "destination": " "})
+    assert half.status_code == 400 and half.json() == {"error": "source and destination are required"}
 
 
 def test_blobs_and_a_create_from_files_need_the_node_named(gateway: Gateway, hydra: Hydra, tmp_path: Path,
