@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 import time
 from collections.abc import AsyncIterator, Callable, Sequence
 from typing import Any
@@ -36,6 +37,7 @@ from hydra.gateway.stream import GatewayError, read_json
 NDJSON = "application/x-ndjson"
 SETTLE_S = 2.0        # how long an answer waits for routing to see the change (the monitor's fetch, ~ms)
 SETTLE_POLL_S = 0.02
+DIGEST = re.compile(r"sha256:[0-9a-f]{64}\Z")
 # (request body, model) -> the nodes a request goes to when no X-Hydra-Node names one
 Where = Callable[[dict[str, Any], str], list[Target]]
 
@@ -206,6 +208,8 @@ class ModelRoutes:
 
     async def blob(self, request: Request) -> Response:
         digest = request.path_params["digest"]
+        if not DIGEST.match(digest):  # checked here: it becomes part of a URL on the node
+            return _error(400, f"invalid digest {digest[:80]!r}: expected sha256:<64 hex digits>")
         try:
             target = self._named(request) or model_ops.sole_target(
                 self.service.node_specs(), self.service.snapshot(), "a blob")

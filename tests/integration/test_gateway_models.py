@@ -181,8 +181,8 @@ def test_copy_and_create_go_where_the_source_is(hydra: Hydra, gateway: Gateway,
     assert half.status_code == 400 and half.json() == {"error": "source and destination are required"}
 
 
-def test_blobs_and_a_create_from_files_need_the_node_named(gateway: Gateway, hydra: Hydra, tmp_path: Path,
-                                                           eventually: Callable[..., Any]) -> None:
+def test_blobs_and_a_create_from_files_need_the_node_named(seed: SimCluster, gateway: Gateway, hydra: Hydra,
+                                                           tmp_path: Path, eventually: Callable[..., Any]) -> None:
     weights = tmp_path / "w.gguf"
     weights.write_bytes(b"GGUF " * 1000)
     with pytest.raises(ollama.ResponseError) as unnamed:
@@ -196,6 +196,10 @@ def test_blobs_and_a_create_from_files_need_the_node_named(gateway: Gateway, hyd
     eventually(lambda: _holders(hydra, "fromfile:latest") == {"light"}, timeout=REFRESH_WAIT_S, what="the model")
     mismatch = httpx.post(f"{gateway.url}/api/blobs/{digest}", content=b"else", headers={"X-Hydra-Node": "light"})
     assert mismatch.status_code == 400 and "digest mismatch" in mismatch.json()["error"]
+    for digest_text in ("sha256:..", "sha256:" + "g" * 64, "md5:abc"):  # it becomes part of a URL on the node
+        bad = httpx.post(f"{gateway.url}/api/blobs/{digest_text}", content=b"{}", headers={"X-Hydra-Node": "light"})
+        assert bad.status_code == 400 and "invalid digest" in bad.json()["error"], digest_text
+    assert not any(p.startswith("/api/blobs/sha256:..") for p in seed.node("light").stats()["requests"])
 
 
 def test_push_goes_to_one_node_that_has_the_model(seed: SimCluster, gateway: Gateway) -> None:
