@@ -107,6 +107,14 @@ def test_a_name_with_its_size_is_kept_off_nodes_too_small(seed: SimCluster, gate
     assert reply.json()["nodes"] == ["powerful"], reply.text
 
 
+def test_a_model_no_node_can_hold_is_refused_with_each_nodes_reason(seed: SimCluster, gateway: Gateway) -> None:
+    reply = httpx.post(f"{gateway.url}/api/pull", json={"model": "giant:900b"})
+    assert reply.status_code == 503
+    assert reply.json() == {"error": "no healthy node can hold giant:900b (light: too large: 900B > max 30B; "
+                                     "powerful: too large: 900B > max 70B)"}
+    assert _requests(seed, "light", "/api/pull") == 0 and _requests(seed, "powerful", "/api/pull") == 0
+
+
 def test_the_node_header_picks_one_node_and_a_wrong_name_lists_the_names(
         seed: SimCluster, gateway: Gateway) -> None:
     lines = _pull_lines(gateway.url, "qwen3:1.7b", {"X-Hydra-Node": "light"})
