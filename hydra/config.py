@@ -275,6 +275,9 @@ SETTINGS: tuple[Setting, ...] = (
             "Web pages, besides this machine's, that may call the gateway from a browser "
             "(as OLLAMA_ORIGINS does for Ollama).", partial(_parse_name_list, "origin"), False,
             "storage", format=",".join),
+    Setting("HYDRA_ACCESS_LOG", "true", "bool", "true or false",
+            "A log line per gateway request (method, path, status, duration, node, model; never bodies or keys).",
+            parse_bool, False, "storage"),
 )
 
 SETTINGS_BY_NAME: Mapping[str, Setting] = MappingProxyType({s.name: s for s in SETTINGS})
@@ -440,6 +443,10 @@ class Settings:
     @property
     def allowed_origins(self) -> tuple[str, ...]:
         return self.values["HYDRA_ALLOWED_ORIGINS"]
+
+    @property
+    def access_log(self) -> bool:
+        return self.values["HYDRA_ACCESS_LOG"]
 
     def sollol_config(self, **extra: Any) -> SollolConfig:
         """The engine's config; ``extra`` sets SollolConfig fields Hydra does not expose."""

@@ -146,7 +146,8 @@ class Hydra:
             self.gateway = Gateway(self, host=self._settings.gateway_host, port=port,
                                    api_key=self._settings.api_key or None,
                                    allowed_hosts=self._settings.allowed_hosts,
-                                   allowed_origins=self._settings.allowed_origins).start()
+                                   allowed_origins=self._settings.allowed_origins,
+                                   access_log_on=self._settings.access_log).start()
         except OSError as exc:
             log.error("the gateway could not listen on %s:%d (%s); set HYDRA_GATEWAY_PORT to a free port, "
                       "or 0 to turn it off", self._settings.gateway_host, port, exc)
@@ -345,6 +346,14 @@ class Hydra:
     def has_model(self, name: str) -> bool:
         """Whether a healthy node has ``name`` installed (the exact name, tag included)."""
         return self.router.has_model(name)
+
+    def node_specs(self) -> list[NodeSpec]:
+        """Every node as declared, credentials in its URL included: for talking to the node, never to show."""
+        return self.router.nodes()
+
+    def refresh_models(self, node: str) -> None:
+        """Have the node's model list fetched now (after a pull, delete, copy or create there)."""
+        self.router.refresh_models(node)
 
     def add_node(self, url: str, *, name: str = "", max_model_b: float | None = None, gpu: bool | None = None,
                  vram_mb: int | None = None, slots: int = 2) -> NodeSpec:

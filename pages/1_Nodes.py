@@ -5,7 +5,7 @@ import time
 
 import streamlit as st
 
-from hydra.ui import cards, layout, model_identity, tables
+from hydra.ui import cards, layout, model_admin, model_identity, tables
 from hydra.ui import formatting as fmt
 
 REFRESH_S = 3.0
@@ -34,3 +34,4 @@ def live() -> None:
 
 
 live()
+model_admin.model_admin(hydra)

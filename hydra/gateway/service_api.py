@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import Any, Protocol
 
 from hydra.history import HistoryHealth
-from hydra.sollol import ClusterSnapshot, RoutingDecision, TaskHandle
+from hydra.sollol import ClusterSnapshot, NodeSpec, RoutingDecision, TaskHandle
 
 
 class GatewayService(Protocol):
@@ -50,4 +50,13 @@ class GatewayService(Protocol):
 
     def has_model(self, name: str) -> bool:
         """Whether a healthy node has ``name`` installed (exact name). Cheap: called for every request."""
+        ...
+
+    def node_specs(self) -> list[NodeSpec]:
+        """Every node as declared, with the credentials in its URL: the model-management routes talk to
+        the nodes with them. Never shown (answers and logs name nodes, and URLs only redacted)."""
+        ...
+
+    def refresh_models(self, node: str) -> None:
+        """Have node ``node``'s model list fetched now, so routing sees a pull or a delete at once."""
         ...

@@ -15,7 +15,7 @@ from http.server import BaseHTTPRequestHandler
 from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
-from hydra.sim import embedding, generation
+from hydra.sim import embedding, generation, management
 from hydra.sim.engine import Busy, OutOfMemory, Stopped
 from hydra.sim.faults import (
     BUSY_MESSAGE,
@@ -285,7 +285,7 @@ class SimHandler(BaseHTTPRequestHandler):
                 wire.error(404, f"model '{name}' not found")
                 return
             self._answer(wire, _show(model), faults)
-        else:
+        elif not management.handle(method, path, body, profile, self.life.engine, wire):
             wire.send_body(404, "text/plain", b"404 page not found")
 
     def _ps(self) -> list[dict]:

@@ -149,6 +149,7 @@ class NodeProfile:
     prefill_mult: float | None = None
     load_mult: float | None = None
     max_queue: int = 512  # Ollama's OLLAMA_MAX_QUEUE; beyond it: 503
+    blobs: set[str] = field(default_factory=set)  # digests uploaded with POST /api/blobs (management.py)
 
     def __post_init__(self) -> None:
         if self.slots < 1:

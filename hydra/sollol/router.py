@@ -141,6 +141,15 @@ class Router:
     def nodes(self) -> list[NodeSpec]:
         return [s.spec for s in self._members.states()]
 
+    def refresh_models(self, name: str) -> bool:
+        """Ask node ``name``'s monitor to fetch its model list now (a model was pulled or deleted
+        there); False when there is no such node."""
+        member = self._members.get(name)
+        if member is None:
+            return False
+        member.monitor.refresh_models()
+        return True
+
     def has_healthy_node(self) -> bool:
         """Whether any node is healthy now. Cheap (no statistics, unlike snapshot())."""
         return any(v.healthy for v in self._members.views())

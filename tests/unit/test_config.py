@@ -43,6 +43,7 @@ SEED_DEFAULTS = [
     ("HYDRA_API_KEY", ""),
     ("HYDRA_ALLOWED_HOSTS", ()),
     ("HYDRA_ALLOWED_ORIGINS", ()),
+    ("HYDRA_ACCESS_LOG", True),
     ("HYDRA_EMBEDDED_NODE", "auto"),
     ("HYDRA_DB", Path(user_data_dir("hydra")) / "hydra.db"),
 ]

@@ -164,6 +164,7 @@ BAD = [
     ("HYDRA_REASONING_MODEL", "qwen3\x00", "reasoning-model-nul"),
     ("HYDRA_USE_REASONING_MODEL", "yes please", "use-reasoning-model-words"),
     ("HYDRA_EMBEDDED_NODE", "maybe", "embedded-word"),
+    ("HYDRA_ACCESS_LOG", "quiet", "access-log-word"),
     ("HYDRA_DB", " ", "db-blank"),
     ("HYDRA_DB", "/tmp/" + "d" * 5000, "db-long"),
     ("HYDRA_DB", "/tmp/hydra\x00.db", "db-nul"),
