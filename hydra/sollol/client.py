@@ -83,6 +83,7 @@ class StreamPart:
     eval_duration: int | None = None
     prompt_eval_count: int | None = None
     load_duration: int | None = None
+    prompt_eval_duration: int | None = None   # ns; with a cached prefix only the uncached part's
 
 
 def _plain_calls(calls: Any) -> tuple[dict[str, Any], ...]:
@@ -391,7 +392,8 @@ class NodeClient:
                     tool_calls=_plain_calls(message.tool_calls) if message and message.tool_calls else (),
                     done=bool(part.done), done_reason=part.done_reason,
                     eval_count=part.eval_count, eval_duration=part.eval_duration,
-                    prompt_eval_count=part.prompt_eval_count, load_duration=part.load_duration)
+                    prompt_eval_count=part.prompt_eval_count, load_duration=part.load_duration,
+                    prompt_eval_duration=part.prompt_eval_duration)
         except GeneratorExit:
             raise
         except Exception as exc:

@@ -307,6 +307,42 @@ class NodeSnapshot:
 
 
 @dataclass(frozen=True)
+class NodeCacheStats:
+    """What prefix-aware placement saved on one node (estimates: tokens as the router counts them)."""
+
+    node: str
+    requests: int              # finished attempts there
+    hits: int                  # of which some prompt prefix was cached there
+    prompt_tokens: int
+    cached_tokens: int
+    prefill_saved_s: float     # cached tokens at the node's measured prefill speed
+    prefill_tps: float | None  # its measured prefill speed (mean over its models), None before a sample
+
+
+@dataclass(frozen=True)
+class PrefixCacheSnapshot:
+    """Prefix-aware placement (KV-cache affinity) across the cluster: ``hydra/sollol/prefix_cache.py``."""
+
+    enabled: bool
+    requests: int
+    hits: int
+    prompt_tokens: int
+    cached_tokens: int
+    prefill_saved_s: float
+    nodes: tuple[NodeCacheStats, ...] = ()
+
+    @property
+    def hit_rate(self) -> float | None:
+        """Share of finished attempts that found part of their prompt cached where they ran."""
+        return self.hits / self.requests if self.requests else None
+
+    @property
+    def token_hit_rate(self) -> float | None:
+        """Share of prompt tokens that were already cached where they ran."""
+        return self.cached_tokens / self.prompt_tokens if self.prompt_tokens else None
+
+
+@dataclass(frozen=True)
 class ClusterSnapshot:
     time: float
     nodes: tuple[NodeSnapshot, ...]
@@ -323,6 +359,7 @@ class ClusterSnapshot:
     by_task_type: dict[str, int]
     by_status: dict[str, int]
     failovers: int
+    prefix_cache: PrefixCacheSnapshot | None = None   # prefix-aware placement's hits and savings
 
     @property
     def healthy_nodes(self) -> tuple[NodeSnapshot, ...]:

@@ -89,6 +89,7 @@ class Finished:
     eval_duration_ns: int | None
     prompt_eval_count: int | None
     load_s: float | None
+    prompt_eval_duration_ns: int | None = None   # the prefill's time: prefix_cache learns the node's speed
 
 
 # (task, attempt, node, model, outcome): how a worker reports the end of an attempt it still owned.
@@ -346,7 +347,8 @@ class NodeWorkers:
         if final is None:
             raise NodeProtocolError("ended the stream without its final chunk", node=self.node.name)
         load_s = final.load_duration / 1e9 if final.load_duration else None
-        return Finished(final, final.eval_count, final.eval_duration, final.prompt_eval_count, load_s)
+        return Finished(final, final.eval_count, final.eval_duration, final.prompt_eval_count, load_s,
+                        final.prompt_eval_duration)
 
     def _next_part(self, stream: Iterator[StreamPart]) -> StreamPart | None:
         """The next part of the stream (None at its end). The client turns every failure of the node

@@ -1,0 +1,236 @@
+"""What each node has in its KV cache, as far as the router can tell: the record behind
+prefix-aware placement (issue 15).
+
+An Ollama node (llama.cpp) keeps, per slot, the tokens of the last sequence it evaluated (the
+prompt and the answer it generated), and a new request reuses the longest common prefix with one
+of them. So for each node and model the router keeps up to ``slots`` recorded sequences, each the
+set of its block hashes (``prompt_blocks.py``: no prompt text is kept, only keyed hashes), and
+replaces, as the node does, the one sharing the longest prefix with the new sequence (else the
+least recently used). ``lookup`` estimates for a prompt how many of its tokens each (node, model)
+holds already; routing turns that into prefill seconds saved at the node's measured prefill speed
+(``scoring.affine_prefill``), so a warm node wins only when it finishes sooner.
+
+The record forgets what the node has lost, as seen from outside: a model no longer in ``/api/ps``
+(evicted, unloaded, or the node restarted), a node that stops answering its poll or changes
+version, an attempt that failed there, a removed node. What it cannot see (a restart that reloads
+the model between two polls) costs one slower prefill, after which the record is right again.
+
+Bounded: at most ``MAX_SEQUENCES`` sequences per (node, model), ``MAX_MODELS`` models per node,
+``MEMO_KEPT`` remembered task chains; each sequence at most ``prompt_blocks.MAX_BLOCKS`` hashes.
+"""
+from __future__ import annotations
+
+import threading
+import time
+from collections import OrderedDict, deque
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from .model_names import model_key
+from .prompt_blocks import EMPTY, PromptBlocks, common_blocks, prompt_blocks
+from .types import NodeCacheStats, PrefixCacheSnapshot
+
+if TYPE_CHECKING:
+    from .node import NodeView
+
+MAX_SEQUENCES = 16         # slots tracked per (node, model): Ollama's OLLAMA_NUM_PARALLEL is rarely more
+MAX_MODELS = 8             # models per node with a record (a node keeps few loaded at once)
+MEMO_KEPT = 4096           # tasks whose chain is remembered between routing rounds
+SPEED_SAMPLES = 20
+POLL_GRACE_S = 1.0         # a sequence recorded this recently may postdate the /api/ps a poll just read
+
+Key = tuple[str, str]      # (node, model_key(model))
+
+
+@dataclass
+class _Sequence:
+    hashes: frozenset[int]
+    blocks: PromptBlocks
+    used: float            # monotonic: the least recently used is replaced first
+
+
+@dataclass(frozen=True)
+class Affinity:
+    """One prompt against the record, frozen for one route: cached tokens where there are any, and the
+    measured prefill speeds. Pure data: routing reads it without a lock."""
+
+    prompt_tokens: int
+    hits: Mapping[Key, int] = field(default_factory=dict)        # (node, model key) -> cached tokens
+    speeds: Mapping[Key, float] = field(default_factory=dict)    # (node, model key) -> prompt tokens/s
+
+    def cached(self, node: str, key: str) -> int:
+        return self.hits.get((node, key), 0)
+
+
+@dataclass
+class _NodeTally:
+    requests: int = 0
+    hits: int = 0
+    prompt_tokens: int = 0
+    cached_tokens: int = 0
+    saved_s: float = 0.0
+
+
+class PrefixCache:
+    """The router's record of every node's KV cache. Thread-safe: workers record, the dispatcher looks up,
+    monitors make it forget; one lock, never held across I/O."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._records: dict[Key, list[_Sequence]] = {}
+        self._samples: dict[Key, deque[float]] = {}
+        self._speeds: dict[Key, float] = {}   # replaced, never mutated: lookups hand it out as is
+        self._memo: OrderedDict[str, PromptBlocks] = OrderedDict()
+        self._tally: dict[str, _NodeTally] = {}
+
+    # --- a task's chain ---
+
+    def blocks_for(self, task_id: str, messages: Callable[[], Iterable[Mapping[str, Any]]]) -> PromptBlocks:
+        """The chain of a task's prompt (``messages()``: as sent), hashed once and remembered while the
+        task may be routed again (``release`` when it ends)."""
+        with self._lock:
+            memo = self._memo.get(task_id)
+        if memo is not None:
+            return memo
+        blocks = prompt_blocks(messages())
+        with self._lock:
+            self._memo[task_id] = blocks
+            while len(self._memo) > MEMO_KEPT:
+                self._memo.popitem(last=False)
+        return blocks
+
+    def release(self, task_id: str) -> None:
+        with self._lock:
+            self._memo.pop(task_id, None)
+
+    def lookup(self, blocks: PromptBlocks) -> Affinity:
+        """How many of the prompt's tokens each (node, model) holds (at most all but the last: a node
+        always evaluates at least one token)."""
+        hits: dict[Key, int] = {}
+        with self._lock:
+            for key, sequences in self._records.items():
+                tokens = self._cached_locked(blocks, sequences)
+                if tokens:
+                    hits[key] = tokens
+            speeds = self._speeds
+        return Affinity(blocks.tokens, hits, speeds)
+
+    @staticmethod
+    def _cached_locked(blocks: PromptBlocks, sequences: list[_Sequence]) -> int:
+        best = max((common_blocks(blocks, s.hashes) for s in sequences), default=0)
+        return min(blocks.prefix_tokens(best), max(0, blocks.tokens - 1))
+
+    # --- what a node evaluated (a worker's thread) ---
+
+    def evaluated(self, node: str, model: str, slots: int, prompt: PromptBlocks, sequence: PromptBlocks,
+                  prompt_eval_count: int | None, prompt_eval_ns: int | None) -> int:
+        """An attempt finished on ``node``: count what it found cached, learn the node's prefill speed from a
+        prompt it evaluated whole, and record the sequence its slot now holds (``sequence``: the prompt
+        and the answer). Returns the tokens that were cached there."""
+        key = (node, model_key(model))
+        now = time.monotonic()
+        with self._lock:
+            sequences = self._records.get(key, [])
+            cached = self._cached_locked(prompt, sequences) if prompt.tokens else 0
+            if not cached and prompt_eval_count and prompt_eval_ns and prompt_eval_ns > 0:
+                self._sample_locked(key, prompt_eval_count / (prompt_eval_ns / 1e9))
+            tally = self._tally.setdefault(node, _NodeTally())
+            tally.requests += 1
+            tally.prompt_tokens += prompt.tokens
+            if cached:
+                tally.hits += 1
+                tally.cached_tokens += cached
+                speed = self._speeds.get(key)
+                tally.saved_s += cached / speed if speed else 0.0
+            if sequence.hashes:
+                self._store_locked(key, sequences, _Sequence(frozenset(sequence.hashes), sequence, now),
+                                   max(1, min(slots, MAX_SEQUENCES)))
+        return cached
+
+    def _sample_locked(self, key: Key, tokens_per_s: float) -> None:
+        samples = self._samples.setdefault(key, deque(maxlen=SPEED_SAMPLES))
+        samples.append(tokens_per_s)
+        self._speeds = {**self._speeds, key: sum(samples) / len(samples)}
+
+    def _store_locked(self, key: Key, sequences: list[_Sequence], new: _Sequence, slots: int) -> None:
+        """The slot Ollama reuses is the one with the longest common prefix; with none, the least recently used."""
+        if sequences:
+            shared = [(common_blocks(new.blocks, s.hashes), s.used, i) for i, s in enumerate(sequences)]
+            best = max(shared)
+            if best[0] > 0:
+                sequences[best[2]] = new
+            elif len(sequences) < slots:
+                sequences.append(new)
+            else:
+                sequences[min(shared, key=lambda t: t[1])[2]] = new
+        else:
+            sequences.append(new)
+        del sequences[slots:]
+        self._records[key] = sequences
+        models = [k for k in self._records if k[0] == key[0]]
+        if len(models) > MAX_MODELS:
+            oldest = min(models, key=lambda k: max(s.used for s in self._records[k]))
+            del self._records[oldest]
+
+    # --- forgetting ---
+
+    def forget(self, node: str, model: str | None = None) -> None:
+        """The node lost its cache (of ``model``, or of every model)."""
+        with self._lock:
+            if model is None:
+                self._records = {k: v for k, v in self._records.items() if k[0] != node}
+            else:
+                self._records.pop((node, model_key(model)), None)
+
+    def forget_node(self, node: str) -> None:
+        """The node left the cluster: its record, speeds and tallies go too."""
+        with self._lock:
+            self._records = {k: v for k, v in self._records.items() if k[0] != node}
+            self._samples = {k: v for k, v in self._samples.items() if k[0] != node}
+            self._speeds = {k: v for k, v in self._speeds.items() if k[0] != node}
+            self._tally.pop(node, None)
+
+    def observe(self, view: NodeView) -> None:
+        """After each poll: forget what ``view`` shows the node has lost (see the module's docstring)."""
+        node = view.name
+        with self._lock:
+            keys = [k for k in self._records if k[0] == node]
+        if not keys:
+            return
+        if not view.healthy:
+            self.forget(node)
+            return
+        loaded = {model_key(m) for m in view.loaded}
+        grace = time.monotonic() - POLL_GRACE_S
+        with self._lock:
+            for key in keys:
+                sequences = self._records.get(key)
+                if sequences is not None and key[1] not in loaded and max(s.used for s in sequences) < grace:
+                    del self._records[key]
+
+    # --- reading ---
+
+    def snapshot(self, enabled: bool) -> PrefixCacheSnapshot:
+        with self._lock:
+            tallies = {n: _NodeTally(**vars(t)) for n, t in self._tally.items()}
+            speeds = dict(self._speeds)
+        nodes = []
+        for name in sorted(tallies):
+            t = tallies[name]
+            own = [v for k, v in speeds.items() if k[0] == name]
+            nodes.append(NodeCacheStats(name, t.requests, t.hits, t.prompt_tokens, t.cached_tokens, t.saved_s,
+                                        sum(own) / len(own) if own else None))
+        return PrefixCacheSnapshot(
+            enabled=enabled, requests=sum(n.requests for n in nodes), hits=sum(n.hits for n in nodes),
+            prompt_tokens=sum(n.prompt_tokens for n in nodes), cached_tokens=sum(n.cached_tokens for n in nodes),
+            prefill_saved_s=sum(n.prefill_saved_s for n in nodes), nodes=tuple(nodes))
+
+    def held_hashes(self) -> int:
+        """How many block hashes the record holds (tests: bounded; and nothing else is held)."""
+        with self._lock:
+            return sum(len(s.hashes) for seqs in self._records.values() for s in seqs)
+
+
+NO_AFFINITY = Affinity(0)
+__all__ = ["EMPTY", "NO_AFFINITY", "Affinity", "PrefixCache"]
