@@ -154,18 +154,17 @@ class PrefixCache:
         self._speeds = {**self._speeds, key: sum(samples) / len(samples)}
 
     def _store_locked(self, key: Key, sequences: list[_Sequence], new: _Sequence, slots: int) -> None:
-        """The slot Ollama reuses is the one with the longest common prefix; with none, the least recently used."""
-        if sequences:
-            shared = [(common_blocks(new.blocks, s.hashes), s.used, i) for i, s in enumerate(sequences)]
-            best = max(shared)
-            if best[0] > 0:
-                sequences[best[2]] = new
-            elif len(sequences) < slots:
-                sequences.append(new)
-            else:
-                sequences[min(shared, key=lambda t: t[1])[2]] = new
-        else:
+        """As Ollama's multi-user cache: a sequence that extends a slot's whole content takes that slot (a
+        conversation's next turn); any other takes a free slot, else the least recently used one, so a
+        different conversation sharing only the system prompt does not overwrite this one."""
+        extended = next((i for i, s in enumerate(sequences)
+                         if common_blocks(new.blocks, s.hashes) == len(s.blocks.hashes)), None)
+        if extended is not None:
+            sequences[extended] = new
+        elif len(sequences) < slots:
             sequences.append(new)
+        else:
+            sequences[min(range(len(sequences)), key=lambda i: sequences[i].used)] = new
         del sequences[slots:]
         self._records[key] = sequences
         models = [k for k in self._records if k[0] == key[0]]
