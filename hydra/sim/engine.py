@@ -80,7 +80,7 @@ class _Loaded:
     last_used: float
     expires: float | None  # monotonic deadline; None = never
     expires_wall: datetime
-    kv: SlotCache = field(default_factory=SlotCache)  # this load's slots: a reload starts empty
+    kv: SlotCache | None = None  # this load's KV cache (made at first use): a reload starts empty
 
 
 class SimEngine:
@@ -231,7 +231,11 @@ class SimEngine:
         """The KV cache of ``model``'s resident load (a caller holding it pinned; else a fresh, empty one)."""
         with self._cond:
             entry = self._loaded.get(model.name)
-            return entry.kv if entry is not None else SlotCache()
+            if entry is None:
+                return SlotCache(self.profile.host_cache_tokens)
+            if entry.kv is None:
+                entry.kv = SlotCache(self.profile.host_cache_tokens)
+            return entry.kv
 
     def release_model(self, model: SimModel, keep_alive_s: float | None) -> None:
         """Unpin; the model stays resident for keep_alive (0 = unload now)."""

@@ -6,10 +6,11 @@ Timing model (document of record for benchmarks):
   the node's ``time_scale`` before sleeping, but the durations reported in
   the final chunk are *simulated* (unscaled) nanoseconds:
       eval_duration        = eval_count / decode_tps * 1e9
-      prompt_eval_duration = (prompt_eval_count - cached) / prefill_tps * 1e9
-  where ``cached`` is what the slot's KV cache already held of the prompt (hydra.sim.prefix_cache;
-  reported as ``prompt_eval_cached_count`` when not 0, as newer Ollama does).
+      prompt_eval_duration = (prompt_eval_count - cached + restored / RESTORE_SPEEDUP) / prefill_tps * 1e9
       load_duration        = load seconds of a cold model * 1e9
+  where ``cached`` is what the KV cache already held of the prompt, ``restored`` the part of it brought
+  back from host memory (hydra.sim.prefix_cache; ``cached`` is reported as ``prompt_eval_cached_count``
+  when not 0, as newer Ollama does).
   so ``eval_count / eval_duration * 1e9`` equals the configured speed at any
   time_scale, while wall-clock time shrinks with it.
 
@@ -196,11 +197,12 @@ class _Run:
     def run(self, queue_wait_real: float) -> None:
         req, engine, profile = self.req, self.engine, self.profile
         load_s = engine.acquire_model(req.model, req.keep_alive_s)
-        kv = engine.kv_cache(req.model)  # prefill only what the slot does not hold (prefix_cache.py)
-        slot, cached = kv.take(self.sequence, profile.slots, req.prompt_tokens)
+        kv = engine.kv_cache(req.model)  # prefill only what the cache does not hold (prefix_cache.py)
+        slot, cached, restored = kv.take(self.sequence, profile.slots, req.prompt_tokens)
         finished: tuple[prefix_cache.Message, ...] | None = None
         try:
-            prefill_s = (req.prompt_tokens - cached) / profile.prefill_tps(req.model)
+            prefill_s = (req.prompt_tokens - cached + restored / prefix_cache.RESTORE_SPEEDUP) \
+                / profile.prefill_tps(req.model)
             engine.sleep(prefill_s)
             fault_delay = 0.0
             if self.slow is not None:

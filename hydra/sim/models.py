@@ -13,6 +13,8 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass, field
 
+from hydra.sim.prefix_cache import HOST_CACHE_TOKENS
+
 # Bytes per parameter of common GGUF quantisations (weights only).
 _BYTES_PER_PARAM = {
     "Q4_0": 0.57,
@@ -120,6 +122,7 @@ class NodeProfile:
     prefill_mult: float | None = None
     load_mult: float | None = None
     max_queue: int = 512  # Ollama's OLLAMA_MAX_QUEUE; beyond it: 503
+    host_cache_tokens: int = HOST_CACHE_TOKENS  # llama-server's host-memory prompt cache (prefix_cache.py); 0: none
 
     def __post_init__(self) -> None:
         if self.slots < 1:

@@ -2,12 +2,17 @@
 prefix-aware placement (issue 15).
 
 An Ollama node (llama.cpp) keeps, per slot, the tokens of the last sequence it evaluated (the
-prompt and the answer it generated), and a new request reuses the longest common prefix with one
-of them. So for each node and model the router keeps up to ``slots`` recorded sequences, each the
-set of its block hashes (``prompt_blocks.py``: no prompt text is kept, only keyed hashes), and
-replaces, as the node does, the one sharing the longest prefix with the new sequence (else the
-least recently used). ``lookup`` estimates for a prompt how many of its tokens each (node, model)
-holds already; routing turns that into prefill seconds saved at the node's measured prefill speed
+prompt and the answer it generated), and a new request reuses the longest common prefix with what
+is cached. A slot taken for another prompt saves what it held to llama-server's host-memory prompt
+cache (Ollama's runner since 0.30; 8 GiB by default), from which a later prompt sharing a prefix
+restores it. So for each node and model the router keeps the sequences it sent there, least
+recently used first, each the set of its block hashes (``prompt_blocks.py``: no prompt text is
+kept, only keyed hashes): a conversation's next turn replaces the sequence it extends; the others
+stay while the node's cache can hold them. How many that is, the router learns per node: it starts
+from ``MAX_SEQUENCES`` and halves (down to the node's slots) each time a prompt it thought cached
+was evaluated whole (an older Ollama keeps only its slots), growing back on each confirmed hit.
+``lookup`` estimates for a prompt how many of its tokens each (node, model) holds already; routing
+turns that into prefill seconds saved at the node's measured prefill speed
 (``scoring.affine_prefill``), so a warm node wins only when it finishes sooner.
 
 The record forgets what the node has lost, as seen from outside: a model no longer in ``/api/ps``
@@ -34,7 +39,9 @@ from .types import NodeCacheStats, PrefixCacheSnapshot
 if TYPE_CHECKING:
     from .node import NodeView
 
-MAX_SEQUENCES = 16         # slots tracked per (node, model): Ollama's OLLAMA_NUM_PARALLEL is rarely more
+MAX_SEQUENCES = 64         # sequences tracked per (node, model): slots plus what its host-memory cache holds
+MAX_TOKENS = 160_000       # and their tokens: about llama-server's 8 GiB host cache for a 7B model
+MISS_FRACTION = 0.25       # a prompt thought mostly cached that evaluated more than this share of itself: a miss
 MAX_MODELS = 8             # models per node with a record (a node keeps few loaded at once)
 MEMO_KEPT = 4096           # tasks whose chain is remembered between routing rounds
 SPEED_SAMPLES = 20
@@ -83,6 +90,7 @@ class PrefixCache:
         self._speeds: dict[Key, float] = {}   # replaced, never mutated: lookups hand it out as is
         self._memo: OrderedDict[str, PromptBlocks] = OrderedDict()
         self._tally: dict[str, _NodeTally] = {}
+        self._capacity: dict[Key, int] = {}    # sequences each (node, model) is thought to keep
 
     # --- a task's chain ---
 
@@ -125,51 +133,65 @@ class PrefixCache:
 
     def evaluated(self, node: str, model: str, slots: int, prompt: PromptBlocks, sequence: PromptBlocks,
                   prompt_eval_count: int | None, prompt_eval_ns: int | None) -> int:
-        """An attempt finished on ``node``: count what it found cached, learn the node's prefill speed from a
+        """An attempt finished on ``node``: see what it found cached, learn the node's prefill speed from a
         prompt it evaluated whole, and record the sequence its slot now holds (``sequence``: the prompt
-        and the answer). Returns the tokens that were cached there."""
+        and the answer). Returns the prompt tokens that were cached there (measured when the node's
+        prefill speed is known: its prompt_eval_duration says how much it evaluated)."""
         key = (node, model_key(model))
         now = time.monotonic()
         with self._lock:
             sequences = self._records.get(key, [])
-            cached = self._cached_locked(prompt, sequences) if prompt.tokens else 0
-            if not cached and prompt_eval_count and prompt_eval_ns and prompt_eval_ns > 0:
+            expected = self._cached_locked(prompt, sequences) if prompt.tokens else 0
+            speed = self._speeds.get(key)
+            cached = expected
+            if expected and speed and prompt_eval_count and prompt_eval_ns is not None:
+                cached = self._measured_locked(key, slots, prompt, expected, speed, prompt_eval_count, prompt_eval_ns)
+            elif not expected and prompt_eval_count and prompt_eval_ns and prompt_eval_ns > 0:
                 self._sample_locked(key, prompt_eval_count / (prompt_eval_ns / 1e9))
-            tally = self._tally.setdefault(node, _NodeTally())
-            tally.requests += 1
-            tally.prompt_tokens += prompt.tokens
-            if cached:
-                tally.hits += 1
-                tally.cached_tokens += cached
-                speed = self._speeds.get(key)
-                tally.saved_s += cached / speed if speed else 0.0
+            self._tally_locked(node, prompt.tokens, cached, self._speeds.get(key))
             if sequence.hashes:
-                self._store_locked(key, sequences, _Sequence(frozenset(sequence.hashes), sequence, now),
-                                   max(1, min(slots, MAX_SEQUENCES)))
+                self._store_locked(key, sequences, _Sequence(frozenset(sequence.hashes), sequence, now))
         return cached
+
+    def _measured_locked(self, key: Key, slots: int, prompt: PromptBlocks, expected: int, speed: float,
+                         count: int, ns: int) -> int:
+        """What the node really had cached, from the time it took; a miss shrinks what the router thinks
+        the node keeps (never below its slots), a hit lets it grow back."""
+        evaluated = min(1.0, ns / 1e9 * speed / count)          # the share of the prompt it evaluated
+        cached = max(0, round(prompt.tokens * (1.0 - evaluated)))
+        capacity = self._capacity.get(key, MAX_SEQUENCES)
+        if expected >= prompt.tokens / 2:  # only a prompt thought mostly cached says much of the node's cache
+            missed = evaluated > 1.0 - expected / prompt.tokens + MISS_FRACTION
+            self._capacity[key] = max(slots, capacity // 2) if missed else min(MAX_SEQUENCES, capacity + 1)
+        return min(cached, expected)
+
+    def _tally_locked(self, node: str, prompt_tokens: int, cached: int, speed: float | None) -> None:
+        tally = self._tally.setdefault(node, _NodeTally())
+        tally.requests += 1
+        tally.prompt_tokens += prompt_tokens
+        if cached:
+            tally.hits += 1
+            tally.cached_tokens += cached
+            tally.saved_s += cached / speed if speed else 0.0
 
     def _sample_locked(self, key: Key, tokens_per_s: float) -> None:
         samples = self._samples.setdefault(key, deque(maxlen=SPEED_SAMPLES))
         samples.append(tokens_per_s)
         self._speeds = {**self._speeds, key: sum(samples) / len(samples)}
 
-    def _store_locked(self, key: Key, sequences: list[_Sequence], new: _Sequence, slots: int) -> None:
-        """As Ollama's multi-user cache: a sequence that extends a slot's whole content takes that slot (a
-        conversation's next turn); any other takes a free slot, else the least recently used one, so a
-        different conversation sharing only the system prompt does not overwrite this one."""
-        extended = next((i for i, s in enumerate(sequences)
-                         if common_blocks(new.blocks, s.hashes) == len(s.blocks.hashes)), None)
-        if extended is not None:
-            sequences[extended] = new
-        elif len(sequences) < slots:
-            sequences.append(new)
-        else:
-            sequences[min(range(len(sequences)), key=lambda i: sequences[i].used)] = new
-        del sequences[slots:]
-        self._records[key] = sequences
+    def _store_locked(self, key: Key, sequences: list[_Sequence], new: _Sequence) -> None:
+        """A sequence that extends a recorded one's whole content replaces it (a conversation's next turn,
+        in the slot it had); any other is added. Least recently used first; the oldest go beyond what
+        the node is thought to keep (``_capacity``) or beyond ``MAX_TOKENS``."""
+        kept = [s for s in sequences if common_blocks(new.blocks, s.hashes) != len(s.blocks.hashes)]
+        kept.append(new)
+        capacity = self._capacity.get(key, MAX_SEQUENCES)
+        while len(kept) > capacity or (len(kept) > 1 and sum(s.blocks.tokens for s in kept) > MAX_TOKENS):
+            kept.pop(0)
+        self._records[key] = kept
         models = [k for k in self._records if k[0] == key[0]]
         if len(models) > MAX_MODELS:
-            oldest = min(models, key=lambda k: max(s.used for s in self._records[k]))
+            oldest = min(models, key=lambda k: self._records[k][-1].used)
             del self._records[oldest]
 
     # --- forgetting ---
@@ -188,6 +210,7 @@ class PrefixCache:
             self._records = {k: v for k, v in self._records.items() if k[0] != node}
             self._samples = {k: v for k, v in self._samples.items() if k[0] != node}
             self._speeds = {k: v for k, v in self._speeds.items() if k[0] != node}
+            self._capacity = {k: v for k, v in self._capacity.items() if k[0] != node}
             self._tally.pop(node, None)
 
     def observe(self, view: NodeView) -> None:

@@ -6,7 +6,7 @@ from __future__ import annotations
 import ollama
 import pytest
 
-from hydra.sim import SimNode, textgen
+from hydra.sim import SimNode, prefix_cache, textgen
 from hydra.sim.testing import profile
 
 pytestmark = pytest.mark.timeout(60)
@@ -60,16 +60,23 @@ def test_a_different_prompt_finds_nothing_cached(sim_node_factory):
     assert prefill_charged(node, other) == pytest.approx(other.prompt_eval_count, abs=1)
 
 
-def test_each_slot_keeps_its_own_conversation_and_one_slot_keeps_only_the_last(sim_node_factory):
-    for slots, expect_cached in ((2, True), (1, False)):
-        node = sim_node_factory(profile(f"n{slots}", slots=slots))
-        a = [{"role": "user", "content": "conversation a " * 80}]
-        b = [{"role": "user", "content": "conversation b " * 80}]
-        answer_a = chat(node, a).message.content or ""
-        chat(node, b)  # on one slot this overwrites a's sequence
-        again = chat(node, [*a, {"role": "assistant", "content": answer_a}, {"role": "user", "content": "so?"}])
-        full = again.prompt_eval_count or 0
-        assert (prefill_charged(node, again) < full / 2) is expect_cached, slots
+@pytest.mark.parametrize("slots, host_tokens, expected", [
+    (2, 0, "cached"),        # each slot keeps its own conversation
+    (1, 0, "evaluated"),     # one slot keeps only the last: a was overwritten by b
+    (1, 100_000, "restored"),  # ... unless the host-memory prompt cache kept it (llama-server's --cache-ram)
+])
+def test_slots_and_the_host_cache_keep_conversations(sim_node_factory, slots, host_tokens, expected):
+    node = sim_node_factory(profile("n", slots=slots, host_cache_tokens=host_tokens))
+    a = [{"role": "user", "content": "conversation a " * 80}]
+    b = [{"role": "user", "content": "conversation b " * 80}]
+    answer_a = chat(node, a).message.content or ""
+    chat(node, b)
+    again = chat(node, [*a, {"role": "assistant", "content": answer_a}, {"role": "user", "content": "so?"}])
+    full = again.prompt_eval_count or 0
+    cached = tokens("conversation a " * 80, answer_a)
+    charged = {"cached": full - cached, "evaluated": full,
+               "restored": full - cached + cached / prefix_cache.RESTORE_SPEEDUP}[expected]
+    assert prefill_charged(node, again) == pytest.approx(charged, abs=1)
 
 
 def test_unload_eviction_and_restart_lose_the_cache(sim_node_factory):

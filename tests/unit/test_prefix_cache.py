@@ -5,7 +5,7 @@ import random
 
 import pytest
 
-from hydra.sollol.prefix_cache import Affinity, PrefixCache
+from hydra.sollol.prefix_cache import MAX_SEQUENCES, Affinity, PrefixCache
 from hydra.sollol.prompt_blocks import BLOCK_CHARS, common_blocks, prompt_blocks
 from hydra.sollol.routing import route
 from hydra.sollol.scoring import score_fast
@@ -77,22 +77,43 @@ def test_a_follow_up_finds_its_history_cached_where_it_ran_and_nowhere_else():
     assert cache.lookup(prompt_blocks(turn1)).cached("a", SEVEN) == prompt_blocks(turn1).tokens - 1
 
 
-def test_the_record_keeps_one_sequence_per_slot_and_replaces_as_the_node_does():
+def test_a_next_turn_replaces_the_sequence_it_extends_and_other_conversations_stay():
     cache = PrefixCache()
-    one, two, three = conversation(1, seed=1), conversation(1, seed=2), conversation(1, seed=3)
+    one, two = conversation(1, seed=1), conversation(1, seed=2)
     for messages in (one, two):
-        record(cache, "a", messages, slots=2)
-    assert all(cache.lookup(prompt_blocks(m)).cached("a", SEVEN) for m in (one, two))
-    # `three` shares only the system prompt with both: it takes the least recently used slot (one's).
-    record(cache, "a", three, slots=2)
-    kept = [cache.lookup(prompt_blocks(m)).cached("a", SEVEN) > prompt_blocks(m[:1]).tokens for m in (one, two, three)]
-    assert kept == [False, True, True]
-    # A conversation's next turn extends its own slot's whole content: it takes that slot, the other stays.
+        record(cache, "a", messages, slots=1)
+    # Both stay (the node's host-memory cache keeps the one its slot gave up), though a has one slot.
+    assert all(cache.lookup(prompt_blocks(m)).cached("a", SEVEN) > 20 for m in (one, two))
+    held = cache.held_hashes()
     two_next = [*two, {"role": "assistant", "content": "the answer"}, {"role": "user", "content": "next"}]
-    record(cache, "a", two_next, slots=2)
-    kept = [cache.lookup(prompt_blocks(m)).cached("a", SEVEN) > prompt_blocks(m[:1]).tokens
-            for m in (two_next, three)]
-    assert kept == [True, True]
+    record(cache, "a", two_next, slots=1)
+    assert cache.lookup(prompt_blocks(two_next)).cached("a", SEVEN) > 0
+    # two's old sequence was replaced by its extension, not kept beside it
+    assert cache.held_hashes() == held - len(prompt_blocks([*two, {"role": "assistant", "content": "the answer"}]
+                                                           ).hashes) + len(prompt_blocks(
+        [*two_next, {"role": "assistant", "content": "the answer"}]).hashes)
+
+
+def test_a_node_that_keeps_less_than_thought_is_learnt_from_its_misses():
+    """An older Ollama keeps only its slots: two conversations taking turns on one slot each find the other
+    evicted it. The record, which thought both cached, learns to keep about the one slot."""
+    cache = PrefixCache()
+    talks = [conversation(1, seed=s) for s in range(2)]
+    for talk in talks:
+        record(cache, "a", talk, slots=1, speed=100.0)
+    predicted = []
+    for turn in range(8):
+        for i in range(2):
+            follow = [*talks[i], {"role": "assistant", "content": "the answer"}, {"role": "user", "content": f"{turn}"}]
+            prompt = prompt_blocks(follow)
+            predicted.append(cache.lookup(prompt).cached("a", SEVEN) > prompt.tokens / 2)
+            cache.evaluated("a", SEVEN, 1, prompt, prompt_blocks([*follow, {"role": "assistant", "content": "the answer"}]),
+                            prompt.tokens, int(prompt.tokens / 100.0 * 1e9))  # evaluated whole: nothing was cached
+            talks[i] = follow
+    assert predicted[:2] == [True, True]        # it first believed the node kept both
+    assert not any(predicted[-6:])              # then learnt it keeps one: no more false hopes
+    snap = cache.snapshot(True)
+    assert snap.hits == 0 and snap.requests == 18  # the tally counts what the node really had, not the guess
 
 
 def test_prefill_speed_is_learnt_only_from_a_prompt_evaluated_whole():
@@ -141,10 +162,11 @@ def test_a_sequence_just_recorded_survives_a_poll_that_read_ps_before_its_load()
 def test_the_record_holds_hashes_only_and_stays_bounded():
     cache = PrefixCache()
     secret = "zebra-7781-quartz"
-    for i in range(50):
+    for i in range(MAX_SEQUENCES + 20):
         messages = [{"role": "user", "content": f"{secret} {i} " + "word " * 400}]
         record(cache, "a", messages, slots=4)
-    assert cache.held_hashes() <= 4 * (len(prompt_blocks(messages).hashes) + 1)
+    assert cache.held_hashes() <= MAX_SEQUENCES * (len(prompt_blocks(messages).hashes) + 1)
+    assert cache.lookup(prompt_blocks([{"role": "user", "content": f"{secret} 0 " + "word " * 400}])).hits == {}
     seen: set[int] = set()
     stack: list[object] = [cache]
     import gc
