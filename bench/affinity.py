@@ -61,7 +61,7 @@ def conversation(router: Router, index: int, turns: list[Turn], lock: threading.
     messages = [{"role": "system", "content": SYSTEM}, {"role": "user", "content": words(rng, FIRST_WORDS)}]
     for turn in range(1, TURNS + 1):
         start = time.perf_counter()
-        handle = router.submit(Task(messages=list(messages), model=MODEL, max_tokens=ANSWER_TOKENS, mode="fast"))
+        handle = router.submit(Task(messages=list(messages), model=MODEL, max_tokens=ANSWER_TOKENS))
         first = None
         for _chunk in handle.stream(timeout=600):
             first = first or time.perf_counter()
@@ -83,9 +83,11 @@ class ArmResult:
     saved_s: float
     first_prompt: int
     last_prompt: int
+    by_node: dict[str, int]
+    stayed: float              # share of follow-ups that ran where the turn before ran
 
 
-def run_arm(preset: str, scale: float, affinity: bool) -> ArmResult:
+def run_arm(preset: str, scale: float, affinity: bool, mode: RoutingMode) -> ArmResult:
     profiles = PRESETS[preset]
     with preset_process(preset, scale) as cluster:
         for node in cluster.nodes:
@@ -93,7 +95,7 @@ def run_arm(preset: str, scale: float, affinity: bool) -> ArmResult:
                 ollama.Client(host=node.url).chat(model=MODEL, messages=[{"role": "user", "content": "warm"}],
                                                   options={"num_predict": 1}, keep_alive=-1)
         config = SollolConfig(nodes=tuple(parse_nodes(cluster.sollol_nodes())), discover_localhost=False,
-                              max_concurrent_requests=sum(p.slots for p in profiles), default_mode=RoutingMode.FAST,
+                              max_concurrent_requests=sum(p.slots for p in profiles), default_mode=mode,
                               poll_interval_s=0.5, prefix_affinity=affinity, first_token_timeout_s=600.0)
         turns: list[Turn] = []
         lock = threading.Lock()
@@ -112,25 +114,35 @@ def run_arm(preset: str, scale: float, affinity: bool) -> ArmResult:
     return ArmResult(statistics.median(follow), follow[int(0.95 * (len(follow) - 1))], makespan,
                      cache.token_hit_rate if cache else None, cache.prefill_saved_s if cache else 0.0,
                      round(statistics.mean(t.prompt_tokens for t in turns if t.turn == 1)),
-                     round(statistics.mean(t.prompt_tokens for t in turns if t.turn == TURNS)))
+                     round(statistics.mean(t.prompt_tokens for t in turns if t.turn == TURNS)),
+                     {n: sum(t.node == n for t in turns) for n in sorted({t.node for t in turns})},
+                     _stayed(turns))
 
 
-def bench_preset(preset: str, scale: float, rounds: int) -> bool:
+def _stayed(turns: list[Turn]) -> float:
+    node = {(t.conversation, t.turn): t.node for t in turns}
+    follow = [t for t in turns if t.turn > 1]
+    return sum(node[(t.conversation, t.turn - 1)] == t.node for t in follow) / len(follow)
+
+
+def bench_preset(preset: str, scale: float, rounds: int, mode: RoutingMode) -> bool:
     arms: dict[bool, list[ArmResult]] = {True: [], False: []}
     for round_index in range(rounds):
         for affinity in ((True, False) if round_index % 2 == 0 else (False, True)):
-            result = run_arm(preset, scale, affinity)
+            result = run_arm(preset, scale, affinity, mode)
             arms[affinity].append(result)
             print(f"  round {round_index + 1} {'with   ' if affinity else 'without'}: follow-up TTFT p50 "
                   f"{result.p50:6.2f} s  p95 {result.p95:6.2f} s  makespan {result.makespan:6.2f} s  "
-                  f"token hit rate {_percent(result.hit_rate)}", flush=True)
+                  f"token hit rate {_percent(result.hit_rate)}  follow-ups where the last turn ran "
+                  f"{_percent(result.stayed)}", flush=True)
+            print(f"    turns by node: {result.by_node}", flush=True)
 
     def median(affinity: bool, field: str) -> float:
         return statistics.median(getattr(r, field) for r in arms[affinity])
 
     p50, p95, makespan = (median(True, f) / median(False, f) for f in ("p50", "p95", "makespan"))
     sample = arms[True][0]
-    print(f"{preset}: {CONVERSATIONS} conversations x {TURNS} turns, {MODEL}, prompts {sample.first_prompt:,} -> "
+    print(f"{preset}, {mode.value} mode: {CONVERSATIONS} conversations x {TURNS} turns, {MODEL}, prompts {sample.first_prompt:,} -> "
           f"{sample.last_prompt:,} tokens, time scale {scale}, {rounds} rounds (medians)")
     print(f"  with / without: follow-up TTFT p50 {p50:.2f} x  p95 {p95:.2f} x  makespan {makespan:.2f} x; "
           f"prefill saved {median(True, 'saved_s'):,.0f} simulated s")
@@ -147,6 +159,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--presets", default="seed,cluster8")
     parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument("--mode", default="async", choices=[m.value for m in RoutingMode],
+                        help="the router's default mode the conversations run in (default: async, Hydra's default)")
     parser.add_argument("--time-scale", type=float, default=None,
                         help="simulated time multiplier (default: seed 0.05, cluster8 0.1)")
     parser.add_argument("--real-model", action="store_true", help="also run the real-model arm (two embedded nodes)")
@@ -155,7 +169,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     ok = True
     if not args.real_only:
         for preset in (p.strip() for p in args.presets.split(",") if p.strip()):
-            ok = bench_preset(preset, args.time_scale or DEFAULT_SCALES.get(preset, 0.1), args.rounds) and ok
+            ok = bench_preset(preset, args.time_scale or DEFAULT_SCALES.get(preset, 0.1), args.rounds,
+                              RoutingMode(args.mode)) and ok
     if args.real_model or args.real_only:
         from bench.affinity_real import real_model_arm
         ok = real_model_arm() and ok

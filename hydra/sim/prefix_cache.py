@@ -99,12 +99,12 @@ class SlotCache:
                         and common_tokens(prompt, self._slots[i].sequence) == _tokens(self._slots[i].sequence)]
             index = extended[0] if extended else min(free, key=lambda i: self._slots[i].used)
             slot = self._slots[index]
-            if not extended and slot.sequence:
-                self._save_locked(slot.sequence)  # the slot is taken for another prompt: keep what it held
-            slot.busy = True
             restored = saved[0] if saved[0] > in_slots else 0
             if restored:
                 self._host.append(self._host.pop(saved[1]))  # used: most recent now
+            if not extended and slot.sequence:
+                self._save_locked(slot.sequence)  # the slot is taken for another prompt: keep what it held
+            slot.busy = True
         cap = max(0, prompt_tokens - 1)
         cached = min(max(in_slots, restored), cap)
         return index, cached, min(restored, cached)

@@ -142,7 +142,7 @@ class Attempts:
         if not config.prefix_affinity:
             return max(1, len(prompt_text(state.task)) // 4), None
         blocks = self.prefix.blocks_for(state.id, lambda: build_messages(state.task))
-        return max(1, blocks.tokens), self.prefix.lookup(blocks)
+        return max(1, blocks.tokens), self.prefix.lookup(blocks, state.id)
 
     def _record_prefix(self, state: TaskState, node: str, model: str, done: Finished) -> None:
         """The node evaluated this prompt and generated this answer: its slot now holds both."""

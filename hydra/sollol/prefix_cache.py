@@ -91,6 +91,11 @@ class PrefixCache:
         self._memo: OrderedDict[str, PromptBlocks] = OrderedDict()
         self._tally: dict[str, _NodeTally] = {}
         self._capacity: dict[Key, int] = {}    # sequences each (node, model) is thought to keep
+        # Every hash of a key's sequences in one set: a chain is prefix-closed, so the union is too, and
+        # the longest cached prefix is one binary search over it, however many sequences there are.
+        self._union: dict[Key, frozenset[int]] = {}
+        self._version = 0                      # bumped on every change: a task's lookup is reused until then
+        self._looked: dict[str, tuple[int, Affinity]] = {}
 
     # --- a task's chain ---
 
@@ -111,23 +116,44 @@ class PrefixCache:
     def release(self, task_id: str) -> None:
         with self._lock:
             self._memo.pop(task_id, None)
+            self._looked.pop(task_id, None)
 
-    def lookup(self, blocks: PromptBlocks) -> Affinity:
+    def lookup(self, blocks: PromptBlocks, task_id: str | None = None) -> Affinity:
         """How many of the prompt's tokens each (node, model) holds (at most all but the last: a node
-        always evaluates at least one token)."""
-        hits: dict[Key, int] = {}
+        always evaluates at least one token). With ``task_id``, the answer is kept until the record
+        changes: a queued task is routed again at every dispatch round."""
         with self._lock:
-            for key, sequences in self._records.items():
-                tokens = self._cached_locked(blocks, sequences)
+            if task_id is not None:
+                looked = self._looked.get(task_id)
+                if looked is not None and looked[0] == self._version:
+                    return looked[1]
+            hits: dict[Key, int] = {}
+            for key, union in self._union.items():
+                tokens = self._cached_locked(blocks, union)
                 if tokens:
                     hits[key] = tokens
-            speeds = self._speeds
-        return Affinity(blocks.tokens, hits, speeds)
+            found = Affinity(blocks.tokens, hits, self._speeds)
+            if task_id is not None:
+                self._looked[task_id] = (self._version, found)
+                while len(self._looked) > MEMO_KEPT:
+                    self._looked.pop(next(iter(self._looked)))
+        return found
 
     @staticmethod
-    def _cached_locked(blocks: PromptBlocks, sequences: list[_Sequence]) -> int:
-        best = max((common_blocks(blocks, s.hashes) for s in sequences), default=0)
-        return min(blocks.prefix_tokens(best), max(0, blocks.tokens - 1))
+    def _cached_locked(blocks: PromptBlocks, union: frozenset[int] | None) -> int:
+        if not union:
+            return 0
+        return min(blocks.prefix_tokens(common_blocks(blocks, union)), max(0, blocks.tokens - 1))
+
+    def _set_locked(self, key: Key, sequences: list[_Sequence] | None) -> None:
+        """Replace (None: drop) a key's sequences, keeping the union and the version in step."""
+        if sequences:
+            self._records[key] = sequences
+            self._union[key] = frozenset().union(*(s.hashes for s in sequences))
+        else:
+            self._records.pop(key, None)
+            self._union.pop(key, None)
+        self._version += 1
 
     # --- what a node evaluated (a worker's thread) ---
 
@@ -141,7 +167,7 @@ class PrefixCache:
         now = time.monotonic()
         with self._lock:
             sequences = self._records.get(key, [])
-            expected = self._cached_locked(prompt, sequences) if prompt.tokens else 0
+            expected = self._cached_locked(prompt, self._union.get(key)) if prompt.tokens else 0
             speed = self._speeds.get(key)
             cached = expected
             if expected and speed and prompt_eval_count and prompt_eval_ns is not None:
@@ -178,6 +204,7 @@ class PrefixCache:
         samples = self._samples.setdefault(key, deque(maxlen=SPEED_SAMPLES))
         samples.append(tokens_per_s)
         self._speeds = {**self._speeds, key: sum(samples) / len(samples)}
+        self._version += 1
 
     def _store_locked(self, key: Key, sequences: list[_Sequence], new: _Sequence) -> None:
         """A sequence that extends a recorded one's whole content replaces it (a conversation's next turn,
@@ -188,28 +215,27 @@ class PrefixCache:
         capacity = self._capacity.get(key, MAX_SEQUENCES)
         while len(kept) > capacity or (len(kept) > 1 and sum(s.blocks.tokens for s in kept) > MAX_TOKENS):
             kept.pop(0)
-        self._records[key] = kept
+        self._set_locked(key, kept)
         models = [k for k in self._records if k[0] == key[0]]
         if len(models) > MAX_MODELS:
-            oldest = min(models, key=lambda k: self._records[k][-1].used)
-            del self._records[oldest]
+            self._set_locked(min(models, key=lambda k: self._records[k][-1].used), None)
 
     # --- forgetting ---
 
     def forget(self, node: str, model: str | None = None) -> None:
         """The node lost its cache (of ``model``, or of every model)."""
         with self._lock:
-            if model is None:
-                self._records = {k: v for k, v in self._records.items() if k[0] != node}
-            else:
-                self._records.pop((node, model_key(model)), None)
+            for key in [k for k in self._records if k[0] == node and (model is None or k[1] == model_key(model))]:
+                self._set_locked(key, None)
 
     def forget_node(self, node: str) -> None:
         """The node left the cluster: its record, speeds and tallies go too."""
         with self._lock:
-            self._records = {k: v for k, v in self._records.items() if k[0] != node}
+            for key in [k for k in self._records if k[0] == node]:
+                self._set_locked(key, None)
             self._samples = {k: v for k, v in self._samples.items() if k[0] != node}
             self._speeds = {k: v for k, v in self._speeds.items() if k[0] != node}
+            self._version += 1
             self._capacity = {k: v for k, v in self._capacity.items() if k[0] != node}
             self._tally.pop(node, None)
 
@@ -229,7 +255,7 @@ class PrefixCache:
             for key in keys:
                 sequences = self._records.get(key)
                 if sequences is not None and key[1] not in loaded and max(s.used for s in sequences) < grace:
-                    del self._records[key]
+                    self._set_locked(key, None)
 
     # --- reading ---
 
