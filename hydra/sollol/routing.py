@@ -32,6 +32,7 @@ from .scoring import (
     warm_bonus,
 )
 from .types import Candidate, ModelInfo, Placement, RoutingMode, TierEntry
+from .warm import cached_words, warm_place
 
 
 @dataclass(frozen=True)
@@ -122,7 +123,7 @@ def route(req: RouteRequest, nodes: Sequence[NodeView], config: SollolConfig,
     best_free = next((s for s in scored if s.free), None)
     rule = ""  # async's exception, in words, when one decided
     if req.mode is RoutingMode.ASYNC and best_free is not None:
-        preferred = powerful_for_thinking(scored, req, estimates, infos)
+        preferred = powerful_for_thinking(scored, req, estimates, infos) or warm_place(scored, req, estimates, infos)
         best_free, rule = preferred if preferred is not None else (tail_guard(scored, req, estimates, infos), "")
     # fast waits for a busy node when it still finishes sooner; async and reliable take the best free place.
     chosen = scored[0] if fast else best_free
@@ -393,13 +394,3 @@ def _explain(mode: RoutingMode, node: NodeView, entry: TierEntry, score: float) 
 
 
 
-
-def cached_words(affinity: Affinity, node: str, model: str) -> str:
-    """"; 1,840 of 1,900 prompt tokens cached on light" ("" when none are): a candidate's cache, in words."""
-    key = model_key(model)
-    cached = affinity.cached(node, key)
-    if not cached:
-        return ""
-    speed = affinity.speeds.get((node, key))
-    saves = f", saves {cached / speed:.1f} s of prefill" if speed else ""
-    return f"; {cached:,} of {affinity.prompt_tokens:,} prompt tokens cached on {node}{saves}"

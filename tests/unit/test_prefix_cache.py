@@ -232,9 +232,6 @@ def test_async_keeps_cpu_first_when_nothing_is_cached_and_takes_the_warm_cpu_nod
     speeds = {(n, SEVEN): 60.0 for n in ("a", "b", "gpu")}
     assert route(request(RoutingMode.ASYNC, affinity=Affinity(1900, {("b", SEVEN): 1840}, speeds)), warm, CFG,
                  {}, {}).node == "b"
-    # A cache on the GPU node does not outweigh "CPU nodes first" for a short answer's prefill share.
-    on_gpu = Affinity(1900, {("gpu", SEVEN): 1840}, {("gpu", SEVEN): 1500.0})
-    assert route(request(RoutingMode.ASYNC, affinity=on_gpu), warm, CFG, {}, {}).node == "a"
 
 
 def test_reliable_still_takes_only_reliable_nodes_however_warm():
@@ -280,3 +277,18 @@ def test_affinity_off_routes_exactly_as_before():
     for mode in RoutingMode:
         assert route(request(mode, CODE), nodes, CFG, {}, {}).node == route(
             request(mode, CODE, affinity=None), nodes, CFG, {}, {}).node
+
+
+def test_async_sends_a_follow_up_to_its_warm_gpu_when_the_cpu_would_recompute_the_history_far_slower():
+    nodes = [view("cpu", loaded=(SEVEN,)), view("gpu", gpu=True, max_b=70, loaded=(SEVEN,))]
+    estimates = {("cpu", SEVEN): (None, 9.0, None), ("gpu", SEVEN): (None, 60.0, None)}
+    speeds = {("cpu", SEVEN): 60.0, ("gpu", SEVEN): 1500.0}
+    long_history = Affinity(4000, {("gpu", SEVEN): 3900}, speeds)   # ~65 s of prefill on the CPU node
+    out = route(request(RoutingMode.ASYNC, affinity=long_history, prompt_tokens=4000), nodes, CFG, estimates, {})
+    assert out.node == "gpu" and "warm cache" in out.reason and "cached on gpu" in out.reason
+    short_history = Affinity(300, {("gpu", SEVEN): 250}, speeds)    # a few seconds: CPU first still
+    assert route(request(RoutingMode.ASYNC, affinity=short_history, prompt_tokens=300), nodes, CFG, estimates,
+                 {}).node == "cpu"
+    nothing = Affinity(4000, {}, speeds)                              # nothing cached: the rule as it was
+    assert route(request(RoutingMode.ASYNC, affinity=nothing, prompt_tokens=4000), nodes, CFG, estimates,
+                 {}).node == "cpu"
