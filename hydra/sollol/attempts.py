@@ -192,7 +192,9 @@ class Attempts:
         load_prior = fit.prior_load_s if fit is not None else prior_load_s(gpu, _UNKNOWN_SIZE)
         tps_prior = fit.prior_tps if fit is not None else prior_tps(gpu, _UNKNOWN_SIZE)
         history = self._stats.first_token_history(view.name, model)
-        prompt_tokens, ceiling = max(1, len(prompt_text(state.task)) // 4), self._config().first_token_timeout_s
+        # The whole prompt as sent (system, history, new turn): a long conversation's prefill takes its time.
+        prompt_tokens = max(1, self.prefix.blocks_for(state.id, lambda: build_messages(state.task)).tokens)
+        ceiling = self._config().first_token_timeout_s
 
         def deadline(cold: bool) -> FirstTokenDeadline:
             return first_token_deadline(cold=cold, history=history, prior_load_s=load_prior, prior_tps=tps_prior,

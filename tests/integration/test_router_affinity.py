@@ -138,3 +138,19 @@ def test_the_router_holds_no_prompt_text_for_its_record(pair):
         if isinstance(obj, str | bytes):
             assert SECRET not in str(obj) and "line1" not in str(obj) and first.text not in str(obj), obj
         stack.extend(gc.get_referents(obj))
+
+
+def test_a_long_conversations_first_token_deadline_counts_its_whole_history(clusters, make_router, eventually):
+    """The deadline once counted the last message only: a follow-up whose history takes ~13 s to read on a
+    slow node (model loaded) timed out at the 10 s floor, though the node was working."""
+    slow = profile("slow", slots=1, models=(SMALL,), prefill_mult=0.00127)
+    cluster = clusters([slow])
+    router = make_router(cluster, tiers=None, default_mode=RoutingMode.FAST, first_token_timeout_s=60.0)
+    response = httpx.post(f"{cluster['slow'].url}/api/generate", json={"model": SMALL}, timeout=10)  # load it
+    assert response.status_code == 200
+    eventually(lambda: any(n.loaded for n in router.snapshot().nodes), what="the model loaded, as /api/ps says")
+    messages = [{"role": "user", "content": " ".join(f"w{i % 10}" for i in range(2000))},   # ~2,600 tokens
+                {"role": "assistant", "content": "noted"}, {"role": "user", "content": "go on"}]
+    result = router.submit(Task(messages=messages, model=SMALL, max_tokens=5)).result(timeout=60)
+    assert result.status is TaskStatus.DONE, result.error
+    assert result.ttft_s is not None and result.ttft_s > 10.0  # it really took longer than the old deadline
