@@ -4,8 +4,9 @@ SmolLM2-135M over llama.cpp, one thread each on this 2-core machine) and a six-t
     python -m bench.affinity --real-only
 
 Arm "affinity": one router over both nodes; each turn resends the whole conversation and the router
-places it. Arm "forced": every turn goes to the node the previous turn did not use (a router over that
-node alone), so each follow-up pays the whole history's prefill. The arms alternate turn by turn over
+places it. Arm "forced": every turn goes straight to the node the previous turn did not use (the ollama
+client, no router: so this arm is spared the router's own cost), so each follow-up pays the whole
+history's prefill. Both nodes answer one short request first (llama.cpp's first call is slow). The arms alternate turn by turn over
 the same questions (their own answers: greedy, so nearly alike). Printed: each arm's follow-up TTFT
 (turns 2-6, median) and the ratio. Then whether llama.cpp really reused its prompt cache: the same
 conversation replayed straight to one node, with the final line's prompt_eval_count (the whole prompt,
@@ -52,6 +53,17 @@ def router_over(nodes: list[EmbeddedNode]) -> Router:
     return Router(config=config).start(wait_for_nodes_s=10.0)
 
 
+def direct_turn(url: str, model: str, messages: list[dict[str, str]]) -> tuple[float, str]:
+    start = time.perf_counter()
+    first = None
+    parts = []
+    for part in ollama.Client(host=url, timeout=300).chat(model=model, messages=messages, stream=True,
+                                                           options={**OPTIONS, "num_predict": ANSWER_TOKENS}):
+        first = first or time.perf_counter()
+        parts.append(part.message.content or "")
+    return (first or time.perf_counter()) - start, "".join(parts)
+
+
 def timed_turn(router: Router, model: str, messages: list[dict[str, str]]) -> tuple[float, str, str]:
     start = time.perf_counter()
     handle = router.submit(Task(messages=list(messages), model=model, max_tokens=ANSWER_TOKENS, options=dict(OPTIONS)))
@@ -67,8 +79,10 @@ def timed_turn(router: Router, model: str, messages: list[dict[str, str]]) -> tu
 def real_model_arm() -> bool:
     with tempfile.TemporaryDirectory() as tmp, two_nodes(Path(tmp)) as nodes:
         model = nodes[0].model_name
+        for embedded in nodes:
+            direct_turn(embedded.url, model, [{"role": "user", "content": "hello"}])
+        urls = {f"n{i + 1}": n.url for i, n in enumerate(nodes)}
         both = router_over(nodes)
-        alone = {f"n{i + 1}": router_over([n]) for i, n in enumerate(nodes)}
         try:
             rng = random.Random(3)
             questions = [question(rng) for _ in range(TURNS)]
@@ -82,8 +96,8 @@ def real_model_arm() -> bool:
                     if arm == "affinity":
                         seconds, node, answer = timed_turn(both, model, talk)
                     else:
-                        last_forced = "n1" if last_forced == "n2" else "n2"
-                        seconds, node, answer = timed_turn(alone[last_forced], model, talk)
+                        node = last_forced = "n1" if last_forced == "n2" else "n2"
+                        seconds, answer = direct_turn(urls[node], model, talk)
                     talk.append({"role": "assistant", "content": answer})
                     if turn > 1:
                         ttft[arm].append(seconds)
@@ -93,8 +107,6 @@ def real_model_arm() -> bool:
                   f"{with_affinity:.2f} s, forced to the other node {forced:.2f} s: {with_affinity / forced:.2f} x")
         finally:
             both.close()
-            for router in alone.values():
-                router.close()
         return prompt_cache_evidence(nodes[0].url, model, talks["affinity"])
 
 
