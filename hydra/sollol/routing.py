@@ -282,6 +282,7 @@ def _scan_fast(req: RouteRequest, plan: list[_Step], nodes: Sequence[NodeView], 
                              req.max_tokens or DEFAULT_OUTPUT_TOKENS, req.prompt_tokens, first_miss, req.affinity)
 
 
+# complexity: score_fast inlined in routing's hottest loop (nodes x tier entries), affinity's term included
 def _score_fast_pairs(open_nodes: list[_FastNode], plan: list[_FastStep], top: float, config: SollolConfig,
                       estimates: Estimates, output: int, prompt_tokens: int, first_miss: dict[str, str],
                       affinity: Affinity | None = None) -> tuple[list[Scored], int]:
