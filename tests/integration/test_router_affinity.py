@@ -50,7 +50,7 @@ def pair(clusters: Callable[..., Any], make_router: Callable[..., Router], event
 
 
 def test_a_follow_up_goes_to_the_warm_node_when_it_is_free(pair):
-    cluster, router = pair
+    _cluster, router = pair
     messages = history(1500)
     first = ask(router, messages)
     warm = first.node
@@ -67,7 +67,7 @@ def test_a_follow_up_goes_to_the_warm_node_when_it_is_free(pair):
 
 
 def test_a_follow_up_goes_elsewhere_when_the_warm_nodes_queue_would_make_it_finish_later(pair, eventually):
-    cluster, router = pair
+    _cluster, router = pair
     messages = history(250)
     first = ask(router, messages)
     warm = first.node
@@ -123,7 +123,7 @@ def test_affinity_off_ignores_the_caches(clusters, make_router, eventually):
 
 
 def test_the_router_holds_no_prompt_text_for_its_record(pair):
-    cluster, router = pair
+    _cluster, router = pair
     messages = history(400)
     first = ask(router, messages)
     ask(router, follow_up(messages, first))
