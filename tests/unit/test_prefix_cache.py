@@ -292,3 +292,14 @@ def test_async_sends_a_follow_up_to_its_warm_gpu_when_the_cpu_would_recompute_th
     nothing = Affinity(4000, {}, speeds)                              # nothing cached: the rule as it was
     assert route(request(RoutingMode.ASYNC, affinity=nothing, prompt_tokens=4000), nodes, CFG, estimates,
                  {}).node == "cpu"
+
+
+def test_every_runtime_engine_setting_reaches_the_running_router():
+    """A runtime setting of the engine (SOLLOL_PREFIX_AFFINITY among them) changed on the Settings page is
+    applied to the running router, not only saved: the service maps each to its SollolConfig field."""
+    from hydra.config import SETTINGS
+    from hydra.service import _ROUTER_FIELDS
+    from hydra.sollol.config import ENV_BY_NAME
+    engine = {s.name: ENV_BY_NAME[s.name].field for s in SETTINGS
+              if s.runtime and s.name in ENV_BY_NAME and s.name != "SOLLOL_NODES"}  # nodes: add_node/remove_node
+    assert engine == {name: _ROUTER_FIELDS.get(name) for name in engine}
