@@ -79,8 +79,9 @@ def prefill_saved(affinity: Affinity | None, node: str, key: str, tps: float) ->
 
 
 # How much a warm cache weighs in the modes that do not score by seconds: the share of the task's
-# work it saves, times this. Async's GPU penalty is 2.0, so a cache on a GPU node rarely outweighs
-# "CPU nodes first"; among CPU nodes (or equally capable ones in reliable) the warm one wins.
+# work it saves, times this. Async's GPU penalty is 2.0, so this alone rarely outweighs "CPU nodes
+# first" (warm.py's exception does, when the CPU pick would mostly recompute the history); among CPU
+# nodes, or equally capable ones in reliable, the warm one wins.
 WARM_WEIGHT = {RoutingMode.ASYNC: 3.0, RoutingMode.RELIABLE: 0.5}
 
 
