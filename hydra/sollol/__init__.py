@@ -17,17 +17,16 @@ from .errors import (
     TaskTimeoutError,
 )
 from .handle import TaskHandle
+from .prefix_cache import NodeCacheStats, PrefixCacheSnapshot
 from .router import Router
 from .types import (
     Candidate,
     Chunk,
     ClusterSnapshot,
     FailureKind,
-    NodeCacheStats,
     NodeSnapshot,
     NodeSpec,
     Placement,
-    PrefixCacheSnapshot,
     RoutingDecision,
     RoutingMode,
     Task,

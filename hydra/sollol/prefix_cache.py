@@ -34,7 +34,6 @@ from typing import TYPE_CHECKING, Any
 
 from .model_names import model_key
 from .prompt_blocks import EMPTY, PromptBlocks, common_blocks, prompt_blocks
-from .types import NodeCacheStats, PrefixCacheSnapshot
 
 if TYPE_CHECKING:
     from .node import NodeView
@@ -48,6 +47,42 @@ SPEED_SAMPLES = 20
 POLL_GRACE_S = 1.0         # a sequence recorded this recently may postdate the /api/ps a poll just read
 
 Key = tuple[str, str]      # (node, model_key(model))
+
+
+@dataclass(frozen=True)
+class NodeCacheStats:
+    """What prefix-aware placement saved on one node (estimates: tokens as the router counts them)."""
+
+    node: str
+    requests: int              # finished attempts there
+    hits: int                  # of which some prompt prefix was cached there
+    prompt_tokens: int
+    cached_tokens: int
+    prefill_saved_s: float     # cached tokens at the node's measured prefill speed
+    prefill_tps: float | None  # its measured prefill speed (mean over its models), None before a sample
+
+
+@dataclass(frozen=True)
+class PrefixCacheSnapshot:
+    """Prefix-aware placement (KV-cache affinity) across the cluster: ``hydra/sollol/prefix_cache.py``."""
+
+    enabled: bool
+    requests: int
+    hits: int
+    prompt_tokens: int
+    cached_tokens: int
+    prefill_saved_s: float
+    nodes: tuple[NodeCacheStats, ...] = ()
+
+    @property
+    def hit_rate(self) -> float | None:
+        """Share of finished attempts that found part of their prompt cached where they ran."""
+        return self.hits / self.requests if self.requests else None
+
+    @property
+    def token_hit_rate(self) -> float | None:
+        """Share of prompt tokens that were already cached where they ran."""
+        return self.cached_tokens / self.prompt_tokens if self.prompt_tokens else None
 
 
 @dataclass

@@ -9,7 +9,8 @@ from .eligibility import vram_low
 from .handle import TaskState
 from .metrics import Distribution, RollingStats
 from .node import NodeState
-from .types import ClusterSnapshot, NodeSnapshot, PrefixCacheSnapshot, TaskStatus
+from .prefix_cache import PrefixCacheSnapshot
+from .types import ClusterSnapshot, NodeSnapshot, TaskStatus
 
 
 def build_snapshot(config: SollolConfig, stats: RollingStats, distribution: Distribution,

@@ -11,11 +11,14 @@ import time
 import uuid
 from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import Any, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from . import validation as checks
 from .addresses import parse_url, shown
 from .errors import ConfigError
+
+if TYPE_CHECKING:  # prefix_cache.py defines it beside the record it describes
+    from .prefix_cache import PrefixCacheSnapshot
 
 TASK_TYPES = checks.TASK_TYPES  # defined beside the checks that use it
 
@@ -304,42 +307,6 @@ class NodeSnapshot:
     refuses_credentials: str | None = None   # it answers 401/403 to Hydra (why); excluded until it accepts
     backed_off_until: float | None = None    # wall clock: a 429 keeps work away until then
     missing_models: tuple[str, ...] = ()     # models it said it lacks (404) though its list showed them
-
-
-@dataclass(frozen=True)
-class NodeCacheStats:
-    """What prefix-aware placement saved on one node (estimates: tokens as the router counts them)."""
-
-    node: str
-    requests: int              # finished attempts there
-    hits: int                  # of which some prompt prefix was cached there
-    prompt_tokens: int
-    cached_tokens: int
-    prefill_saved_s: float     # cached tokens at the node's measured prefill speed
-    prefill_tps: float | None  # its measured prefill speed (mean over its models), None before a sample
-
-
-@dataclass(frozen=True)
-class PrefixCacheSnapshot:
-    """Prefix-aware placement (KV-cache affinity) across the cluster: ``hydra/sollol/prefix_cache.py``."""
-
-    enabled: bool
-    requests: int
-    hits: int
-    prompt_tokens: int
-    cached_tokens: int
-    prefill_saved_s: float
-    nodes: tuple[NodeCacheStats, ...] = ()
-
-    @property
-    def hit_rate(self) -> float | None:
-        """Share of finished attempts that found part of their prompt cached where they ran."""
-        return self.hits / self.requests if self.requests else None
-
-    @property
-    def token_hit_rate(self) -> float | None:
-        """Share of prompt tokens that were already cached where they ran."""
-        return self.cached_tokens / self.prompt_tokens if self.prompt_tokens else None
 
 
 @dataclass(frozen=True)

@@ -9,7 +9,8 @@ from typing import Any
 
 import streamlit as st
 
-from hydra.sollol.types import ClusterSnapshot, PrefixCacheSnapshot
+from hydra.sollol.prefix_cache import PrefixCacheSnapshot
+from hydra.sollol.types import ClusterSnapshot
 from hydra.ui import formatting as fmt
 
 

@@ -1,7 +1,7 @@
 """The Distribution page's cache section, from a snapshot's figures."""
 from __future__ import annotations
 
-from hydra.sollol.types import NodeCacheStats, PrefixCacheSnapshot
+from hydra.sollol.prefix_cache import NodeCacheStats, PrefixCacheSnapshot
 from hydra.ui.cache_stats import cache_rows
 
 

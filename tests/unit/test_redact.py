@@ -7,8 +7,9 @@ from typing import Any, cast
 import pytest
 
 from hydra.gateway.metrics import GatewayMetrics
+from hydra.sollol.prefix_cache import NodeCacheStats, PrefixCacheSnapshot
 from hydra.sollol.redact import redact_text, redact_url
-from hydra.sollol.types import NodeCacheStats, PrefixCacheSnapshot, TaskResult, TaskStatus
+from hydra.sollol.types import TaskResult, TaskStatus
 
 URLS = [
     ("http://ops:s3cret@gpu-box:11434", "http://ops:***@gpu-box:11434"),
