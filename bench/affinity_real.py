@@ -120,7 +120,6 @@ def prompt_cache_evidence(url: str, model: str, talk: list[dict[str, str]]) -> b
     client.chat(model=model, messages=[{"role": "user", "content": "reset the slot with something else"}],
                 options={**OPTIONS, "num_predict": 1})
     rates = []
-    reused = True
     for end in range(2, len(talk) + 1, 2):
         reply = client.chat(model=model, messages=talk[:end - 1], options={**OPTIONS, "num_predict": ANSWER_TOKENS})
         count, ns = reply.prompt_eval_count or 0, reply.prompt_eval_duration or 0
@@ -129,9 +128,12 @@ def prompt_cache_evidence(url: str, model: str, talk: list[dict[str, str]]) -> b
               flush=True)
     cold_count, cold_ns = rates[0]
     speed = cold_count / (cold_ns / 1e9) if cold_ns else None
-    for count, ns in rates[1:]:
-        evaluated = ns / 1e9 * speed if speed else count
-        reused = reused and evaluated < 0.5 * count
-    print(f"  llama.cpp reused its prompt cache on every follow-up: {'yes' if reused else 'NO'} "
-          f"(cold prefill speed {speed or 0:,.0f} tokens/s)")
+    # Without reuse the prefill time grows with the whole prompt (the last turn's would be about six
+    # times the first's); with it, it follows the new message only. The last turn says it most clearly
+    # (a loaded machine makes the speed of any one turn noisy).
+    count, ns = rates[-1]
+    evaluated = ns / 1e9 * speed if speed else float(count)
+    reused = evaluated < 0.5 * count
+    print(f"  llama.cpp reused its prompt cache: {'yes' if reused else 'NO'} (last turn: about {evaluated:,.0f} of "
+          f"{count:,} prompt tokens evaluated, at the first turn's {speed or 0:,.0f} tokens/s)")
     return reused
