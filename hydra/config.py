@@ -226,6 +226,9 @@ SETTINGS: tuple[Setting, ...] = (
     _engine("SOLLOL_FIRST_TOKEN_TIMEOUT_S", "float",
             "Longest wait for a node's first token, cold loads of big models included (seconds); each "
             "attempt's own deadline is usually shorter, from what the node has to do.", False, "routing"),
+    _engine("SOLLOL_PREFIX_AFFINITY", "bool",
+            "Send a conversation's next turn to the node that still holds its prompt in cache, when that "
+            "finishes sooner.", True, "routing"),
     # resources
     _engine("SOLLOL_VRAM_MONITORING", "bool",
             "Watch GPU memory and keep large model loads off nodes that are short of it.", True, "resources"),

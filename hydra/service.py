@@ -54,6 +54,7 @@ _ROUTER_FIELDS = {
     "SOLLOL_VRAM_MONITORING": "vram_monitoring",
     "SOLLOL_MIN_VRAM_MB": "min_vram_mb",
     "SOLLOL_MIN_SUCCESS_RATE": "min_success_rate",
+    "SOLLOL_PREFIX_AFFINITY": "prefix_affinity",
 }
 _TIER_SETTINGS = {"HYDRA_REASONING_MODEL", "HYDRA_USE_REASONING_MODEL"}
 

@@ -6,7 +6,7 @@ import time
 import streamlit as st
 
 from hydra.sollol.types import RoutingMode
-from hydra.ui import charts, layout, tables
+from hydra.ui import cache_stats, charts, layout, tables
 from hydra.ui import formatting as fmt
 
 # window label -> (seconds back or None for everything, bucket seconds of the time chart)
@@ -28,7 +28,9 @@ def charts_panel() -> None:
     since = time.time() - back if back else None
     dist = hydra.history.distribution(since=since, bucket_s=bucket_s)
     perf = hydra.history.performance(since=since)
-    layout.live_counts(hydra.snapshot())
+    snapshot = hydra.snapshot()
+    layout.live_counts(snapshot)
+    cache_stats.cache_section(snapshot)
     if not dist:
         st.info("No requests in this window yet. Submit tasks on the Tasks page and they show up here.",
                 icon=":material/insights:")

@@ -14,6 +14,8 @@ import hashlib
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
+from hydra.sim.prefix_cache import HOST_CACHE_TOKENS
+
 # Bytes per parameter of common GGUF quantisations (weights only).
 _BYTES_PER_PARAM = {
     "Q4_0": 0.57,
@@ -150,6 +152,7 @@ class NodeProfile:
     load_mult: float | None = None
     max_queue: int = 512  # Ollama's OLLAMA_MAX_QUEUE; beyond it: 503
     blobs: set[str] = field(default_factory=set)  # digests uploaded with POST /api/blobs (management.py)
+    host_cache_tokens: int = HOST_CACHE_TOKENS  # llama-server's host-memory prompt cache (prefix_cache.py); 0: none
 
     def __post_init__(self) -> None:
         if self.slots < 1:

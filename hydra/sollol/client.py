@@ -78,6 +78,7 @@ class StreamPart:
     # /api/generate's final line carries the context; either route, per-token logprobs when asked
     context: tuple[int, ...] | None = None
     logprobs: tuple[dict[str, Any], ...] = ()
+    prompt_eval_duration: int | None = None   # ns; with a cached prefix only the uncached part's
 
 
 def _plain_calls(calls: Any) -> tuple[dict[str, Any], ...]:
@@ -383,7 +384,7 @@ class NodeClient:
                     done=bool(part.done), done_reason=part.done_reason,
                     eval_count=part.eval_count, eval_duration=part.eval_duration,
                     prompt_eval_count=part.prompt_eval_count, load_duration=part.load_duration,
-                    logprobs=_plain_logprobs(part))
+                    logprobs=_plain_logprobs(part), prompt_eval_duration=part.prompt_eval_duration)
         except GeneratorExit:
             raise
         except Exception as exc:
@@ -423,7 +424,7 @@ class NodeClient:
                     eval_count=part.eval_count, eval_duration=part.eval_duration,
                     prompt_eval_count=part.prompt_eval_count, load_duration=part.load_duration,
                     context=tuple(part.context) if part.context is not None else None,
-                    logprobs=_plain_logprobs(part))
+                    logprobs=_plain_logprobs(part), prompt_eval_duration=part.prompt_eval_duration)
         except GeneratorExit:
             raise
         except Exception as exc:

@@ -31,6 +31,7 @@ from .events import Listeners
 from .handle import TaskHandle, TaskState
 from .members import Member, Members
 from .metrics import Distribution, RollingStats
+from .node import NodeState
 from .redact import redact_url
 from .scheduler import Dispatcher
 from .snapshot import build_snapshot
@@ -120,8 +121,13 @@ class Router:
     # --- nodes ---
 
     def _member(self, spec: NodeSpec) -> Member:
-        return Member(spec, lambda: self._config, on_change=lambda _state: self._dispatcher.wake(),
+        return Member(spec, lambda: self._config, on_change=self._node_changed,
                       on_success=self._attempts.succeeded, on_failure=self._attempts.failed)
+
+    def _node_changed(self, state: NodeState) -> None:
+        """After each poll: the prefix record forgets what the node lost; the dispatcher looks again."""
+        self._attempts.prefix.observe(state.view())
+        self._dispatcher.wake()
 
     def add_node(self, spec: NodeSpec) -> None:
         if self._tasks.closed:
@@ -136,6 +142,7 @@ class Router:
         """No task is routed to the node from now on; attempts running there finish (see members.py)."""
         self._members.remove(name)
         self.stats.forget_node(name)
+        self._attempts.prefix.forget_node(name)
         log.info("node %s removed", name)
 
     def nodes(self) -> list[NodeSpec]:
@@ -198,7 +205,8 @@ class Router:
     # --- reading ---
 
     def snapshot(self) -> ClusterSnapshot:
-        return build_snapshot(self._config, self.stats, self.distribution, self._members.states(), self._tasks.all())
+        return build_snapshot(self._config, self.stats, self.distribution, self._members.states(), self._tasks.all(),
+                              prefix=self._attempts.prefix.snapshot(self._config.prefix_affinity))
 
     def decisions(self, limit: int = 100) -> list[RoutingDecision]:
         return self._attempts.decisions(limit)

@@ -11,12 +11,15 @@ import time
 import uuid
 from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import Any, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from . import validation as checks
 from .addresses import parse_url, shown
 from .errors import ConfigError
 from .generate import check_generate_fields
+
+if TYPE_CHECKING:  # prefix_cache.py defines it beside the record it describes
+    from .prefix_cache import PrefixCacheSnapshot
 
 TASK_TYPES = checks.TASK_TYPES  # defined beside the checks that use it
 
@@ -368,6 +371,7 @@ class ClusterSnapshot:
     by_task_type: dict[str, int]
     by_status: dict[str, int]
     failovers: int
+    prefix_cache: PrefixCacheSnapshot | None = None   # prefix-aware placement's hits and savings
 
     @property
     def healthy_nodes(self) -> tuple[NodeSnapshot, ...]:

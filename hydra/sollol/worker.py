@@ -92,6 +92,7 @@ class Finished:
     prompt_eval_count: int | None
     load_s: float | None
     logprobs: tuple[dict[str, Any], ...] = ()   # every token's, when the task asked
+    prompt_eval_duration_ns: int | None = None   # the prefill's time: prefix_cache learns the node's speed
 
 
 # (task, attempt, node, model, outcome): how a worker reports the end of an attempt it still owned.
@@ -385,7 +386,7 @@ class NodeWorkers:
             raise NodeProtocolError("ended the stream without its final chunk", node=self.node.name)
         load_s = final.load_duration / 1e9 if final.load_duration else None
         return Finished(final, final.eval_count, final.eval_duration, final.prompt_eval_count, load_s,
-                        tuple(reading.logprobs))
+                        tuple(reading.logprobs), final.prompt_eval_duration)
 
     def _next_part(self, stream: Iterator[StreamPart]) -> StreamPart | None:
         """The next part of the stream (None at its end). The client turns every failure of the node

@@ -154,6 +154,7 @@ BAD = [
     ("SOLLOL_DEFAULT_ROUTING_MODE", "fast" * 5000, "mode-huge"),
     ("SOLLOL_PARALLEL_REQUESTS", "2", "parallel-two"),
     ("SOLLOL_VRAM_MONITORING", "sometimes", "vram-monitoring-word"),
+    ("SOLLOL_PREFIX_AFFINITY", "maybe", "prefix-affinity-word"),
     ("SOLLOL_DISCOVER_LOCALHOST", "nope", "discover-localhost-word"),
     ("SOLLOL_DISCOVERY_CIDR", "\uff11\uff12\uff17.0.0.0/24", "cidr-fullwidth"),
     ("SOLLOL_DISCOVERY_CIDR", "300.0.0.0/24", "cidr-bad-octet"),

@@ -7,6 +7,7 @@ from typing import Any, cast
 import pytest
 
 from hydra.gateway.metrics import GatewayMetrics
+from hydra.sollol.prefix_cache import NodeCacheStats, PrefixCacheSnapshot
 from hydra.sollol.redact import redact_text, redact_url
 from hydra.sollol.types import TaskResult, TaskStatus
 
@@ -57,7 +58,8 @@ def test_text_without_an_at_sign_is_the_same_object() -> None:
 def test_metric_labels_show_no_credentials() -> None:
     node = SimpleNamespace(name="ops:s3cret@gpu-box:11434", healthy=True, circuit="closed", vram_used_mb=1,
                            in_flight=0)
-    snapshot = SimpleNamespace(queue_depth=0, in_flight=0, nodes=(node,))
+    cache = PrefixCacheSnapshot(True, 1, 1, 100, 90, 1.5, (NodeCacheStats(node.name, 1, 1, 100, 90, 1.5, 60.0),))
+    snapshot = SimpleNamespace(queue_depth=0, in_flight=0, nodes=(node,), prefix_cache=cache)
     health = SimpleNamespace(ok=True)
     metrics = GatewayMetrics(cast(Any, SimpleNamespace(snapshot=lambda: snapshot, history_health=lambda: health)))
     metrics.finished("ollama_chat", "fast", TaskResult("t", TaskStatus.DONE, node="http://ops:s3cret@gpu-box:11434",
@@ -65,3 +67,4 @@ def test_metric_labels_show_no_credentials() -> None:
     text = metrics.render().decode()
     assert "s3cret" not in text
     assert 'node="ops:***@gpu-box:11434"' in text and 'node="http://ops:***@gpu-box:11434"' in text
+    assert 'hydra_prefix_cache_hits_total{node="ops:***@gpu-box:11434"} 1.0' in text
