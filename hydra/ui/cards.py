@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 import pandas as pd
@@ -16,9 +17,18 @@ import streamlit as st
 from hydra.sollol.redact import redact_url
 from hydra.sollol.types import NodeSnapshot, TaskStatus, TaskView
 from hydra.ui import formatting as fmt
+from hydra.ui.answer import copy_answer, render_answer
 from hydra.ui.safe_markdown import code_span, safe_markdown
 
-ANSWER_HEIGHT = 280  # px; cards in one row stay aligned while their answers grow
+
+@dataclass(frozen=True)
+class TaskActions:
+    """What a card's buttons do; a button shows only when its action is given and makes sense."""
+
+    on_cancel: Callable[[], Any] | None = None
+    on_dismiss: Callable[[], Any] | None = None
+    on_rerun: Callable[[], Any] | None = None
+    on_follow_up: Callable[[], Any] | None = None
 
 
 def _placeholder(view: TaskView) -> str:
@@ -29,14 +39,18 @@ def _placeholder(view: TaskView) -> str:
     return "_No answer._"
 
 
-def task_card(view: TaskView, *, assessment: Any = None, on_cancel: Callable[[], Any] | None = None,
-              on_dismiss: Callable[[], Any] | None = None, on_resubmit: Callable[[], Any] | None = None) -> None:
-    """One task as a bordered card; its container key is ``task-<id>`` (the browser test reads it)."""
+def task_card(view: TaskView, *, assessment: Any = None, system: str | None = None, turns: int = 1,
+              actions: TaskActions | None = None) -> None:
+    """One task as a bordered card; its container key is ``task-<id>`` (the browser test reads it).
+    The answer shows in full (no inner scroll box): code blocks wrap and have a copy button."""
     status = fmt.value_of(view.status)
     with st.container(border=True, key=f"task-{view.task_id}"):
-        st.markdown(f"{fmt.status_badge(status)} **{fmt.md_escape(fmt.one_line(view.prompt, 90))}**",
+        turn = f" :gray-badge[:material/forum: turn {turns}]" if turns > 1 else ""
+        st.markdown(f"{fmt.status_badge(status)}{turn} **{fmt.md_escape(fmt.one_line(view.prompt, 90))}**",
                     help=safe_markdown(view.prompt) if len(view.prompt) > 90 else None)
         st.caption(fmt.task_meta(view.node, view.model, view.mode, view.task_type, view.priority))
+        if system:
+            st.caption(f":material/settings: system: {fmt.md_escape(fmt.one_line(system, 120))}")
         if view.reason:
             st.caption(f":material/alt_route: {fmt.md_escape(fmt.one_line(view.reason, 200))}")
         if line := fmt.assessment_line(assessment):
@@ -46,14 +60,12 @@ def task_card(view: TaskView, *, assessment: Any = None, on_cancel: Callable[[],
         if view.thinking:
             with st.expander("Thinking", icon=":material/psychology_alt:"):
                 st.markdown(safe_markdown(view.thinking))
-        # Follow the newest tokens while streaming; a finished answer reads from the top.
-        with st.container(height=ANSWER_HEIGHT, border=False, autoscroll=status not in fmt.TERMINAL,
-                          key=f"answer-{view.task_id}"):
+        with st.container(border=False, key=f"answer-{view.task_id}"):
             if view.tool_calls:  # a gateway client's tools: the answer is a call, not text
                 st.markdown(safe_markdown("\n".join(f"- :material/build: {code_span(fmt.tool_call_text(call))}"
                                                      for call in view.tool_calls)))
             # Model output: images become text, so nothing in it makes the browser fetch.
-            st.markdown(safe_markdown(view.text) or ("" if view.tool_calls else _placeholder(view)))
+            render_answer(view.text, placeholder="" if view.tool_calls else _placeholder(view))
         if status == TaskStatus.DONE:
             st.caption(fmt.result_stats(view.ttft_s, view.tokens_per_s, view.eval_count, view.duration_s,
                                         view.attempts))
@@ -61,19 +73,26 @@ def task_card(view: TaskView, *, assessment: Any = None, on_cancel: Callable[[],
             st.caption(f"TTFT {fmt.fmt_seconds(view.ttft_s)} · streaming…")
         if view.error and status != TaskStatus.CANCELLED:
             st.error(safe_markdown(view.error), icon=":material/error:")
-        _task_buttons(view, status, on_cancel, on_dismiss, on_resubmit)
+        _task_buttons(view, status, actions or TaskActions())
 
 
-def _task_buttons(view: TaskView, status: str, on_cancel, on_dismiss, on_resubmit) -> None:
+def _task_buttons(view: TaskView, status: str, actions: TaskActions) -> None:
     row = st.container(horizontal=True, gap="small")
-    if status not in fmt.TERMINAL and on_cancel is not None:
-        row.button("Cancel", key=f"cancel-{view.task_id}", icon=":material/stop_circle:", on_click=on_cancel,
+    finished = status in fmt.TERMINAL
+    if not finished and actions.on_cancel is not None:
+        row.button("Cancel", key=f"cancel-{view.task_id}", icon=":material/stop_circle:", on_click=actions.on_cancel,
                    type="tertiary")
-    if status in fmt.RESUBMITTABLE and on_resubmit is not None:
-        row.button("Resubmit", key=f"resubmit-{view.task_id}", icon=":material/replay:", on_click=on_resubmit,
-                   type="tertiary")
-    if status in fmt.TERMINAL and on_dismiss is not None:
-        row.button("Dismiss", key=f"dismiss-{view.task_id}", icon=":material/close:", on_click=on_dismiss,
+    if finished and actions.on_follow_up is not None:
+        row.button("Follow up", key=f"follow-{view.task_id}", icon=":material/forum:", on_click=actions.on_follow_up,
+                   type="tertiary", help="Continue this as a conversation: the next question is sent with it.")
+    if finished and actions.on_rerun is not None:
+        row.button("Run again", key=f"resubmit-{view.task_id}", icon=":material/replay:", on_click=actions.on_rerun,
+                   type="tertiary", help="The same prompt with the same settings, as a new task.")
+    if finished and view.text:
+        with row:
+            copy_answer(view.text, key=f"copy-{view.task_id}")
+    if finished and actions.on_dismiss is not None:
+        row.button("Dismiss", key=f"dismiss-{view.task_id}", icon=":material/close:", on_click=actions.on_dismiss,
                    type="tertiary")
 
 

@@ -109,6 +109,11 @@ def fmt_age(ts: float | None, now: float | None = None) -> str:
 
 # --- text ---------------------------------------------------------------------------
 
+def plural(count: int, word: str, many: str | None = None) -> str:
+    """``1 node``, ``2 nodes``, ``0 nodes`` (``many`` when adding an s is wrong)."""
+    return f"{count} {word if count == 1 else (many or word + 's')}"
+
+
 def md_escape(text: str) -> str:
     """User text made safe for a one-line Markdown label (no links, emphasis, directives)."""
     return _MD_SPECIAL.sub(r"\\\1", text)
