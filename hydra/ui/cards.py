@@ -99,17 +99,11 @@ def _task_buttons(view: TaskView, status: str, actions: TaskActions) -> None:
 # --- nodes ----------------------------------------------------------------------------
 
 def _node_title(node: NodeSnapshot) -> str:
-    if node.healthy and node.circuit == "closed":
-        badge = ":green-badge[:material/check_circle: healthy]"
-    elif node.healthy:
-        badge = f":orange-badge[:material/warning: circuit {node.circuit.replace('_', '-')}]"
-    elif node.last_seen is None and not node.last_error:
-        badge = ":gray-badge[:material/hourglass_empty: checking]"
-    else:
-        badge = f":red-badge[:material/cancel: down · circuit {node.circuit.replace('_', '-')}]"
+    badge = fmt.node_state_badge(node.healthy, node.circuit, node.last_seen, node.last_error)
     kind = ":violet-badge[GPU]" if node.gpu else ":gray-badge[CPU only]"
     local = " :blue-badge[this machine]" if node.local else ""
-    return f"#### {fmt.md_escape(node.name)}\n{badge} {kind}{local}"
+    simulated = " :orange-badge[:material/science: simulated]" if fmt.is_simulated(node.version) else ""
+    return f"#### {fmt.md_escape(node.name)}\n{badge} {kind}{local}{simulated}"
 
 
 def node_refusal_line(node: NodeSnapshot, now: float | None = None) -> str:
@@ -130,8 +124,9 @@ def node_card(node: NodeSnapshot, *, monitoring: bool = True) -> None:
         st.markdown(_node_title(node))
         version = f" · Ollama {fmt.md_escape(node.version)}" if node.version else ""  # the node says what it is
         capability = f"models up to {fmt.fmt_params(node.max_model_b)}" if node.max_model_b else "capability not declared"
-        st.caption(f"`{redact_url(node.url)}`{version} · {capability} · circuit {node.circuit.replace('_', '-')} · "
-                   f"last seen {fmt.fmt_age(node.last_seen)}")
+        simulated = " (simulated by hydra.sim)" if fmt.is_simulated(node.version) else ""
+        st.caption(f"`{redact_url(node.url)}`{version}{simulated} · {capability} · "
+                   f"{fmt.plural(node.slots, 'slot')} · last seen {fmt.fmt_age(node.last_seen)}")
         if node.last_error:
             (st.error if not node.healthy else st.caption)(f"Last error: {safe_markdown(node.last_error)}")
         if line := node_refusal_line(node):
