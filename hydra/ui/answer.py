@@ -6,8 +6,8 @@ and offers no copy button. So top-level fenced blocks are cut out and drawn with
 them with ``st.markdown(safe_markdown(...))``. ``st.code`` shows its text verbatim, so a block
 drawn there can make the browser fetch nothing, whatever it holds (a mermaid diagram included).
 
-Only fences at the top level (indented at most three spaces, outside lists and quotes) are cut;
-any other stays in the prose, where ``safe_markdown`` handles it as before.
+Only fences at the top level (at the line's start: outside lists and quotes) are cut; any other
+stays in the prose, where ``safe_markdown`` handles it as before.
 """
 from __future__ import annotations
 
@@ -18,7 +18,7 @@ import streamlit as st
 
 from hydra.ui.safe_markdown import safe_markdown
 
-_OPEN = re.compile(r" {0,3}(`{3,}|~{3,})[ \t]*([^\s`]*)[^\n`]*$")
+_OPEN = re.compile(r"(`{3,}|~{3,})[ \t]*([^\s`]*)[^\n`]*$")  # at column 0: an indented one may be a list item's
 _CLOSE = re.compile(r" {0,3}(`{3,}|~{3,})[ \t]*$")
 _LANGUAGE = re.compile(r"[A-Za-z0-9_+#.-]{1,30}")
 

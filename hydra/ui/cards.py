@@ -40,14 +40,15 @@ def _placeholder(view: TaskView) -> str:
 
 
 def task_card(view: TaskView, *, assessment: Any = None, system: str | None = None, turns: int = 1,
-              actions: TaskActions | None = None) -> None:
+              title: str | None = None, actions: TaskActions | None = None) -> None:
     """One task as a bordered card; its container key is ``task-<id>`` (the browser test reads it).
     The answer shows in full (no inner scroll box): code blocks wrap and have a copy button."""
     status = fmt.value_of(view.status)
+    title = title or view.prompt or "(no prompt)"  # a chat task's title: its last user message
     with st.container(border=True, key=f"task-{view.task_id}"):
         turn = f" :gray-badge[:material/forum: turn {turns}]" if turns > 1 else ""
-        st.markdown(f"{fmt.status_badge(status)}{turn} **{fmt.md_escape(fmt.one_line(view.prompt, 90))}**",
-                    help=safe_markdown(view.prompt) if len(view.prompt) > 90 else None)
+        st.markdown(f"{fmt.status_badge(status)}{turn} **{fmt.md_escape(fmt.one_line(title, 90))}**",
+                    help=safe_markdown(title) if len(title) > 90 else None)
         st.caption(fmt.task_meta(view.node, view.model, view.mode, view.task_type, view.priority))
         if system:
             st.caption(f":material/settings: system: {fmt.md_escape(fmt.one_line(system, 120))}")

@@ -4,8 +4,8 @@ A thread is the list of its turns' task ids, oldest first, kept in the browser s
 follow-up is an ordinary task whose ``messages`` are the previous turn's messages, its answer and
 the new question, so the first turns of every follow-up are the same bytes as the turn before:
 a node that kept that prefix in its cache (issue 12 routes follow-ups there) reuses it. A turn
-runs with the settings of the one before it (model as asked, mode, priority, answer cap,
-temperature); the system prompt travels as the thread's first message.
+runs with the settings of the one before it (the model that answered it, mode, priority, answer
+cap, temperature); the system prompt travels as the thread's first message.
 
 The pure part (``TurnSource``, ``thread_messages``, ``follow_up_messages``) has no streamlit in
 it; ``thread_panel`` draws the open thread.
@@ -104,8 +104,10 @@ def can_follow_up(status: str, answer: str) -> bool:
 
 
 def follow_up(hydra: Hydra, source: TurnSource, question: str) -> TaskHandle:
-    """Submit the next turn of ``source``'s conversation, with its settings."""
-    return hydra.submit("", messages=follow_up_messages(source, question), model=source.model_asked,
+    """Submit the next turn of ``source``'s conversation, with its settings. The model that answered
+    answers again (the conversation stays one voice, and a node that cached its prefix can reuse it)."""
+    return hydra.submit("", messages=follow_up_messages(source, question),
+                        model=source.model_asked or source.model_ran,
                         mode=source.mode, priority=source.priority,
                         max_tokens=source.max_tokens or hydra.settings.max_tokens, options=dict(source.options))
 

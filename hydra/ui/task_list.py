@@ -114,8 +114,9 @@ def _live_panel(hydra: Hydra) -> None:
         columns = st.columns(PER_ROW)
         for column, (handle, view) in zip(columns, shown[start:start + PER_ROW], strict=False):
             with column:
-                task_card(view, assessment=handle.assessment, system=handle.task.system,
-                          turns=_turns_of(handle), actions=_actions(hydra, handle, view))
+                task_card(view, assessment=handle.assessment, system=handle.task.system, turns=_turns_of(handle),
+                          title=tables.row_prompt({"prompt": handle.task.prompt, "messages": handle.task.messages}),
+                          actions=_actions(hydra, handle, view))
 
 
 def _turns_of(handle: TaskHandle) -> int:

@@ -67,7 +67,7 @@ def submit_form(hydra: Hydra) -> None:
                      help="\n\n".join(fmt.mode_label(m) for m in RoutingMode))
         c4.slider("Priority", 1, 10, 5, key="priority", help="10 is most urgent; waiting tasks age upwards.")
         c5.number_input("Max tokens", min_value=1, max_value=MAX_ANSWER_TOKENS, step=64, key="max_tokens",
-                        help=f"Longest answer, in tokens. Empty: HYDRA_MAX_TOKENS (now {hydra.settings.max_tokens}), "
+                        help=f"Longest answer, in tokens; starts at HYDRA_MAX_TOKENS ({hydra.settings.max_tokens}), "
                              "so a rambling model cannot hold a node for minutes.")
         with st.expander("System prompt and temperature", icon=":material/tune:"):
             st.text_area("System prompt", key="system", height=68, placeholder="e.g. You are a concise assistant.",
