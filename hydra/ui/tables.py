@@ -79,7 +79,8 @@ DECISION_COLUMNS = {
     "Candidates (score: lower wins)": st.column_config.TextColumn(width="large"),
     "Attempt": st.column_config.NumberColumn(width=65),
 }
-DECISION_ORDER = ["Time", "Prompt", "Node", "Model", "Reason", "Candidates (score: lower wins)", "Mode", "Type",
+# The reason right after the prompt: on a phone the first three columns are what shows.
+DECISION_ORDER = ["Time", "Prompt", "Reason", "Node", "Model", "Candidates (score: lower wins)", "Mode", "Type",
                   "Attempt", "Task"]
 
 

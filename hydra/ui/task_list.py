@@ -34,6 +34,7 @@ _DISMISSED = "tasks_dismissed"
 _CLEARED = "tasks_cleared_at"   # wall clock of the last "Clear finished"
 _KEPT = "tasks_kept"            # tasks still unfinished at that click: they stay when they end
 _ACTIVE = "tasks_live_active"   # ids of the unfinished tasks the last full run saw
+_THREAD_SEEN = "tasks_thread_seen"  # the open conversation the last full run drew
 CLEARED_PARAM = "cleared"
 
 
@@ -87,6 +88,7 @@ def live_tasks(hydra: Hydra) -> None:
     """The cards, refreshed by a fragment whose rate follows whether anything runs."""
     active = frozenset(h.id for h in hydra.tasks(limit=50) if not h.done())
     st.session_state[_ACTIVE] = active
+    st.session_state[_THREAD_SEEN] = tuple(conversation.thread_ids())
     cleared_at()  # read the URL's ?cleared= in the full run (a fragment may not change the URL's first read)
     st.fragment(run_every=ACTIVE_EVERY if active else IDLE_EVERY)(_live_panel)(hydra)
 
@@ -98,6 +100,10 @@ def _live_panel(hydra: Hydra) -> None:
         # A task started or ended since the last full run: rerun the page once, so the
         # polling rate and the history table follow.
         st.session_state[_ACTIVE] = active
+        st.rerun()
+    if tuple(conversation.thread_ids()) != st.session_state.get(_THREAD_SEEN):
+        # "Follow up" on a card (a click inside this fragment reruns only the fragment): the
+        # conversation panel above is outside it, so the page reruns once to draw it.
         st.rerun()
     if not shown:
         st.caption("No tasks yet. Submit one above; several run at once, side by side, the newest first."

@@ -49,7 +49,6 @@ def submit_form(hydra: Hydra) -> None:
     state = st.session_state
     if state.get("model") not in models:
         state["model"] = "auto"
-    state.setdefault("max_tokens", hydra.settings.max_tokens)
     default_mode = hydra.settings.default_mode
     with st.form("submit", border=True):
         st.text_area("Prompt", key="prompt", height=110,
@@ -66,7 +65,8 @@ def submit_form(hydra: Hydra) -> None:
                      format_func=lambda m: f"default ({default_mode.value})" if m == "default" else m,
                      help="\n\n".join(fmt.mode_label(m) for m in RoutingMode))
         c4.slider("Priority", 1, 10, 5, key="priority", help="10 is most urgent; waiting tasks age upwards.")
-        c5.number_input("Max tokens", min_value=1, max_value=MAX_ANSWER_TOKENS, step=64, key="max_tokens",
+        c5.number_input("Max tokens", min_value=1, max_value=MAX_ANSWER_TOKENS, value=hydra.settings.max_tokens,
+                        step=64, key="max_tokens",
                         help=f"Longest answer, in tokens; starts at HYDRA_MAX_TOKENS ({hydra.settings.max_tokens}), "
                              "so a rambling model cannot hold a node for minutes.")
         with st.expander("System prompt and temperature", icon=":material/tune:"):
