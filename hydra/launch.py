@@ -54,6 +54,15 @@ def _start_demo_cluster(stack: ExitStack, time_scale: float) -> None:
           flush=True)
 
 
+def _import_pages() -> None:
+    """Import what the pages import (pandas, plotly, the UI helpers) now, not in the first page view:
+    that first view would otherwise wait for these imports, seconds on a busy machine."""
+    import hydra.ui.charts
+    import hydra.ui.conversation
+    import hydra.ui.node_form
+    import hydra.ui.task_list  # noqa: F401 - imported for its side effect: loaded once, ready for the pages
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="Start the Hydra app.", epilog=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -80,6 +89,7 @@ def main(argv: list[str] | None = None) -> int:
         stack.callback(hydra.close)  # before the demo cluster stops (the stack unwinds last in, first out)
         from hydra.ui import shared
         shared.adopt(hydra)
+        _import_pages()
         print(f"Hydra: open {app_url(extra)}  (Ctrl+C stops it)", flush=True)
         from streamlit.web import cli as streamlit_cli
         try:

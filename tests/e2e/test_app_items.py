@@ -80,7 +80,15 @@ def _card(page: Any, text: str) -> Any:
 
 
 def _wait_done(card: Any, timeout_s: float = 60) -> None:
-    card.get_by_role("button", name=re.compile("Run again")).wait_for(timeout=timeout_s * 1000)
+    """Until the card shows its result: a done badge and its measured speeds (a card that moved down
+    the page may show another's button for a moment while Streamlit redraws it)."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        text = card.inner_text() if card.count() else ""
+        if re.search(r"\bdone\b", text) and "tok/s" in text and "Run again" in text:
+            return
+        card.page.wait_for_timeout(200)
+    raise AssertionError(f"the card did not finish within {timeout_s} s: {text!r}")
 
 
 def _open(page: Any, url: str) -> None:
