@@ -82,7 +82,7 @@ def submit_form(hydra: Hydra) -> None:
                                  on_click=_submit, args=(hydra,))
 
 
-def form_options(state: Mapping[str, Any], default_max_tokens: int) -> dict[str, Any]:
+def form_options(state: Mapping[Any, Any], default_max_tokens: int) -> dict[str, Any]:
     """The form's settings as arguments of ``Hydra.submit`` (everything but the prompt)."""
     temperature = state.get("temperature")
     return {"task_type": None if state.get("task_type", "auto") == "auto" else state["task_type"],
