@@ -136,7 +136,7 @@ def node_card(node: NodeSnapshot, *, monitoring: bool = True) -> None:
         c1, c2 = st.columns(2)
         c1.metric("In flight / slots", f"{node.in_flight} / {node.slots}")
         c2.metric("Success rate", fmt.fmt_pct(node.success_rate), help=f"{node.successes} ok, {node.failures} "
-                  f"failed of {node.requests} requests")
+                  f"failed of {fmt.plural(node.requests, 'request')}")
         c3, c4 = st.columns(2)
         c3.metric("TTFT p50 / p95", f"{fmt.fmt_seconds(node.ttft_p50_s)} / {fmt.fmt_seconds(node.ttft_p95_s)}",
                   help="Time to first token, median and 95th percentile (cold loads included).")

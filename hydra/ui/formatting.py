@@ -171,7 +171,7 @@ def result_stats(ttft_s: float | None, tokens_per_s: float | None, eval_count: i
                  duration_s: float | None, attempts: int = 1) -> str:
     parts = [f"TTFT {fmt_seconds(ttft_s)}", fmt_rate(tokens_per_s)]
     if eval_count is not None:
-        parts.append(f"{eval_count} tokens")
+        parts.append(plural(eval_count, "token"))
     if duration_s is not None:
         parts.append(f"{fmt_seconds(duration_s)} total")
     if attempts > 1:

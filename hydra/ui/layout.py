@@ -139,9 +139,9 @@ def host_panel(snap: ClusterSnapshot) -> None:
         left, right = st.columns(2)
         cores = psutil.cpu_count() or 1
         if cpu is None:
-            left.progress(0.0, text=f"CPU: measuring… ({cores} cores)")
+            left.progress(0.0, text=f"CPU: measuring… ({fmt.plural(cores, 'core')})")
         else:
-            left.progress(min(1.0, cpu / 100), text=f"CPU {cpu:.0f}% of {cores} cores")
+            left.progress(min(1.0, cpu / 100), text=f"CPU {cpu:.0f}% of {fmt.plural(cores, 'core')}")
         right.progress(min(1.0, memory.percent / 100),
                        text=f"Memory {fmt.fmt_mb(used_mb)} / {fmt.fmt_mb(memory.total / 2**20)} used")
 
