@@ -69,7 +69,7 @@ if not rows:
 else:
     st.dataframe(tables.decisions_frame(rows, prompts), hide_index=True, column_config=tables.DECISION_COLUMNS,
                  column_order=tables.DECISION_ORDER, height=min(460, 38 + 35 * len(rows)), key="dist:decisions")
-    with st.expander("Candidates of one decision"):
+    with st.expander("One decision in full: its reason and every candidate"):
         if st.session_state.get("dist:pick", 0) >= len(rows):
             st.session_state.pop("dist:pick")
         picked = st.selectbox("Decision", range(len(rows)), key="dist:pick",

@@ -71,8 +71,8 @@ def history_frame(rows: Iterable[Mapping[str, Any]], live: Mapping[str, str] | N
 
 
 DECISION_COLUMNS = {
-    "Time": st.column_config.DatetimeColumn(format="HH:mm:ss", width=75),
-    "Prompt": st.column_config.TextColumn(width="medium"),
+    "Time": st.column_config.DatetimeColumn(format="HH:mm:ss", width=70),
+    "Prompt": st.column_config.TextColumn(width=160),
     "Node": st.column_config.TextColumn(width=100),
     "Model": st.column_config.TextColumn(width=130),
     "Reason": st.column_config.TextColumn(width="large"),

@@ -202,12 +202,14 @@ def test_history_and_decision_tables(browser, app_url, size):
     shot(page, "history", size)
     page.goto(f"{app_url}/Distribution")
     page.get_by_text("Routing decisions").wait_for(timeout=30_000)
-    page.get_by_text("Candidates of one decision").wait_for(timeout=30_000)
+    page.get_by_text("One decision in full").wait_for(timeout=30_000)
     # The grid draws on a canvas: its column headers are in the accessibility tree.
     # The grid draws on a canvas; an accessible table beside it names the columns in view.
     page.locator("[data-testid='stDataFrame'] [role='columnheader']").first.wait_for(state="attached", timeout=15_000)
     headers = page.locator("[data-testid='stDataFrame']").first.locator("[role='columnheader']").all_text_contents()
     assert "Prompt" in headers and "Reason" in headers, headers   # in view at this size, not off to the right
+    page.get_by_text("One decision in full").click()            # the whole reason, at any width
+    page.get_by_text(re.compile(r"^Reason:")).first.wait_for(timeout=15_000)
     shot(page, "decisions", size)
     page.context.close()
 
