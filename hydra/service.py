@@ -15,6 +15,15 @@ from typing import TYPE_CHECKING, Any
 
 from hydra import reasoning, tiers
 from hydra.config import Settings, load_settings, parse_value
+from hydra.embedded_start import (  # noqa: F401 - EMBEDDED_HOST/PORT: callers import them from here
+    EMBEDDED_HOST,
+    EMBEDDED_NAME,
+    EMBEDDED_PORT,
+    EMBEDDED_URL,
+    EmbeddedStarter,
+    EmbeddedStatus,
+    why_embedded,
+)
 from hydra.history import History, HistoryHealth, HistoryUnavailableError
 from hydra.history.recorder import EventWriter, PartialSaver
 from hydra.sollol import (
@@ -30,19 +39,15 @@ from hydra.sollol import (
 )
 from hydra.sollol.client import NodeClient
 from hydra.sollol.config import SollolConfig
-from hydra.sollol.discovery import LOCALHOST_URL, probe
 from hydra.sollol.errors import NodeError
 from hydra.sollol.redact import redact_url
 from hydra.sollol.types import TierEntry
 
-if TYPE_CHECKING:  # both are imported when first used: most runs start neither
+if TYPE_CHECKING:  # imported when first used: many runs start no gateway
     from hydra.gateway import Gateway
-    from hydra.node.embedded import EmbeddedNode
 
 log = logging.getLogger("hydra")
 
-EMBEDDED_NAME = "embedded"
-EMBEDDED_HOST, EMBEDDED_PORT = "127.0.0.1", 11435
 KEPT_HANDLES = 200
 QUEUED_COMMIT_WAIT_S = 30.0  # submit() returns once the task's row is committed; past this, it refuses the task
 
@@ -82,7 +87,7 @@ class Hydra:
         # other's change. Reentrant: add_node and the others call _apply while they hold it.
         self._settings_lock = threading.RLock()
         self._handles: OrderedDict[str, TaskHandle] = OrderedDict()
-        self._embedded: EmbeddedNode | None = None
+        self._embedded = EmbeddedStarter(settings.db_path.parent, self._embedded_ready)
         self.embedded_url: str | None = None
         self.gateway: Gateway | None = None
         self._closed = threading.Event()
@@ -105,7 +110,10 @@ class Hydra:
 
     # --- lifecycle ---
 
-    def start(self) -> Hydra:
+    def start(self, *, embedded_in_background: bool = False) -> Hydra:
+        """Start the router, history, the gateway and (when wanted) the embedded node. With
+        ``embedded_in_background`` the embedded node loads on a thread and joins the router when it
+        answers (the app: its first page must not wait for the model); otherwise start waits for it."""
         if self._started:
             return self
         self._started = True
@@ -116,9 +124,12 @@ class Hydra:
                                           "free some space there or set HYDRA_DB to a file on another disk") from None
         if interrupted:
             log.info("%d task(s) left queued or running by the last run are marked interrupted", interrupted)
-        self._maybe_start_embedded()
+        if not embedded_in_background:
+            self._start_embedded(in_background=False)
         self._recorder.start()
         self.router.start()
+        if embedded_in_background:
+            self._start_embedded(in_background=True)
         self._saver.start()
         self._maybe_start_gateway()
         atexit.register(self.close)
@@ -133,8 +144,7 @@ class Hydra:
         self.router.close()
         self._saver.close()
         self._recorder.close()  # after everything the router said at close
-        if self._embedded is not None:
-            self._embedded.stop()
+        self._embedded.close()
         self.history.close()
 
     def _maybe_start_gateway(self) -> None:
@@ -155,28 +165,23 @@ class Hydra:
             return
         log.info("gateway: Ollama and OpenAI APIs and /metrics at %s", self.gateway.url)
 
-    def _maybe_start_embedded(self) -> None:
-        choice = self._settings.embedded_node
-        if choice == "off":
+    def _start_embedded(self, *, in_background: bool) -> None:
+        reason = why_embedded(self._settings)
+        if reason is None:
             return
-        host = self._settings.ollama_host
-        if choice == "auto" and (self._settings.nodes or self._settings.discovery_cidr
-                                 or (host is not None and probe(host.url))
-                                 or (self._settings.discover_localhost and probe(LOCALHOST_URL))):
-            return
-        from hydra.node.embedded import EmbeddedNode, EmbeddedNodeError, node_answers
-        url = f"http://{EMBEDDED_HOST}:{EMBEDDED_PORT}"
-        if not node_answers(url):
-            log_path = self._settings.db_path.parent / "embedded-node.log"
-            log.info("no Ollama node configured or answering: starting the embedded node (SmolLM2-135M on "
-                     "llama.cpp) at %s, log in %s", url, log_path)
-            try:
-                self._embedded = EmbeddedNode(host=EMBEDDED_HOST, port=EMBEDDED_PORT, log_path=log_path).start()
-            except EmbeddedNodeError as exc:
-                log.error("the embedded node could not start: %s", exc)
-                return
-        self.embedded_url = url
+        self.embedded_url = EMBEDDED_URL
+        if in_background:
+            self._embedded.start_in_background(reason)
+        elif self._embedded.start_now(reason).phase != "ready":
+            self.embedded_url = None
+
+    def _embedded_ready(self, url: str) -> None:
         self.router.add_node(NodeSpec(url=url, name=EMBEDDED_NAME, gpu=False, max_model_b=1.0, slots=1, local=True))
+
+    @property
+    def embedded_status(self) -> EmbeddedStatus:
+        """The embedded node: off, starting (the app warms it in the background), ready or failed."""
+        return self._embedded.status
 
     # --- settings ---
 

@@ -133,7 +133,8 @@ class NodeMonitor:
                 log.debug("node=%s poll failed again: %s", name, message)
             return False
         if self.state.poll_ok(version, installed, loaded):
-            log.info("node %s is healthy (Ollama %s, %d models)", name, version, len(self.state.installed))
+            count = len(self.state.installed)
+            log.info("node %s is healthy (Ollama %s, %d %s)", name, version, count, "model" if count == 1 else "models")
         if self.state.half_open_if_due(self._config().breaker_cooldown_s):
             log.info("node %s: circuit half-open after its cooldown; the next task there is its trial", name)
         self._check_vram()

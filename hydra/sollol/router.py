@@ -92,8 +92,8 @@ class Router:
         self._dispatcher.start()
         self._watchdog.start()
         healthy = sum(1 for s in self._members.states() if s.healthy)
-        log.info("SOLLOL discovered %d nodes (%d healthy): %s", len(specs), healthy,
-                 ", ".join(f"{s.name}={redact_url(s.url)}" for s in specs) or "none")
+        log.info("SOLLOL discovered %d %s (%d healthy): %s", len(specs), "node" if len(specs) == 1 else "nodes",
+                 healthy, ", ".join(f"{s.name}={redact_url(s.url)}" for s in specs) or "none")
         log.info("Default routing mode: %s", self._config.default_mode.value.upper())
         log.info("Parallel requests: %s (max concurrent: %d)",
                  "enabled" if self._config.parallel_requests else "disabled", self._config.max_concurrent_requests)
