@@ -1,7 +1,8 @@
 """A running router recorded into history: its events, and its running tasks' text so far.
 
 ``EventWriter`` writes the router's events in order on one thread of its own, off the
-dispatch and TTFT path. A submitter that must not return before its task is on disk
+dispatch and TTFT path. Whatever queued while it wrote goes in the next transaction together
+(group commit): under load one commit serves hundreds of submits instead of one each. A submitter that must not return before its task is on disk
 (a submitted task survives a kill) waits for its ``queued`` row with ``expect``; the
 commit runs while the task is already on its way to its node, and the submitter learns
 whether it succeeded: a task whose row could not be written is refused (service.py).
@@ -34,6 +35,7 @@ log = logging.getLogger(__name__)
 PARTIAL_SAVE_EVERY_S = 2.0
 MAX_KEPT_EVENTS = 5000   # events kept while history cannot write; past it the oldest are lost (rows stay live)
 RETRY_EVERY_S = 1.0      # while some are kept, how often the writer tries them again when no event comes
+MAX_BATCH_EVENTS = 1000  # events in one group commit (a few ms of writing: submitters wait on it)
 
 
 class PendingRow:
@@ -107,10 +109,44 @@ class EventWriter:
             except queue.Empty:
                 self._replay()
                 continue
-            if event is None:
+            batch, closing = self._drain(event)
+            self._handle_batch(batch)
+            if closing:
                 break
-            self._handle(event)
         self._replay()
+
+    def _drain(self, first: TaskEvent | None) -> tuple[list[TaskEvent], bool]:
+        """``first`` and whatever queued behind it (MAX_BATCH_EVENTS at most); True once close() was asked."""
+        batch: list[TaskEvent] = []
+        event = first
+        while event is not None:
+            batch.append(event)
+            if len(batch) >= MAX_BATCH_EVENTS:
+                return batch, False
+            try:
+                event = self._events.get_nowait()
+            except queue.Empty:
+                return batch, False
+        return batch, True
+
+    def _handle_batch(self, batch: list[TaskEvent]) -> None:
+        """Group commit: the events of many tasks in one transaction, then every submitter whose queued row
+        it held is released. When it cannot (kept events to write first, a refused task among them, or
+        the transaction failed: then nothing of it was written), each event goes on its own, as ever."""
+        if len(batch) > 1 and not self._kept and not any(e.task.id in self._refused for e in batch):
+            try:
+                with self._history.group():
+                    for event in batch:
+                        self._history.write_event(event)
+            except Exception:  # noqa: BLE001 - any failure: one by one below, each with its own outcome
+                log.debug("history: a group of %d events failed; writing them one by one", len(batch))
+            else:
+                for event in batch:
+                    if event.kind == "queued":
+                        self._release(event.task.id, None)
+                return
+        for event in batch:
+            self._handle(event)
 
     def _handle(self, event: TaskEvent) -> None:
         task_id = event.task.id

@@ -1,0 +1,82 @@
+"""The gateway under load, against the LiteLLM proxy in the same run (bench.gateway's second half).
+
+    python -m bench.gateway --load-only [--requests 1000] [--clients 200] [--rounds 3] [--no-litellm]
+
+Four simulated nodes of 64 slots each (one process of their own), ``python -m hydra serve`` over them,
+and the LiteLLM proxy (its own venv, bench/envs.py) over the same four nodes; the same raw aiohttp
+client (bench/load.py) sends ``--requests`` streamed chat completions of ``--load-tokens`` tokens,
+``--clients`` at a time, to one gateway then the other, ``--rounds`` times (interleaved: machine
+noise hits both alike). Printed for each: gateway CPU per 1,000 requests, TTFT p50 and p95, end to
+end p50, requests/s, and the ratios Hydra / LiteLLM.
+"""
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import tempfile
+from pathlib import Path
+
+from bench.envs import litellm_proxy
+from bench.load import LoadFigures, LoadRun, load
+from bench.processes import MODEL, serve_process, sim_process
+
+NODES = 4
+SLOTS = 64
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--requests", type=int, default=1000, help="streamed requests per round and gateway")
+    parser.add_argument("--clients", type=int, default=200, help="concurrent clients in the load rounds")
+    parser.add_argument("--load-tokens", type=int, default=16, help="tokens per streamed request under load")
+    parser.add_argument("--rounds", type=int, default=3, help="interleaved load rounds per gateway")
+    parser.add_argument("--no-litellm", action="store_true", help="Hydra alone (no LiteLLM proxy arm)")
+
+
+def run_load(args: argparse.Namespace) -> None:
+    arms: dict[str, tuple[str, int]] = {}
+    with tempfile.TemporaryDirectory() as tmp, contextlib.ExitStack() as stack:
+        sim = stack.enter_context(sim_process(args.tps, SLOTS, NODES))
+        env = {"SOLLOL_NODES": sim.sollol_nodes, "HYDRA_DB": str(Path(tmp) / "load.db"),
+               "HYDRA_EMBEDDED_NODE": "off", "SOLLOL_DISCOVER_LOCALHOST": "false", "HYDRA_GATEWAY_PORT": "0",
+               "SOLLOL_MAX_CONCURRENT_REQUESTS": "1024"}
+        served = stack.enter_context(serve_process(env))
+        arms["hydra"] = (served.url, served.pid)
+        if not args.no_litellm:
+            arms["litellm"] = stack.enter_context(litellm_proxy(sim.urls, MODEL))
+        runs: dict[str, list[LoadRun]] = {name: [] for name in arms}
+
+        def one(name: str, requests: int) -> LoadRun:
+            url, pid = arms[name]
+            return asyncio.run(load(url, requests=requests, clients=args.clients, tokens=args.load_tokens,
+                                    model=MODEL, pid=pid))
+
+        for name in arms:  # warm: connections, pools, the proxy's lazy imports
+            one(name, min(args.requests, 2 * args.clients))
+        for i in range(args.rounds):
+            for name in arms:
+                run = one(name, args.requests)
+                runs[name].append(run)
+                print(f"  round {i + 1} {name:8s} {run.completed} done, {len(run.errors)} errors, {run.seconds:.2f} s,"
+                      f" CPU {run.cpu_s:.2f} s", flush=True)
+                for line in sorted(set(run.errors))[:3]:
+                    print("    error:", line)
+    _report(args, {name: LoadFigures(r) for name, r in runs.items()})
+
+
+def _report(args: argparse.Namespace, figures: dict[str, LoadFigures]) -> None:
+    print(f"load: {args.rounds} interleaved rounds x {args.requests} streamed chat completions of {args.load_tokens} "
+          f"tokens, {args.clients} concurrent clients, {NODES} simulated nodes x {SLOTS} slots ({args.tps:.0f} tok/s)")
+    print(f"{'':8s} {'CPU/1k req':>11s} {'TTFT p50':>9s} {'TTFT p95':>9s} {'e2e p50':>9s} {'req/s':>7s} {'errors':>6s}")
+    for name, f in figures.items():
+        print(f"{name:8s} {f.cpu_per_1k_s:9.2f} s {f.ttft_p50_ms:6.0f} ms {f.ttft_p95_ms:6.0f} ms "
+              f"{f.e2e_p50_ms:6.0f} ms {f.requests_per_s:7.0f} {f.errors:6d}")
+    hydra, litellm = figures["hydra"], figures.get("litellm")
+    print(f"hydra: CPU/1k {hydra.cpu_per_1k_s:.2f} s (target <= 2.0 s) "
+          f"{'OK' if hydra.cpu_per_1k_s <= 2.0 else 'MISSED'}")
+    if litellm is not None:
+        ttft_ratio = hydra.ttft_p50_ms / litellm.ttft_p50_ms
+        print(f"ratios hydra/litellm: CPU/1k {hydra.cpu_per_1k_s / litellm.cpu_per_1k_s:.2f}  "
+              f"TTFT p50 {ttft_ratio:.2f} (target <= 1) {'OK' if ttft_ratio <= 1.0 else 'MISSED'}  "
+              f"e2e p50 {hydra.e2e_p50_ms / litellm.e2e_p50_ms:.2f}  "
+              f"req/s {hydra.requests_per_s / litellm.requests_per_s:.2f}")

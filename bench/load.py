@@ -1,0 +1,143 @@
+"""Load on a gateway: many streamed OpenAI chat completions from a raw aiohttp client, and what they cost.
+
+    rounds = await load(url, requests=1000, clients=200, tokens=16, model=MODEL, pid=served.pid)
+
+Every request is ``POST /v1/chat/completions`` with ``stream: true``, read as server-sent events:
+its time to the first content delta (TTFT) and to ``data: [DONE]`` (end to end) are kept; a request
+that answers with another status, or ends without content or ``[DONE]``, is an error. The gateway's
+CPU is its process's user + system time (children included: a proxy may fork workers) over the run.
+
+The client is as thin as it can be (bytes, not JSON, after the first delta): it shares the machine's
+cores with the gateway, and whatever it spends is spent alike against every gateway it measures.
+"""
+from __future__ import annotations
+
+import asyncio
+import json
+import statistics
+import time
+from dataclasses import dataclass, field
+
+import aiohttp
+import psutil
+
+DONE = b"data: [DONE]"
+
+
+@dataclass
+class LoadRun:
+    """One run of ``requests`` streams through one gateway."""
+
+    requests: int
+    seconds: float
+    cpu_s: float
+    ttft_s: list[float] = field(default_factory=list)
+    e2e_s: list[float] = field(default_factory=list)
+    errors: list[str] = field(default_factory=list)
+
+    @property
+    def completed(self) -> int:
+        return len(self.e2e_s)
+
+
+@dataclass
+class LoadFigures:
+    """Runs of one gateway, merged: what the benchmark prints."""
+
+    runs: list[LoadRun]
+
+    @property
+    def completed(self) -> int:
+        return sum(r.completed for r in self.runs)
+
+    @property
+    def errors(self) -> int:
+        return sum(len(r.errors) for r in self.runs)
+
+    @property
+    def cpu_per_1k_s(self) -> float:
+        return sum(r.cpu_s for r in self.runs) * 1000 / max(1, self.completed)
+
+    @property
+    def requests_per_s(self) -> float:
+        return self.completed / sum(r.seconds for r in self.runs)
+
+    @property
+    def ttft_p50_ms(self) -> float:
+        return statistics.median(t for r in self.runs for t in r.ttft_s) * 1000
+
+    @property
+    def e2e_p50_ms(self) -> float:
+        return statistics.median(t for r in self.runs for t in r.e2e_s) * 1000
+
+    @property
+    def ttft_p95_ms(self) -> float:
+        ordered = sorted(t for r in self.runs for t in r.ttft_s)
+        return ordered[min(len(ordered) - 1, int(0.95 * len(ordered)))] * 1000
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU of ``pid`` and its live children so far."""
+    process = psutil.Process(pid)
+    total = 0.0
+    for p in [process, *process.children(recursive=True)]:
+        try:
+            times = p.cpu_times()
+        except psutil.NoSuchProcess:
+            continue
+        total += times.user + times.system
+    return total
+
+
+async def _one(session: aiohttp.ClientSession, url: str, body: bytes, run: LoadRun) -> None:
+    start = time.perf_counter()
+    first = None
+    done = False
+    try:
+        async with session.post(url, data=body, headers={"content-type": "application/json"}) as response:
+            if response.status != 200:
+                run.errors.append(f"HTTP {response.status}: {(await response.text())[:200]}")
+                return
+            async for line in response.content:
+                if first is None and line.startswith(b"data: {") and _has_content(line):
+                    first = time.perf_counter()
+                elif line.startswith(DONE):
+                    done = True
+    except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
+        run.errors.append(f"{type(exc).__name__}: {exc}")
+        return
+    if first is None or not done:
+        run.errors.append("stream ended without content" if first is None else "stream ended without [DONE]")
+        return
+    run.ttft_s.append(first - start)
+    run.e2e_s.append(time.perf_counter() - start)
+
+
+def _has_content(line: bytes) -> bool:
+    choices = json.loads(line[6:]).get("choices") or [{}]
+    return bool((choices[0].get("delta") or {}).get("content"))
+
+
+async def load(base_url: str, *, requests: int, clients: int, tokens: int, model: str, pid: int,
+               api_key: str | None = None) -> LoadRun:
+    """``requests`` streams, ``clients`` at a time, through the gateway at ``base_url`` (process ``pid``)."""
+    url = base_url.rstrip("/") + "/v1/chat/completions"
+    headers = {"authorization": f"Bearer {api_key}"} if api_key else {}
+    left = iter(range(requests))
+    timeout = aiohttp.ClientTimeout(total=120)
+    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0), timeout=timeout,
+                                     headers=headers) as session:
+        cpu_before = cpu_seconds(pid)
+        run = LoadRun(requests=requests, seconds=0.0, cpu_s=0.0)
+
+        async def client() -> None:
+            for i in left:
+                body = json.dumps({"model": model, "stream": True, "max_tokens": tokens,
+                                   "messages": [{"role": "user", "content": f"Stream an answer about routing {i}."}]})
+                await _one(session, url, body.encode(), run)
+
+        start = time.perf_counter()
+        await asyncio.gather(*(client() for _ in range(clients)))
+        run.seconds = time.perf_counter() - start
+        run.cpu_s = cpu_seconds(pid) - cpu_before
+    return run
