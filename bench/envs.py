@@ -64,8 +64,10 @@ def litellm_config(node_urls: Sequence[str], model: str) -> str:
 
 
 @contextlib.contextmanager
-def litellm_proxy(node_urls: Sequence[str], model: str, *, workers: int = 1) -> Iterator[tuple[str, int]]:
-    """The LiteLLM proxy (its own venv) in front of ``node_urls``; yields (URL, pid) once it answers."""
+def litellm_proxy(node_urls: Sequence[str], model: str, api_key: str, *,
+                  workers: int = 1) -> Iterator[tuple[str, int]]:
+    """The LiteLLM proxy (its own venv) in front of ``node_urls``, ``api_key`` its master key; yields
+    (URL, pid) once it answers."""
     python = bench_env("litellm", LITELLM)
     port = free_port()
     with tempfile.TemporaryDirectory() as tmp:
@@ -74,7 +76,7 @@ def litellm_proxy(node_urls: Sequence[str], model: str, *, workers: int = 1) -> 
         # The cost map from the package, not fetched from the internet; only loopback is contacted.
         env = {k: v for k, v in os.environ.items() if not k.startswith(("HYDRA_", "SOLLOL_", "PYTHON"))}
         env.update(LITELLM_LOCAL_MODEL_COST_MAP="True", LITELLM_LOG="ERROR", NO_PROXY="127.0.0.1,localhost",
-                   DISABLE_ADMIN_UI="True", LITELLM_TELEMETRY="False")
+                   DISABLE_ADMIN_UI="True", LITELLM_TELEMETRY="False", LITELLM_MASTER_KEY=api_key)
         process = subprocess.Popen([str(python), "-m", "litellm.proxy.proxy_cli", "--config", str(config),
                                     "--host", "127.0.0.1", "--port", str(port), "--num_workers", str(workers)],
                                    cwd=tmp, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,

@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import secrets
 import tempfile
 from pathlib import Path
 
@@ -35,21 +36,22 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run_load(args: argparse.Namespace) -> None:
     arms: dict[str, tuple[str, int]] = {}
+    key = f"sk-bench-{secrets.token_hex(16)}"   # both gateways as deployed: behind an API key
     with tempfile.TemporaryDirectory() as tmp, contextlib.ExitStack() as stack:
         sim = stack.enter_context(sim_process(args.tps, SLOTS, NODES))
         env = {"SOLLOL_NODES": sim.sollol_nodes, "HYDRA_DB": str(Path(tmp) / "load.db"),
                "HYDRA_EMBEDDED_NODE": "off", "SOLLOL_DISCOVER_LOCALHOST": "false", "HYDRA_GATEWAY_PORT": "0",
-               "SOLLOL_MAX_CONCURRENT_REQUESTS": "1024"}
+               "SOLLOL_MAX_CONCURRENT_REQUESTS": "1024", "HYDRA_API_KEY": key}
         served = stack.enter_context(serve_process(env))
         arms["hydra"] = (served.url, served.pid)
         if not args.no_litellm:
-            arms["litellm"] = stack.enter_context(litellm_proxy(sim.urls, MODEL))
+            arms["litellm"] = stack.enter_context(litellm_proxy(sim.urls, MODEL, key))
         runs: dict[str, list[LoadRun]] = {name: [] for name in arms}
 
         def one(name: str, requests: int) -> LoadRun:
             url, pid = arms[name]
             return asyncio.run(load(url, requests=requests, clients=args.clients, tokens=args.load_tokens,
-                                    model=MODEL, pid=pid))
+                                    model=MODEL, pid=pid, api_key=key))
 
         for name in arms:  # warm: connections, pools, the proxy's lazy imports
             one(name, min(args.requests, 2 * args.clients))

@@ -103,7 +103,7 @@ async def _one(session: aiohttp.ClientSession, url: str, body: bytes, run: LoadR
                     first = time.perf_counter()
                 elif line.startswith(DONE):
                     done = True
-    except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
+    except (TimeoutError, aiohttp.ClientError) as exc:
         run.errors.append(f"{type(exc).__name__}: {exc}")
         return
     if first is None or not done:

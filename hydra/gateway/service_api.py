@@ -23,6 +23,10 @@ class GatewayService(Protocol):
         """Submit one task (it blocks until history has the task's row); refusals raise HydraError."""
         ...
 
+    async def asubmit(self, prompt: str = "", **fields: Any) -> TaskHandle:
+        """``submit`` on the event loop: the wait for the task's row takes no thread."""
+        ...
+
     def snapshot(self) -> ClusterSnapshot:
         """The whole cluster at one instant (nodes, queue, in-flight count, distribution)."""
         ...

@@ -17,6 +17,8 @@ reason of its own (a value it cannot store) is logged and skipped: the writer go
 """
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 import queue
 import threading
@@ -45,17 +47,46 @@ class PendingRow:
         self.task_id = task_id
         self._settled = threading.Event()
         self._error: HydraError | None = None
+        self._wake: Callable[[], None] | None = None
 
     def settle(self, error: HydraError | None) -> None:
         self._error = error
         self._settled.set()
+        wake = self._wake  # read after set(): settled() sets it before it looks, so one of us wakes it
+        if wake is not None:
+            wake()
 
     def wait(self, timeout: float) -> HydraError | None:
         """None once the row is committed; otherwise why it is not, and will not be in time."""
         if not self._settled.wait(timeout):
-            return HistoryUnavailableError(f"its row was not written within {timeout:.0f} s (is HYDRA_DB locked "
-                                           "by another process?)", task_id=self.task_id)
+            return self._late(timeout)
         return self._error
+
+    async def settled(self, timeout: float) -> HydraError | None:
+        """``wait`` on an event loop: the writer wakes the loop (no thread waits meanwhile)."""
+        loop = asyncio.get_running_loop()
+        done: asyncio.Future[None] = loop.create_future()
+
+        def resolve() -> None:
+            if not done.done():
+                done.set_result(None)
+
+        def wake() -> None:  # on the writer's thread (or here, when already settled)
+            with contextlib.suppress(RuntimeError):  # the loop is closed: nobody waits any more
+                loop.call_soon_threadsafe(resolve)
+
+        self._wake = wake
+        if self._settled.is_set():
+            return self._error
+        try:
+            await asyncio.wait_for(done, timeout)
+        except TimeoutError:
+            return self._late(timeout)
+        return self._error
+
+    def _late(self, timeout: float) -> HydraError:
+        return HistoryUnavailableError(f"its row was not written within {timeout:.0f} s (is HYDRA_DB locked "
+                                       "by another process?)", task_id=self.task_id)
 
 
 class EventWriter:
