@@ -25,6 +25,7 @@ from bench.processes import REPO, START_TIMEOUT_S, _end
 
 ENVS = REPO / ".bench-envs"
 LITELLM = ("litellm[proxy]",)
+SOLLOL = ("sollol==0.9.66",)
 LITELLM_START_TIMEOUT_S = 180.0   # the proxy imports a great deal before it listens
 
 
@@ -100,3 +101,29 @@ def _wait_http(url: str, process: subprocess.Popen, timeout: float = START_TIMEO
                 err = process.stderr.read().decode(errors="replace")[-2000:] if process.stderr else ""
                 raise RuntimeError(f"{url} did not answer (exit {process.poll()}): {err}") from None
             time.sleep(0.2)
+
+
+class SollolArm:
+    """SOLLOL 0.9.66 (its own venv) streaming from ``node_url``, in a process of its own
+    (bench/sollol_arm.py): ``ttft(tokens)`` runs one chat there and returns its time to first token."""
+
+    def __init__(self, node_url: str, model: str) -> None:
+        python = bench_env("sollol", SOLLOL)
+        self._process = subprocess.Popen([str(python), str(REPO / "bench" / "sollol_arm.py"), node_url, model],
+                                         stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, cwd=REPO,
+                                         env={k: v for k, v in os.environ.items() if not k.startswith("PYTHON")})
+        if self._read() != "ready":
+            raise RuntimeError("bench/sollol_arm.py did not start; run it by hand to see its error")
+
+    def _read(self) -> str:
+        assert self._process.stdout is not None
+        return self._process.stdout.readline().strip()
+
+    def ttft(self, tokens: int) -> float:
+        assert self._process.stdin is not None
+        self._process.stdin.write(f"{tokens}\n")
+        self._process.stdin.flush()
+        return float(self._read())
+
+    def close(self) -> None:
+        _end(self._process, terminate=False)   # closing its stdin ends it
