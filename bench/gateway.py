@@ -126,6 +126,10 @@ def main() -> None:
         latency(args)
     if not args.no_load:
         gateway_load.run_load(args)
+    if args.hold:
+        gateway_load.run_hold(args)
+    if args.shared:
+        gateway_load.run_shared(args)
 
 
 def latency(args: argparse.Namespace) -> None:

@@ -13,6 +13,7 @@ cores with the gateway, and whatever it spends is spent alike against every gate
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import statistics
 import time
@@ -141,3 +142,69 @@ async def load(base_url: str, *, requests: int, clients: int, tokens: int, model
         run.seconds = time.perf_counter() - start
         run.cpu_s = cpu_seconds(pid) - cpu_before
     return run
+
+
+@dataclass
+class HoldFigures:
+    """``streams`` held open at once through one gateway: how many got going, and what holding them cost."""
+
+    streams: int
+    open_at_once: int
+    errors: list[str]
+    cpu_percent: float      # of one core, while every stream was open
+    tokens_per_s: float     # through the gateway meanwhile
+    rss_mib: float
+    threads: int
+
+
+async def hold(base_url: str, *, streams: int, model: str, pid: int, api_key: str | None = None,
+               seconds: float = 10.0) -> HoldFigures:
+    """Open ``streams`` long streams at once; once all have their first token, measure for ``seconds``."""
+    url = base_url.rstrip("/") + "/v1/chat/completions"
+    headers = {"authorization": f"Bearer {api_key}"} if api_key else {}
+    started = 0
+    tokens = 0
+    errors: list[str] = []
+    everyone = asyncio.Event()
+    stop = asyncio.Event()
+
+    async def one(session: aiohttp.ClientSession, i: int) -> None:
+        nonlocal started, tokens
+        body = json.dumps({"model": model, "stream": True, "max_tokens": 100_000,
+                           "messages": [{"role": "user", "content": f"Hold a long answer open {i}."}]})
+        first = True
+        try:
+            async with session.post(url, data=body, headers={"content-type": "application/json"}) as response:
+                if response.status != 200:
+                    errors.append(f"HTTP {response.status}")
+                    return
+                async for line in response.content:
+                    if line.startswith(b"data: {"):
+                        tokens += 1
+                        if first:
+                            first = False
+                            started += 1
+                            if started == streams:
+                                everyone.set()
+                    if stop.is_set():
+                        return
+        except (TimeoutError, aiohttp.ClientError) as exc:
+            errors.append(f"{type(exc).__name__}: {exc}")
+
+    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0), headers=headers,
+                                     timeout=aiohttp.ClientTimeout(total=None)) as session:
+        tasks = [asyncio.ensure_future(one(session, i)) for i in range(streams)]
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(everyone.wait(), 120)
+        process = psutil.Process(pid)
+        cpu, tokens_before, begin = cpu_seconds(pid), tokens, time.perf_counter()
+        await asyncio.sleep(seconds)
+        elapsed = time.perf_counter() - begin
+        figures = HoldFigures(streams, started, errors, (cpu_seconds(pid) - cpu) / elapsed * 100,
+                              (tokens - tokens_before) / elapsed, process.memory_info().rss / 2**20,
+                              process.num_threads())
+        stop.set()
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+    return figures
