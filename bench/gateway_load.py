@@ -125,8 +125,10 @@ def run_shared(args: argparse.Namespace) -> None:
     for processes in sorted({1, args.shared}):
         with tempfile.TemporaryDirectory() as tmp, contextlib.ExitStack() as stack:
             sim = stack.enter_context(sim_process(args.tps, SHARED_SLOTS, NODES))
+            # No global cap below the nodes' slots: each process fills every slot it believes free.
             env = {"SOLLOL_NODES": sim.sollol_nodes, "HYDRA_DB": str(Path(tmp) / "shared.db"),
-                   "HYDRA_EMBEDDED_NODE": "off", "SOLLOL_DISCOVER_LOCALHOST": "false", "HYDRA_GATEWAY_PORT": "0"}
+                   "HYDRA_EMBEDDED_NODE": "off", "SOLLOL_DISCOVER_LOCALHOST": "false", "HYDRA_GATEWAY_PORT": "0",
+                   "SOLLOL_MAX_CONCURRENT_REQUESTS": "1024"}
             served = [stack.enter_context(serve_process(env)) for _ in range(processes)]
             tokens = args.load_tokens * 8
             asyncio.run(_spread(served, args.clients, args.clients, tokens))  # warm

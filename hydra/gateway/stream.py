@@ -44,6 +44,7 @@ HEADER_WAIT_S = 30.0   # streaming: how long to hold the headers back waiting fo
 # so more threads than this only queue; a bounded pool of its own also keeps a burst of requests from
 # spawning a thread each, as anyio's shared pool (40) would.
 SUBMIT_THREADS = 4
+INLINE_SUBMITS = 32   # submits on the event loop waiting for their rows at once (one group commit); more wait
 INLINE_SUBMIT_CHARS = 2_000  # text up to this is submitted on the event loop: classifying it takes a few ms at most
 _END = object()
 
@@ -195,6 +196,9 @@ class Tracker(Protocol):
     @property
     def submits(self) -> Executor: ...
 
+    @property
+    def admitting(self) -> asyncio.Semaphore: ...
+
     def started(self, handle: TaskHandle) -> None: ...
     def finished(self, api: str, handle: TaskHandle, result: TaskResult | None, started: float) -> None: ...
     def refused(self, api: str, model: Any, mode: str | None, status: int) -> None: ...
@@ -207,10 +211,12 @@ async def submit(service: GatewayService, tracker: Tracker, **kwargs: Any) -> Ta
     request are committed together); a long one on the submit pool, where classifying its text cannot
     stall every other stream."""
     if _text_chars(kwargs) <= INLINE_SUBMIT_CHARS:
-        try:
-            handle = await service.asubmit(**kwargs)
-        except (HydraError, ValueError) as exc:
-            raise refusal_as_http_error(exc) from None
+        # A burst of requests would otherwise run every submit back to back before any stream is served.
+        async with tracker.admitting:
+            try:
+                handle = await service.asubmit(**kwargs)
+            except (HydraError, ValueError) as exc:
+                raise refusal_as_http_error(exc) from None
         tracker.started(handle)
         return handle
 

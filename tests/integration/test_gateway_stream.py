@@ -288,6 +288,7 @@ def test_a_request_gone_while_its_row_is_written_cancels_its_task(seed: SimClust
 
     class Tracker:
         submits = ThreadPoolExecutor(1)
+        admitting = asyncio.Semaphore(1)
 
         def started(self, handle: TaskHandle) -> None:
             made.append(handle)
