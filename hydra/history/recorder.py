@@ -274,7 +274,28 @@ class PartialSaver:
     def _save_once(self) -> None:
         if not self._history.health.ok:  # it says so itself, once; its probe tells when it can write again
             return
+        grown = self._grown()
+        if not grown:
+            return
+        # One transaction for every task's text (group commit): hundreds of running tasks would otherwise
+        # take the write lock hundreds of times in a row, and the submits waiting for their rows behind them.
+        try:
+            with self._history.group():
+                for task_id, text, thinking in grown:
+                    try:
+                        self._history.save_partial(task_id, text, thinking)
+                    except Exception:  # history trouble must not stop the saving of later tasks
+                        log.warning("could not save partial output of task %s", task_id, exc_info=True)
+                        continue
+                    self._saved[task_id] = len(text) + len(thinking)
+        except (HistoryUnavailableError, ShutdownError):
+            log.warning("could not save the partial output of running tasks", exc_info=True)
+            self._saved.clear()  # none of this round's saves is on disk: the next round writes them again
+
+    def _grown(self) -> list[tuple[str, str, str]]:
+        """(id, text, thinking) of each running task whose output grew since it was last saved."""
         live = set()
+        grown = []
         for handle in self._handles():
             if handle.status is not TaskStatus.RUNNING:
                 continue
@@ -282,11 +303,7 @@ class PartialSaver:
             view = handle.view()
             size = len(view.text) + len(view.thinking)
             if size and self._saved.get(handle.id) != size:
-                try:
-                    self._history.save_partial(handle.id, view.text, view.thinking)
-                except Exception:  # history trouble must not stop the saving of later tasks
-                    log.warning("could not save partial output of task %s", handle.id, exc_info=True)
-                    continue
-                self._saved[handle.id] = size
+                grown.append((handle.id, view.text, view.thinking))
         for task_id in set(self._saved) - live:
             del self._saved[task_id]
+        return grown

@@ -313,3 +313,49 @@ def test_a_request_gone_while_its_row_is_written_cancels_its_task(seed: SimClust
                    what="the orphaned task cancelled")
     finally:
         service.close()
+
+
+def test_submits_on_the_loop_wait_their_turn_behind_rows_not_yet_written(seed: SimCluster, tmp_path: Path,
+                                                                         eventually: Callable[..., Any]) -> None:
+    """A burst must not run every submit on the event loop back to back: past ``admitting``'s bound,
+    a request waits (the loop serves others meanwhile) until an earlier one's row is written."""
+    env = {"SOLLOL_NODES": seed.sollol_nodes(), "HYDRA_DB": str(tmp_path / "h.db"), "HYDRA_EMBEDDED_NODE": "off",
+           "SOLLOL_DISCOVER_LOCALHOST": "false", "HYDRA_GATEWAY_PORT": "0", "SOLLOL_MAX_CONCURRENT_REQUESTS": "8"}
+    service = Hydra.from_env(env, poll_interval_s=0.1, no_route_wait_s=1.0).start()
+    made: list[TaskHandle] = []
+
+    class Tracker:
+        submits = ThreadPoolExecutor(1)
+        admitting = asyncio.Semaphore(2)
+
+        def started(self, handle: TaskHandle) -> None:
+            made.append(handle)
+
+    queued: list[str] = []
+    service.router.subscribe(lambda event: queued.append(event.task.id) if event.kind == "queued" else None)
+
+    def submitted() -> int:  # tasks the router was given (they may well have finished since)
+        return len(queued)
+
+    async def run() -> list[TaskHandle]:
+        loop = asyncio.get_running_loop()
+        with service.history.group():  # no row can be written until the block ends
+            requests = [asyncio.ensure_future(submit(service, Tracker(), prompt=f"burst {i}",  # type: ignore[arg-type]
+                                                     model="llama3.2:3b", max_tokens=2)) for i in range(3)]
+            deadline = loop.time() + TIMEOUT
+            while submitted() < 2:
+                assert loop.time() < deadline, "the first two were never submitted"
+                await asyncio.sleep(0.01)
+            for _ in range(20):  # the loop runs on meanwhile; the third stays out
+                await asyncio.sleep(0.01)
+            assert submitted() == 2 and not any(r.done() for r in requests)
+        return list(await asyncio.wait_for(asyncio.gather(*requests), TIMEOUT))
+
+    try:
+        eventually(lambda: len(service.snapshot().healthy_nodes) == 2, what="both nodes healthy")
+        handles = asyncio.run(run())
+        assert len(handles) == 3 and made == handles
+        for handle in handles:
+            assert handle.result(timeout=TIMEOUT).status is TaskStatus.DONE
+    finally:
+        service.close()
