@@ -44,7 +44,7 @@ HEADER_WAIT_S = 30.0   # streaming: how long to hold the headers back waiting fo
 # so more threads than this only queue; a bounded pool of its own also keeps a burst of requests from
 # spawning a thread each, as anyio's shared pool (40) would.
 SUBMIT_THREADS = 4
-INLINE_SUBMITS = 32   # submits on the event loop waiting for their rows at once (one group commit); more wait
+INLINE_SUBMITS = 128  # submits on the event loop waiting for their rows at once (one group commit); more wait
 INLINE_SUBMIT_CHARS = 2_000  # text up to this is submitted on the event loop: classifying it takes a few ms at most
 _END = object()
 
