@@ -25,7 +25,7 @@ from hydra.embedded_start import (  # noqa: F401 - EMBEDDED_HOST/PORT: callers i
     why_embedded,
 )
 from hydra.history import History, HistoryHealth, HistoryUnavailableError
-from hydra.history.recorder import EventWriter, PartialSaver
+from hydra.history.recorder import EventWriter, PartialSaver, PendingRow
 from hydra.sollol import (
     ClusterSnapshot,
     ConfigError,
@@ -39,7 +39,7 @@ from hydra.sollol import (
 )
 from hydra.sollol.client import NodeClient
 from hydra.sollol.config import SollolConfig
-from hydra.sollol.errors import NodeError
+from hydra.sollol.errors import HydraError, NodeError
 from hydra.sollol.redact import redact_url
 from hydra.sollol.types import TierEntry
 
@@ -245,6 +245,27 @@ class Hydra:
         """Submit one task; returns once history has its row, while it is already on its way to a node.
         The prompt is classified here, once (the Router then trusts ``task_type``), because the reasoning
         engine needs the type too; the reasoning engine decides thinking and its budget."""
+        task = self._task(prompt, task_type=task_type, model=model, mode=mode, priority=priority,
+                          max_tokens=max_tokens, think=think, messages=messages, **task_fields)
+        handle, pending = self._start_recorded(task)
+        return self._recorded(handle, pending.wait(QUEUED_COMMIT_WAIT_S))
+
+    async def asubmit(self, prompt: str = "", **fields: Any) -> TaskHandle:
+        """``submit`` for an event loop (the gateway): the same task, checks and refusals, but the wait for
+        its row takes no thread, so the rows of many waiting submits are committed together."""
+        task = self._task(prompt, **fields)
+        handle, pending = self._start_recorded(task)
+        try:
+            error = await pending.settled(QUEUED_COMMIT_WAIT_S)
+        except BaseException:  # cancelled (its request is gone): nobody will read this task
+            handle.cancel()
+            raise
+        return self._recorded(handle, error)
+
+    def _task(self, prompt: str = "", *, task_type: str | None = None, model: str | None = None,
+              mode: str | None = None, priority: int = 5, max_tokens: int | None = None,
+              think: bool | str | None = None, messages: list[dict[str, Any]] | None = None,
+              **task_fields: Any) -> Task:
         _check_shape(prompt, messages)  # the classifier and the reasoning engine read them before Task.validate
         text = prompt or _last_user_text(messages)
         kind = task_type or (tiers.classify(text) if text.strip() else "general")
@@ -254,14 +275,11 @@ class Hydra:
             think = assessment.think
         # A caller who asks for thinking gets a budget even when the assessment would not think.
         budget = (assessment.budget or settings.max_thinking_tokens) if think else None
-        task = Task(prompt=prompt, messages=messages, task_type=kind, model=model or None, mode=mode or None,
+        return Task(prompt=prompt, messages=messages, task_type=kind, model=model or None, mode=mode or None,
                     priority=priority, max_tokens=max_tokens, think=think,
                     thinking_budget=budget,
                     meta={"assessment": assessment, "reasoning": _assessment_record(assessment),
                           "requested_task_type": task_type}, **task_fields)
-        handle = self._submit_recorded(task)
-        self._keep(handle, task.id)
-        return handle
 
     def embed(self, texts: str | list[str], *, model: str, mode: str | None = None, priority: int = 5,
               **task_fields: Any) -> TaskHandle:
@@ -271,21 +289,13 @@ class Hydra:
         keep_alive, options, deadline."""
         task = Task(input=[texts] if isinstance(texts, str) else texts, task_type="embedding", model=model,
                     mode=mode or None, priority=priority, **task_fields)
-        handle = self._submit_recorded(task)
-        self._keep(handle, task.id)
-        return handle
+        handle, pending = self._start_recorded(task)
+        return self._recorded(handle, pending.wait(QUEUED_COMMIT_WAIT_S))
 
-    def _keep(self, handle: TaskHandle, task_id: str) -> None:
-        with self._lock:
-            self._handles[task_id] = handle
-            self._handles.move_to_end(task_id, last=False)
-            while len(self._handles) > KEPT_HANDLES:
-                self._handles.popitem(last=True)
-
-    def _submit_recorded(self, task: Task) -> TaskHandle:
-        """The router's submit, then a bounded wait for the writer to commit the task's queued row.
+    def _start_recorded(self, task: Task) -> tuple[TaskHandle, PendingRow]:
+        """The router's submit; the writer commits the task's queued row meanwhile (``PendingRow``).
         A task history cannot record is refused (HistoryUnavailableError), never run without its row:
-        at once while history is degraded, or cancelled when its own row fails."""
+        at once while history is degraded, or cancelled when its own row fails (``_recorded``)."""
         self.history.require_writable(task.id)
         pending = self._recorder.expect(task.id)  # before submitting: the row may be written at once
         try:
@@ -293,12 +303,19 @@ class Hydra:
         except BaseException:
             self._recorder.forget(task.id)
             raise
-        # The task is already on its way to a node; its row (reasoning included) is committed meanwhile.
-        error = pending.wait(QUEUED_COMMIT_WAIT_S)
+        return handle, pending
+
+    def _recorded(self, handle: TaskHandle, error: HydraError | None) -> TaskHandle:
+        """After the wait for its row: the handle, kept for the pages, or the refusal."""
         if error is not None:
             # Nobody has read a chunk of it yet (the handle is not returned); cancelling frees its node at once.
             handle.cancel()
-            raise error.refusing(task.id) if isinstance(error, HistoryUnavailableError) else error
+            raise error.refusing(handle.id) if isinstance(error, HistoryUnavailableError) else error
+        with self._lock:
+            self._handles[handle.id] = handle
+            self._handles.move_to_end(handle.id, last=False)
+            while len(self._handles) > KEPT_HANDLES:
+                self._handles.popitem(last=True)
         return handle
 
     def history_health(self) -> HistoryHealth:

@@ -33,6 +33,7 @@ request is logged on ``hydra.gateway.access`` unless HYDRA_ACCESS_LOG is off (``
 """
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import dataclasses
 import logging
@@ -61,7 +62,7 @@ from hydra.gateway.ollama_api import OllamaRoutes
 from hydra.gateway.openai_api import OpenAIRoutes, openai_error
 from hydra.gateway.openai_completions import CompletionRoutes
 from hydra.gateway.service_api import GatewayService
-from hydra.gateway.stream import SUBMIT_THREADS
+from hydra.gateway.stream import INLINE_SUBMITS, SUBMIT_THREADS
 from hydra.sollol import TaskHandle, TaskResult
 from hydra.sollol.redact import redact_text
 
@@ -180,6 +181,7 @@ class _OpenTasks:
     def __init__(self, service: GatewayService) -> None:
         self.metrics = GatewayMetrics(service)
         self.submits = ThreadPoolExecutor(SUBMIT_THREADS, thread_name_prefix="hydra-gateway-submit")
+        self.admitting = asyncio.Semaphore(INLINE_SUBMITS)   # binds to the server's loop on first use
         self._lock = threading.Lock()
         self._open: dict[str, TaskHandle] = {}
 

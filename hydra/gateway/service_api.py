@@ -28,6 +28,10 @@ class GatewayService(Protocol):
         """Submit one embedding task (its vectors in ``result().embeddings``); refusals raise HydraError."""
         ...
 
+    async def asubmit(self, prompt: str = "", **fields: Any) -> TaskHandle:
+        """``submit`` on the event loop: the wait for the task's row takes no thread."""
+        ...
+
     def snapshot(self) -> ClusterSnapshot:
         """The whole cluster at one instant (nodes, queue, in-flight count, distribution)."""
         ...
