@@ -164,6 +164,7 @@ class Task:
     keep_alive: str | float | None = None  # how long the node keeps the model loaded after ("5m", 0, -1)
     tools: list[dict[str, Any]] | None = None  # Ollama's tools: functions the model may call instead of answering
     meta: dict[str, Any] = field(default_factory=dict)  # carried along untouched (e.g. the reasoning assessment)
+    background: bool = False              # batch work: queued behind every interactive task, whatever its age
     id: str = field(default_factory=lambda: uuid.uuid4().hex[:12])
     submitted_at: float = field(default_factory=time.time)
     seq: int = field(default_factory=lambda: next(_task_seq))
