@@ -35,7 +35,8 @@ from hydra.sollol.errors import NodeError
 from hydra.sollol.redact import redact_url
 from hydra.sollol.types import TierEntry
 
-if TYPE_CHECKING:  # both are imported when first used: most runs start neither
+if TYPE_CHECKING:  # imported when first used: most runs start none of them
+    from hydra.batch import BatchManager
     from hydra.gateway import Gateway
     from hydra.node.embedded import EmbeddedNode
 
@@ -92,6 +93,7 @@ class Hydra:
         self._saver = PartialSaver(history, lambda: self.tasks(KEPT_HANDLES))
         self.router.subscribe(self._recorder.on_event)
         self._started = False
+        self._batches: BatchManager | None = None
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None, **engine_overrides: Any) -> Hydra:
@@ -119,6 +121,7 @@ class Hydra:
         self._recorder.start()
         self.router.start()
         self._saver.start()
+        self._resume_batches()
         self._maybe_start_gateway()
         atexit.register(self.close)
         return self
@@ -129,6 +132,8 @@ class Hydra:
         self._closed.set()
         if self.gateway is not None:
             self.gateway.stop()
+        if self._batches is not None:
+            self._batches.close()  # before the router: rows in flight go back to pending, for the next start
         self.router.close()
         self._saver.close()
         self._recorder.close()  # after everything the router said at close
@@ -152,6 +157,24 @@ class Hydra:
                       "or 0 to turn it off", self._settings.gateway_host, port, exc)
             return
         log.info("gateway: Ollama and OpenAI APIs and /metrics at %s", self.gateway.url)
+
+    # --- batches (hydra/batch) ---
+
+    @property
+    def batches(self) -> BatchManager:
+        """The batch jobs over this service, in HYDRA_DB (opened on first use)."""
+        with self._lock:
+            if self._batches is None:
+                from hydra.batch.manager import for_service
+                self._batches = for_service(self)
+            return self._batches
+
+    def _resume_batches(self) -> None:
+        """Batches a stopped process left running resume here; their rows in flight are settled first."""
+        try:
+            self.batches.recover()
+        except Exception:  # a batch table this Hydra cannot read must not keep the app from starting
+            log.exception("batches could not be resumed")
 
     def _maybe_start_embedded(self) -> None:
         choice = self._settings.embedded_node
