@@ -67,7 +67,7 @@ def parse(data: bytes | str, filename: str | None = None, kind: Kind | None = No
     else:
         if len(data.encode("utf-8", "surrogatepass")) > MAX_INPUT_BYTES:
             raise BatchInputError(f"the input is over {MAX_INPUT_BYTES // 2**20} MB: split it into several batches")
-        text = data
+        text = data.removeprefix("\ufeff")
     if not text.strip():
         raise BatchInputError("the input is empty: it has no rows")
     kind = kind or guess_kind(filename, text)
