@@ -2,15 +2,18 @@
 
     input.py     CSV / JSON Lines / pasted lines, checked whole before anything is stored
     template.py  the prompt template and its {column} fields
-    store.py     batches and rows in HYDRA_DB (own tables, own migrations), aggregates for the page
+    rows.py      the plain data: BatchOptions, RowOutcome, BatchInfo, Progress
+    store.py     batches, rows and Batch API files in HYDRA_DB (own tables, own migrations), aggregates
     runner.py    one batch's thread: rows fed as slots free, each row's end recorded once
     manager.py   what callers use: create, pause, resume, cancel, retry failed, recover at start
     export.py    the results as CSV or JSON Lines
+    cli.py       python -m hydra batch, with its progress bar
 """
 from .errors import BatchInputError
 from .input import BatchInput, parse
 from .manager import BatchManager
-from .store import BatchInfo, BatchOptions, BatchStore, Progress, RowOutcome
+from .rows import BatchInfo, BatchOptions, Progress, RowOutcome
+from .store import BatchStore
 from .template import Template
 
 __all__ = ["BatchInfo", "BatchInput", "BatchInputError", "BatchManager", "BatchOptions", "BatchStore", "Progress",

@@ -19,7 +19,7 @@ from typing import Any, TextIO
 
 from .errors import BatchInputError
 from .input import MAX_INPUT_BYTES
-from .store import Progress
+from .rows import Progress
 
 BAR_WIDTH = 30
 PLAIN_EVERY_S = 5.0   # not a terminal (a log file, CI): one progress line this often
@@ -71,7 +71,7 @@ def cmd_batch(args: argparse.Namespace) -> int:
 
     from . import input as batch_input
     from .export import export
-    from .store import BatchOptions
+    from .rows import BatchOptions
 
     setup_logging()
     logging.getLogger("hydra").setLevel(logging.DEBUG if args.verbose else logging.WARNING)

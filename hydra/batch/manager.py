@@ -22,8 +22,9 @@ from hydra.sollol import ClusterSnapshot, Task, TaskError
 
 from .errors import BatchInputError
 from .input import BatchInput
+from .rows import BatchInfo, BatchOptions, Progress, RowOutcome
 from .runner import BatchRunner, Submit
-from .store import BatchInfo, BatchOptions, BatchStore, Progress, RowOutcome
+from .store import BatchStore
 from .template import Template
 
 if TYPE_CHECKING:
@@ -77,7 +78,8 @@ def outcome_from_history(task: Mapping[str, Any] | None) -> RowOutcome | None:
         return None
     return RowOutcome(status=str(task["status"]), answer=task.get("text") or "", node=task.get("node"),
                       model=task.get("model"), ttft_s=task.get("ttft_s"), duration_s=task.get("duration_s"),
-                      tokens=task.get("eval_count"), tokens_per_s=task.get("tokens_per_s"), error=task.get("error"))
+                      tokens=task.get("eval_count"), tokens_per_s=task.get("tokens_per_s"), error=task.get("error"),
+                      prompt_tokens=task.get("prompt_eval_count"))
 
 
 class BatchManager:

@@ -22,7 +22,8 @@ from typing import Any, Protocol
 from hydra.sollol import FailureKind, HydraError, TaskHandle, TaskResult, TaskStatus
 from hydra.sollol.errors import ShutdownError, TaskError
 
-from .store import BatchOptions, BatchStore, RowOutcome
+from .rows import BatchOptions, RowOutcome
+from .store import BatchStore
 
 log = logging.getLogger("hydra.batch")
 
@@ -47,7 +48,7 @@ def outcome_of(result: TaskResult) -> RowOutcome:
     status = {TaskStatus.DONE: "done", TaskStatus.CANCELLED: "cancelled"}.get(result.status, "failed")
     return RowOutcome(status=status, answer=result.text, node=result.node, model=result.model, ttft_s=result.ttft_s,
                       duration_s=result.duration_s, tokens=result.eval_count, tokens_per_s=result.tokens_per_s,
-                      error=result.error if status != "done" else None)
+                      error=result.error if status != "done" else None, prompt_tokens=result.prompt_eval_count)
 
 
 class BatchRunner:
@@ -135,9 +136,13 @@ class BatchRunner:
 
     def _feed(self) -> bool:
         free = max(1, self._window()) - len(self._in_flight)
-        for index, prompt, task_id in self.store.claim(self.batch_id, free):
+        for index, prompt, task_id, request in self.store.claim(self.batch_id, free):
             try:
-                handle = self._submit(prompt, id=task_id, background=True, **self._fields())
+                if request is not None:  # a gateway batch: the row's own request, the batch's mode and priority
+                    fields = {**self._fields(), "model": None, "max_tokens": None, **request}
+                    handle = self._submit("", id=task_id, background=True, **fields)
+                else:
+                    handle = self._submit(prompt, id=task_id, background=True, **self._fields())
             except TaskError as exc:  # this row's own prompt cannot be a task: the row fails, the batch goes on
                 self.store.finish_row(self.batch_id, index, task_id, RowOutcome("failed", error=str(exc)))
                 continue

@@ -24,11 +24,12 @@ import time
 import uuid
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from hydra.history import owners
+
+from .rows import ROW_STATUSES, BatchInfo, BatchOptions, Claimed, Progress, RowOutcome
 
 BUSY_TIMEOUT_MS = 10_000   # the history writer holds the file's write lock for a few ms at a time
 
@@ -42,122 +43,21 @@ MIGRATIONS: tuple[tuple[int, tuple[str, ...]], ...] = (
             batch_id TEXT NOT NULL, idx INTEGER NOT NULL, data_json TEXT NOT NULL, prompt TEXT NOT NULL,
             status TEXT NOT NULL DEFAULT 'pending', task_id TEXT, owner TEXT, runs INTEGER NOT NULL DEFAULT 0,
             answer TEXT, node TEXT, model TEXT, ttft_s REAL, duration_s REAL, tokens INTEGER, tokens_per_s REAL,
-            error TEXT, started_at REAL, finished_at REAL, PRIMARY KEY (batch_id, idx))""",
+            error TEXT, started_at REAL, finished_at REAL, request_json TEXT, prompt_tokens INTEGER,
+            PRIMARY KEY (batch_id, idx))""",
         "CREATE INDEX batch_rows_status ON batch_rows (batch_id, status)",
         "CREATE INDEX batch_rows_task ON batch_rows (task_id)",
+        # Files uploaded for the gateway's OpenAI Batch API (purpose "batch"); output files are made from rows.
+        """CREATE TABLE batch_files (
+            id TEXT PRIMARY KEY, filename TEXT NOT NULL, purpose TEXT NOT NULL, bytes INTEGER NOT NULL,
+            created_at REAL NOT NULL, content BLOB NOT NULL)""",
     )),
 )
 SCHEMA_VERSION = MIGRATIONS[-1][0]
 
-ROW_STATUSES = ("pending", "running", "done", "failed", "cancelled")
 BATCH_STATUSES = ("running", "paused", "cancelled", "done")
 ROW_FIELDS = ("idx", "data_json", "status", "answer", "node", "model", "ttft_s", "duration_s", "tokens",
-              "tokens_per_s", "error", "started_at", "finished_at", "runs", "task_id")
-
-
-@dataclass(frozen=True)
-class BatchOptions:
-    """How every row of a batch is submitted."""
-
-    model: str | None = None
-    task_type: str | None = None
-    mode: str = "async"
-    priority: int = 2
-    max_tokens: int | None = None
-    format: str | dict[str, Any] | None = None
-    system: str | None = None
-
-    def as_dict(self) -> dict[str, Any]:
-        return {"model": self.model, "task_type": self.task_type, "mode": self.mode, "priority": self.priority,
-                "max_tokens": self.max_tokens, "format": self.format, "system": self.system}
-
-    @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> BatchOptions:
-        return cls(**{k: data[k] for k in cls().as_dict() if k in data})
-
-
-@dataclass(frozen=True)
-class RowOutcome:
-    """What a finished task leaves in its row."""
-
-    status: str                  # done / failed / cancelled
-    answer: str = ""
-    node: str | None = None
-    model: str | None = None
-    ttft_s: float | None = None
-    duration_s: float | None = None
-    tokens: int | None = None
-    tokens_per_s: float | None = None
-    error: str | None = None
-
-
-@dataclass(frozen=True)
-class BatchInfo:
-    id: str
-    name: str
-    status: str
-    created_at: float
-    started_at: float | None
-    finished_at: float | None
-    total: int
-    template: str
-    options: BatchOptions
-    columns: tuple[str, ...]
-    source: str
-    error: str | None
-    meta: dict[str, Any] = field(default_factory=dict)
-
-
-@dataclass(frozen=True)
-class Progress:
-    """Aggregates of one batch, for the page's bar and the CLI's (no row is read)."""
-
-    batch: BatchInfo
-    counts: dict[str, int]                     # per row status
-    by_node: dict[str, int]                    # rows done per node
-    tokens: int                                # answer tokens of the rows done
-    first_start: float | None
-    last_finish: float | None
-
-    @property
-    def done(self) -> int:
-        return self.counts.get("done", 0)
-
-    @property
-    def failed(self) -> int:
-        return self.counts.get("failed", 0)
-
-    @property
-    def cancelled(self) -> int:
-        return self.counts.get("cancelled", 0)
-
-    @property
-    def remaining(self) -> int:
-        return self.counts.get("pending", 0) + self.counts.get("running", 0)
-
-    @property
-    def finished(self) -> int:
-        return self.done + self.failed + self.cancelled
-
-    @property
-    def elapsed_s(self) -> float | None:
-        if self.first_start is None or self.last_finish is None:
-            return None
-        end = self.last_finish if self.remaining == 0 or self.batch.status != "running" else time.time()
-        return max(1e-9, end - self.first_start)
-
-    @property
-    def tokens_per_s(self) -> float | None:
-        elapsed = self.elapsed_s
-        return self.tokens / elapsed if elapsed and self.tokens else None
-
-    @property
-    def eta_s(self) -> float | None:
-        """Rows left at the rate rows ended so far; None before the first end or once nothing is left."""
-        elapsed = self.elapsed_s
-        if not self.remaining or not self.finished or not elapsed or self.batch.status != "running":
-            return None
-        return self.remaining * elapsed / self.finished
+              "tokens_per_s", "error", "started_at", "finished_at", "runs", "task_id", "prompt_tokens")
 
 
 def _new_id() -> str:
@@ -222,8 +122,10 @@ class BatchStore:
 
     def create(self, *, name: str, template: str, options: BatchOptions, columns: Sequence[str],
                rows: Sequence[Mapping[str, str]], prompts: Sequence[str], source: str = "page",
-               meta: Mapping[str, Any] | None = None, batch_id: str | None = None) -> str:
-        """The batch and every row, in one transaction (all or nothing); status ``running``."""
+               meta: Mapping[str, Any] | None = None, batch_id: str | None = None,
+               requests: Sequence[Mapping[str, Any]] | None = None) -> str:
+        """The batch and every row, in one transaction (all or nothing); status ``running``. ``requests``
+        (the gateway's): each row's own task fields (messages, model, ...), instead of its prompt."""
         batch_id = batch_id or _new_id()
         now = self._clock()
         with self._tx() as conn:
@@ -232,9 +134,12 @@ class BatchStore:
                 " source, meta_json) VALUES (?, ?, ?, 'running', ?, ?, ?, ?, ?, ?)",
                 (batch_id, name, now, template, json.dumps(options.as_dict()), json.dumps(list(columns)), len(rows),
                  source, json.dumps(dict(meta or {}))))
-            conn.executemany("INSERT INTO batch_rows (batch_id, idx, data_json, prompt) VALUES (?, ?, ?, ?)",
-                             ((batch_id, i, json.dumps(row, ensure_ascii=False), prompt)
-                              for i, (row, prompt) in enumerate(zip(rows, prompts, strict=True))))
+            fields = requests if requests is not None else [None] * len(rows)
+            conn.executemany("INSERT INTO batch_rows (batch_id, idx, data_json, prompt, request_json)"
+                             " VALUES (?, ?, ?, ?, ?)",
+                             ((batch_id, i, json.dumps(row, ensure_ascii=False), prompt,
+                               None if request is None else json.dumps(request, ensure_ascii=False))
+                              for i, (row, prompt, request) in enumerate(zip(rows, prompts, fields, strict=True))))
         return batch_id
 
     def get(self, batch_id: str) -> BatchInfo | None:
@@ -286,19 +191,20 @@ class BatchStore:
 
     # --- rows ---
 
-    def claim(self, batch_id: str, limit: int) -> list[tuple[int, str, str]]:
+    def claim(self, batch_id: str, limit: int) -> list[Claimed]:
         """Up to ``limit`` pending rows, in order, marked running under this owner with a fresh task id
-        each (committed before any is submitted): [(index, prompt, task_id)]."""
+        each (committed before any is submitted)."""
         if limit <= 0:
             return []
         now = self._clock()
         with self._tx() as conn:
-            picked = conn.execute("SELECT idx, prompt FROM batch_rows WHERE batch_id = ? AND status = 'pending' "
-                                  "ORDER BY idx LIMIT ?", (batch_id, limit)).fetchall()
-            claimed = [(r["idx"], r["prompt"], uuid.uuid4().hex[:12]) for r in picked]
+            picked = conn.execute("SELECT idx, prompt, request_json FROM batch_rows WHERE batch_id = ? AND"
+                                  " status = 'pending' ORDER BY idx LIMIT ?", (batch_id, limit)).fetchall()
+            claimed = [Claimed(r["idx"], r["prompt"], uuid.uuid4().hex[:12],
+                               json.loads(r["request_json"]) if r["request_json"] else None) for r in picked]
             conn.executemany("UPDATE batch_rows SET status = 'running', task_id = ?, owner = ?, runs = runs + 1,"
                              " started_at = ?, error = NULL WHERE batch_id = ? AND idx = ? AND status = 'pending'",
-                             ((task_id, self.owner, now, batch_id, idx) for idx, _, task_id in claimed))
+                             ((c.task_id, self.owner, now, batch_id, c.row) for c in claimed))
         return claimed
 
     def finish_row(self, batch_id: str, index: int, task_id: str, outcome: RowOutcome) -> bool:
@@ -306,10 +212,11 @@ class BatchStore:
         with self._tx() as conn:
             cur = conn.execute(
                 "UPDATE batch_rows SET status = ?, answer = ?, node = ?, model = ?, ttft_s = ?, duration_s = ?,"
-                " tokens = ?, tokens_per_s = ?, error = ?, finished_at = ? WHERE batch_id = ? AND idx = ?"
-                " AND task_id = ? AND status = 'running'",
+                " tokens = ?, tokens_per_s = ?, error = ?, prompt_tokens = ?, finished_at = ? WHERE batch_id = ?"
+                " AND idx = ? AND task_id = ? AND status = 'running'",
                 (outcome.status, outcome.answer, outcome.node, outcome.model, outcome.ttft_s, outcome.duration_s,
-                 outcome.tokens, outcome.tokens_per_s, outcome.error, self._clock(), batch_id, index, task_id))
+                 outcome.tokens, outcome.tokens_per_s, outcome.error, outcome.prompt_tokens, self._clock(),
+                 batch_id, index, task_id))
         return cur.rowcount > 0
 
     def release(self, batch_id: str, index: int, task_id: str, error: str | None = None) -> None:
@@ -384,6 +291,26 @@ class BatchStore:
             for r in found:
                 yield _row(r)
             last = found[-1]["idx"]
+
+    # --- files (the gateway's Batch API) ---
+
+    def add_file(self, filename: str, purpose: str, content: bytes) -> dict[str, Any]:
+        file_id = "file-" + uuid.uuid4().hex[:24]
+        now = self._clock()
+        with self._tx() as conn:
+            conn.execute("INSERT INTO batch_files VALUES (?, ?, ?, ?, ?, ?)",
+                         (file_id, filename, purpose, len(content), now, content))
+        return {"id": file_id, "filename": filename, "purpose": purpose, "bytes": len(content), "created_at": now}
+
+    def file(self, file_id: str, *, content: bool = False) -> dict[str, Any] | None:
+        columns = "id, filename, purpose, bytes, created_at" + (", content" if content else "")
+        with self._read() as conn:
+            row = conn.execute(f"SELECT {columns} FROM batch_files WHERE id = ?", (file_id,)).fetchone()
+        return dict(row) if row is not None else None
+
+    def delete_file(self, file_id: str) -> bool:
+        with self._tx() as conn:
+            return conn.execute("DELETE FROM batch_files WHERE id = ?", (file_id,)).rowcount > 0
 
     def running_task_ids(self, batch_id: str) -> list[str]:
         with self._read() as conn:
