@@ -109,6 +109,19 @@ class BatchManager:
             self.start(batch_id)
         return batch_id
 
+    def create_requests(self, keys: list[dict[str, str]], requests: list[dict[str, Any]], prompts: list[str],
+                        options: BatchOptions, *, name: str, source: str = "api",
+                        meta: Mapping[str, Any] | None = None) -> str:
+        """A batch whose rows carry their own task fields (the gateway's Batch API: messages, model, ...);
+        ``keys`` are the rows' own columns (custom_id), ``prompts`` what the page shows of each. The
+        caller checked each request; the batch's options give mode and priority. Written whole, started."""
+        check_options(options)
+        batch_id = self.store.create(name=name[:MAX_NAME_CHARS], template="", options=options,
+                                     columns=list(keys[0]) if keys else [], rows=keys, prompts=prompts,
+                                     source=source, meta=meta, requests=requests)
+        self.start(batch_id)
+        return batch_id
+
     # --- running ---
 
     def start(self, batch_id: str) -> bool:

@@ -50,6 +50,7 @@ from starlette.routing import Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from hydra.gateway import dashboard
+from hydra.gateway.batch_api import BatchRoutes
 from hydra.gateway.guard import KEY_SETTING, ApiKey, Guard, cors_headers, preflight_headers
 from hydra.gateway.metrics import CONTENT_TYPE, GatewayMetrics
 from hydra.gateway.ollama_api import OllamaRoutes
@@ -209,6 +210,7 @@ def create_app(service: GatewayService, api_key: str | None = None, *, bind_host
     tracker = _OpenTasks(service)
     ollama = OllamaRoutes(service, tracker)
     openai = OpenAIRoutes(service, tracker)
+    batch = BatchRoutes(service)
 
     async def metrics(request: Request) -> Response:
         return Response(tracker.metrics.render(), media_type=CONTENT_TYPE)
@@ -238,6 +240,15 @@ def create_app(service: GatewayService, api_key: str | None = None, *, bind_host
         Route("/api/generate", ollama.generate, methods=["POST"]),
         Route("/v1/models", openai.models, methods=["GET"]),
         Route("/v1/chat/completions", openai.chat_completions, methods=["POST"]),
+        # The OpenAI Batch API (batch_api.py)
+        Route("/v1/files", batch.upload, methods=["POST"]),
+        Route("/v1/files/{file_id}", batch.file, methods=["GET"]),
+        Route("/v1/files/{file_id}", batch.delete_file, methods=["DELETE"]),
+        Route("/v1/files/{file_id}/content", batch.file_content, methods=["GET"]),
+        Route("/v1/batches", batch.create, methods=["POST"]),
+        Route("/v1/batches", batch.list_batches, methods=["GET"]),
+        Route("/v1/batches/{batch_id}", batch.retrieve, methods=["GET"]),
+        Route("/v1/batches/{batch_id}/cancel", batch.cancel, methods=["POST"]),
         Route("/metrics", metrics, methods=["GET"]),
         Route("/api/hydra/status", status, methods=["GET"]),
     ]

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from typing import Any, Protocol
 
+from hydra.batch import BatchManager
 from hydra.history import HistoryHealth
 from hydra.sollol import ClusterSnapshot, RoutingDecision, TaskHandle
 
@@ -45,4 +46,9 @@ class GatewayService(Protocol):
 
     def has_model(self, name: str) -> bool:
         """Whether a healthy node has ``name`` installed (exact name). Cheap: called for every request."""
+        ...
+
+    @property
+    def batches(self) -> BatchManager:
+        """The batch jobs (hydra/batch), for the OpenAI Batch API (batch_api.py)."""
         ...
