@@ -20,7 +20,7 @@ from hydra.sollol.validation import TASK_TYPES
 from hydra.ui import formatting as fmt
 
 PREVIEW_ROWS = 5
-CURRENT = "batch:current"        # session key: the batch the page follows
+CURRENT = "batch-current"  # session key: the batch the page follows
 PASTE_KINDS = {"csv": "CSV with a header", "jsonl": "JSON Lines", "lines": "One value a line"}
 PASTE_ORDER: tuple[Kind, ...] = ("lines", "csv", "jsonl")
 
@@ -34,15 +34,15 @@ class Draft:
 
 
 def _read_input() -> tuple[BatchInput | None, str]:
-    source = st.radio("Rows", ["Upload a file", "Paste"], horizontal=True, key="batch:source")
+    source = st.radio("Rows", ["Upload a file", "Paste"], horizontal=True, key="batch-source")
     if source == "Upload a file":
         upload = st.file_uploader(f"CSV (with a header) or JSON Lines, up to {MAX_INPUT_BYTES // 2**20} MB",
-                                  type=["csv", "tsv", "jsonl", "ndjson", "json", "txt"], key="batch:upload")
+                                  type=["csv", "tsv", "jsonl", "ndjson", "json", "txt"], key="batch-upload")
         if upload is None:
             return None, ""
         return parse(upload.getvalue(), upload.name), upload.name
-    kind: Kind = st.selectbox("Pasted as", PASTE_ORDER, format_func=PASTE_KINDS.__getitem__, key="batch:paste-kind")
-    text = st.text_area("Paste the rows", height=160, key="batch:paste",
+    kind: Kind = st.selectbox("Pasted as", PASTE_ORDER, format_func=PASTE_KINDS.__getitem__, key="batch-paste-kind")
+    text = st.text_area("Paste the rows", height=160, key="batch-paste",
                         placeholder="one question a line" if kind == "lines" else "")
     if not text.strip():
         return None, ""
@@ -52,16 +52,16 @@ def _read_input() -> tuple[BatchInput | None, str]:
 def _options(hydra: Hydra) -> BatchOptions:
     c1, c2, c3 = st.columns(3)
     with c1:
-        model = st.selectbox("Model", ["auto (tier selection)", *hydra.models()], key="batch:model")
-        task_type = st.selectbox("Task type", ["classify each row", *TASK_TYPES], key="batch:task-type")
+        model = st.selectbox("Model", ["auto (tier selection)", *hydra.models()], key="batch-model")
+        task_type = st.selectbox("Task type", ["classify each row", *TASK_TYPES], key="batch-task-type")
     with c2:
-        mode = st.radio("Mode", ["async", "fast", "reliable"], horizontal=True, key="batch:mode",
+        mode = st.radio("Mode", ["async", "fast", "reliable"], horizontal=True, key="batch-mode",
                         help="async: background work over every node, efficiency above speed")
-        priority = st.slider("Priority", 1, 10, 2, key="batch:priority",
+        priority = st.slider("Priority", 1, 10, 2, key="batch-priority",
                              help="Batch rows always run behind interactive tasks, whatever their priority or age")
     with c3:
-        cap = st.number_input("Answer cap (tokens, 0: none)", 0, 32768, 256, step=64, key="batch:cap")
-        schema_text = st.text_area("JSON schema (optional)", height=68, key="batch:schema",
+        cap = st.number_input("Answer cap (tokens, 0: none)", 0, 32768, 256, step=64, key="batch-cap")
+        schema_text = st.text_area("JSON schema (optional)", height=68, key="batch-schema",
                                    help="Every answer is JSON that follows this schema (Ollama's format)")
     schema: Any = None
     if schema_text.strip():
@@ -86,9 +86,9 @@ def draft(hydra: Hydra) -> Draft | None:
         st.error(fmt.md_escape(str(exc)), icon=":material/error:")
         return None
     default = "{" + parsed.columns[0] + "}" if parsed and parsed.columns else ""
-    if parsed is not None and not st.session_state.get("batch:template"):
-        st.session_state["batch:template"] = default
-    text = st.text_area("Prompt template: {column} is each row's value", key="batch:template", height=90,
+    if parsed is not None and not st.session_state.get("batch-template"):
+        st.session_state["batch-template"] = default
+    text = st.text_area("Prompt template: {column} is each row's value", key="batch-template", height=90,
                         placeholder="Summarise in one sentence: {text}")
     if parsed is not None:
         st.caption(f"{len(parsed.rows):,} rows · columns: " + ", ".join(f"`{{{fmt.md_escape(c)}}}`"
@@ -105,12 +105,12 @@ def draft(hydra: Hydra) -> Draft | None:
     st.markdown("**Preview**")
     st.dataframe(pd.DataFrame({"row": range(1, min(PREVIEW_ROWS, len(parsed.rows)) + 1),
                                "prompt": [template.render(r) for r in parsed.rows[:PREVIEW_ROWS]]}),
-                 hide_index=True, use_container_width=True, key="batch:preview")
+                 hide_index=True, width="stretch", key="batch-preview")
     return Draft(parsed, template, options, name)
 
 
 def start_button(hydra: Hydra, ready: Draft | None) -> None:
-    if st.button("Start batch", type="primary", disabled=ready is None, key="batch:start",
+    if st.button("Start batch", type="primary", disabled=ready is None, key="batch-start",
                  icon=":material/play_arrow:") and ready is not None:
         try:
             batch_id = hydra.batches.create(ready.parsed, ready.template, ready.options, name=ready.name)

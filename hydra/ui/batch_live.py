@@ -30,7 +30,7 @@ def pick(hydra: Hydra, current: str | None) -> str | None:
     ids = [b.id for b in recent]
     labels = {b.id: f"{b.name} · {b.total:,} rows · {b.status} · {fmt.fmt_clock(b.created_at)}" for b in recent}
     index = ids.index(current) if current in ids else 0
-    return st.selectbox("Batch", ids, index=index, format_func=labels.__getitem__, key="batch:pick")
+    return st.selectbox("Batch", ids, index=index, format_func=labels.__getitem__, key="batch-pick")
 
 
 def live(hydra: Hydra, batch_id: str) -> None:
@@ -49,11 +49,11 @@ def _panel(hydra: Hydra, batch_id: str) -> None:
     _results(hydra, progress.batch)
     _downloads(hydra, progress.batch)
     ended = progress.batch.status in ("done", "cancelled")
-    if ended and st.session_state.get("batch:was-live") == batch_id:
-        st.session_state.pop("batch:was-live")
+    if ended and st.session_state.get("batch-was-live") == batch_id:
+        st.session_state.pop("batch-was-live")
         st.rerun()  # the whole page: the fragment stops refreshing once the batch has ended
     if not ended:
-        st.session_state["batch:was-live"] = batch_id
+        st.session_state["batch-was-live"] = batch_id
 
 
 def _bar(p: Progress) -> None:
@@ -86,29 +86,29 @@ def _controls(hydra: Hydra, p: Progress) -> None:
     if p.failed and status in ("done", "paused"):
         actions.append((f"Retry {p.failed:,} failed", "retry", ":material/replay:", batches.retry_failed))
     for column, (label, key, icon, action) in zip(st.columns(4), actions):
-        if column.button(label, key=f"batch:{key}", icon=icon):
+        if column.button(label, key=f"batch-{key}", icon=icon):
             action(batch_id)
             st.rerun()
 
 
 def _results(hydra: Hydra, info: BatchInfo) -> None:
     c1, c2 = st.columns([1, 3])
-    status = c1.selectbox("Show", STATUS_FILTERS, key="batch:filter")
+    status = c1.selectbox("Show", STATUS_FILTERS, key="batch-filter")
     pages = max(1, -(-info.total // PAGE_ROWS))
-    page = c2.number_input(f"Page (of {pages:,}, {PAGE_ROWS} rows each)", 1, pages, 1, key="batch:page")
+    page = c2.number_input(f"Page (of {pages:,}, {PAGE_ROWS} rows each)", 1, pages, 1, key="batch-page")
     rows = hydra.batches.rows(info.id, (int(page) - 1) * PAGE_ROWS, PAGE_ROWS, None if status == "all" else status)
     frame = pd.DataFrame([{"row": r["idx"] + 1, **{c: r["data"].get(c, "") for c in info.columns[:3]},
                            "status": r["status"], "answer": fmt.one_line(r["answer"], 200), "node": r["node"],
                            "model": r["model"], "tokens": r["tokens"],
                            "seconds": round(r["duration_s"], 2) if r["duration_s"] is not None else None,
                            "error": fmt.one_line(r["error"], 120) if r["error"] else ""} for r in rows])
-    st.dataframe(frame, hide_index=True, use_container_width=True, key="batch:results")
+    st.dataframe(frame, hide_index=True, width="stretch", key="batch-results")
 
 
 def _downloads(hydra: Hydra, info: BatchInfo) -> None:
     c1, c2, _ = st.columns([1, 1, 4])
     for column, fmt_name in ((c1, "csv"), (c2, "jsonl")):
-        column.download_button(f"Download {fmt_name.upper()}", key=f"batch:download-{fmt_name}",
+        column.download_button(f"Download {fmt_name.upper()}", key=f"batch-download-{fmt_name}",
                                data=lambda f=fmt_name: export_bytes(hydra.batches.store, info.id, f),  # type: ignore[misc]
                                file_name=f"{info.id}.{fmt_name}", mime=MEDIA_TYPES[fmt_name],
                                icon=":material/download:", on_click="ignore")

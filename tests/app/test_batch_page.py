@@ -20,17 +20,17 @@ def _open(app):
 
 def test_paste_preview_start_and_follow_to_the_end(cluster_env, app):
     _open(app)
-    app.radio(key="batch:source").set_value("Paste").run()
-    app.text_area(key="batch:paste").input("What is 1+1?\nName a colour.\nSay hi.\n").run()
-    app.text_area(key="batch:template").input("Answer in five words: {text}").run()
-    app.selectbox(key="batch:model").set_value("llama3.2:3b").run()
-    app.number_input(key="batch:cap").set_value(16).run()
+    app.radio(key="batch-source").set_value("Paste").run()
+    app.text_area(key="batch-paste").input("What is 1+1?\nName a colour.\nSay hi.\n").run()
+    app.text_area(key="batch-template").input("Answer in five words: {text}").run()
+    app.selectbox(key="batch-model").set_value("llama3.2:3b").run()
+    app.number_input(key="batch-cap").set_value(16).run()
     assert not app.error, texts(app, "error")
     preview = app.dataframe[0].value
     assert list(preview["prompt"]) == ["Answer in five words: What is 1+1?", "Answer in five words: Name a colour.",
                                        "Answer in five words: Say hi."]
-    assert app.slider(key="batch:priority").value == 2 and app.radio(key="batch:mode").value == "async"
-    app.button(key="batch:start").click().run()
+    assert app.slider(key="batch-priority").value == 2 and app.radio(key="batch-mode").value == "async"
+    app.button(key="batch-start").click().run()
     assert not app.exception, app.exception
 
     def finished(at) -> bool:
@@ -48,10 +48,10 @@ def test_paste_preview_start_and_follow_to_the_end(cluster_env, app):
 
 def test_a_missing_template_field_is_explained_and_start_is_disabled(cluster_env, app):
     _open(app)
-    app.radio(key="batch:source").set_value("Paste").run()
-    app.selectbox(key="batch:paste-kind").set_value("csv").run()
-    app.text_area(key="batch:paste").input("review,stars\ngood,5\n").run()
-    app.text_area(key="batch:template").input("Label {text}").run()
+    app.radio(key="batch-source").set_value("Paste").run()
+    app.selectbox(key="batch-paste-kind").set_value("csv").run()
+    app.text_area(key="batch-paste").input("review,stars\ngood,5\n").run()
+    app.text_area(key="batch-template").input("Label {text}").run()
     assert any("text" in e and "is not a column" in e and "review, stars" in e for e in texts(app, "error")), texts(app, "error")
-    assert app.button(key="batch:start").disabled
+    assert app.button(key="batch-start").disabled
     assert get_hydra().batches.batches() == []
