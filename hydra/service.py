@@ -276,6 +276,8 @@ class Hydra:
                     meta={"assessment": assessment, "reasoning": _assessment_record(assessment),
                           "requested_task_type": task_type}, **task_fields)
         handle = self._submit_recorded(task)
+        if task.background:  # a batch row: its batch shows it; the Tasks page's live cards are for interactive work
+            return handle
         with self._lock:
             self._handles[task.id] = handle
             self._handles.move_to_end(task.id, last=False)

@@ -165,3 +165,10 @@ def test_an_interactive_task_during_a_batch_starts_on_the_next_free_slot(hydra: 
     assert hydra.batches.progress(batch_id).finished - before <= hydra.router.snapshot().max_concurrent
     assert handle.result(TIMEOUT).status.value == "done"
     hydra.batches.cancel(batch_id)
+
+
+def test_batch_rows_do_not_crowd_the_tasks_pages_cards(hydra: Hydra):
+    interactive = hydra.submit("Say hi", model=MODEL, max_tokens=4)
+    batch_id = hydra.batches.create(parse(lines(8), "q.csv"), "{question}", options())
+    assert hydra.batches.wait(batch_id, TIMEOUT)
+    assert [h.id for h in hydra.tasks()] == [interactive.id]
