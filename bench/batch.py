@@ -33,7 +33,7 @@ INTERACTIVE_TOKENS = 8
 def first_token_s(hydra: Hydra, model: str, prompt: str) -> float:
     """Submit to first chunk, as a caller sees it (the history commit of the task's row included)."""
     started = time.perf_counter()
-    handle = hydra.submit(prompt, model=model, max_tokens=INTERACTIVE_TOKENS, priority=5, mode="fast")
+    handle = hydra.submit(prompt, model=model, max_tokens=INTERACTIVE_TOKENS, priority=5)
     for chunk in handle.stream(timeout=120):
         if chunk.text:
             elapsed = time.perf_counter() - started

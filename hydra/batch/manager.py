@@ -32,6 +32,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("hydra.batch")
 WINDOW_TTL_S = 0.5
+WINDOW_FACTOR = float(__import__("os").environ.get("HYDRA_BATCH_WINDOW_FACTOR", "1.0"))  # experiment
 
 SHOWN_ROW_ERRORS = 3
 MAX_NAME_CHARS = 200
@@ -250,7 +251,8 @@ class SlotWindow:
         now = self._clock()
         if now - self._measured >= WINDOW_TTL_S:
             snap = self._snapshot()
-            self._value = max(1, min(snap.max_concurrent, sum(n.slots for n in snap.nodes if n.healthy)))
+            self._value = max(1, round(WINDOW_FACTOR * min(snap.max_concurrent,
+                                                           sum(n.slots for n in snap.nodes if n.healthy))))
             self._measured = now
         return self._value
 
