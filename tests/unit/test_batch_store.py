@@ -107,6 +107,6 @@ def test_export_keeps_original_columns_and_never_overwrites_them(store: BatchSto
     assert rows[0]["answer"] == "answer0" and rows[0]["hydra_answer"] == "model says"
     assert rows[0]["ttft_s"] == "0.1235" and rows[1]["status"] == "failed" and rows[1]["error"] == "no route"
     lines = [json.loads(x) for x in export_bytes(store, batch_id, "jsonl").splitlines()]
-    assert lines[1] == {"q": "q1", "answer": "answer1", "status": "failed", "hydra_answer": None, "node": None,
+    assert lines[1] == {"q": "q1", "answer": "answer1", "status": "failed", "hydra_answer": "", "node": None,
                         "model": None, "ttft_s": None, "duration_s": None, "tokens": None, "tokens_per_s": None,
                         "error": "no route"}
