@@ -110,3 +110,21 @@ def test_export_keeps_original_columns_and_never_overwrites_them(store: BatchSto
     assert lines[1] == {"q": "q1", "answer": "answer1", "status": "failed", "hydra_answer": "", "node": None,
                         "model": None, "ttft_s": None, "duration_s": None, "tokens": None, "tokens_per_s": None,
                         "error": "no route"}
+
+
+def test_the_window_is_the_slots_the_cluster_may_use_now() -> None:
+    from types import SimpleNamespace
+
+    from hydra.batch.manager import SlotWindow
+
+    now = [0.0]
+    snaps = iter([SimpleNamespace(max_concurrent=4, nodes=[SimpleNamespace(slots=3, healthy=True),
+                                                            SimpleNamespace(slots=2, healthy=True)]),
+                  SimpleNamespace(max_concurrent=64, nodes=[SimpleNamespace(slots=3, healthy=True),
+                                                             SimpleNamespace(slots=8, healthy=False)])])
+    window = SlotWindow(lambda: next(snaps), clock=lambda: now[0])  # type: ignore[arg-type, return-value]
+    assert window() == 4          # the global cap
+    now[0] = 0.1
+    assert window() == 4          # measured again only after WINDOW_TTL_S
+    now[0] = 1.0
+    assert window() == 3          # the healthy nodes' slots
