@@ -23,7 +23,7 @@ from pathlib import Path
 
 from bench.makespan import Cluster, Job, lower_bound, make_jobs, seconds_on, warm
 from bench.processes import preset_process
-from hydra.batch import BatchOptions
+from hydra.batch import BatchOptions, BatchStore, RowOutcome
 from hydra.service import Hydra
 from hydra.sim import PRESETS, NodeProfile, start_cluster
 
@@ -92,6 +92,27 @@ def run(cluster: Cluster, profiles: list[NodeProfile], jobs: list[Job], interact
         hydra.close()
 
 
+def page_reads_ms(store_path: Path, rows: int, repeats: int = 20) -> float:
+    """What the Batch page reads each second (the aggregates and one page of rows), median ms."""
+    store = BatchStore(store_path)
+    try:
+        data = [{"text": f"row {i}"} for i in range(rows)]
+        batch_id = store.create(name="reads", template="{text}", options=BatchOptions(), columns=["text"], rows=data,
+                                prompts=[d["text"] for d in data])
+        for claimed in store.claim(batch_id, rows // 2):  # half of them done, as in the middle of a batch
+            store.finish_row(batch_id, claimed.row, claimed.task_id, RowOutcome("done", answer="x" * 200, node="n",
+                                                                                tokens=50))
+        times = []
+        for _ in range(repeats):
+            started = time.perf_counter()
+            store.progress(batch_id)
+            store.rows(batch_id, rows // 2, 50)
+            times.append(time.perf_counter() - started)
+        return statistics.median(times) * 1000
+    finally:
+        store.close()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rows", type=int, default=2000)
@@ -103,6 +124,9 @@ def main() -> None:
     profiles = PRESETS[PRESET]
     jobs = make_jobs(profiles, args.rows)
     bound = lower_bound(profiles, jobs, args.time_scale)
+    with tempfile.TemporaryDirectory() as tmp:
+        small, big = page_reads_ms(Path(tmp) / "small.db", 10), page_reads_ms(Path(tmp) / "big.db", 10_000)
+    print(f"page reads per refresh: 10,000 rows {big:.2f} ms, 10 rows {small:.2f} ms ({big / small:.1f} x)", flush=True)
     with tempfile.TemporaryDirectory() as tmp, \
             (start_cluster(PRESET, time_scale=args.time_scale) if args.one_process
              else preset_process(PRESET, args.time_scale)) as cluster:
