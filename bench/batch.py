@@ -5,7 +5,7 @@ the time to first token of interactive tasks sent during the batch against an id
 
 The rows are bench.makespan's jobs (explicit models, fixed num_predict), run as one batch through the
 whole service (``Hydra.batches``: history, priority 2, async mode) with the global cap at the
-cluster's slots, so the bound is the same as bench.makespan's. Interactive tasks (priority 5, a small
+cluster's slots, so the bound is the same as bench.makespan's. Interactive tasks (priority 5, fast mode, a small
 model, 8 tokens) are sent one at a time: first on the idle cluster, then one every ``--every`` seconds
 while the batch runs. An interactive task during the batch waits for the next slot that frees; the
 printed "slot wait" is the mean row's duration / the slots of the nodes that hold the interactive
@@ -34,7 +34,7 @@ INTERACTIVE_TOKENS = 8
 def first_token_s(hydra: Hydra, model: str, prompt: str) -> float:
     """Submit to first chunk, as a caller sees it (the history commit of the task's row included)."""
     started = time.perf_counter()
-    handle = hydra.submit(prompt, model=model, max_tokens=INTERACTIVE_TOKENS, priority=5)
+    handle = hydra.submit(prompt, model=model, max_tokens=INTERACTIVE_TOKENS, priority=5, mode="fast")
     for chunk in handle.stream(timeout=120):
         if chunk.text:
             elapsed = time.perf_counter() - started

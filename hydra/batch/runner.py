@@ -1,9 +1,10 @@
 """Feeds one batch's rows to the service as slots free, and records each row's end exactly once.
 
-At most ``window()`` rows are in flight (the cluster's slots): the rest wait in the
-store, not in the router's queue, so the engine's memory and queue stay small however
-big the batch, and an interactive task meets at most a slot's worth of rows ahead of it
-(which, being ``background``, it overtakes anyway: sollol/scheduler.py).
+At most ``window()`` rows are in flight (two per slot of the cluster: manager.SlotWindow):
+the rest wait in the store, not in the router's queue, so the engine's memory and queue
+stay small however big the batch. The rows that do wait in the router's queue are
+``background`` tasks, which an interactive task overtakes whatever their age
+(sollol/scheduler.py): it starts on the next slot that frees.
 
 A row is claimed (committed ``running`` with its task id) before its task is submitted
 with that id, and ended by ``store.finish_row`` guarded by the id. A task that ends because

@@ -123,8 +123,8 @@ def test_the_window_is_the_slots_the_cluster_may_use_now() -> None:
                   SimpleNamespace(max_concurrent=64, nodes=[SimpleNamespace(slots=3, healthy=True),
                                                              SimpleNamespace(slots=8, healthy=False)])])
     window = SlotWindow(lambda: next(snaps), clock=lambda: now[0])  # type: ignore[arg-type, return-value]
-    assert window() == 4          # the global cap
+    assert window() == 2 * 4      # two rows per slot of the global cap
     now[0] = 0.1
-    assert window() == 4          # measured again only after WINDOW_TTL_S
+    assert window() == 2 * 4      # measured again only after WINDOW_TTL_S
     now[0] = 1.0
-    assert window() == 3          # the healthy nodes' slots
+    assert window() == 2 * 3      # the healthy nodes' slots
