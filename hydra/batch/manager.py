@@ -88,8 +88,10 @@ def outcome_from_history(task: Mapping[str, Any] | None) -> RowOutcome | None:
 
 
 class BatchManager:
-    def __init__(self, store: BatchStore, submit: Submit, task_row: TaskRow, window: Callable[[], int]) -> None:
+    def __init__(self, store: BatchStore, submit: Submit, task_row: TaskRow, window: Callable[[], int],
+                 cluster_up: Callable[[], bool] = lambda: True) -> None:
         self.store = store
+        self._cluster_up = cluster_up
         self._submit = submit
         self._task_row = task_row
         self._window = window
@@ -137,7 +139,8 @@ class BatchManager:
             info = self.store.get(batch_id)
             if info is None or info.status != "running" or not self.store.take(batch_id):
                 return False
-            runner = BatchRunner(self.store, batch_id, info.options, self._submit, self._window, self._exited)
+            runner = BatchRunner(self.store, batch_id, info.options, self._submit, self._window, self._exited,
+                                 self._cluster_up)
             self._runners[batch_id] = runner
         runner.start()
         return True
@@ -264,4 +267,4 @@ class SlotWindow:
 def for_service(service: Hydra) -> BatchManager:
     """The manager of a service: its store in the history's file, rows submitted through ``Hydra.submit``."""
     return BatchManager(BatchStore(service.history.path), service.submit, service.history.get_task,
-                        SlotWindow(service.snapshot))
+                        SlotWindow(service.snapshot), service.has_healthy_node)

@@ -31,6 +31,8 @@ log = logging.getLogger("hydra.batch")
 TICK_S = 0.5            # look again this often even without a task's change
 CLOSE_WAIT_S = 10.0     # shutdown: how long the rows in flight may take to end after their cancel
 RESTARTED = (FailureKind.INTERRUPTED, FailureKind.SHUTDOWN)  # the process stops: run again next start
+# A row that finds no route while no node at all is healthy goes back to pending and waits for one;
+# with healthy nodes, no route is the row's own (a model none has) and it fails, to be retried.
 
 
 class Submit(Protocol):
@@ -56,13 +58,15 @@ class BatchRunner:
     """One thread per running batch; ``pause``/``cancel``/``shutdown`` from any thread."""
 
     def __init__(self, store: BatchStore, batch_id: str, options: BatchOptions, submit: Submit,
-                 window: Callable[[], int], on_exit: Callable[[BatchRunner], None] | None = None) -> None:
+                 window: Callable[[], int], on_exit: Callable[[BatchRunner], None] | None = None,
+                 cluster_up: Callable[[], bool] = lambda: True) -> None:
         self.store = store
         self.batch_id = batch_id
         self._options = options
         self._submit = submit
         self._window = window
         self._on_exit = on_exit
+        self._cluster_up = cluster_up
         self._wake = threading.Event()
         self._lock = threading.Lock()
         self._paused = False
@@ -73,6 +77,7 @@ class BatchRunner:
         self._thread = threading.Thread(target=self._run, name=f"hydra-batch-{batch_id[-6:]}", daemon=True)
 
     def start(self) -> BatchRunner:
+        self._wake.set()  # the first rows go at once
         self._thread.start()
         return self
 
@@ -136,6 +141,8 @@ class BatchRunner:
                 return
 
     def _feed(self) -> bool:
+        if not self._cluster_up():
+            return True  # no healthy node (the nodes not polled yet at a start, all down): wait, fail no row
         free = max(1, self._window()) - len(self._in_flight)
         for index, prompt, task_id, request in self.store.claim(self.batch_id, free):
             try:
@@ -183,7 +190,8 @@ class BatchRunner:
     def _record(self, item: _InFlight, result: TaskResult) -> None:
         item.unwatch()
         del self._in_flight[item.task_id]
-        if result.failure in RESTARTED or (self._closing and result.status is TaskStatus.CANCELLED):
+        if result.failure in RESTARTED or (self._closing and result.status is TaskStatus.CANCELLED) or (
+                result.failure is FailureKind.NO_ROUTE and not self._cluster_up()):  # the cluster went down
             self.store.release(self.batch_id, item.index, item.task_id)
             return
         self.store.finish_row(self.batch_id, item.index, item.task_id, outcome_of(result))

@@ -173,3 +173,28 @@ def test_batch_rows_do_not_crowd_the_tasks_pages_cards(hydra: Hydra):
     batch_id = hydra.batches.create(parse(lines(8), "q.csv"), "{question}", options())
     assert hydra.batches.wait(batch_id, TIMEOUT)
     assert [h.id for h in hydra.tasks()] == [interactive.id]
+
+
+def test_rows_wait_while_no_node_is_healthy_instead_of_failing(clusters: Callable[..., SimCluster], tmp_path: Path,
+                                                               eventually: Callable[..., Any]):
+    cluster = clusters("seed")
+    h = Hydra.from_env(hydra_env(cluster, tmp_path), no_route_wait_s=0.2, poll_interval_s=0.1,
+                       max_backoff_s=0.3).start()
+    try:
+        for node in cluster.nodes:
+            node.kill()
+        eventually(lambda: not h.has_healthy_node(), TIMEOUT, "every node down")
+        batch_id = h.batches.create(parse(lines(10), "q.csv"), "{question}", options())
+        # The router fails a task fast now (no route) ...
+        probe = h.submit("probe", model=MODEL, max_tokens=4)
+        assert probe.result(TIMEOUT).failure is not None
+        # ... but no row was sent to fail: they wait for a node.
+        held = h.batches.progress(batch_id)
+        assert held.failed == 0 and held.done == 0 and held.counts["pending"] == 10
+        for node in cluster.nodes:
+            node.restart()
+        assert h.batches.wait(batch_id, TIMEOUT)
+        final = h.batches.progress(batch_id)
+        assert final.done == 10 and final.failed == 0
+    finally:
+        h.close()
