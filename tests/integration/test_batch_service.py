@@ -198,3 +198,33 @@ def test_rows_wait_while_no_node_is_healthy_instead_of_failing(clusters: Callabl
         assert final.done == 10 and final.failed == 0
     finally:
         h.close()
+
+
+def test_a_clean_stop_puts_rows_in_flight_back_and_the_next_start_finishes_them(seed: SimCluster, tmp_path: Path,
+                                                                               eventually: Callable[..., Any]):
+    first = Hydra.from_env(hydra_env(seed, tmp_path)).start()
+    batch_id = first.batches.create(parse(lines(30), "q.csv"), "{question}", options(max_tokens=80))
+    eventually(lambda: first.batches.progress(batch_id).done >= 2, TIMEOUT, "the batch under way")
+    first.close()
+    stopped = stored_progress(tmp_path, batch_id)
+    assert stopped.counts["running"] == 0 and stopped.counts["pending"] > 0 and stopped.failed == 0
+    second = Hydra.from_env(hydra_env(seed, tmp_path)).start()
+    try:
+        assert second.batches.wait(batch_id, TIMEOUT)
+        final = second.batches.progress(batch_id)
+        assert final.batch.status == "done" and final.done == 30 and final.failed == 0
+        assert all(r["runs"] in (1, 2) for r in second.batches.rows(batch_id, 0, 50))
+        done = [t for t in second.history.recent_tasks(limit=1000) if t["status"] == "done"]
+        assert sorted(t["prompt"] for t in done) == sorted(f"What is {i} plus {i}?" for i in range(30))
+    finally:
+        second.close()
+
+
+def stored_progress(tmp_path: Path, batch_id: str) -> Any:
+    """The batch as the file holds it, read while no service runs."""
+    from hydra.batch import BatchStore
+    store = BatchStore(tmp_path / "h.db")
+    try:
+        return store.progress(batch_id)
+    finally:
+        store.close()
