@@ -276,14 +276,28 @@ class Hydra:
                     meta={"assessment": assessment, "reasoning": _assessment_record(assessment),
                           "requested_task_type": task_type}, **task_fields)
         handle = self._submit_recorded(task)
-        if task.background:  # a batch row: its batch shows it; the Tasks page's live cards are for interactive work
-            return handle
+        if not task.background:  # a batch row: its batch shows it; the Tasks page's live cards are for interactive work
+            self._keep(handle, task.id)
+        return handle
+
+    def embed(self, texts: str | list[str], *, model: str, mode: str | None = None, priority: int = 5,
+              **task_fields: Any) -> TaskHandle:
+        """Submit an embedding task (``task_type`` "embedding"): ``texts`` to ``model`` on a node that has it,
+        routed, recorded and failed over like any task; the vectors come in ``result().embeddings``. No
+        classifier or reasoning engine: there is no prompt to read. ``task_fields``: truncate, dimensions,
+        keep_alive, options, deadline."""
+        task = Task(input=[texts] if isinstance(texts, str) else texts, task_type="embedding", model=model,
+                    mode=mode or None, priority=priority, **task_fields)
+        handle = self._submit_recorded(task)
+        self._keep(handle, task.id)
+        return handle
+
+    def _keep(self, handle: TaskHandle, task_id: str) -> None:
         with self._lock:
-            self._handles[task.id] = handle
-            self._handles.move_to_end(task.id, last=False)
+            self._handles[task_id] = handle
+            self._handles.move_to_end(task_id, last=False)
             while len(self._handles) > KEPT_HANDLES:
                 self._handles.popitem(last=True)
-        return handle
 
     def _submit_recorded(self, task: Task) -> TaskHandle:
         """The router's submit, then a bounded wait for the writer to commit the task's queued row.
@@ -321,6 +335,11 @@ class Hydra:
         if row is None:
             raise TaskError(f"no task {task_id} in history")
         options = row.get("options") or {}
+        if options.get("task_type") == "embedding":
+            return self.embed(options.get("input") or [], model=options.get("model") or "", mode=options.get("mode"),
+                              priority=int(row.get("priority") or 5), truncate=options.get("truncate"),
+                              dimensions=options.get("dimensions"), keep_alive=options.get("keep_alive"),
+                              options=options.get("options") or {})
         return self.submit(row.get("prompt") or "", task_type=options.get("task_type"),
                            model=options.get("model"), mode=options.get("mode"),
                            priority=int(row.get("priority") or 5), max_tokens=options.get("max_tokens"),

@@ -26,8 +26,9 @@ node), Ollama's ``format`` (JSON mode, JSON schema), ``keep_alive``, ``think``,
 ``options``; OpenAI's ``response_format`` (json_object, json_schema),
 ``reasoning_effort``, sampling fields and ``tool_choice: "none"``. Not carried
 (the Task has no field for them yet): Ollama's ``raw``, ``context``, ``suffix``;
-OpenAI's ``n`` and any other ``tool_choice`` (the model decides). Other Ollama
-routes (pull, embed, ...) are 404.
+OpenAI's ``n`` and any other ``tool_choice`` (the model decides). Embeddings
+(``/api/embed``, ``/api/embeddings``, ``/v1/embeddings``) are tasks of their own type, in ``embed_api``.
+Other Ollama routes (pull, ...) are 404.
 """
 from __future__ import annotations
 
@@ -51,10 +52,13 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from hydra.gateway import dashboard
 from hydra.gateway.batch_api import BatchRoutes
+from hydra.gateway.embed_api import EmbedRoutes
 from hydra.gateway.guard import KEY_SETTING, ApiKey, Guard, cors_headers, preflight_headers
 from hydra.gateway.metrics import CONTENT_TYPE, GatewayMetrics
+from hydra.gateway.model_listing import model_conflicts
 from hydra.gateway.ollama_api import OllamaRoutes
 from hydra.gateway.openai_api import OpenAIRoutes, openai_error
+from hydra.gateway.openai_completions import CompletionRoutes
 from hydra.gateway.service_api import GatewayService
 from hydra.gateway.stream import SUBMIT_THREADS
 from hydra.sollol import TaskHandle, TaskResult
@@ -211,17 +215,21 @@ def create_app(service: GatewayService, api_key: str | None = None, *, bind_host
     ollama = OllamaRoutes(service, tracker)
     openai = OpenAIRoutes(service, tracker)
     batch = BatchRoutes(service)
+    completions = CompletionRoutes(service, tracker)  # /v1/completions (issue 12)
+    embed = EmbedRoutes(service, tracker)
 
     async def metrics(request: Request) -> Response:
         return Response(tracker.metrics.render(), media_type=CONTENT_TYPE)
 
     async def status(request: Request) -> Response:
-        snapshot = _jsonable(service.snapshot())
+        cluster = service.snapshot()
+        snapshot = _jsonable(cluster)
         distribution = {k: snapshot.pop(k) for k in ("by_node", "by_model", "by_mode", "by_task_type",
                                                       "by_status", "failovers")}
         return JSONResponse({**snapshot, "distribution": distribution,
                              "decisions": _jsonable(service.decisions(STATUS_DECISIONS)),
-                             "history": service.history_health().as_dict()})
+                             "history": service.history_health().as_dict(),
+                             "model_conflicts": [c.as_dict() for c in model_conflicts(cluster)]})
 
     async def root(request: Request) -> Response:
         # Browsers get the SOLLOL Dashboard; API clients probing for a server get Ollama's answer.
@@ -249,6 +257,11 @@ def create_app(service: GatewayService, api_key: str | None = None, *, bind_host
         Route("/v1/batches", batch.list_batches, methods=["GET"]),
         Route("/v1/batches/{batch_id}", batch.retrieve, methods=["GET"]),
         Route("/v1/batches/{batch_id}/cancel", batch.cancel, methods=["POST"]),
+        Route("/v1/completions", completions.completions, methods=["POST"]),  # issue 12: completions, one model
+        Route("/v1/models/{model:path}", openai.model, methods=["GET"]),
+        Route("/api/embed", embed.embed, methods=["POST"]),
+        Route("/api/embeddings", embed.embeddings, methods=["POST"]),
+        Route("/v1/embeddings", embed.openai_embeddings, methods=["POST"]),
         Route("/metrics", metrics, methods=["GET"]),
         Route("/api/hydra/status", status, methods=["GET"]),
     ]

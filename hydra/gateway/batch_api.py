@@ -98,9 +98,14 @@ def _request_line(line: str, number: int) -> tuple[str, dict[str, Any], str]:
     if not isinstance(body, dict):
         raise GatewayError(400, f"line {number}: body must be a chat completions request object", param="body")
     try:
-        fields = dict(openai_request(body).fields)
+        checked = openai_request(body)
     except FieldError as exc:
         raise GatewayError(400, f"line {number}: {exc}", param=f"body.{exc.field}") from None
+    except GatewayError as exc:
+        raise GatewayError(exc.status, f"line {number}: {exc.message}", exc.kind, exc.param) from None
+    if checked.n != 1:
+        raise GatewayError(400, f"line {number}: n must be 1 in a batch (one answer per request)", param="body.n")
+    fields = dict(checked.fields)
     model = body.get("model")
     if model is not None and not isinstance(model, str):
         raise GatewayError(400, f"line {number}: body.model must be a string", param="body.model")

@@ -19,6 +19,8 @@ import httpx
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
+from hydra.gateway.load_api import ModelLoads
+from hydra.gateway.model_listing import holders_of, ps_body, tags_body
 from hydra.gateway.service_api import GatewayService
 from hydra.gateway.stream import (
     GatewayError,
@@ -103,8 +105,10 @@ class OllamaRenderer:
         body = self._body(result.model or "", text, thinking, True, tool_calls)
         body["done_reason"] = done_reason(result, self.max_tokens)
         body.update(_stats(result))
-        if not self.chat:
-            body["context"] = []
+        if not self.chat:  # a plain prompt answered through chat has none; /api/generate's own is passed on
+            body["context"] = list(result.context) if result.context is not None else []
+        if result.logprobs:
+            body["logprobs"] = list(result.logprobs)
         body["hydra"] = hydra_field(result)
         return body
 
@@ -130,8 +134,10 @@ class OllamaRoutes:
         self.service = service
         self.tracker = tracker
         self._http: httpx.AsyncClient | None = None  # made on first use, inside the server's event loop
+        self._loads = ModelLoads(service)  # an empty prompt or messages: load or unload (load_api.py)
 
     async def aclose(self) -> None:
+        await self._loads.aclose()
         if self._http is not None:
             await self._http.aclose()
             self._http = None
@@ -144,30 +150,10 @@ class OllamaRoutes:
         return JSONResponse({"version": max(versions, default=FALLBACK_VERSION)})
 
     async def tags(self, request: Request) -> Response:
-        seen: dict[str, dict[str, Any]] = {}
-        for node in self.service.snapshot().healthy_nodes:
-            for m in node.installed:
-                entry = seen.setdefault(m.name, {
-                    "name": m.name, "model": m.name, "modified_at": "1970-01-01T00:00:00Z", "size": m.size_bytes,
-                    "digest": "", "details": {
-                        "format": "gguf", "family": m.family, "families": [m.family] if m.family else None,
-                        "parameter_size": f"{m.size_b:g}B" if m.size_b else "",
-                        "quantization_level": m.quantization},
-                    "nodes": []})
-                entry["nodes"].append(node.name)
-        return JSONResponse({"models": [seen[k] for k in sorted(seen)]})
+        return JSONResponse(tags_body(self.service.snapshot()))
 
     async def ps(self, request: Request) -> Response:
-        seen: dict[str, dict[str, Any]] = {}
-        for node in self.service.snapshot().healthy_nodes:
-            for m in node.loaded:
-                entry = seen.setdefault(m.name, {
-                    "name": m.name, "model": m.name, "size": 0, "size_vram": 0, "digest": "",
-                    "expires_at": m.expires_at or None, "details": {}, "nodes": []})
-                entry["size"] += m.size_bytes
-                entry["size_vram"] += m.size_vram_bytes
-                entry["nodes"].append(node.name)
-        return JSONResponse({"models": [seen[k] for k in sorted(seen)]})
+        return JSONResponse(ps_body(self.service.snapshot()))
 
     async def show(self, request: Request) -> Response:
         try:
@@ -178,7 +164,9 @@ class OllamaRoutes:
                 raise GatewayError(400, "model is required (a name from /api/tags)")
         except GatewayError as exc:
             return error_response(exc)
-        nodes = [n for n in self.service.snapshot().healthy_nodes if any(m.name == model for m in n.installed)]
+        snapshot = self.service.snapshot()
+        by_name = {n.name: n for n in snapshot.healthy_nodes}
+        nodes = [by_name[name] for name in holders_of(snapshot, model)]
         last = "no healthy node has it"
         if self._http is None:
             # one per gateway; the shared SSL context spares it the ~55 ms of loading the CA bundle
@@ -209,6 +197,8 @@ class OllamaRoutes:
         try:
             routing, body, model = await incoming.read(self.service, request)
             checked = ollama_request(body, chat=chat)  # every field, before a task exists (validate.py)
+            if checked.load is not None:
+                return await self._loads.answer(model, checked, chat=chat)
             handle = await submit(self.service, self.tracker, model=model, mode=routing.mode, priority=routing.priority,
                                   task_type=routing.task_type, **checked.fields)
         except (GatewayError, FieldError) as refused:

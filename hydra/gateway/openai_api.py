@@ -29,19 +29,23 @@ from typing import Any
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
+from hydra.gateway.choices import ChoicesResponse, submit_choices
 from hydra.gateway.ollama_api import hydra_field
+from hydra.gateway.openai_fields import CHAT_FIELDS, refuse_unsupported
 from hydra.gateway.service_api import GatewayService
-from hydra.gateway.stream import GatewayError, Incoming, TaskResponse, Tracker, done_reason, invalid_request, submit
+from hydra.gateway.stream import GatewayError, Incoming, TaskResponse, Tracker, done_reason, invalid_request
 from hydra.gateway.validate import (
     Generation,
     include_usage,
+    openai_logprobs,
+    openai_n,
     openai_options,
     openai_think,
     optional_limit,
     stream_flag,
     tool_choice_none,
 )
-from hydra.sollol import Chunk, TaskResult
+from hydra.sollol import Chunk, TaskHandle, TaskResult
 from hydra.sollol.validation import FieldError, check_images, check_json, check_text, check_tools, optional_text, wrong
 from hydra.sollol.validation import kind as kind_of
 
@@ -201,14 +205,17 @@ def _tools(body: dict[str, Any]) -> list[dict[str, Any]] | None:
 
 
 def openai_request(body: dict[str, Any]) -> Generation:
-    """/v1/chat/completions, checked, as the arguments of ``submit``."""
+    """/v1/chat/completions, checked, as the arguments of ``submit`` (every field: openai_fields.py)."""
     messages = _messages(body.get("messages"))
     limit = optional_limit(body.get("max_tokens"), "max_tokens")
     limit = optional_limit(body.get("max_completion_tokens"), "max_completion_tokens") or limit
-    fields: dict[str, Any] = {"messages": messages, "max_tokens": limit, "options": openai_options(body),
+    options = openai_options(body)
+    refuse_unsupported(body, CHAT_FIELDS)
+    stream = stream_flag(body, False)
+    fields: dict[str, Any] = {"messages": messages, "max_tokens": limit, "options": options,
                               "think": openai_think(body), "format": _response_format(body.get("response_format")),
-                              "tools": _tools(body)}
-    return Generation(fields, stream_flag(body, False), limit, include_usage(body))
+                              "tools": _tools(body), **openai_logprobs(body, stream)}
+    return Generation(fields, stream, limit, include_usage(body), n=openai_n(body, stream))
 
 
 def _openai_calls(calls: tuple[dict[str, Any], ...], first: int = 0) -> list[dict[str, Any]]:
@@ -217,6 +224,14 @@ def _openai_calls(calls: tuple[dict[str, Any], ...], first: int = 0) -> list[dic
              "function": {"name": c["function"]["name"],
                           "arguments": json.dumps(c["function"].get("arguments") or {})}}
             for i, c in enumerate(calls)]
+
+
+def _openai_logprob(entry: dict[str, Any]) -> dict[str, Any]:
+    """One token's logprobs from Ollama's shape (token, logprob, bytes, top_logprobs) to OpenAI's."""
+    def one(e: dict[str, Any]) -> dict[str, Any]:
+        token = str(e.get("token", ""))
+        return {"token": token, "logprob": float(e.get("logprob", 0.0)), "bytes": e.get("bytes") or list(token.encode())}
+    return {**one(entry), "top_logprobs": [one(t) for t in entry.get("top_logprobs") or ()]}
 
 
 def _usage(result: TaskResult) -> dict[str, int]:
@@ -278,14 +293,20 @@ class OpenAIRenderer:
             message["content"] = result.text or None  # as OpenAI answers a call without text
             calls = _openai_calls(result.tool_calls)
             message["tool_calls"] = [{k: v for k, v in c.items() if k != "index"} for c in calls]  # index: stream only
+        choice: dict[str, Any] = {"index": 0, "message": message, "finish_reason": self._finish(result)}
+        if result.logprobs:
+            choice["logprobs"] = {"content": [_openai_logprob(p) for p in result.logprobs], "refusal": None}
         return {"id": self.id, "object": "chat.completion", "created": self.created,
-                "model": result.model or self.requested,
-                "choices": [{"index": 0, "message": message, "finish_reason": self._finish(result)}],
+                "model": result.model or self.requested, "choices": [choice],
                 "usage": _usage(result), "hydra": hydra_field(result)}
 
     def error(self, status: int, message: str) -> dict[str, Any]:
         kind = "service_unavailable" if status == 503 else "server_error" if status >= 500 else "invalid_request_error"
         return openai_error(status, message, kind)
+
+
+def _model_entry(name: str) -> dict[str, Any]:
+    return {"id": name, "object": "model", "created": 0, "owned_by": "hydra"}
 
 
 class OpenAIRoutes:
@@ -294,8 +315,17 @@ class OpenAIRoutes:
         self.tracker = tracker
 
     async def models(self, request: Request) -> Response:
-        data = [{"id": name, "object": "model", "created": 0, "owned_by": "hydra"} for name in self.service.models()]
+        data = [_model_entry(name) for name in self.service.models()]
         return JSONResponse({"object": "list", "data": data})
+
+    async def model(self, request: Request) -> Response:
+        """/v1/models/{id}: one model a healthy node has (a bare name is its :latest), else OpenAI's 404."""
+        name = request.path_params["model"]
+        for candidate in (name, f"{name}:latest"):
+            if self.service.has_model(candidate):
+                return JSONResponse(_model_entry(candidate))
+        return JSONResponse({"error": {"message": f"The model '{name}' does not exist", "type": "invalid_request_error",
+                                       "param": "model", "code": "model_not_found"}}, status_code=404)
 
     async def chat_completions(self, request: Request) -> Response:
         api, started = "openai_chat", time.monotonic()
@@ -303,12 +333,17 @@ class OpenAIRoutes:
         try:
             routing, body, model = await incoming.read(self.service, request)
             checked = openai_request(body)  # every field, before a task exists
-            handle = await submit(self.service, self.tracker, model=model, mode=routing.mode,
-                                  priority=routing.priority, task_type=routing.task_type, **checked.fields)
+            handles = await submit_choices(self.service, self.tracker, checked.n, model=model, mode=routing.mode,
+                                           priority=routing.priority, task_type=routing.task_type, **checked.fields)
         except (GatewayError, FieldError) as refused:
             exc = invalid_request(refused)
             incoming.refused(self.tracker, api, exc)
             return error_response(exc)
-        renderer = OpenAIRenderer(handle.id, model, checked.max_tokens, checked.include_usage)
-        return TaskResponse(handle, renderer, stream=checked.stream,  # type: ignore[return-value]
-                            on_finish=lambda h, r: self.tracker.finished(api, h, r, started))
+        renderer = OpenAIRenderer(handles[0].id, model, checked.max_tokens, checked.include_usage)
+
+        def on_finish(handle: TaskHandle, result: TaskResult | None) -> None:
+            self.tracker.finished(api, handle, result, started)
+        if len(handles) > 1:
+            return ChoicesResponse(handles, [renderer] * len(handles), on_finish=on_finish)  # type: ignore[return-value]
+        return TaskResponse(handles[0], renderer, stream=checked.stream,  # type: ignore[return-value]
+                            on_finish=on_finish)

@@ -24,6 +24,11 @@ class GatewayService(Protocol):
         """Submit one task (it blocks until history has the task's row); refusals raise HydraError."""
         ...
 
+    def embed(self, texts: str | list[str], *, model: str, mode: str | None = None, priority: int = 5,
+              **task_fields: Any) -> TaskHandle:
+        """Submit one embedding task (its vectors in ``result().embeddings``); refusals raise HydraError."""
+        ...
+
     def snapshot(self) -> ClusterSnapshot:
         """The whole cluster at one instant (nodes, queue, in-flight count, distribution)."""
         ...

@@ -92,10 +92,22 @@ UNKNOWN_FAILURE_STATUS = 502  # a result not done that names no kind: an engine 
 
 
 def failure_status(result: TaskResult) -> int:
-    """The HTTP status of a task that failed before its first byte, from ``result.failure``."""
+    """The HTTP status of a task that failed before its first byte, from ``result.failure``; a node's
+    refusal keeps the node's own 4xx (404 for a model it lacks, 400 for tools it refuses, ...)."""
     if result.failure is None:
         return UNKNOWN_FAILURE_STATUS
+    status = result.rejected_status
+    if result.failure is FailureKind.REJECTED and status is not None and 400 <= status < 500:
+        return status
     return FAILURE_STATUS[result.failure]
+
+
+def failure_message(result: TaskResult) -> str:
+    """What the client reads of a failed task: a node's refusal in the node's own words (as Ollama
+    itself would answer), anything else as the engine explains it."""
+    if result.failure is FailureKind.REJECTED and result.rejected_message:
+        return result.rejected_message
+    return result.error or result.status.value
 
 
 async def read_json(request: Request, limit: int = MAX_BODY_BYTES) -> dict[str, Any]:
@@ -298,7 +310,7 @@ class TaskResponse:
                 result = handle.result(timeout=5)  # ended: immediate
                 if result.status is not TaskStatus.DONE:
                     status = failure_status(result)
-                    await _send_json(send, status, renderer.error(status, result.error or result.status.value),
+                    await _send_json(send, status, renderer.error(status, failure_message(result)),
                                      result)
                     return result
             await send({"type": "http.response.start", "status": 200,
@@ -309,7 +321,7 @@ class TaskResponse:
                 await self._follow(chunks, skip, send)
         result = handle.result(timeout=5)  # the stream ended, so the task has: immediate
         tail = renderer.end(result) if result.status is TaskStatus.DONE else renderer.stream_error(
-            result.error or result.status.value)
+            failure_message(result))
         await send({"type": "http.response.body", "body": tail, "more_body": False})
         return result
 
@@ -345,7 +357,7 @@ class TaskResponse:
             await _send_json(send, 200, self.renderer.whole(result), result)
         else:
             status = failure_status(result)
-            await _send_json(send, status, self.renderer.error(status, result.error or result.status.value), result)
+            await _send_json(send, status, self.renderer.error(status, failure_message(result)), result)
         return result
 
 

@@ -33,6 +33,7 @@ from hydra.sollol.validation import (
     FieldError,
     check_bool,
     check_format,
+    check_images,
     check_integer,
     check_json,
     check_keep_alive,
@@ -65,6 +66,8 @@ class Generation:
     stream: bool
     max_tokens: int | None = None
     include_usage: bool = False
+    n: int = 1                # OpenAI's n: this many tasks, one choice each
+    load: str | None = None   # "load" or "unload": an empty prompt or messages only (un)loads the model
 
 
 # --- the body ---
@@ -161,36 +164,88 @@ def _typed(body: Mapping[str, Any], fields: Mapping[str, str]) -> None:
 
 # --- the Ollama API ---
 
-_OLLAMA_UNUSED = {"raw": "bool", "suffix": "str", "template": "str", "context": "list", "images": "list",
-                  "truncate": "bool", "shift": "bool", "logprobs": "bool", "top_logprobs": "int"}
+_OLLAMA_UNUSED = {"truncate": "bool", "shift": "bool"}
+# /api/generate's own fields: each goes to the node's /api/generate (Task fields of the same names)
+_GENERATE_FIELDS = ("suffix", "raw", "template", "context", "images")
 
 
 def ollama_request(body: Mapping[str, Any], *, chat: bool) -> Generation:
-    """/api/chat or /api/generate, checked, as the arguments of ``submit``."""
+    """/api/chat or /api/generate, checked, as the arguments of ``submit``. An empty prompt (generate)
+    or no messages (chat) asks only to load the model, or with keep_alive 0 to unload it, as in Ollama."""
     _typed(body, _OLLAMA_UNUSED)
     options, max_tokens = split_options(body.get("options"))
     fields: dict[str, Any] = {"options": options, "max_tokens": max_tokens, "think": check_think(body.get("think"))}
+    keep_alive_s = None
+    if body.get("keep_alive") is not None:
+        keep_alive_s = check_keep_alive(body["keep_alive"])
+        fields["keep_alive"] = body["keep_alive"]
     if chat:
+        if body.get("messages") in (None, []):
+            return _load_request(body, keep_alive_s)
         fields["messages"] = ollama_messages(body.get("messages"))
         if body.get("tools") is not None:
             check_tools(body["tools"])
             fields["tools"] = body["tools"]
     else:
         prompt = check_text(body.get("prompt"), "prompt") if body.get("prompt") is not None else ""
+        if prompt == "":
+            return _load_request(body, keep_alive_s)
         if not prompt.strip():
-            raise FieldError("prompt", "must be a non-empty string")
+            raise FieldError("prompt", "must not be only white space (an empty prompt loads the model)")
         fields["prompt"] = prompt
         system = optional_text(body.get("system"), "system")
         if system:
             fields["system"] = system
+        fields.update(generate_fields(body))
+    fields.update(logprob_fields(body))
+    stream = stream_flag(body, True)
+    if fields.get("logprobs") and stream:
+        raise FieldError("logprobs", "", text='logprobs come with "stream": false only (Hydra does not stream them)')
     answer_format = body.get("format")
     if answer_format not in (None, ""):
         check_format(answer_format)
         fields["format"] = answer_format
-    if body.get("keep_alive") is not None:
-        check_keep_alive(body["keep_alive"])
-        fields["keep_alive"] = body["keep_alive"]
-    return Generation(fields, stream_flag(body, True), max_tokens)
+    return Generation(fields, stream, max_tokens)
+
+
+def _load_request(body: Mapping[str, Any], keep_alive_s: float | None) -> Generation:
+    fields = {"keep_alive": body["keep_alive"]} if "keep_alive" in body and body["keep_alive"] is not None else {}
+    return Generation(fields, stream_flag(body, True), load="unload" if keep_alive_s == 0 else "load")
+
+
+def generate_fields(body: Mapping[str, Any]) -> dict[str, Any]:
+    """suffix, raw, template, context and images, checked (as Task.validate would) and only when sent."""
+    out: dict[str, Any] = {}
+    for name in _GENERATE_FIELDS:
+        if body.get(name) is not None:
+            out[name] = body[name]
+    if "images" in out:
+        check_images(out["images"], "images")
+        if not out["images"]:
+            del out["images"]  # an empty list is no image: the prompt may go through chat
+    if "raw" in out:
+        check_bool(out["raw"], "raw")
+    for name in ("suffix", "template"):
+        if name in out:
+            check_text(out[name], name)
+    if "context" in out:
+        if not isinstance(out["context"], list):
+            raise wrong("context", "a list of token ids (what an earlier /api/generate returned)", out["context"])
+        for i, token in enumerate(out["context"]):
+            check_integer(token, f"context[{i}]", 0, 2 ** 31 - 1)
+    return out
+
+
+def logprob_fields(body: Mapping[str, Any]) -> dict[str, Any]:
+    """Ollama's logprobs (bool) and top_logprobs (0..20), passed to the node."""
+    out: dict[str, Any] = {}
+    if body.get("logprobs") is not None:
+        out["logprobs"] = check_bool(body["logprobs"], "logprobs")
+    if body.get("top_logprobs") is not None:
+        out["top_logprobs"] = check_integer(body["top_logprobs"], "top_logprobs", 0, 20)
+        if not out.get("logprobs"):
+            raise FieldError("top_logprobs", "needs logprobs: true")
+    return out
 
 
 def split_options(options: Any) -> tuple[dict[str, Any], int | None]:
@@ -216,8 +271,10 @@ def ollama_messages(raw: Any) -> list[dict[str, Any]]:
 # OpenAI's sampling fields, their ranges, and the Ollama option each becomes.
 _OPENAI_NUMBERS = {"temperature": (0.0, 2.0), "top_p": (0.0, 1.0), "frequency_penalty": (-2.0, 2.0),
                    "presence_penalty": (-2.0, 2.0)}
-_OPENAI_UNUSED = {"user": "str", "parallel_tool_calls": "bool", "logprobs": "bool", "top_logprobs": "int",
-                  "store": "bool", "metadata": "object", "logit_bias": "object"}
+# Their use (or refusal) is in openai_fields.py's table; here, their types.
+_OPENAI_UNUSED = {"user": "str", "parallel_tool_calls": "bool", "store": "bool", "metadata": "object",
+                  "logit_bias": "object", "safety_identifier": "str", "prompt_cache_key": "str",
+                  "service_tier": "str", "modalities": "list"}
 REASONING_EFFORTS: dict[str, bool | str] = {"none": False, "minimal": "low", "low": "low", "medium": "medium", "high": "high"}
 
 
@@ -236,10 +293,27 @@ def openai_options(body: Mapping[str, Any]) -> dict[str, Any]:
         if not isinstance(stops, list) or len(stops) > 4:
             raise wrong("stop", "a string or a list of up to 4 strings", stop)
         options["stop"] = [check_text(s, f"stop[{i}]") for i, s in enumerate(stops)]
-    n = body.get("n")
-    if n is not None and check_integer(n, "n") != 1:
-        raise FieldError("n", f"must be 1 (Hydra answers one choice), got {n}")
     return options
+
+
+MAX_CHOICES = 16  # n: each choice is a task of its own
+
+
+def openai_n(body: Mapping[str, Any], stream: bool) -> int:
+    """``n``: 1 to MAX_CHOICES choices, each its own task; more than one only without streaming."""
+    n = 1 if body.get("n") is None else check_integer(body["n"], "n", 1, MAX_CHOICES)
+    if n > 1 and stream:
+        raise FieldError("n", "", text=f"n={n} with stream is not supported: Hydra streams one choice; "
+                                       'send "stream": false for several')
+    return n
+
+
+def openai_logprobs(body: Mapping[str, Any], stream: bool) -> dict[str, Any]:
+    """Chat's logprobs (bool) and top_logprobs (0..20) as the task's; not with streaming."""
+    fields = logprob_fields(body)
+    if fields.get("logprobs") and stream:
+        raise FieldError("logprobs", "", text='logprobs with stream are not supported: send "stream": false')
+    return fields
 
 
 def openai_think(body: Mapping[str, Any]) -> bool | str | None:

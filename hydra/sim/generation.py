@@ -17,6 +17,11 @@ together, as in Ollama, and the simulator always uses the whole budget
 is deterministic from the prompt (20-120 content tokens) and done_reason is
 "stop". ``options.sim_think_tokens`` sets the number of thinking tokens.
 
+Generate: ``suffix``, ``template``, ``raw``, ``context`` and ``images`` shape the text (another
+value, another answer) and the final line of /api/generate carries ``context``: the request's
+context, then the prompt's and the answer's tokens (``textgen.token_ids``). With ``logprobs`` every
+chunk carries Ollama's ``logprobs`` list (``textgen.logprobs``: plausible, deterministic values).
+
 Tools: a chat with ``tools`` whose last message is the user's is answered, as Ollama does, with one
 chunk calling the first tool (``message.tool_calls``, empty content; arguments from
 ``textgen.tool_call``), then the final chunk, done_reason "stop". After a ``tool`` message it answers text.
@@ -68,6 +73,8 @@ class _Run:
             obj["response"] = "" if thinking else text
             if thinking:
                 obj["thinking"] = text
+        if self.req.top_logprobs is not None and text and not thinking:
+            obj["logprobs"] = [textgen.logprob(text, self.req.top_logprobs, self.sent)]
         obj["done"] = False
         return obj
 
@@ -85,6 +92,10 @@ class _Run:
             obj["response"] = content
             if thinking:
                 obj["thinking"] = thinking
+            obj["context"] = self.req.context + textgen.token_ids(self.req.key) + textgen.token_ids(
+                "".join(self.content))
+        if self.req.top_logprobs is not None and not self.req.stream:
+            obj["logprobs"] = [textgen.logprob(t, self.req.top_logprobs, i) for i, t in enumerate(self.content)]
         obj["done"] = True
         obj["done_reason"] = done_reason
         obj.update(stats)
@@ -259,6 +270,20 @@ def _load_only(req: GenRequest, engine: SimEngine, wire: Wire) -> None:
     wire.send_json(200, obj)
 
 
+def _extras(req: GenRequest) -> dict:
+    """What a request carried beyond a plain chat, for the node's stats (only what it did carry)."""
+    extras: dict = {}
+    if not req.chat:
+        extras["route"] = "generate"
+    if req.generate_fields:
+        extras["generate"] = req.generate_fields
+    if req.images:
+        extras["images"] = req.images
+    if req.top_logprobs is not None:
+        extras["logprobs"] = req.top_logprobs
+    return extras
+
+
 def handle(chat: bool, raw_body: bytes, engine: SimEngine, wire: Wire, faults: dict[str, Fault], stats: Stats, node: str) -> None:
     """Serve one generate/chat request; never raises for request problems."""
     try:
@@ -270,7 +295,8 @@ def handle(chat: bool, raw_body: bytes, engine: SimEngine, wire: Wire, faults: d
             raise RequestError(400, "missing request body")
         req = parse(chat, body, engine.profile)
         with stats.lock:
-            stats.received.append({"num_predict": req.num_predict, "continued": req.continued, "think": req.think})
+            stats.received.append({"num_predict": req.num_predict, "continued": req.continued, "think": req.think,
+                                   **_extras(req)})
         if req.empty:
             _load_only(req, engine, wire)
             return

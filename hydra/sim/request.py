@@ -64,6 +64,12 @@ class GenRequest:
     json_key: str | None = None  # with format: the answer is the JSON object {json_key: "<text>"}
     tool_call: dict | None = None  # the answer is this one call (Ollama's shape), not text
     continued: int = 0  # content tokens of a trailing assistant message: the answer goes on after them
+    # /api/generate's own fields, as received (a test reads them from the node's stats), and the
+    # context the answer goes on from
+    generate_fields: dict = field(default_factory=dict)
+    context: list[int] = field(default_factory=list)
+    images: int = 0  # images the request carried (only a vision model takes any)
+    top_logprobs: int | None = None  # None: no logprobs asked; else alternatives per token
 
 
 def parse(chat: bool, body: object, profile: NodeProfile) -> GenRequest:
@@ -75,6 +81,8 @@ def parse(chat: bool, body: object, profile: NodeProfile) -> GenRequest:
     if not isinstance(options, dict):
         raise RequestError(400, "options must be a JSON object")
     prompt = _chat_prompt(body) if chat else _generate_prompt(body)
+    _check_capabilities(body, label, model, chat)
+    extra = _generate_extras(body) if not chat else {}
     return GenRequest(
         chat=chat,
         label=label,
@@ -91,7 +99,49 @@ def parse(chat: bool, body: object, profile: NodeProfile) -> GenRequest:
         json_key=_json_key(body.get("format")),
         tool_call=_tool_call(body.get("tools") if chat else None, prompt),
         continued=prompt.continued,
+        generate_fields=extra,
+        context=list(extra.get("context") or []),
+        images=_image_count(body),
+        top_logprobs=_top_logprobs(body),
     )
+
+
+def _image_count(body: dict) -> int:
+    top = body.get("images") or []
+    in_messages = [m.get("images") or [] for m in body.get("messages") or [] if isinstance(m, dict)]
+    return len(top) + sum(len(i) for i in in_messages)
+
+
+def _check_capabilities(body: dict, label: str, model: SimModel, chat: bool) -> None:
+    """Ollama's 400 for what the model cannot take: images without vision, tools it cannot call."""
+    if _image_count(body) and not model.vision:
+        raise RequestError(400, f'"{label}" does not support images')
+    if chat and body.get("tools") and not model.tools:
+        raise RequestError(400, f'"{label}" does not support tools')
+
+
+def _generate_extras(body: dict) -> dict:
+    """suffix, raw, template, context and images of /api/generate, type-checked as Ollama does."""
+    out: dict = {}
+    for name, kind in (("suffix", str), ("template", str), ("raw", bool), ("context", list), ("images", list)):
+        value = body.get(name)
+        if value is None:
+            continue
+        if not isinstance(value, kind):
+            raise RequestError(400, f"invalid {name}: expected a {kind.__name__}")
+        out[name] = value
+    if not all(isinstance(t, int) and not isinstance(t, bool) for t in out.get("context", [])):
+        raise RequestError(400, "invalid context: expected a list of integers")
+    return out
+
+
+def _top_logprobs(body: dict) -> int | None:
+    if not body.get("logprobs"):
+        return None
+    top = body.get("top_logprobs") or 0
+    if not isinstance(top, int) or not 0 <= top <= 20:
+        raise RequestError(400, "top_logprobs must be an integer from 0 to 20")
+    return top
 
 
 @dataclass
@@ -144,7 +194,13 @@ def _generate_prompt(body: dict) -> _Prompt:
     if not isinstance(prompt, str):
         raise RequestError(400, "prompt must be a string")
     system = body.get("system") or ""
-    return _Prompt(key=prompt, texts=[str(system), prompt], empty=not prompt)
+    # Everything that shapes the answer shapes the simulated text: the same prompt with another suffix,
+    # template, context or images (or raw) is another answer.
+    shaping = [f"{k}={body[k]!r}" for k in ("suffix", "template", "raw", "context", "images")
+               if body.get(k) not in (None, "", [])]
+    key = "\n".join([prompt, *shaping]) if shaping else prompt
+    texts = [str(system), prompt] if body.get("raw") else [str(system), str(body.get("template") or ""), prompt]
+    return _Prompt(key=key, texts=texts, empty=not prompt and not body.get("images"))
 
 
 def _num_predict(options: dict) -> int | None:

@@ -146,3 +146,21 @@ def _argument(schema: dict, seed: int) -> object:
     if kind == "object":
         return {}
     return _WORDS[seed % len(_WORDS)]
+
+
+def token_ids(text: str) -> list[int]:
+    """Token ids of ``text`` as this module cuts it: what /api/generate's ``context`` is made of."""
+    return [seed_of("token", t) % 32_000 for t in _tokenize(text)]
+
+
+def logprob(token: str, top: int, position: int) -> dict:
+    """Ollama's logprobs entry for one generated token: the token itself most likely, then ``top``
+    alternatives (words of this module) each less likely; deterministic."""
+    chosen = -round(0.05 + (seed_of("logprob", token, str(position)) % 900) / 1000, 4)
+    entry: dict = {"token": token, "logprob": chosen, "bytes": list(token.encode())}
+    if top:
+        others = [w for w in _WORDS if w != token.strip()][:top]
+        entry["top_logprobs"] = [{"token": token, "logprob": chosen, "bytes": list(token.encode())}] + [
+            {"token": w + " ", "logprob": round(chosen - 1.0 - i * 0.5, 4), "bytes": list((w + " ").encode())}
+            for i, w in enumerate(others[: top - 1])]
+    return entry

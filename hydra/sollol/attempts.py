@@ -25,7 +25,8 @@ from typing import Any
 
 from .active import ActiveTasks
 from .config import SollolConfig
-from .eligibility import needs_load
+from .eligibility import model_info, needs_load
+from .embedding import input_text
 from .errors import (
     ModelNotFoundError,
     NodeAuthError,
@@ -35,6 +36,7 @@ from .errors import (
     ShutdownError,
 )
 from .fit import prior_load_s, prior_tps
+from .generate import uses_generate
 from .handle import TaskState
 from .members import Members
 from .metrics import Distribution, RollingStats, tokens_per_second
@@ -67,7 +69,9 @@ Tiers = Mapping[str, Sequence[TierEntry]]
 
 
 def prompt_text(task: Task) -> str:
-    """The text a task is about: its prompt, else the last user message."""
+    """The text a task is about: its prompt, else the last user message (an embedding task: its texts)."""
+    if task.input:
+        return input_text(task)
     if task.prompt:
         return task.prompt
     for message in reversed(task.messages or []):
@@ -100,6 +104,9 @@ class Attempts:
         self._decisions: deque[RoutingDecision] = deque(maxlen=DECISIONS_KEPT)
         # task id -> its current attempt's first-token deadlines; written at bind, read by the watchdog
         self._first_token: dict[str, FirstTokenBudget] = {}
+        # task id -> the latest node-specific refusal (a model missing there, no vision there): what the
+        # task ends with, in the node's words, when no other node is left to try
+        self._rejections: dict[str, RequestRejectedError] = {}
 
     def decisions(self, limit: int) -> list[RoutingDecision]:
         """The latest decisions, newest first."""
@@ -211,6 +218,10 @@ class Attempts:
         return out
 
     def give_up(self, state: TaskState, reason: str, *, advice: str = NO_NODE_ADVICE) -> None:
+        rejection = self._rejections.get(state.id)
+        if rejection is not None:  # every node that has the model refused it so: the caller's to fix
+            self._reject(state, None, rejection, f"no other node to try ({reason})")
+            return
         tried = f" (tried: {'; '.join(state.errors)})" if state.errors else ""
         decision = RoutingDecision(task_id=state.id, time=time.time(), mode=state.mode, task_type=state.task_type,
                                    node=None, model=None, reason=reason, attempt=state.attempt + 1,
@@ -233,8 +244,14 @@ class Attempts:
         self._stats.record(node, model, ok=True, ttft_s=ttft, tokens_per_s=tps, load_s=done.load_s)
         # The node's speed from its own count; the task's count with what earlier attempts generated.
         eval_count = None if done.eval_count is None else done.eval_count + state.carried_tokens
+        final = done.final
+        extra: dict[str, Any] = {}
+        if final is not None and final.context is not None:
+            extra["context"] = final.context
+        if done.logprobs:
+            extra["logprobs"] = done.logprobs
         self._finish(state, TaskStatus.DONE, attempt=attempt, eval_count=eval_count,
-                     prompt_eval_count=done.prompt_eval_count, tokens_per_s=tps)
+                     prompt_eval_count=done.prompt_eval_count, tokens_per_s=tps, **extra)
 
     def failed(self, state: TaskState, attempt: int, node: str, model: str, error: NodeError) -> None:
         """Fail over to another node, or end the task when none is left to try."""
@@ -249,14 +266,23 @@ class Attempts:
             member.monitor.poke()  # look at the node now rather than at the next poll
         message = str(error)
         others = [v for v in self._members.views() if v.name != node and v.name not in state.excluded]
+        if self._rejected(state, attempt, model, error, others):
+            return
         failures = len(state.errors) + 1  # moves to a faster node are attempts but not failures
         final = isinstance(error, FINAL_ERRORS)  # the request itself, or Hydra: another node would fare the same
         if final or failures >= self._config().max_attempts or not others:
             why = ("not retried elsewhere" if final else "no other node to try" if not others
                    else f"{failures} failed attempts")
+            if isinstance(error, RequestRejectedError) and not final:  # node-specific, out of attempts
+                self._reject(state, attempt, error, why)
+                return
             self._finish(state, TaskStatus.FAILED, attempt=attempt, failure=_failure_kind(error),
                          error=f"{message} ({why}; earlier: {'; '.join(state.errors) or 'none'})")
             return
+        self._fail_over(state, attempt, node, message)
+
+    def _fail_over(self, state: TaskState, attempt: int, node: str, message: str) -> None:
+        """Back to the queue, ``node`` excluded; after output, only when the answer can continue elsewhere."""
         if not state.text and not state.tool_calls and not state.thinking:
             notice = ""  # nothing streamed yet: a plain failover
         else:
@@ -272,6 +298,28 @@ class Attempts:
             if notice:
                 self._emit(TaskEvent("restart", state.task, node=node, notice=notice))
             self._requeue(state)
+
+    def _rejected(self, state: TaskState, attempt: int, model: str, error: NodeError,
+                  others: list[NodeView]) -> bool:
+        """A node's 4xx (never charged to it). One that another node would answer alike ends the task
+        now, with the node's status and words (True); a node-specific one (model missing, no vision
+        there) is remembered and fails over when another node has the model (False), else ends it too.
+        Not a rejection, or one of FINAL_ERRORS (ended below as they are): False."""
+        if not isinstance(error, RequestRejectedError) or isinstance(error, FINAL_ERRORS):
+            return False
+        if error.node_specific:
+            self._rejections[state.id] = error
+            named = state.task.model
+            if any(model_info(v, model) is not None for v in others) or (not named and others):
+                return False
+        self._reject(state, attempt, error, "not retried elsewhere" if not error.node_specific
+                     else "no other node has the model")
+        return True
+
+    def _reject(self, state: TaskState, attempt: int | None, error: RequestRejectedError, why: str) -> None:
+        self._finish(state, TaskStatus.FAILED, attempt=attempt, failure=FailureKind.REJECTED,
+                     error=f"{error} ({why}; earlier: {'; '.join(state.errors) or 'none'})",
+                     rejected_status=error.status, rejected_message=error.detail)
 
     def _learnt_from(self, state: TaskState, attempt: int, node: str, model: str, error: NodeError) -> bool:
         """Answers that say something of the node without being its fault (never charged to its breaker):
@@ -335,6 +383,7 @@ class Attempts:
             return None
         self._tasks.discard(state.id)
         self._first_token.pop(state.id, None)
+        self._rejections.pop(state.id, None)
         self._distribution.finished(status.value)
         self._emit(TaskEvent("finished", state.task, result=result))
         return result
@@ -359,6 +408,8 @@ def cannot_continue(state: TaskState) -> str:
         return "its tool calls cannot be continued on another node"
     if state.text and state.task.format is not None:
         return "a JSON-mode answer cannot be continued on another node"
+    if (state.text or state.thinking) and uses_generate(state.task):
+        return "an /api/generate answer (raw, suffix, template, context or images) cannot be continued on another node"
     return ""
 
 

@@ -18,7 +18,9 @@ from email.utils import parsedate_to_datetime
 from typing import Any
 from urllib.parse import unquote, urlsplit, urlunsplit
 
+from .embedding import EmbedAnswer, as_vectors
 from .errors import (
+    CapabilityMissingError,
     ModelNotFoundError,
     NodeAuthError,
     NodeBackoffError,
@@ -28,12 +30,14 @@ from .errors import (
     NodeUnavailableError,
     RequestRejectedError,
 )
+from .model_listing import installed_from, loaded_from
 from .redact import redact_url
 from .types import LoadedModel, ModelInfo, NodeSpec
 
-_SIZE = re.compile(r"([\d.]+)\s*([KMBT]?)", re.IGNORECASE)
 # Ollama's words for a model it does not have: 'model "x" not found, try pulling it first', "model 'x' not found"
 _MODEL_NOT_FOUND = re.compile(r"\bmodel\b.*\bnot found\b", re.IGNORECASE | re.DOTALL)
+# Ollama's words when a model without vision is sent images: '"llama3.2:3b" does not support images'
+_NO_VISION = re.compile(r"does not support (images|vision)", re.IGNORECASE)
 MAX_RETRY_AFTER_S = 600.0  # a Retry-After longer than this is taken as this: the node is polled again by then
 _ssl_lock = threading.Lock()
 _ssl_context: Any = None
@@ -58,18 +62,6 @@ def shared_ssl_context() -> Any:
         return _ssl_context
 
 
-def parse_parameter_size(text: str | None) -> float | None:
-    """'7.6B' -> 7.6, '135M' -> 0.135, '70B' -> 70.0 (billions of parameters)."""
-    if not text:
-        return None
-    match = _SIZE.match(str(text).strip())
-    if not match:
-        return None
-    value = float(match.group(1))
-    scale = {"": 1e-9, "K": 1e-6, "M": 1e-3, "B": 1.0, "T": 1e3}[match.group(2).upper()]
-    return value * scale
-
-
 @dataclass(frozen=True)
 class StreamPart:
     """One NDJSON line of /api/chat, reduced to what the engine uses."""
@@ -83,6 +75,9 @@ class StreamPart:
     eval_duration: int | None = None
     prompt_eval_count: int | None = None
     load_duration: int | None = None
+    # /api/generate's final line carries the context; either route, per-token logprobs when asked
+    context: tuple[int, ...] | None = None
+    logprobs: tuple[dict[str, Any], ...] = ()
 
 
 def _plain_calls(calls: Any) -> tuple[dict[str, Any], ...]:
@@ -171,8 +166,13 @@ def _from_status(exc: Any, node: str, url: str, during: str, headers: Mapping[st
     if status == 408:
         return NodeUnavailableError(f"refused {during} with HTTP {status}: {message}", node=node, status=status)
     if status == 404 and _MODEL_NOT_FOUND.search(message):
-        return ModelNotFoundError(f"does not have the model {during} (HTTP 404): {message}", node=node, status=status)
-    return RequestRejectedError(f"rejected the request {during} (HTTP {status}): {message}", node=node, status=status)
+        return ModelNotFoundError(f"does not have the model {during} (HTTP 404): {message}", node=node, status=status,
+                                  detail=message)
+    if status == 400 and _NO_VISION.search(message):  # this node's model cannot see: another node's may
+        return CapabilityMissingError(f"cannot take images {during} (HTTP 400): {message}", node=node, status=status,
+                                      detail=message)
+    return RequestRejectedError(f"rejected the request {during} (HTTP {status}): {message}", node=node, status=status,
+                                detail=message)
 
 
 def _looks_like_html(text: str) -> bool:
@@ -328,25 +328,14 @@ class NodeClient:
             listed = self._poller.list()
         except Exception as exc:
             raise self._fail(exc, "on /api/tags") from exc
-        models = {}
-        for m in listed.models or []:
-            name = m.model or ""
-            if not name:
-                continue
-            details = m.details
-            models[name] = ModelInfo(
-                name=name, size_b=parse_parameter_size(details.parameter_size if details else None),
-                size_bytes=int(m.size or 0), family=(details.family or "") if details else "",
-                quantization=(details.quantization_level or "") if details else "")
-        return models
+        return installed_from(listed)
 
     def ps(self) -> dict[str, LoadedModel]:
         try:
             running = self._poller.ps()
         except Exception as exc:
             raise self._fail(exc, "on /api/ps") from exc
-        return {m.model: LoadedModel(m.model, int(m.size or 0), int(m.size_vram or 0),
-                                     str(m.expires_at or "")) for m in running.models or [] if m.model}
+        return loaded_from(running)
 
     def capabilities(self, model: str) -> list[str] | None:
         """From /api/show; None when the node does not say (older Ollama)."""
@@ -363,11 +352,13 @@ class NodeClient:
              think: bool | str | None = None, keep_alive: str | float | None = None,
              format: str | dict[str, Any] | None = None,
              tools: list[dict[str, Any]] | None = None,
-             sockets: StreamSockets | None = None) -> Generator[StreamPart, None, None]:
+             sockets: StreamSockets | None = None,
+             extra: Mapping[str, Any] | None = None) -> Generator[StreamPart, None, None]:
         """Stream /api/chat. A lazy generator: close() it to drop the connection (cancel); or, from
-        another thread, ``sockets.cut_all()`` when it may be blocked waiting for the node."""
+        another thread, ``sockets.cut_all()`` when it may be blocked waiting for the node.
+        ``extra``: more fields of the request as they are (logprobs, top_logprobs)."""
         kwargs: dict[str, Any] = {"model": model, "messages": messages, "stream": True,
-                                  "options": options or None, "keep_alive": keep_alive}
+                                  "options": options or None, "keep_alive": keep_alive, **(extra or {})}
         if think is not None:
             kwargs["think"] = think
         if format is not None:
@@ -391,7 +382,8 @@ class NodeClient:
                     tool_calls=_plain_calls(message.tool_calls) if message and message.tool_calls else (),
                     done=bool(part.done), done_reason=part.done_reason,
                     eval_count=part.eval_count, eval_duration=part.eval_duration,
-                    prompt_eval_count=part.prompt_eval_count, load_duration=part.load_duration)
+                    prompt_eval_count=part.prompt_eval_count, load_duration=part.load_duration,
+                    logprobs=_plain_logprobs(part))
         except GeneratorExit:
             raise
         except Exception as exc:
@@ -399,6 +391,77 @@ class NodeClient:
         finally:
             backend.sink = None
             stream.close()  # drops the HTTP connection at once, so the node stops generating
+
+    # --- /api/generate (generate.py says when a task goes there) ---
+
+    def generate(self, model: str, arguments: Mapping[str, Any], *, options: dict[str, Any] | None = None,
+                 think: bool | str | None = None, keep_alive: str | float | None = None,
+                 format: str | dict[str, Any] | None = None,
+                 sockets: StreamSockets | None = None) -> Generator[StreamPart, None, None]:
+        """Stream /api/generate with ``arguments`` (prompt, suffix, raw, template, context, images,
+        system, logprobs: generate.generate_arguments); the final part carries the context. Closed and
+        cut like ``chat``."""
+        kwargs: dict[str, Any] = {"model": model, "stream": True, "options": options or None,
+                                  "keep_alive": keep_alive, **arguments}
+        if think is not None:
+            kwargs["think"] = think
+        if format is not None:
+            kwargs["format"] = format
+        stage = "before the first token"
+        client, backend = self._stream_client()
+        stream = client.generate(**kwargs)
+        if sockets is not None:
+            for sock in backend.sockets:
+                sockets.add(sock)
+        backend.sink = sockets
+        try:
+            for part in stream:
+                stage = "mid-stream"
+                yield StreamPart(
+                    text=part.response or "", thinking=getattr(part, "thinking", None) or "",
+                    done=bool(part.done), done_reason=part.done_reason,
+                    eval_count=part.eval_count, eval_duration=part.eval_duration,
+                    prompt_eval_count=part.prompt_eval_count, load_duration=part.load_duration,
+                    context=tuple(part.context) if part.context is not None else None,
+                    logprobs=_plain_logprobs(part))
+        except GeneratorExit:
+            raise
+        except Exception as exc:
+            raise self._fail(exc, stage) from exc
+        finally:
+            backend.sink = None
+            stream.close()
+
+
+    def embed(self, model: str, texts: list[str], *, truncate: bool | None = None, dimensions: int | None = None,
+              keep_alive: str | float | None = None, options: dict[str, Any] | None = None,
+              sockets: StreamSockets | None = None) -> EmbedAnswer:
+        """/api/embed on this thread's client: ``sockets.cut_all()`` from another thread cuts the request."""
+        client, backend = self._stream_client()
+        if sockets is not None:
+            for sock in backend.sockets:  # a pooled connection may carry this request
+                sockets.add(sock)
+        backend.sink = sockets
+        try:
+            answer = client.embed(model=model, input=texts, truncate=truncate, dimensions=dimensions,
+                                  keep_alive=keep_alive, options=options)
+        except Exception as exc:
+            raise self._fail(exc, "on /api/embed") from exc
+        finally:
+            backend.sink = None
+        if len(answer.embeddings) != len(texts):
+            raise NodeProtocolError(f"answered /api/embed with {len(answer.embeddings)} vectors for {len(texts)} "
+                                    "texts", node=self.spec.name)
+        return EmbedAnswer(as_vectors(answer.embeddings), answer.prompt_eval_count, answer.total_duration,
+                           answer.load_duration)
+
+
+def _plain_logprobs(part: Any) -> tuple[dict[str, Any], ...]:
+    """The client's Logprob models as plain dicts (Ollama's shape: token, logprob, bytes, top_logprobs)."""
+    logprobs = getattr(part, "logprobs", None)
+    if not logprobs:
+        return ()
+    return tuple(p.model_dump(exclude_none=True) for p in logprobs)
 
 
 def _split_credentials(url: str) -> tuple[str, Any]:

@@ -17,12 +17,17 @@ can act on. Foreign exceptions (httpx, ollama) are translated in one place,
         ├── NodeBackoffError        429: the node asks to be left alone for a while (Retry-After)
         ├── NodeAuthError           401/403: the node refuses Hydra's credentials
         └── RequestRejectedError    4xx caused by the request itself (bad option)
-            └── ModelNotFoundError      404: the node does not have the model (its list was stale)
+            ├── ModelNotFoundError      404: the node does not have the model (its list was stale)
+            └── CapabilityMissingError  the node's model lacks what the request needs (vision for images)
 
 ``NodeError.counts_against_node`` tells the circuit breaker whether the failure
 is the node's fault: not for RequestRejectedError (the request's), nor for
 NodeBackoffError and NodeAuthError, which say something true of the node that
 attempts.py acts on instead (a backoff, an exclusion until it accepts again).
+A rejection keeps the node's HTTP status and its own words (``status``, ``detail``): the gateway
+answers the client with them. ``node_specific`` says whether another node may accept the same
+request (a model missing there, a model without vision there): then the next eligible node is
+tried; any other 4xx ends the task at once, as every node would refuse it alike.
 
 A task that ends without an answer is not an exception: its ``TaskResult``
 says so, with ``status`` and a machine-readable ``failure`` (``FailureKind``:
@@ -103,10 +108,24 @@ class NodeAuthError(NodeError):
 
 
 class RequestRejectedError(NodeError):
-    """The node refused the request itself (4xx): another node may still accept it."""
+    """The node refused the request itself (4xx). ``detail``: the node's own message, for the client."""
 
     counts_against_node = False
+    node_specific = False  # True: another node may accept the same request (see the module's docstring)
+
+    def __init__(self, message: str, *, node: str = "", status: int | None = None, detail: str = "") -> None:
+        super().__init__(message, node=node, status=status)
+        self.detail = detail or message
 
 
 class ModelNotFoundError(RequestRejectedError):
     """The node answered 404 for the model: it does not have it, whatever its last model list said."""
+
+    node_specific = True
+
+
+class CapabilityMissingError(RequestRejectedError):
+    """The model on this node lacks a capability the request needs (its /api/show says so): images
+    need "vision". Another node's copy of the model may have it, so the next eligible node is tried."""
+
+    node_specific = True

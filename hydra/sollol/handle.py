@@ -56,6 +56,7 @@ class TaskState:
     thinking_replay: int = 0
     carried_tokens: int = 0             # output tokens of earlier attempts (added to the last one's count)
     result_value: TaskResult | None = None
+    embeddings: tuple[tuple[float, ...], ...] = ()  # an embedding task's answer (set_embeddings)
     waiting_since: float | None = None  # when the scheduler first found no place for it
     moved: bool = False                 # already moved once to a faster node (rebalance.py)
     # Called (outside the lock) each time a running attempt ends: frees the global concurrency slot.
@@ -138,6 +139,19 @@ class TaskState:
             self._changed()
             return True
 
+    def set_embeddings(self, attempt: int, vectors: tuple[tuple[float, ...], ...]) -> bool:
+        """An embedding task's whole answer from ``attempt``; False when that attempt no longer owns the task.
+        The answer is its first (and only) output: the node is recorded as having delivered it."""
+        with self.cond:
+            if not self.is_current(attempt):
+                return False
+            now = time.monotonic()
+            self.last_progress = self.first_token_mono = now
+            self.nodes.append(self.node or "")
+            self.embeddings = vectors
+            self._changed()
+            return True
+
     def continuation(self) -> str:
         """The answer streamed so far, which the next attempt continues ("" when none was)."""
         with self.cond:
@@ -181,10 +195,12 @@ class TaskState:
 
     def finish(self, status: TaskStatus, *, error: str | None = None, attempt: int | None = None,
                eval_count: int | None = None, prompt_eval_count: int | None = None,
-               tokens_per_s: float | None = None, failure: FailureKind | None = None) -> TaskResult | None:
+               tokens_per_s: float | None = None, failure: FailureKind | None = None,
+               **result_fields: Any) -> TaskResult | None:
         """The one way to a terminal status. Returns the result if this call ended the task.
         Every status but DONE carries its ``failure`` kind (callers decide by it, not by the text);
-        without one given, the status says it."""
+        without one given, the status says it. ``result_fields``: more TaskResult fields (a generate's
+        context, logprobs, a node's rejection)."""
         assert status.terminal
         if status is TaskStatus.DONE:
             failure = None
@@ -199,7 +215,7 @@ class TaskState:
             self.finished_mono = time.monotonic()
             if eval_count is not None:
                 self.eval_count, self.prompt_eval_count, self.tokens_per_s = eval_count, prompt_eval_count, tokens_per_s
-            self.result_value = self._result(error, failure)
+            self.result_value = self._result(error, failure, result_fields)
             self._changed()
             result = self.result_value
         if cancel is not None:
@@ -208,7 +224,8 @@ class TaskState:
             self._left_running()
         return result
 
-    def _result(self, error: str | None, failure: FailureKind | None) -> TaskResult:
+    def _result(self, error: str | None, failure: FailureKind | None,
+                result_fields: dict[str, Any] | None = None) -> TaskResult:
         ttft = (self.first_token_mono - self.attempt_started) if (self.first_token_mono and self.attempt_started) else None
         duration = (self.finished_mono - self.started_mono) if (self.finished_mono and self.started_mono) else None
         queued = ((self.started_mono or self.finished_mono or time.monotonic()) - self.submitted_mono)
@@ -219,7 +236,8 @@ class TaskState:
             failovers=len(self.errors), ttft_s=ttft, duration_s=duration, queued_s=queued,
             eval_count=self.eval_count, prompt_eval_count=self.prompt_eval_count, tokens_per_s=self.tokens_per_s,
             thinking_tokens=self.thinking_tokens, decision=self.decision, error=error,
-            failure=failure, nodes=tuple(self.nodes), notice=self.notice)
+            failure=failure, nodes=tuple(self.nodes), notice=self.notice, embeddings=self.embeddings,
+            **(result_fields or {}))
 
     # --- reads ---
 
@@ -230,7 +248,7 @@ class TaskState:
             ttft = result.ttft_s if result else (
                 (self.first_token_mono - self.attempt_started) if self.first_token_mono and self.attempt_started else None)
             return TaskView(
-                task_id=self.id, prompt=self.task.prompt, status=self.status, text="".join(self.text),
+                task_id=self.id, prompt=self.task.prompt or "\n".join(self.task.input or ()), status=self.status, text="".join(self.text),
                 thinking="".join(self.thinking), node=self.node, model=self.model, mode=self.mode,
                 task_type=self.task_type, priority=self.task.priority, submitted_at=self.task.submitted_at,
                 ttft_s=ttft, duration_s=result.duration_s if result else (

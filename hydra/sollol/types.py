@@ -16,6 +16,7 @@ from typing import Any, NamedTuple
 from . import validation as checks
 from .addresses import parse_url, shown
 from .errors import ConfigError
+from .generate import check_generate_fields
 
 TASK_TYPES = checks.TASK_TYPES  # defined beside the checks that use it
 
@@ -165,6 +166,20 @@ class Task:
     tools: list[dict[str, Any]] | None = None  # Ollama's tools: functions the model may call instead of answering
     meta: dict[str, Any] = field(default_factory=dict)  # carried along untouched (e.g. the reasoning assessment)
     background: bool = False              # batch work: queued behind every interactive task, whatever its age
+    # /api/generate's own fields: a task with any of them runs on the node's /api/generate (generate.py)
+    suffix: str | None = None             # the text after the answer (fill-in-the-middle)
+    raw: bool | None = None               # the prompt goes to the model as it is, without its template
+    template: str | None = None           # a prompt template instead of the model's own
+    context: list[int] | None = None      # what an earlier /api/generate answer returned, to go on from it
+    images: list[str] | None = None       # base64 images with the prompt; only a vision model takes them
+    # log probabilities of the answer's tokens (Ollama 0.12+), on either route
+    logprobs: bool | None = None
+    top_logprobs: int | None = None       # 0..20 alternatives per token
+    # embeddings (task_type "embedding"): the texts to embed instead of a prompt; the vectors come back
+    # in TaskResult.embeddings, one per text, in order (sollol/embedding.py)
+    input: list[str] | None = None
+    truncate: bool | None = None          # Ollama's truncate: cut a text longer than the context (default true)
+    dimensions: int | None = None         # keep the first n dimensions of each vector (renormalised)
     id: str = field(default_factory=lambda: uuid.uuid4().hex[:12])
     submitted_at: float = field(default_factory=time.time)
     seq: int = field(default_factory=lambda: next(_task_seq))
@@ -175,6 +190,7 @@ class Task:
         to the node is checked here once, for every caller, so that no worker meets a request the
         client library or the node must refuse (validation.check_task)."""
         checks.check_task(self)
+        check_generate_fields(self)
         if self.mode is not None:
             self.mode = RoutingMode.parse(self.mode, "task mode")
 
@@ -243,6 +259,25 @@ class TaskResult:
     failure: FailureKind | None = None  # set whenever status is not DONE
     nodes: tuple[str, ...] = ()  # every node that delivered output, in order (a failover mid-answer: several)
     notice: str = ""             # the latest failover mid-answer, for the record (never in ``text``)
+    # what /api/generate and logprobs add, and a node's refusal as the node said it
+    context: tuple[int, ...] | None = None       # /api/generate's context: send it back to go on
+    logprobs: tuple[dict[str, Any], ...] = ()    # Ollama's per-token logprobs, when the task asked
+    rejected_status: int | None = None           # REJECTED by a node: its HTTP status (400, 404, ...)
+    rejected_message: str = ""                   # REJECTED by a node: its own message
+    # embeddings: one unit vector per input text, in order (an embedding task's answer; empty otherwise)
+    embeddings: tuple[tuple[float, ...], ...] = ()
+
+
+@dataclass(frozen=True)
+class ModelDetails:
+    """Ollama's ``details`` of a model, as the node reported them (/api/tags, /api/ps)."""
+
+    format: str = ""
+    family: str = ""
+    families: tuple[str, ...] | None = None
+    parameter_size: str = ""         # Ollama's spelling: "7.6B", "137M"
+    quantization_level: str = ""
+    parent_model: str = ""
 
 
 @dataclass(frozen=True)
@@ -252,6 +287,13 @@ class ModelInfo:
     size_bytes: int = 0
     family: str = ""
     quantization: str = ""
+    # identity, as the node reports it: a model of one name may differ between nodes (its digest says so)
+    digest: str = ""
+    modified_at: str = ""     # RFC 3339, as the node sent it
+    details: ModelDetails = ModelDetails()
+    # from /api/show ("completion", "embedding", ...); None: not known (yet). Not part of the identity: the
+    # monitor fills it in after the listing, and a listing that only gained it has not changed.
+    capabilities: tuple[str, ...] | None = field(default=None, compare=False)
 
 
 @dataclass(frozen=True)
@@ -259,7 +301,10 @@ class LoadedModel:
     name: str
     size_bytes: int
     size_vram_bytes: int
-    expires_at: str = ""
+    expires_at: str = ""      # RFC 3339 ("2026-12-01T12:00:00.5+00:00"); "" when the node gave none
+    digest: str = ""
+    details: ModelDetails = ModelDetails()
+    context_length: int = 0
 
 
 @dataclass(frozen=True)

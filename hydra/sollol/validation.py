@@ -156,6 +156,10 @@ TASK_TYPES = ("code", "reasoning", "math", "general")  # re-exported by types.py
 def check_task(task: Task) -> None:
     """Task.validate: TaskError naming the first field that is not allowed. Normalizes as it goes: a
     None prompt is "", options get Ollama's types (integers as int, null values dropped)."""
+    if task.task_type == "embedding":  # its own fields (embedding.py): texts in input, no prompt
+        from .embedding import check_embedding_task
+        check_embedding_task(task)
+        return
     try:
         _check_content(task)
         _check_limits(task)
@@ -211,15 +215,16 @@ def check_think(value: Any, field: str = "think") -> bool | str | None:
                             + (repr(value) if isinstance(value, str) else kind(value)))
 
 
-def check_keep_alive(value: Any, field: str = "keep_alive") -> None:
+def check_keep_alive(value: Any, field: str = "keep_alive") -> float:
     """A Go duration ("5m", "1h30m") or a number of seconds (negative: keep loaded), within Go's
-    time.Duration (about 292 years): Ollama's arithmetic on a larger one overflows."""
+    time.Duration (about 292 years): Ollama's arithmetic on a larger one overflows. Returns the seconds."""
     seconds = _keep_alive_seconds(value)
     if seconds is None or not math.isfinite(seconds):
         raise FieldError(field, 'must be a duration such as "5m" or a number of seconds (negative: keep loaded), '
                                 f"got {value!r}"[:200])
     if abs(seconds) > MAX_KEEP_ALIVE_S:
         raise FieldError(field, f"must be at most {MAX_KEEP_ALIVE_S:.0f} seconds either way, got {value!r}"[:200])
+    return seconds
 
 
 def _keep_alive_seconds(value: Any) -> float | None:

@@ -20,7 +20,9 @@ from typing import Any
 
 from .client import NodeClient, StreamPart, StreamSockets
 from .config import SollolConfig
+from .embedding import is_embedding, run_embedding
 from .errors import NodeError, NodeProtocolError, RequestRejectedError
+from .generate import generate_arguments, has_images, logprob_arguments, require_vision, uses_generate
 from .handle import TaskState
 from .node import NodeState
 from .thinking import THINKING_SLACK_TOKENS, supports_thinking
@@ -89,6 +91,7 @@ class Finished:
     eval_duration_ns: int | None
     prompt_eval_count: int | None
     load_s: float | None
+    logprobs: tuple[dict[str, Any], ...] = ()   # every token's, when the task asked
 
 
 # (task, attempt, node, model, outcome): how a worker reports the end of an attempt it still owned.
@@ -108,6 +111,7 @@ class _Reading:
     delivered: bool = False     # the first token has reached the task
     final: StreamPart | None = None
     started: float | None = None
+    logprobs: list[dict[str, Any]] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
@@ -139,6 +143,7 @@ class NodeWorkers:
         self._idle: list[queue.SimpleQueue[Assignment | None]] = []  # most recently idle last
         self._backlog: collections.deque[Assignment] = collections.deque()  # when none is idle yet
         self._think_cache: dict[str, bool] = {}
+        self._vision_cache: dict[str, bool] = {}
         self._lock = threading.Lock()
         self._stopped = False
         self._running = 0                                     # threads started and not yet ended
@@ -236,7 +241,7 @@ class NodeWorkers:
         try:
             if not state.is_current(a.attempt):
                 return  # cancelled or timed out before it started
-            done = self._run_stream(a)
+            done = self._run_embedding(a) if is_embedding(state.task) else self._run_stream(a)
             if done is None:
                 return  # the attempt lost the task (cancel, timeout): says nothing of the node
             ok = True
@@ -259,6 +264,14 @@ class NodeWorkers:
         finally:
             node.end(ok=ok, error=error_text, threshold=config.breaker_threshold, trial=a.trial)
 
+    def _run_embedding(self, a: Assignment) -> Finished | None:
+        """An embedding task: one /api/embed request, its vectors the whole answer (embedding.py)."""
+        answer = run_embedding(self.client, a.state, a.attempt, a.model)
+        if answer is None:
+            return None
+        load_s = answer.load_duration_ns / 1e9 if answer.load_duration_ns else None
+        return Finished(None, 0, None, answer.prompt_eval_count, load_s)  # it generates no tokens: 0, not unknown
+
     def _think_param(self, task: Task, model: str) -> bool | str | None:
         """Never send ``think`` to a model that cannot think (Ollama answers 400); an explicit
         ``think=False`` does go to a thinking model, which would otherwise think by default."""
@@ -274,6 +287,10 @@ class NodeWorkers:
 
     def _run_stream(self, a: Assignment) -> Finished | None:
         task = a.state.task
+        if has_images(task):
+            require_vision(self.client.capabilities, self._vision_cache, a.model, self.node.name)
+        if uses_generate(task):
+            return self._run_generate(a)
         so_far = a.state.continuation()
         if so_far:
             return self._continue(a, so_far)
@@ -301,6 +318,22 @@ class NodeWorkers:
                         _add(first.eval_duration_ns, second.eval_duration_ns),
                         _add(first.prompt_eval_count, second.prompt_eval_count), first.load_s)
 
+    def _run_generate(self, a: Assignment) -> Finished | None:
+        """A task with /api/generate's own fields, on the node's /api/generate with all of them (generate.py).
+        No thinking budget here: the budget's second request is a chat turn, which a raw prompt has not."""
+        task = a.state.task
+        options = dict(task.options)
+        if task.max_tokens:
+            options["num_predict"] = task.max_tokens
+        arguments = {**generate_arguments(task), **logprob_arguments(task)}
+        think = self._think_param(task, a.model)
+
+        def opener(sockets: StreamSockets) -> Iterator[StreamPart]:
+            return self.client.generate(a.model, arguments, options=options or None, think=think,
+                                        keep_alive=task.keep_alive, format=task.format, sockets=sockets)
+        outcome = self._consume(a, [], options, think, None, opener=opener)
+        return outcome if isinstance(outcome, Finished) else None
+
     def _continue(self, a: Assignment, so_far: str) -> Finished | None:
         """An earlier attempt streamed part of the answer and failed: this node continues it. Ollama
         continues a trailing assistant message (it does not start a new turn), without thinking again,
@@ -316,7 +349,8 @@ class NodeWorkers:
         return outcome if isinstance(outcome, Finished) else None
 
     def _consume(self, a: Assignment, messages: list[dict[str, Any]], options: dict[str, Any],
-                 think: bool | str | None, budget: int | None, *, answer_cap: int | None = None) -> Outcome:
+                 think: bool | str | None, budget: int | None, *, answer_cap: int | None = None,
+                 opener: Callable[[StreamSockets], Iterator[StreamPart]] | None = None) -> Outcome:
         """Stream one request into the task. Returns Finished, (thinking, partial) at the budget, or None.
 
         Stopping early (budget, answer cap) closes the stream; no final chunk then carries Ollama's
@@ -327,8 +361,12 @@ class NodeWorkers:
             return None
         task = state.task
         reading = _Reading(budget, answer_cap)
-        stream = self.client.chat(a.model, messages, options=options or None, think=think, sockets=sockets,
-                                  format=task.format, keep_alive=task.keep_alive, tools=task.tools)
+        if opener is not None:  # /api/generate (_run_generate)
+            stream = opener(sockets)
+        else:
+            stream = self.client.chat(a.model, messages, options=options or None, think=think, sockets=sockets,
+                                      format=task.format, keep_alive=task.keep_alive, tools=task.tools,
+                                      extra=logprob_arguments(task) or None)
         try:
             while True:
                 part = self._next_part(stream)
@@ -346,7 +384,8 @@ class NodeWorkers:
         if final is None:
             raise NodeProtocolError("ended the stream without its final chunk", node=self.node.name)
         load_s = final.load_duration / 1e9 if final.load_duration else None
-        return Finished(final, final.eval_count, final.eval_duration, final.prompt_eval_count, load_s)
+        return Finished(final, final.eval_count, final.eval_duration, final.prompt_eval_count, load_s,
+                        tuple(reading.logprobs))
 
     def _next_part(self, stream: Iterator[StreamPart]) -> StreamPart | None:
         """The next part of the stream (None at its end). The client turns every failure of the node
@@ -364,6 +403,8 @@ class NodeWorkers:
     def _take(self, a: Assignment, reading: _Reading, part: StreamPart) -> _Stop | None:
         """Hand one part of the stream to the task; a _Stop when reading must end here."""
         reading.started = reading.started or time.monotonic()
+        if part.logprobs:
+            reading.logprobs.extend(part.logprobs)
         if part.thinking:
             if reading.budget is not None and len(reading.thought) >= reading.budget:
                 return _Stop(("".join(reading.thought), self._counted(len(reading.thought), reading.started)))
