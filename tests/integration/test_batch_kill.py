@@ -10,6 +10,7 @@ import signal
 import subprocess
 import sys
 import textwrap
+import time
 from pathlib import Path
 
 from hydra.service import Hydra
@@ -81,10 +82,17 @@ def test_sigkill_mid_batch_resumes_with_every_row_exactly_once(seed: SimCluster,
         killed = rows[window["window_row"]]
         assert killed["runs"] == 1 and killed["task_id"] == window["window_task"]
         assert killed["answer"] == hydra.history.get_task(window["window_task"])["text"]
-        # Exactly once: each row's prompt has exactly one task that ended done in history.
-        done_tasks = collections.Counter(t["prompt"] for t in hydra.history.recent_tasks(limit=10_000)
-                                         if t["status"] == "done")
-        assert all(done_tasks[f"Answer: Question number {i}"] == 1 for i in range(N)), done_tasks
+        # Exactly once: each row's prompt has exactly one task that ended done in history (whose writer
+        # commits a task's end on its own thread, a moment after the handle has it: waited for, bounded).
+        def done_tasks() -> collections.Counter[str]:
+            return collections.Counter(t["prompt"] for t in hydra.history.recent_tasks(limit=10_000)
+                                       if t["status"] == "done")
+
+        deadline = time.monotonic() + TIMEOUT
+        while len(done_tasks()) < N and time.monotonic() < deadline:
+            time.sleep(0.05)
+        counts = done_tasks()
+        assert all(counts[f"Answer: Question number {i}"] == 1 for i in range(N)), counts
         assert all(r["answer"] == hydra.history.get_task(r["task_id"])["text"] for r in rows)
     finally:
         hydra.close()
