@@ -3,6 +3,7 @@
     python -m hydra serve [--host H] [--port P]   router + gateway, no UI; Ctrl+C stops
     python -m hydra nodes                         discovered nodes, health, models
     python -m hydra submit "prompt" [--mode --priority --model --task-type --max-tokens --think/--no-think]
+    python -m hydra batch input.jsonl --template "..." -o out.jsonl   (hydra/batch/cli.py)
 
 Settings come from the environment (SOLLOL_NODES, HYDRA_DB, ...) and the saved
 overrides, as for the app. ``submit`` streams the answer to stdout and writes
@@ -62,6 +63,9 @@ def build_parser() -> argparse.ArgumentParser:
                         help="thinking on or off (default: the reasoning engine decides)")
     submit.add_argument("--timeout", type=float, default=600.0, help="give up after this many seconds")
     submit.set_defaults(run=cmd_submit)
+
+    from hydra.batch import cli as batch_cli
+    batch_cli.add_parser(sub)
     return parser
 
 

@@ -43,7 +43,8 @@ from hydra.sollol.errors import HydraError, NodeError
 from hydra.sollol.redact import redact_url
 from hydra.sollol.types import TierEntry
 
-if TYPE_CHECKING:  # imported when first used: many runs start no gateway
+if TYPE_CHECKING:  # imported when first used: most runs start no gateway and no batch
+    from hydra.batch import BatchManager
     from hydra.gateway import Gateway
 
 log = logging.getLogger("hydra")
@@ -98,6 +99,7 @@ class Hydra:
         self._saver = PartialSaver(history, lambda: self.tasks(KEPT_HANDLES))
         self.router.subscribe(self._recorder.on_event)
         self._started = False
+        self._batches: BatchManager | None = None
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None, **engine_overrides: Any) -> Hydra:
@@ -131,6 +133,7 @@ class Hydra:
         if embedded_in_background:
             self._start_embedded(in_background=True)
         self._saver.start()
+        self._resume_batches()
         self._maybe_start_gateway()
         atexit.register(self.close)
         return self
@@ -141,6 +144,8 @@ class Hydra:
         self._closed.set()
         if self.gateway is not None:
             self.gateway.stop()
+        if self._batches is not None:
+            self._batches.close()  # before the router: rows in flight go back to pending, for the next start
         self.router.close()
         self._saver.close()
         self._recorder.close()  # after everything the router said at close
@@ -164,6 +169,24 @@ class Hydra:
                       "or 0 to turn it off", self._settings.gateway_host, port, exc)
             return
         log.info("gateway: Ollama and OpenAI APIs and /metrics at %s", self.gateway.url)
+
+    # --- batches (hydra/batch) ---
+
+    @property
+    def batches(self) -> BatchManager:
+        """The batch jobs over this service, in HYDRA_DB (opened on first use)."""
+        with self._lock:
+            if self._batches is None:
+                from hydra.batch.manager import for_service
+                self._batches = for_service(self)
+            return self._batches
+
+    def _resume_batches(self) -> None:
+        """Batches a stopped process left running resume here; their rows in flight are settled first."""
+        try:
+            self.batches.recover()
+        except Exception:  # a batch table this Hydra cannot read must not keep the app from starting
+            log.exception("batches could not be resumed")
 
     def _start_embedded(self, *, in_background: bool) -> None:
         reason = why_embedded(self._settings)
@@ -248,7 +271,7 @@ class Hydra:
         task = self._task(prompt, task_type=task_type, model=model, mode=mode, priority=priority,
                           max_tokens=max_tokens, think=think, messages=messages, **task_fields)
         handle, pending = self._start_recorded(task)
-        return self._recorded(handle, pending.wait(QUEUED_COMMIT_WAIT_S))
+        return self._recorded(handle, pending.wait(QUEUED_COMMIT_WAIT_S), keep=not task.background)
 
     async def asubmit(self, prompt: str = "", **fields: Any) -> TaskHandle:
         """``submit`` for an event loop (the gateway): the same task, checks and refusals, but the wait for
@@ -260,7 +283,7 @@ class Hydra:
         except BaseException:  # cancelled (its request is gone): nobody will read this task
             handle.cancel()
             raise
-        return self._recorded(handle, error)
+        return self._recorded(handle, error, keep=not task.background)
 
     def _task(self, prompt: str = "", *, task_type: str | None = None, model: str | None = None,
               mode: str | None = None, priority: int = 5, max_tokens: int | None = None,
@@ -305,12 +328,15 @@ class Hydra:
             raise
         return handle, pending
 
-    def _recorded(self, handle: TaskHandle, error: HydraError | None) -> TaskHandle:
-        """After the wait for its row: the handle, kept for the pages, or the refusal."""
+    def _recorded(self, handle: TaskHandle, error: HydraError | None, *, keep: bool = True) -> TaskHandle:
+        """After the wait for its row: the handle, kept for the pages (not a batch row's, ``keep`` False: its
+        batch shows it, and the Tasks page's live cards are for interactive work), or the refusal."""
         if error is not None:
             # Nobody has read a chunk of it yet (the handle is not returned); cancelling frees its node at once.
             handle.cancel()
             raise error.refusing(handle.id) if isinstance(error, HistoryUnavailableError) else error
+        if not keep:
+            return handle
         with self._lock:
             self._handles[handle.id] = handle
             self._handles.move_to_end(handle.id, last=False)

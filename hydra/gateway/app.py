@@ -53,6 +53,7 @@ from starlette.routing import Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from hydra.gateway import access_log, dashboard
+from hydra.gateway.batch_api import BatchRoutes
 from hydra.gateway.embed_api import EmbedRoutes
 from hydra.gateway.guard import KEY_SETTING, ApiKey, Guard, cors_headers, preflight_headers
 from hydra.gateway.metrics import CONTENT_TYPE, GatewayMetrics
@@ -221,6 +222,7 @@ def create_app(service: GatewayService, api_key: str | None = None, *, bind_host
     tracker = _OpenTasks(service)
     ollama = OllamaRoutes(service, tracker)
     openai = OpenAIRoutes(service, tracker)
+    batch = BatchRoutes(service)
     completions = CompletionRoutes(service, tracker)  # /v1/completions (issue 12)
     embed = EmbedRoutes(service, tracker)
     models = ModelRoutes(service)
@@ -261,6 +263,15 @@ def create_app(service: GatewayService, api_key: str | None = None, *, bind_host
         Route("/api/blobs/{digest}", models.blob, methods=["HEAD", "POST"]),
         Route("/v1/models", openai.models, methods=["GET"]),
         Route("/v1/chat/completions", openai.chat_completions, methods=["POST"]),
+        # The OpenAI Batch API (batch_api.py)
+        Route("/v1/files", batch.upload, methods=["POST"]),
+        Route("/v1/files/{file_id}", batch.file, methods=["GET"]),
+        Route("/v1/files/{file_id}", batch.delete_file, methods=["DELETE"]),
+        Route("/v1/files/{file_id}/content", batch.file_content, methods=["GET"]),
+        Route("/v1/batches", batch.create, methods=["POST"]),
+        Route("/v1/batches", batch.list_batches, methods=["GET"]),
+        Route("/v1/batches/{batch_id}", batch.retrieve, methods=["GET"]),
+        Route("/v1/batches/{batch_id}/cancel", batch.cancel, methods=["POST"]),
         Route("/v1/completions", completions.completions, methods=["POST"]),  # issue 12: completions, one model
         Route("/v1/models/{model:path}", openai.model, methods=["GET"]),
         Route("/api/embed", embed.embed, methods=["POST"]),

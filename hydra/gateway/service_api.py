@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from typing import Any, Protocol
 
+from hydra.batch import BatchManager
 from hydra.history import HistoryHealth
 from hydra.sollol import ClusterSnapshot, NodeSpec, RoutingDecision, TaskHandle
 
@@ -63,4 +64,9 @@ class GatewayService(Protocol):
 
     def refresh_models(self, node: str) -> None:
         """Have node ``node``'s model list fetched now, so routing sees a pull or a delete at once."""
+        ...
+
+    @property
+    def batches(self) -> BatchManager:
+        """The batch jobs (hydra/batch), for the OpenAI Batch API (batch_api.py)."""
         ...

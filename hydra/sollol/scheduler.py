@@ -6,6 +6,12 @@ so the static heap key ``enqueued / aging_s - priority`` orders them at every
 instant. A low-priority task therefore overtakes newer urgent ones once it has
 waited ``aging_s`` per level of difference: nothing starves.
 
+Background tasks (``Task.background``: batch rows) form a class of their own behind
+every interactive task: aging orders them among themselves but never lifts one
+above an interactive task, however long it waited. A batch feeds the router only
+as many rows as there are slots (hydra/batch/runner.py), so an interactive task
+that arrives during a big batch takes the next slot that frees.
+
 Late binding: a task is bound to a node only when it can start there. Each
 round the dispatcher takes the best-ranked queued tasks, routes each over
 fresh node views, and binds those whose place has a free slot.
@@ -58,13 +64,13 @@ class TaskQueue:
     """Heap of (key, seq, state). Cancelled entries are dropped lazily when popped."""
 
     def __init__(self, aging_s: float) -> None:
-        self._heap: list[tuple[float, int, TaskState]] = []
+        self._heap: list[tuple[tuple[bool, float], int, TaskState]] = []
         self._seq = itertools.count()
         self._aging_s = aging_s
         self._live = 0
 
-    def key(self, state: TaskState) -> float:
-        return state.submitted_mono / self._aging_s - state.task.priority
+    def key(self, state: TaskState) -> tuple[bool, float]:
+        return state.task.background, state.submitted_mono / self._aging_s - state.task.priority
 
     def push(self, state: TaskState) -> None:
         # A failed-over task keeps its original key, so it goes back near the front.

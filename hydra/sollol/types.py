@@ -168,6 +168,7 @@ class Task:
     keep_alive: str | float | None = None  # how long the node keeps the model loaded after ("5m", 0, -1)
     tools: list[dict[str, Any]] | None = None  # Ollama's tools: functions the model may call instead of answering
     meta: dict[str, Any] = field(default_factory=dict)  # carried along untouched (e.g. the reasoning assessment)
+    background: bool = False              # batch work: queued behind every interactive task, whatever its age
     # /api/generate's own fields: a task with any of them runs on the node's /api/generate (generate.py)
     suffix: str | None = None             # the text after the answer (fill-in-the-middle)
     raw: bool | None = None               # the prompt goes to the model as it is, without its template

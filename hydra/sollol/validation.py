@@ -180,6 +180,8 @@ def _check_content(task: Task) -> None:
     optional_text(task.model, "model")
     if isinstance(task.priority, bool) or not isinstance(task.priority, int) or not 1 <= task.priority <= 10:
         raise TaskError(f"priority must be an integer from 1 to 10, got {task.priority!r}")
+    if not isinstance(task.background, bool):
+        raise TaskError(f"background must be true or false, got {task.background!r}")
 
 
 def _check_limits(task: Task) -> None:

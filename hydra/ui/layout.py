@@ -28,7 +28,8 @@ PAGES = (("app.py", "Tasks", ":material/bolt:"),
          ("pages/1_Nodes.py", "Nodes", ":material/dns:"),
          ("pages/2_Distribution.py", "Distribution", ":material/donut_small:"),
          ("pages/3_Reasoning.py", "Reasoning", ":material/psychology:"),
-         ("pages/4_Settings.py", "Settings", ":material/tune:"))
+         ("pages/4_Settings.py", "Settings", ":material/tune:"),
+         ("pages/5_Batch.py", "Batch", ":material/stacks:"))
 
 
 def page(title: str) -> Hydra:

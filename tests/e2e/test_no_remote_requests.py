@@ -29,7 +29,7 @@ from tests.e2e.hostile_markdown import FETCHING_RAW, HOSTILE, MARKER, MERMAID_RA
 pytestmark = pytest.mark.browser
 
 PAGES = [("Nodes", "Last refreshed"), ("Distribution", "Routing decisions"), ("Reasoning", "Try a prompt"),
-         ("Settings", "Add a node")]
+         ("Settings", "Add a node"), ("Batch", "New batch")]
 PROMPT = f"Prove step by step that the sum of the first n odd numbers is n squared, then analyze why. {MARKER}"
 
 
