@@ -44,7 +44,7 @@ def stream() -> Any:
 @scenario
 def tools() -> Any:
     reply = chat().bind_tools([get_weather]).invoke("What is the weather in Paris?")
-    return [{"name": c["name"], "args": c["args"]} for c in reply.tool_calls]  # type: ignore[attr-defined]
+    return [{"name": c["name"], "args": c["args"]} for c in reply.tool_calls]
 
 
 @scenario

@@ -6,10 +6,10 @@ import os
 # LiteLLM fetches its model price list from GitHub at import unless told to use its bundled copy.
 os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
 
-from typing import Any  # noqa: E402
+from typing import Any
 
-import litellm  # noqa: E402
-from scenario_kit import CHAT_MODEL, EMBED_MODEL, REAL_MODEL, URL, run, scenario  # noqa: E402
+import litellm
+from scenario_kit import CHAT_MODEL, EMBED_MODEL, REAL_MODEL, URL, run, scenario
 
 litellm.telemetry = False
 USER = [{"role": "user", "content": "Say hi"}]

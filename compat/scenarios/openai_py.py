@@ -28,14 +28,14 @@ def models_retrieve() -> Any:
 
 @scenario
 def chat() -> Any:
-    reply = client.chat.completions.create(model=CHAT_MODEL, messages=USER, max_tokens=8)  # type: ignore[arg-type]
+    reply = client.chat.completions.create(model=CHAT_MODEL, messages=USER, max_tokens=8)
     return {"content": reply.choices[0].message.content, "finish_reason": reply.choices[0].finish_reason,
             "completion_tokens": reply.usage.completion_tokens if reply.usage else None, "model": reply.model}
 
 
 @scenario
 def chat_stream() -> Any:
-    parts = list(client.chat.completions.create(model=CHAT_MODEL, messages=USER, max_tokens=12, stream=True,  # type: ignore[arg-type]
+    parts = list(client.chat.completions.create(model=CHAT_MODEL, messages=USER, max_tokens=12, stream=True,
                                                 stream_options={"include_usage": True}))
     text = "".join(p.choices[0].delta.content or "" for p in parts if p.choices)
     return {"chunks": len(parts), "text": text, "usage": bool(parts[-1].usage)}
@@ -44,27 +44,27 @@ def chat_stream() -> Any:
 @scenario
 def chat_real_model_stream() -> Any:
     parts = list(client.chat.completions.create(
-        model=REAL_MODEL, messages=[{"role": "user", "content": "What is the capital of France?"}],  # type: ignore[arg-type]
+        model=REAL_MODEL, messages=[{"role": "user", "content": "What is the capital of France?"}],
         max_tokens=32, temperature=0, seed=42, stream=True))
     return {"chunks": len(parts), "text": "".join(p.choices[0].delta.content or "" for p in parts if p.choices)}
 
 
 @scenario
 def chat_stop_and_seed() -> Any:
-    one = client.chat.completions.create(model=CHAT_MODEL, messages=USER, max_tokens=8, stop="zzz", seed=7)  # type: ignore[arg-type]
-    many = client.chat.completions.create(model=CHAT_MODEL, messages=USER, max_tokens=8, stop=["zzz", "yyy"], seed=7)  # type: ignore[arg-type]
+    one = client.chat.completions.create(model=CHAT_MODEL, messages=USER, max_tokens=8, stop="zzz", seed=7)
+    many = client.chat.completions.create(model=CHAT_MODEL, messages=USER, max_tokens=8, stop=["zzz", "yyy"], seed=7)
     return [one.choices[0].finish_reason, many.choices[0].finish_reason]
 
 
 @scenario
 def chat_n_2() -> Any:
-    reply = client.chat.completions.create(model=CHAT_MODEL, messages=USER, max_tokens=4, n=2)  # type: ignore[arg-type]
+    reply = client.chat.completions.create(model=CHAT_MODEL, messages=USER, max_tokens=4, n=2)
     return {"choices": len(reply.choices)}
 
 
 @scenario
 def chat_logprobs() -> Any:
-    reply = client.chat.completions.create(model=CHAT_MODEL, messages=USER, max_tokens=4, logprobs=True,  # type: ignore[arg-type]
+    reply = client.chat.completions.create(model=CHAT_MODEL, messages=USER, max_tokens=4, logprobs=True,
                                            top_logprobs=2)
     content = reply.choices[0].logprobs.content if reply.choices[0].logprobs else None
     return {"tokens": len(content or []), "top": len(content[0].top_logprobs) if content else 0}
@@ -72,8 +72,8 @@ def chat_logprobs() -> Any:
 
 @scenario
 def chat_tools() -> Any:
-    reply = client.chat.completions.create(model=CHAT_MODEL, messages=[{"role": "user", "content": "Weather in Rome?"}],  # type: ignore[arg-type]
-                                           tools=[WEATHER_TOOL])  # type: ignore[list-item]
+    reply = client.chat.completions.create(model=CHAT_MODEL, messages=[{"role": "user", "content": "Weather in Rome?"}],
+                                           tools=[WEATHER_TOOL])
     calls = reply.choices[0].message.tool_calls or []
     return {"finish_reason": reply.choices[0].finish_reason, "calls": [c.function.name for c in calls]}
 
@@ -81,7 +81,7 @@ def chat_tools() -> Any:
 @scenario
 def chat_tool_choice_named() -> Any:
     reply = client.chat.completions.create(
-        model=CHAT_MODEL, messages=[{"role": "user", "content": "Weather in Rome?"}], tools=[WEATHER_TOOL],  # type: ignore[list-item,arg-type]
+        model=CHAT_MODEL, messages=[{"role": "user", "content": "Weather in Rome?"}], tools=[WEATHER_TOOL],
         tool_choice={"type": "function", "function": {"name": "get_weather"}})
     return [c.function.name for c in reply.choices[0].message.tool_calls or []]
 
@@ -91,7 +91,7 @@ def chat_tools_to_the_embedded_model() -> Any:
     """The embedded node refuses tools (400): the SDK must see that 400 once, not a 503 it retries."""
     requests_sent.clear()
     try:
-        client.chat.completions.create(model=REAL_MODEL, messages=USER, tools=[WEATHER_TOOL], max_tokens=8)  # type: ignore[list-item,arg-type]
+        client.chat.completions.create(model=REAL_MODEL, messages=USER, tools=[WEATHER_TOOL], max_tokens=8)
     except openai.APIStatusError as exc:
         return {"status": exc.status_code, "message": exc.message, "requests": list(requests_sent)}
     return {"status": 200, "requests": list(requests_sent)}
@@ -101,7 +101,7 @@ def chat_tools_to_the_embedded_model() -> Any:
 def chat_image_to_text_model() -> Any:
     content = [{"type": "text", "text": "What is this?"},
                {"type": "image_url", "image_url": {"url": "data:image/png;base64," + PNG_1PX}}]
-    reply = client.chat.completions.create(model=CHAT_MODEL, messages=[{"role": "user", "content": content}])  # type: ignore[arg-type,misc]
+    reply = client.chat.completions.create(model=CHAT_MODEL, messages=[{"role": "user", "content": content}])
     return reply.choices[0].message.content
 
 
@@ -140,7 +140,7 @@ def embeddings_dimensions() -> Any:
 def unknown_model() -> Any:
     requests_sent.clear()
     try:
-        client.chat.completions.create(model="no-such-model:1b", messages=USER)  # type: ignore[arg-type]
+        client.chat.completions.create(model="no-such-model:1b", messages=USER)
     except openai.APIStatusError as exc:
         return {"status": exc.status_code, "requests": len(requests_sent)}
     return {"status": 200, "requests": len(requests_sent)}

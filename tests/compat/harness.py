@@ -39,7 +39,7 @@ SETUP_HINT = "run `make compat-setup` (python3 compat/install.py) to install the
 # Clients run with every proxy variable naming a closed loopback port (loopback itself is in NO_PROXY): a
 # client that tries to reach another host through an env-aware HTTP stack fails at once, here.
 DEAD_PROXY = "http://127.0.0.1:9"
-_LOCAL = urllib.request.build_opener(urllib.request.ProxyHandler({}))  # loopback only, never a proxy
+LOOPBACK_OPENER = urllib.request.build_opener(urllib.request.ProxyHandler({}))  # loopback only, never a proxy
 
 
 @dataclass(frozen=True)
@@ -49,13 +49,13 @@ class Gateway:
     log: Path
 
     def get(self, path: str) -> Any:
-        with _LOCAL.open(self.url + path, timeout=10) as response:
+        with LOOPBACK_OPENER.open(self.url + path, timeout=10) as response:
             return json.load(response)
 
     def post(self, path: str, body: Mapping[str, Any]) -> Any:
         request = urllib.request.Request(self.url + path, data=json.dumps(body).encode(), method="POST",
                                          headers={"Content-Type": "application/json"})
-        with _LOCAL.open(request, timeout=60) as response:
+        with LOOPBACK_OPENER.open(request, timeout=60) as response:
             return json.load(response)
 
     def sim_answer_prefix(self, model: str) -> str:
@@ -85,7 +85,7 @@ def _wait_for_models(url: str, wanted: set[str], timeout: float) -> None:
     seen: set[str] = set()
     while time.monotonic() < deadline:
         try:
-            with _LOCAL.open(url + "/api/tags", timeout=5) as response:
+            with LOOPBACK_OPENER.open(url + "/api/tags", timeout=5) as response:
                 seen = {m["name"] for m in json.load(response)["models"]}
         except OSError:
             seen = set()
@@ -116,7 +116,7 @@ def _wait_for_node(url: str, proc: subprocess.Popen[str], log: Path, timeout: fl
         if proc.poll() is not None:
             pytest.fail(f"the embedded node exited with {proc.returncode}: {log.read_text()[-3000:]}")
         try:
-            with _LOCAL.open(url + "/api/version", timeout=5):
+            with LOOPBACK_OPENER.open(url + "/api/version", timeout=5):
                 return
         except OSError:
             time.sleep(0.2)  # another process starting: nothing to wait on but its port

@@ -5,8 +5,7 @@ from typing import Any
 
 import pytest
 
-from tests.compat.harness import (CHAT_MODEL, EMBED_MODEL, OTHER_MODEL, Gateway, client_python, run_scenarios,
-                                  value)
+from tests.compat.harness import CHAT_MODEL, EMBED_MODEL, OTHER_MODEL, Gateway, client_python, run_scenarios, value
 
 pytestmark = pytest.mark.compat
 

@@ -6,8 +6,16 @@ from typing import Any
 
 import pytest
 
-from tests.compat.harness import (CHAT_MODEL, EMBED_MODEL, REAL_MODEL, Gateway, client_python, failure,
-                                  run_scenarios, value)
+from tests.compat.harness import (
+    CHAT_MODEL,
+    EMBED_MODEL,
+    REAL_MODEL,
+    Gateway,
+    client_python,
+    failure,
+    run_scenarios,
+    value,
+)
 
 pytestmark = pytest.mark.compat
 
