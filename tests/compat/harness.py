@@ -47,6 +47,7 @@ class Gateway:
     url: str
     cluster: SimCluster
     log: Path
+    db: Path  # the gateway's history: what each task asked, read to see what a client sent
 
     def get(self, path: str) -> Any:
         with LOOPBACK_OPENER.open(self.url + path, timeout=10) as response:
@@ -148,7 +149,7 @@ def hydra_serve(tmp: Path) -> Iterator[Gateway]:
                                 f"{serve_log.read_text()[-3000:]}")
                 url = line.split("gateway at ")[1].split()[0]
                 _wait_for_models(url, {REAL_MODEL, CHAT_MODEL, OTHER_MODEL}, START_TIMEOUT_S)
-                yield Gateway(url=url, cluster=cluster, log=serve_log)
+                yield Gateway(url=url, cluster=cluster, log=serve_log, db=tmp / "hydra.db")
     finally:
         cluster.stop()
 

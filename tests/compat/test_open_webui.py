@@ -1,0 +1,180 @@
+"""Open WebUI 0.12.4 (compat/python/open-webui.txt) in Chromium, pointed at ``hydra serve``, default settings.
+
+One Open WebUI and one browser page for the module; the tests run in file order, as a user would:
+models listed, a streamed chat with a simulated model and with the real embedded one, a document
+uploaded and asked about, a model unloaded; and at the end, nothing asked of another host.
+"""
+from __future__ import annotations
+
+import json
+import sqlite3
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+import pytest
+
+from tests.compat.harness import CHAT_MODEL, REAL_MODEL, Gateway
+from tests.compat.openwebui import OpenWebUI, open_webui
+from tests.e2e.browserkit import CHROMIUM, CHROMIUM_ARGS, LOOPBACK, require_chromium, shot
+
+pytestmark = [pytest.mark.compat, pytest.mark.browser]
+
+ANSWER_TIMEOUT_MS = 180_000  # the real model on a shared 2-core machine
+FACT = "The Hydra compatibility suite's secret code is PELICAN-7341."
+# Every DOM change to the last answer, recorded in the page: more than one length means it streamed.
+WATCH_ANSWER = """() => {
+  window.__answerLengths = [];
+  new MutationObserver(() => {
+    const all = document.querySelectorAll('#response-content-container');
+    const last = all[all.length - 1];
+    if (last) window.__answerLengths.push(last.innerText.length);
+  }).observe(document.body, {subtree: true, childList: true, characterData: true});
+}"""
+
+
+@pytest.fixture(scope="module")
+def webui(gateway: Gateway, tmp_path_factory: pytest.TempPathFactory) -> Iterator[OpenWebUI]:
+    require_chromium()
+    with open_webui(gateway, tmp_path_factory.mktemp("open-webui")) as running:
+        yield running
+
+
+@pytest.fixture(scope="module")
+def browser_page(webui: OpenWebUI) -> Iterator[tuple[Any, list[str]]]:
+    from playwright.sync_api import sync_playwright
+
+    away: list[str] = []
+
+    def only_loopback(route: Any) -> None:
+        parts = urlsplit(route.request.url)
+        if parts.scheme in ("http", "https", "ws", "wss") and parts.hostname not in LOOPBACK:
+            away.append(route.request.url)
+            route.abort()
+        else:
+            route.continue_()
+
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        context = browser.new_context(viewport={"width": 1440, "height": 1000})
+        context.route("**/*", only_loopback)
+        page = context.new_page()
+        page.set_default_timeout(60_000)
+        page.goto(webui.url, wait_until="load")
+        page.wait_for_selector("#chat-input", timeout=120_000)
+        whats_new = page.get_by_text("Okay, Let's Go!")
+        if whats_new.count():
+            whats_new.click()
+        try:
+            yield page, away
+        finally:
+            context.close()
+            browser.close()
+
+
+def _new_chat(page: Any, webui: OpenWebUI, model: str) -> None:
+    page.goto(webui.url, wait_until="load")
+    page.wait_for_selector("#chat-input")
+    page.locator('button[aria-label^="Selected model"]').first.click()
+    page.get_by_placeholder("Search a model").fill(model)
+    page.locator(f'button[aria-label="Select {model} model"]').click()
+    assert page.locator(f'button[aria-label="Selected model: {model}"]').count() == 1
+
+
+def _ask(page: Any, question: str) -> str:
+    """Send a question, wait until the answer is finished (its actions appear), return the answer's text."""
+    page.evaluate(WATCH_ANSWER)
+    page.locator("#chat-input").click()
+    page.keyboard.type(question)
+    page.keyboard.press("Enter")
+    page.locator('button[aria-label="Regenerate"]').last.wait_for(state="attached", timeout=ANSWER_TIMEOUT_MS)
+    return str(page.locator("#response-content-container").last.inner_text())
+
+
+def _streamed(page: Any) -> bool:
+    lengths = [n for n in page.evaluate("window.__answerLengths") if n]
+    return len(set(lengths)) >= 2
+
+
+def _prompts_to(gateway: Gateway, model: str) -> list[str]:
+    """What each task for ``model`` carried, from the gateway's history (read-only)."""
+    with sqlite3.connect(f"file:{gateway.db}?mode=ro", uri=True) as db:
+        rows = db.execute("SELECT prompt, messages_json FROM tasks WHERE model = ?", (model,)).fetchall()
+    return [prompt + (json.dumps(json.loads(messages)) if messages else "") for prompt, messages in rows]
+
+
+@pytest.mark.feature("Open WebUI", "list models")
+def test_the_models_are_listed_once_each(browser_page: tuple[Any, list[str]], gateway: Gateway) -> None:
+    page, _ = browser_page
+    page.locator('button[aria-label^="Selected model"]').first.click()
+    listed = page.locator('#model-selector-list button[role="option"]')
+    listed.first.wait_for()
+    names = [str(b.get_attribute("data-value")) for b in listed.all()]
+    shot(page, "compat-open-webui-models", whole=False)
+    page.keyboard.press("Escape")
+    served = {m["name"] for m in gateway.get("/api/tags")["models"]}
+    assert len(names) == len(set(names)), names
+    assert served <= set(names), f"not offered: {sorted(served - set(names))}"
+
+
+@pytest.mark.feature("Open WebUI", "streaming")
+def test_a_streamed_chat_with_a_simulated_model(browser_page: tuple[Any, list[str]], webui: OpenWebUI,
+                                               gateway: Gateway) -> None:
+    page, _ = browser_page
+    _new_chat(page, webui, CHAT_MODEL)
+    answer = _ask(page, "Say hello")
+    shot(page, "compat-open-webui-sim-chat", whole=False)
+    assert gateway.sim_answer_prefix(CHAT_MODEL) in answer, answer
+    assert _streamed(page), "the answer arrived in one piece"
+
+
+@pytest.mark.feature("Open WebUI", "real model")
+def test_a_streamed_chat_with_the_real_embedded_model(browser_page: tuple[Any, list[str]], webui: OpenWebUI) -> None:
+    page, _ = browser_page
+    _new_chat(page, webui, REAL_MODEL)
+    answer = _ask(page, "What is the capital of France?")
+    shot(page, "compat-open-webui-real-chat", whole=False)
+    assert answer.strip() and "no node could run" not in answer, answer
+    assert _streamed(page), "the answer arrived in one piece"
+
+
+@pytest.mark.feature("Open WebUI", "embeddings")
+def test_an_uploaded_document_reaches_the_model(browser_page: tuple[Any, list[str]], webui: OpenWebUI,
+                                                gateway: Gateway, tmp_path: Path) -> None:
+    """Open WebUI embeds the document through Hydra (RAG_EMBEDDING_ENGINE=ollama) and puts the passage
+    it retrieves into the prompt; the gateway's history shows that prompt."""
+    page, _ = browser_page
+    document = tmp_path / "hydra-fact.txt"
+    document.write_text(FACT + "\n")
+    _new_chat(page, webui, CHAT_MODEL)
+    page.locator('input[type="file"][multiple]').first.set_input_files(str(document))
+    page.get_by_text("hydra-fact.txt").first.wait_for()
+    answer = _ask(page, "What is the secret code of the Hydra compatibility suite?")
+    shot(page, "compat-open-webui-document", whole=False)
+    assert answer.strip()
+    assert any("PELICAN-7341" in p for p in _prompts_to(gateway, CHAT_MODEL)), \
+        "no prompt to the model carried the document's passage"
+
+
+@pytest.mark.feature("Open WebUI", "load / unload")
+def test_unload_a_model(browser_page: tuple[Any, list[str]], webui: OpenWebUI, gateway: Gateway) -> None:
+    page, _ = browser_page
+    _new_chat(page, webui, CHAT_MODEL)
+    _ask(page, "Say hello")
+    assert CHAT_MODEL in {m["name"] for m in gateway.get("/api/ps")["models"]}
+    page.goto(webui.url, wait_until="load")  # the selector reads /api/ps when it opens a fresh page
+    page.locator('button[aria-label^="Selected model"]').first.click()
+    page.get_by_placeholder("Search a model").fill(CHAT_MODEL)
+    item = page.locator(f'button[aria-label="Select {CHAT_MODEL} model"]')
+    item.hover()
+    page.locator('button[aria-label="Eject model"]').first.click(force=True)
+    page.get_by_text("Model unloaded successfully").wait_for()
+    assert CHAT_MODEL not in {m["name"] for m in gateway.get("/api/ps")["models"]}
+
+
+@pytest.mark.feature("Open WebUI", "stays on this machine")
+def test_nothing_left_the_machine(browser_page: tuple[Any, list[str]], webui: OpenWebUI) -> None:
+    _, away = browser_page
+    assert away == [], f"the browser asked other hosts: {away[:10]}"
+    assert webui.proxy.asked == [], f"Open WebUI asked other hosts: {webui.proxy.asked[:10]}"
