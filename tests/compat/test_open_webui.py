@@ -88,7 +88,14 @@ def _ask(page: Any, question: str) -> str:
     page.locator("#chat-input").click()
     page.keyboard.type(question)
     page.keyboard.press("Enter")
-    page.locator('button[aria-label="Regenerate"]').last.wait_for(state="attached", timeout=ANSWER_TIMEOUT_MS)
+    from playwright.sync_api import TimeoutError as PlaywrightTimeout
+
+    try:
+        page.locator('button[aria-label="Regenerate"]').last.wait_for(state="attached", timeout=ANSWER_TIMEOUT_MS)
+    except PlaywrightTimeout:
+        shot(page, "compat-open-webui-unanswered", whole=False)
+        shown = page.locator("#response-content-container").all_inner_texts()
+        pytest.fail(f"no finished answer to {question!r} within {ANSWER_TIMEOUT_MS / 1000:.0f} s; shown: {shown}")
     return str(page.locator("#response-content-container").last.inner_text())
 
 
@@ -148,8 +155,12 @@ def test_an_uploaded_document_reaches_the_model(browser_page: tuple[Any, list[st
     document = tmp_path / "hydra-fact.txt"
     document.write_text(FACT + "\n")
     _new_chat(page, webui, CHAT_MODEL)
-    page.locator('input[type="file"][multiple]').first.set_input_files(str(document))
-    page.get_by_text("hydra-fact.txt").first.wait_for()
+    # Open WebUI processes (extracts, embeds through Hydra) in the background and streams the file's
+    # status until it is "completed" or "failed"; the body ends with the last status.
+    with page.expect_response(lambda r: "/process/status" in r.url, timeout=ANSWER_TIMEOUT_MS) as processed:
+        page.locator('input[type="file"][multiple]').first.set_input_files(str(document))
+    status = processed.value.text()
+    assert '"completed"' in status, f"Open WebUI could not process the document: {status[-500:]}"
     answer = _ask(page, "What is the secret code of the Hydra compatibility suite?")
     shot(page, "compat-open-webui-document", whole=False)
     assert answer.strip()
@@ -169,7 +180,10 @@ def test_unload_a_model(browser_page: tuple[Any, list[str]], webui: OpenWebUI, g
     item = page.locator(f'button[aria-label="Select {CHAT_MODEL} model"]')
     item.hover()
     page.locator('button[aria-label="Eject model"]').first.click(force=True)
-    page.get_by_text("Model unloaded successfully").wait_for()
+    told = page.get_by_text("Model unloaded successfully").or_(page.get_by_text("Error unloading model"))
+    told.first.wait_for()
+    shot(page, "compat-open-webui-unload", whole=False)
+    assert told.first.inner_text() == "Model unloaded successfully", told.first.inner_text()
     assert CHAT_MODEL not in {m["name"] for m in gateway.get("/api/ps")["models"]}
 
 
