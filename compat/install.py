@@ -40,15 +40,31 @@ def _digest(*files: Path) -> str:
     return hashlib.sha256(b"".join(f.read_bytes() for f in files)).hexdigest()
 
 
+PROGRESS_EVERY_S = 20.0
+
+
 def _run(cmd: list[str], log: Path, what: str, cwd: Path = ROOT) -> None:
-    """Run one install step with its output in ``log``; on failure, the log's tail and what to try."""
+    """Run one install step with its output in ``log``, a progress line every 20 s (pip's packages
+    collected so far); on failure, the log's tail and what to try."""
+    started = last = time.monotonic()
+    collected = 0
     with log.open("a") as out:
         out.write(f"\n$ {' '.join(cmd)}\n")
         out.flush()
-        done = subprocess.run(cmd, cwd=cwd, stdout=out, stderr=subprocess.STDOUT, check=False)
-    if done.returncode != 0:
+        proc = subprocess.Popen(cmd, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        assert proc.stdout is not None
+        for line in proc.stdout:
+            out.write(line)
+            collected += line.startswith("Collecting ")
+            if time.monotonic() - last >= PROGRESS_EVERY_S:
+                last = time.monotonic()
+                step = "installing" if line.startswith(("Installing", "  ")) else "resolving and downloading"
+                print(f"\n    ... {what}: {collected} packages collected, {step}, {last - started:.0f} s",
+                      end="", flush=True)
+        returncode = proc.wait()
+    if returncode != 0:
         tail = "".join(log.read_text(errors="replace").splitlines(keepends=True)[-25:])
-        raise InstallError(f"{what} failed (exit {done.returncode}); the end of {log}:\n{tail}\n"
+        raise InstallError(f"{what} failed (exit {returncode}); the end of {log}:\n{tail}\n"
                            f"Check that the package registry is reachable, then rerun `make compat-setup` "
                            f"(or delete .compat/ to start clean).")
 

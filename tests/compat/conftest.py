@@ -13,7 +13,16 @@ from tests.compat.harness import ROOT, Gateway, hydra_serve
 from tests.compat.table import markdown
 
 TABLE = ROOT / "artifacts" / "compat-table.md"
+# A test's time includes its module's fixture: one client's whole scenario run, or Open WebUI's start
+# (its migrations and torch import), far beyond pytest.ini's 300 s on a loaded 2-core machine.
+COMPAT_TIMEOUT_S = 1200
 _outcomes: dict[tuple[str, str], list[bool]] = defaultdict(list)
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        if item.get_closest_marker("compat") and not item.get_closest_marker("timeout"):
+            item.add_marker(pytest.mark.timeout(COMPAT_TIMEOUT_S))
 
 
 @pytest.fixture(scope="session")
