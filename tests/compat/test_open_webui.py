@@ -1,6 +1,6 @@
 """Open WebUI 0.12.4 (compat/python/open-webui.txt) in Chromium, pointed at ``hydra serve``, default settings.
 
-One Open WebUI and one browser page for the module; the tests run in file order, as a user would:
+One Open WebUI and one browser for the module, a fresh page per test, in file order, as a user would:
 models listed, a streamed chat with a simulated model and with the real embedded one, a document
 uploaded and asked about, a model unloaded; and at the end, nothing asked of another host.
 """
@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import sqlite3
 from collections.abc import Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -41,36 +42,50 @@ def webui(gateway: Gateway, tmp_path_factory: pytest.TempPathFactory) -> Iterato
         yield running
 
 
+@dataclass
+class Browser:
+    chromium: Any
+    away: list[str] = field(default_factory=list)  # every request to another host, aborted
+
+
 @pytest.fixture(scope="module")
-def browser_page(webui: OpenWebUI) -> Iterator[tuple[Any, list[str]]]:
+def browser(webui: OpenWebUI) -> Iterator[Browser]:
     from playwright.sync_api import sync_playwright
 
-    away: list[str] = []
+    with sync_playwright() as p:
+        chromium = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        try:
+            yield Browser(chromium)
+        finally:
+            chromium.close()
+
+
+@pytest.fixture
+def page(browser: Browser, webui: OpenWebUI) -> Iterator[Any]:
+    """A page of its own per test: Open WebUI keeps drafts and attachments per browser profile, so one
+    test's leftovers (a document that failed to process, say) never block the next."""
 
     def only_loopback(route: Any) -> None:
         parts = urlsplit(route.request.url)
         if parts.scheme in ("http", "https", "ws", "wss") and parts.hostname not in LOOPBACK:
-            away.append(route.request.url)
+            browser.away.append(route.request.url)
             route.abort()
         else:
             route.continue_()
 
-    with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        context = browser.new_context(viewport={"width": 1440, "height": 1000})
-        context.route("**/*", only_loopback)
-        page = context.new_page()
-        page.set_default_timeout(60_000)
-        page.goto(webui.url, wait_until="load")
-        page.wait_for_selector("#chat-input", timeout=120_000)
-        whats_new = page.get_by_text("Okay, Let's Go!")
-        if whats_new.count():
-            whats_new.click()
-        try:
-            yield page, away
-        finally:
-            context.close()
-            browser.close()
+    context = browser.chromium.new_context(viewport={"width": 1440, "height": 1000})
+    context.route("**/*", only_loopback)
+    opened = context.new_page()
+    opened.set_default_timeout(60_000)
+    opened.goto(webui.url, wait_until="load")
+    opened.wait_for_selector("#chat-input", timeout=120_000)
+    whats_new = opened.get_by_text("Okay, Let's Go!")
+    if whats_new.count():
+        whats_new.click()
+    try:
+        yield opened
+    finally:
+        context.close()
 
 
 def _new_chat(page: Any, webui: OpenWebUI, model: str) -> None:
@@ -112,8 +127,7 @@ def _prompts_to(gateway: Gateway, model: str) -> list[str]:
 
 
 @pytest.mark.feature("Open WebUI", "list models")
-def test_the_models_are_listed_once_each(browser_page: tuple[Any, list[str]], gateway: Gateway) -> None:
-    page, _ = browser_page
+def test_the_models_are_listed_once_each(page: Any, gateway: Gateway) -> None:
     page.locator('button[aria-label^="Selected model"]').first.click()
     listed = page.locator('#model-selector-list button[role="option"]')
     listed.first.wait_for()
@@ -126,9 +140,8 @@ def test_the_models_are_listed_once_each(browser_page: tuple[Any, list[str]], ga
 
 
 @pytest.mark.feature("Open WebUI", "streaming")
-def test_a_streamed_chat_with_a_simulated_model(browser_page: tuple[Any, list[str]], webui: OpenWebUI,
+def test_a_streamed_chat_with_a_simulated_model(page: Any, webui: OpenWebUI,
                                                gateway: Gateway) -> None:
-    page, _ = browser_page
     _new_chat(page, webui, CHAT_MODEL)
     answer = _ask(page, "Say hello")
     shot(page, "compat-open-webui-sim-chat", whole=False)
@@ -137,8 +150,7 @@ def test_a_streamed_chat_with_a_simulated_model(browser_page: tuple[Any, list[st
 
 
 @pytest.mark.feature("Open WebUI", "real model")
-def test_a_streamed_chat_with_the_real_embedded_model(browser_page: tuple[Any, list[str]], webui: OpenWebUI) -> None:
-    page, _ = browser_page
+def test_a_streamed_chat_with_the_real_embedded_model(page: Any, webui: OpenWebUI) -> None:
     _new_chat(page, webui, REAL_MODEL)
     answer = _ask(page, "What is the capital of France?")
     shot(page, "compat-open-webui-real-chat", whole=False)
@@ -147,11 +159,10 @@ def test_a_streamed_chat_with_the_real_embedded_model(browser_page: tuple[Any, l
 
 
 @pytest.mark.feature("Open WebUI", "embeddings")
-def test_an_uploaded_document_reaches_the_model(browser_page: tuple[Any, list[str]], webui: OpenWebUI,
+def test_an_uploaded_document_reaches_the_model(page: Any, webui: OpenWebUI,
                                                 gateway: Gateway, tmp_path: Path) -> None:
     """Open WebUI embeds the document through Hydra (RAG_EMBEDDING_ENGINE=ollama) and puts the passage
     it retrieves into the prompt; the gateway's history shows that prompt."""
-    page, _ = browser_page
     document = tmp_path / "hydra-fact.txt"
     document.write_text(FACT + "\n")
     _new_chat(page, webui, CHAT_MODEL)
@@ -169,8 +180,7 @@ def test_an_uploaded_document_reaches_the_model(browser_page: tuple[Any, list[st
 
 
 @pytest.mark.feature("Open WebUI", "load / unload")
-def test_unload_a_model(browser_page: tuple[Any, list[str]], webui: OpenWebUI, gateway: Gateway) -> None:
-    page, _ = browser_page
+def test_unload_a_model(page: Any, webui: OpenWebUI, gateway: Gateway) -> None:
     _new_chat(page, webui, CHAT_MODEL)
     _ask(page, "Say hello")
     assert CHAT_MODEL in {m["name"] for m in gateway.get("/api/ps")["models"]}
@@ -188,7 +198,6 @@ def test_unload_a_model(browser_page: tuple[Any, list[str]], webui: OpenWebUI, g
 
 
 @pytest.mark.feature("Open WebUI", "stays on this machine")
-def test_nothing_left_the_machine(browser_page: tuple[Any, list[str]], webui: OpenWebUI) -> None:
-    _, away = browser_page
-    assert away == [], f"the browser asked other hosts: {away[:10]}"
+def test_nothing_left_the_machine(browser: Browser, webui: OpenWebUI) -> None:
+    assert browser.away == [], f"the browser asked other hosts: {browser.away[:10]}"
     assert webui.proxy.asked == [], f"Open WebUI asked other hosts: {webui.proxy.asked[:10]}"
