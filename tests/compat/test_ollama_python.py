@@ -82,7 +82,7 @@ def test_ps_gives_digest_expiry_and_details(results: dict[str, Any], gateway: Ga
         assert m["digest"] and m["family"] and m["expires_at"], m
     raw = gateway.get("/api/ps")["models"]  # the wire format: the client's parser forgives a space for 'T'
     for m in raw:
-        assert "T" in m["expires_at"], f"expires_at is not RFC 3339: {m['expires_at']!r}"
+        assert m.get("expires_at") and "T" in m["expires_at"], f"{m['name']} expires_at is not RFC 3339: {m.get('expires_at')!r}"
         assert m["details"], f"{m['name']} has details {{}}"
 
 
