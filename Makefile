@@ -2,6 +2,8 @@
 #   make run    set up .venv and start the app on http://localhost:8501
 #   make test   set up .venv (test tools and Chromium included), run the checks, then every test
 #   make check  only the checks: ruff, mypy, and no function of radon rank D or worse in hydra/
+#   make compat the real clients (ollama, openai, LangChain, LiteLLM, llm, JS, Open WebUI) against
+#               `python -m hydra serve`; installs each into .compat/ first (make compat-setup)
 # Both are idempotent: a second run only re-installs when a requirements file changed.
 
 PYTHON ?= python3
@@ -11,7 +13,7 @@ STAMP  := $(VENV)/.installed
 MODEL_STAMP := $(VENV)/.model-installed
 CHROMIUM ?= /usr/bin/chromium
 
-.PHONY: run test check demo bench setup setup-test chromium clean
+.PHONY: run test check demo bench setup setup-test chromium clean compat compat-setup
 
 run: setup
 	$(PY) -m hydra.launch $(ARGS)
@@ -19,8 +21,17 @@ run: setup
 demo: setup
 	$(PY) -m hydra.launch --demo $(ARGS)
 
+# The compatibility suite is not part of `make test`: installing its clients takes far longer than
+# five minutes on a fresh machine (Open WebUI alone pulls torch); `make compat` runs it.
 test: setup-test check
-	$(PY) -m pytest
+	$(PY) -m pytest -m "not compat"
+
+# Each client in its own environment, never .venv (compat/install.py; pins in compat/python/, compat/js/).
+compat-setup:
+	$(PYTHON) compat/install.py
+
+compat: setup-test compat-setup
+	$(PY) -m pytest -m compat tests/compat
 
 # Each check runs even if one before it failed, so one run shows every finding (file:line).
 # Settings: pyproject.toml ([tool.ruff], [tool.mypy]); the complexity rule: tests/unit/test_checks.py.
@@ -70,4 +81,4 @@ chromium:
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; }
 
 clean:
-	rm -rf $(VENV) artifacts .pytest_cache
+	rm -rf $(VENV) artifacts .pytest_cache .compat compat/js/node_modules
