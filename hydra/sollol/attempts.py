@@ -20,13 +20,12 @@ from __future__ import annotations
 import logging
 import time
 from collections import deque
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from .active import ActiveTasks
 from .config import SollolConfig
 from .eligibility import model_info, needs_load
-from .embedding import input_text
 from .errors import (
     ModelNotFoundError,
     NodeAuthError,
@@ -36,7 +35,6 @@ from .errors import (
     ShutdownError,
 )
 from .fit import prior_load_s, prior_tps
-from .generate import uses_generate
 from .handle import TaskState
 from .members import Members
 from .metrics import Distribution, RollingStats, tokens_per_second
@@ -46,19 +44,10 @@ from .prefix_cache import Affinity, PrefixCache
 from .prompt_blocks import prompt_blocks
 from .rebalance import Running, plan_moves
 from .routing import RouteOutcome, RouteRequest, route
-from .types import (
-    FailureKind,
-    ModelInfo,
-    RoutingDecision,
-    RoutingMode,
-    Task,
-    TaskEvent,
-    TaskResult,
-    TaskStatus,
-    TierEntry,
-)
+from .task_rules import Tiers, cannot_continue, failure_kind, movable, prompt_text, tier_entries
+from .types import FailureKind, ModelInfo, RoutingDecision, TaskEvent, TaskResult, TaskStatus
 from .watchdog import FirstTokenBudget, FirstTokenDeadline, first_token_deadline, overdue
-from .worker import FINAL_ERRORS, Assignment, AttemptCrashedError, Finished, build_messages
+from .worker import FINAL_ERRORS, Assignment, Finished, build_messages
 
 log = logging.getLogger("hydra.sollol")
 
@@ -66,27 +55,6 @@ DECISIONS_KEPT = 1000
 NO_NODE_ADVICE = "Check the Nodes page, or add a node that has the model."
 NO_TIER_ADVICE = "Name a model (Task.model), or pass tiers= to Router."
 DEFAULT_BACKOFF_S = 5.0  # a 429 that names no Retry-After
-
-Tiers = Mapping[str, Sequence[TierEntry]]
-
-
-def prompt_text(task: Task) -> str:
-    """The text a task is about: its prompt, else the last user message (an embedding task: its texts)."""
-    if task.input:
-        return input_text(task)
-    if task.prompt:
-        return task.prompt
-    for message in reversed(task.messages or []):
-        if message.get("role") == "user":
-            return str(message.get("content", ""))
-    return ""
-
-
-def tier_entries(task: Task, task_type: str, tiers: Tiers) -> tuple[TierEntry, ...]:
-    """The models a task may run on, in order: its own model, else its type's tier (else general's)."""
-    if task.model:
-        return (TierEntry(task.model),)
-    return tuple(tiers.get(task_type) or tiers.get("general", ()))
 
 
 class Attempts:
@@ -226,7 +194,7 @@ class Attempts:
         their slow node (once per task; never in reliable mode) and say where each continues."""
         candidates: dict[str, tuple[TaskState, int, Running]] = {}
         for state in self._tasks.all():
-            running = _movable(state)
+            running = movable(state)
             if running is not None:
                 candidates[state.id] = (state, state.attempt, running)
         planned = plan_moves([c[2] for c in candidates.values()], views, self._config(), self._stats.estimates())
@@ -302,7 +270,7 @@ class Attempts:
             if isinstance(error, RequestRejectedError) and not final:  # node-specific, out of attempts
                 self._reject(state, attempt, error, why)
                 return
-            self._finish(state, TaskStatus.FAILED, attempt=attempt, failure=_failure_kind(error),
+            self._finish(state, TaskStatus.FAILED, attempt=attempt, failure=failure_kind(error),
                          error=f"{message} ({why}; earlier: {'; '.join(state.errors) or 'none'})")
             return
         self._fail_over(state, attempt, node, message)
@@ -416,38 +384,4 @@ class Attempts:
         return result
 
 
-def _failure_kind(error: NodeError) -> FailureKind:
-    """How a task whose last attempt failed with ``error`` ends: the request refused (by a node or by
-    the client library) is the caller's, a crash of Hydra's own code is internal, the rest the nodes'."""
-    if isinstance(error, RequestRejectedError):
-        return FailureKind.REJECTED
-    if isinstance(error, AttemptCrashedError):
-        return FailureKind.INTERNAL
-    return FailureKind.NODE_FAILED
-
-
-def cannot_continue(state: TaskState) -> str:
-    """Why the output streamed so far cannot go on on another node ("" when it can): a tool call
-    cannot be taken back nor continued, and a JSON-mode answer would not be continued either (Ollama
-    constrains each request's own output to a whole JSON document, so a second one would follow the
-    first half). Thinking alone restarts; an answer of text continues (worker.py)."""
-    if state.tool_calls:
-        return "its tool calls cannot be continued on another node"
-    if state.text and state.task.format is not None:
-        return "a JSON-mode answer cannot be continued on another node"
-    if (state.text or state.thinking) and uses_generate(state.task):
-        return "an /api/generate answer (raw, suffix, template, context or images) cannot be continued on another node"
-    return ""
-
-
 _UNKNOWN_SIZE = ModelInfo("", None)  # the priors of a model whose size is not known
-
-
-def _movable(state: TaskState) -> Running | None:
-    """A running attempt the rebalance may move: streaming already, never moved, not reliable mode."""
-    first = state.first_token_mono
-    if (state.status is not TaskStatus.RUNNING or state.mode is RoutingMode.RELIABLE or state.moved
-            or first is None or not state.node or not state.model or cannot_continue(state)):
-        return None
-    return Running(state.id, state.node, state.model, len(state.text) + len(state.thinking),
-                   state.task.max_tokens, max(1, len(prompt_text(state.task)) // 4), frozenset(state.excluded))
