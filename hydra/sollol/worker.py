@@ -1,7 +1,8 @@
 """Per-node worker threads: run one attempt of a task on one node and stream its chunks.
 
 The loop is short (take an assignment, run it, report the outcome through
-``on_success`` / ``on_failure``); an error in one task never kills the thread.
+``on_success`` / ``on_failure``); an error in one task never kills the thread. The threads and how
+work reaches them are slot_threads.py's; one attempt is this module's.
 Timeouts are the watchdog's job (attempts.py): it takes the task away from a
 stalled attempt and cuts its connection, and the worker, at its next chunk or
 when the connection ends, sees that it no longer owns the task.
@@ -9,9 +10,7 @@ when the connection ends, sees that it no longer owns the task.
 from __future__ import annotations
 
 import base64
-import collections
 import logging
-import queue
 import threading
 import time
 from collections.abc import Callable, Generator, Iterator
@@ -25,6 +24,7 @@ from .errors import NodeError, NodeProtocolError, RequestRejectedError
 from .generate import generate_arguments, has_images, logprob_arguments, require_vision, uses_generate
 from .handle import TaskState
 from .node import NodeState
+from .slot_threads import Assignment, SlotThreads
 from .thinking import THINKING_SLACK_TOKENS, supports_thinking
 from .types import Task
 
@@ -77,14 +77,6 @@ def _sendable(message: dict[str, Any]) -> dict[str, Any]:
 
 
 @dataclass(frozen=True)
-class Assignment:
-    state: TaskState
-    attempt: int
-    model: str
-    trial: bool      # the half-open circuit's one trial request
-
-
-@dataclass(frozen=True)
 class Finished:
     final: StreamPart | None
     eval_count: int | None
@@ -123,12 +115,7 @@ class _Stop:
 
 
 class NodeWorkers:
-    """``slots`` threads serving one node.
-
-    Work goes to the worker that went idle last (a stack, not a shared FIFO queue): its HTTP
-    connection to the node is still open and its caches are warm. With a FIFO, a 200-slot node
-    serving one request at a time hands each to the thread idle longest, which opens a new
-    connection on the path to the first token (measured: +0.45 ms TTFT at 200 slots)."""
+    """``slots`` threads serving one node (slot_threads.py), each running one attempt at a time here."""
 
     def __init__(self, node: NodeState, client: NodeClient, config_source: Callable[[], SollolConfig], *,
                  on_success: SucceededAttempt, on_failure: FailedAttempt) -> None:
@@ -137,100 +124,29 @@ class NodeWorkers:
         self._on_success = on_success
         self._on_failure = on_failure
         self._config = config_source
-        self._inboxes: list[queue.SimpleQueue[Assignment | None]] = [queue.SimpleQueue()
-                                                                      for _ in range(node.spec.slots)]
-        self._threads = [threading.Thread(target=self._run, args=(inbox,), name=f"sollol-worker-{node.name}-{i}",
-                                          daemon=True) for i, inbox in enumerate(self._inboxes)]
-        self._idle: list[queue.SimpleQueue[Assignment | None]] = []  # most recently idle last
-        self._backlog: collections.deque[Assignment] = collections.deque()  # when none is idle yet
         self._think_cache: dict[str, bool] = {}
         self._vision_cache: dict[str, bool] = {}
-        self._lock = threading.Lock()
-        self._stopped = False
-        self._running = 0                                     # threads started and not yet ended
-        self._on_stopped: Callable[[], None] | None = None   # run once, when the last thread ends
+        self._slots = SlotThreads(node.name, node.spec.slots, run=self.execute, prepare=client.prepare_thread)
 
     @property
     def threads(self) -> tuple[threading.Thread, ...]:
-        return tuple(self._threads)
+        return self._slots.threads
 
     def start(self) -> None:
-        with self._lock:
-            self._running = len(self._threads)
-        for thread in self._threads:
-            thread.start()
+        self._slots.start()
 
     def submit(self, assignment: Assignment) -> bool:
         """False once stopped: an assignment behind the stop sentinels would never run."""
-        with self._lock:
-            if self._stopped:
-                return False
-            if self._idle:
-                self._idle.pop().put(assignment)
-            else:  # every worker is still finishing its last task (the slot is already free)
-                self._backlog.append(assignment)
-            return True
+        return self._slots.submit(assignment)
 
     def stop(self, on_stopped: Callable[[], None] | None = None) -> None:
         """Each thread ends after the attempts already handed to it; the last one to end calls
         ``on_stopped`` (at once here when none is running)."""
-        with self._lock:
-            if self._stopped:
-                return
-            self._stopped = True
-            self._on_stopped = on_stopped
-            for inbox in self._inboxes:
-                inbox.put(None)  # after any assignment already handed to it; the backlog is drained first
-            now = self._running == 0
-        if now and on_stopped is not None:
-            on_stopped()
+        self._slots.stop(on_stopped)
 
     def join(self, timeout: float) -> list[threading.Thread]:
         """Wait up to ``timeout`` seconds in all; returns the threads still running (never the caller's)."""
-        deadline = time.monotonic() + timeout
-        me = threading.current_thread()
-        for thread in self._threads:
-            if thread is not me and thread.ident is not None:
-                thread.join(max(0.0, deadline - time.monotonic()))
-        return [t for t in self._threads if t is not me and t.is_alive()]
-
-    def _thread_ended(self) -> None:
-        with self._lock:
-            self._running -= 1
-            last = self._running == 0 and self._stopped
-            on_stopped = self._on_stopped if last else None
-        if on_stopped is not None:
-            try:
-                on_stopped()
-            except Exception:
-                log.warning("closing the client of %s failed", self.node.name, exc_info=True)
-
-    def _next(self, inbox: queue.SimpleQueue[Assignment | None]) -> Assignment | None:
-        with self._lock:
-            if self._backlog:
-                return self._backlog.popleft()
-            self._idle.append(inbox)
-        return inbox.get()
-
-    def _run(self, inbox: queue.SimpleQueue[Assignment | None]) -> None:
-        try:
-            self._serve(inbox)
-        finally:
-            self._thread_ended()
-
-    def _serve(self, inbox: queue.SimpleQueue[Assignment | None]) -> None:
-        try:
-            self.client.prepare_thread()
-        except Exception:
-            log.warning("worker of %s could not prepare its HTTP client", self.node.name, exc_info=True)
-        while True:
-            item = self._next(inbox)
-            if item is None:
-                return
-            try:
-                self.execute(item)
-            except Exception:
-                log.critical("worker of %s crashed on task %s", self.node.name, item.state.id, exc_info=True)
+        return self._slots.join(timeout)
 
     # --- one attempt ---
 
