@@ -2,7 +2,7 @@
 
 Every public call that can fail raises a ``HydraError`` with a message a user
 can act on. Foreign exceptions (httpx, ollama) are translated in one place,
-``client.py``, with ``raise NewError(...) from exc``.
+``node_errors.py`` (client.py raises its ``NodeError`` ``from exc``).
 
     HydraError
     ├── ConfigError             a setting has a value that is not allowed
