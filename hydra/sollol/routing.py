@@ -18,7 +18,7 @@ from .async_mode import powerful_for_thinking, tail_guard
 from .config import SollolConfig
 from .eligibility import needs_load, vram_low, why_no_large_load, why_unroutable
 from .model_names import model_key
-from .node import Circuit, FitTable, ModelFit, NodeView
+from .node import Circuit, FitTable, ModelFit, NodeView, prior_tps
 from .scoring import DEFAULT_OUTPUT_TOKENS, NO_ESTIMATE, NO_RATE, SCORERS, Estimates, SuccessRates
 from .types import Candidate, ModelInfo, Placement, RoutingMode, TierEntry
 
@@ -265,36 +265,63 @@ def _scan_fast(req: RouteRequest, plan: list[_Step], nodes: Sequence[NodeView], 
                              req.max_tokens or DEFAULT_OUTPUT_TOKENS, req.prompt_tokens, first_miss)
 
 
+# One eligible (tier entry, node) pair as the fast scan's first pass found it: (step, its fit row).
+_FastPair = tuple["_FastStep", ModelFit]
+LAST_RESORT_SKIPPED = "last resort: not used while a tier model is routable"
+
+
 def _score_fast_pairs(open_nodes: list[_FastNode], plan: list[_FastStep], top: float, config: SollolConfig,
                       estimates: Estimates, output: int, prompt_tokens: int, first_miss: dict[str, str],
                       ) -> tuple[list[Scored], int]:
     """Each node's lowest ``score_fast`` over the plan, and the best tier index any node holds.
-    ``score_fast`` is inlined here: this is the hottest loop of routing (test_routing checks the two agree)."""
-    scored: list[Scored] = []
-    chosen_index = len(plan)
-    for node, table, low, cap, busy, biases in open_nodes:
-        name, loaded, polled = node.name, node.loaded, node.polled
-        best_score, best_entry = 0.0, None
-        for index, entry, model, key, most_capable_only, not_installed, not_known, bias_kind, tier_factor in plan:
-            hit = table.get(key)
+
+    Two passes, because two rules look at every node at once: the last-resort entry (the embedded
+    node's tiny model) is no candidate while any tier model is routable, and a lower tier's speed is
+    taken as measured or, unmeasured, as no quicker than the head tier's prior (a size-based prior
+    alone must not trade quality for a speed nobody has seen). ``score_fast`` is inlined here: this is
+    the hottest loop of routing (test_routing checks the two agree)."""
+    eligible: list[tuple[_FastNode, list[_FastPair]]] = []
+    chosen_index, head_info, tier_routable = len(plan), None, False
+    for fast_node in open_nodes:
+        node, table, low, cap = fast_node[0], fast_node[1], fast_node[2], fast_node[3]
+        name, polled = node.name, node.polled
+        pairs: list[_FastPair] = []
+        for step in plan:
+            hit = table.get(step.key)
             if hit is None:  # the common miss, kept out of a function call
                 if name not in first_miss:
-                    first_miss[name] = not_installed if polled else not_known
+                    first_miss[name] = step.not_installed if polled else step.not_known
                 continue
-            _info, why_unfit, tps_prior, load_prior = hit
-            if why_unfit is not None or low or most_capable_only:
-                why = _why_not(node, model, hit, low, most_capable_only, cap, top, config)
+            if hit.why_unfit is not None or low or step.most_capable_only:
+                why = _why_not(node, step.model, hit, low, step.most_capable_only, cap, top, config)
                 if why is not None:
                     if name not in first_miss:
-                        first_miss[name] = f"{model}: {why}"
+                        first_miss[name] = f"{step.model}: {why}"
                     continue
-            chosen_index = min(chosen_index, index)
+            pairs.append((step, hit))
+            if step.tier_index < chosen_index:
+                chosen_index, head_info = step.tier_index, hit.info
+            tier_routable = tier_routable or not step.entry.last_resort
+        eligible.append((fast_node, pairs))
+    head_tps = (0.0, 0.0) if head_info is None else (prior_tps(False, head_info), prior_tps(True, head_info))
+    scored: list[Scored] = []
+    for (node, _table, _low, _cap, busy, biases), pairs in eligible:
+        name, loaded = node.name, node.loaded
+        best_score, best_entry = 0.0, None
+        for step, hit in pairs:
+            entry, model = step.entry, step.model
+            if tier_routable and entry.last_resort:
+                first_miss[name] = f"{model}: {LAST_RESORT_SKIPPED}"
+                continue
             ttft, tps, load = estimates.get((name, model), NO_ESTIMATE)
-            tps = tps or tps_prior
-            cold = 0.0 if (model in loaded or key in loaded) else (load if load is not None else load_prior)
+            if not tps:
+                tps = hit.prior_tps
+                if step.tier_index > chosen_index:
+                    tps = min(tps, head_tps[node.gpu])
+            cold = 0.0 if (model in loaded or step.key in loaded) else (load if load is not None else hit.prior_load_s)
             prefill = ttft if (ttft is not None and not cold) else prompt_tokens / (tps * 10.0)
             decode = output / tps
-            score = (busy * decode + cold + prefill + decode) * tier_factor + biases[bias_kind]
+            score = (busy * decode + cold + prefill + decode) * step.tier_factor + biases[step.bias_kind]
             if best_entry is None or score < best_score:
                 best_score, best_entry = score, entry
         if best_entry is not None:

@@ -39,7 +39,7 @@ def task_card(view: TaskView, *, assessment: Any = None, on_cancel: Callable[[],
         st.caption(fmt.task_meta(view.node, view.model, view.mode, view.task_type, view.priority))
         if view.reason:
             st.caption(f":material/alt_route: {fmt.md_escape(fmt.one_line(view.reason, 200))}")
-        if line := fmt.assessment_line(assessment):
+        if line := fmt.assessment_line(assessment, view.model):
             st.caption(f":material/psychology: {fmt.md_escape(line)}")
         if view.notice:
             st.warning(safe_markdown(view.notice), icon=":material/swap_horiz:")
