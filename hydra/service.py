@@ -34,6 +34,7 @@ from hydra.sollol.discovery import LOCALHOST_URL, probe
 from hydra.sollol.errors import NodeError
 from hydra.sollol.redact import redact_url
 from hydra.sollol.types import TierEntry
+from hydra.task_counts import DEFAULT_SOURCE, TaskCounts, TaskKey, check_source
 
 if TYPE_CHECKING:  # both are imported when first used: most runs start neither
     from hydra.gateway import Gateway
@@ -91,6 +92,8 @@ class Hydra:
         self._recorder = EventWriter(history)  # every event into history, in order, on a thread of its own
         self._saver = PartialSaver(history, lambda: self.tasks(KEPT_HANDLES))
         self.router.subscribe(self._recorder.on_event)
+        self._task_counts = TaskCounts()  # every task's end, by source too: /metrics' hydra_tasks_total
+        self.router.subscribe(self._task_counts.on_event)
         self._started = False
 
     @classmethod
@@ -234,10 +237,12 @@ class Hydra:
     def submit(self, prompt: str = "", *, task_type: str | None = None, model: str | None = None,
                mode: str | None = None, priority: int = 5, max_tokens: int | None = None,
                think: bool | str | None = None, messages: list[dict[str, Any]] | None = None,
-               **task_fields: Any) -> TaskHandle:
+               source: str = DEFAULT_SOURCE, **task_fields: Any) -> TaskHandle:
         """Submit one task; returns once history has its row, while it is already on its way to a node.
         The prompt is classified here, once (the Router then trusts ``task_type``), because the reasoning
-        engine needs the type too; the reasoning engine decides thinking and its budget."""
+        engine needs the type too; the reasoning engine decides thinking and its budget. ``source`` says
+        where the task came from (task_counts.SOURCES), for /metrics."""
+        check_source(source)
         _check_shape(prompt, messages)  # the classifier and the reasoning engine read them before Task.validate
         text = prompt or _last_user_text(messages)
         kind = task_type or (tiers.classify(text) if text.strip() else "general")
@@ -251,7 +256,7 @@ class Hydra:
                     priority=priority, max_tokens=max_tokens, think=think,
                     thinking_budget=budget,
                     meta={"assessment": assessment, "reasoning": _assessment_record(assessment),
-                          "requested_task_type": task_type}, **task_fields)
+                          "requested_task_type": task_type, "source": source}, **task_fields)
         handle = self._submit_recorded(task)
         with self._lock:
             self._handles[task.id] = handle
@@ -279,6 +284,10 @@ class Hydra:
             raise error.refusing(task.id) if isinstance(error, HistoryUnavailableError) else error
         return handle
 
+    def task_counts(self) -> dict[TaskKey, int]:
+        """Every task that ended in this process, by node, model, mode, status and source."""
+        return self._task_counts.copy()
+
     def history_health(self) -> HistoryHealth:
         """Whether history can write (new tasks are refused while it cannot), for the status and the pages."""
         return self.history.health
@@ -291,7 +300,7 @@ class Hydra:
         with self._lock:
             return self._handles.get(task_id)
 
-    def resubmit(self, task_id: str) -> TaskHandle:
+    def resubmit(self, task_id: str, source: str = DEFAULT_SOURCE) -> TaskHandle:
         row = self.history.get_task(task_id)
         if row is None:
             raise TaskError(f"no task {task_id} in history")
@@ -302,7 +311,7 @@ class Hydra:
                            messages=row.get("messages"), format=options.get("format"),
                            keep_alive=options.get("keep_alive"), tools=options.get("tools"),
                            options=options.get("options") or {},
-                           system=options.get("system"))
+                           system=options.get("system"), source=source)
 
     # --- cluster ---
 

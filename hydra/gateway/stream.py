@@ -212,7 +212,7 @@ class Tracker(Protocol):
 async def submit(service: GatewayService, tracker: Tracker, **kwargs: Any) -> TaskHandle:
     """``service.submit`` off the event loop (it writes history); engine refusals become HTTP errors."""
     def run() -> TaskHandle:
-        handle = service.submit(**kwargs)
+        handle = service.submit(**kwargs, source="gateway")  # /metrics counts tasks by source
         tracker.started(handle)
         return handle
 

@@ -96,7 +96,8 @@ def _submit(hydra: Hydra) -> None:
                          model=None if state.get("model", "auto") == "auto" else state["model"],
                          mode=None if state.get("mode", "default") == "default" else state["mode"],
                          priority=int(state.get("priority", 5)),
-                         max_tokens=int(state["max_tokens"]) if state.get("max_tokens") else None)
+                         max_tokens=int(state["max_tokens"]) if state.get("max_tokens") else None,
+                         source="ui")
             submitted += 1
         except HydraError as exc:
             errors.append(f"“{fmt.one_line(prompt, 50)}”: {exc}")
