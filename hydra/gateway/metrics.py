@@ -49,7 +49,7 @@ class ClusterCollector(Collector):
         tasks = CounterMetricFamily("hydra_tasks", "Tasks that ended, by node, model, mode, status and source.",
                                     labels=list(TaskKey._fields))
         for key, count in sorted(self.service.task_counts().items()):
-            tasks.add_metric(list(key), float(count))
+            tasks.add_metric([redact_url(key.node), *key[1:]], float(count))
         yield tasks
 
 

@@ -280,6 +280,37 @@ def _score_fast_pairs(open_nodes: list[_FastNode], plan: list[_FastStep], top: f
     taken as measured or, unmeasured, as no quicker than the head tier's prior (a size-based prior
     alone must not trade quality for a speed nobody has seen). ``score_fast`` is inlined here: this is
     the hottest loop of routing (test_routing checks the two agree)."""
+    eligible, chosen_index, head_info, tier_routable = _fast_pairs(open_nodes, plan, top, config, first_miss)
+    head_tps = (0.0, 0.0) if head_info is None else (prior_tps(False, head_info), prior_tps(True, head_info))
+    scored: list[Scored] = []
+    for (node, _table, _low, _cap, busy, biases), pairs in eligible:
+        name, loaded = node.name, node.loaded
+        best_score, best_entry = 0.0, None
+        for step, hit in pairs:
+            entry, model = step.entry, step.model
+            if tier_routable and entry.last_resort:
+                first_miss[name] = f"{model}: {LAST_RESORT_SKIPPED}"
+                continue
+            ttft, tps, load = estimates.get((name, model), NO_ESTIMATE)
+            if not tps:
+                tps = hit.prior_tps if step.tier_index <= chosen_index else min(hit.prior_tps, head_tps[node.gpu])
+            cold = 0.0 if (model in loaded or step.key in loaded) else (load if load is not None else hit.prior_load_s)
+            prefill = ttft if (ttft is not None and not cold) else prompt_tokens / (tps * 10.0)
+            decode = output / tps
+            score = (busy * decode + cold + prefill + decode) * step.tier_factor + biases[step.bias_kind]
+            if best_entry is None or score < best_score:
+                best_score, best_entry = score, entry
+        if best_entry is not None:
+            scored.append(Scored(best_score, not node.local, name, best_entry, node, node.in_flight < node.slots))
+    return scored, chosen_index
+
+
+def _fast_pairs(open_nodes: list[_FastNode], plan: list[_FastStep], top: float, config: SollolConfig,
+                first_miss: dict[str, str]) -> tuple[list[tuple[_FastNode, list[_FastPair]]], int,
+                                                     ModelInfo | None, bool]:
+    """The fast scan's first pass: each node's eligible (entry, fit) pairs (and why not, in
+    ``first_miss``); the best tier index any node holds, its model's info, and whether any model
+    other than the last resort is routable."""
     eligible: list[tuple[_FastNode, list[_FastPair]]] = []
     chosen_index, head_info, tier_routable = len(plan), None, False
     for fast_node in open_nodes:
@@ -303,30 +334,7 @@ def _score_fast_pairs(open_nodes: list[_FastNode], plan: list[_FastStep], top: f
                 chosen_index, head_info = step.tier_index, hit.info
             tier_routable = tier_routable or not step.entry.last_resort
         eligible.append((fast_node, pairs))
-    head_tps = (0.0, 0.0) if head_info is None else (prior_tps(False, head_info), prior_tps(True, head_info))
-    scored: list[Scored] = []
-    for (node, _table, _low, _cap, busy, biases), pairs in eligible:
-        name, loaded = node.name, node.loaded
-        best_score, best_entry = 0.0, None
-        for step, hit in pairs:
-            entry, model = step.entry, step.model
-            if tier_routable and entry.last_resort:
-                first_miss[name] = f"{model}: {LAST_RESORT_SKIPPED}"
-                continue
-            ttft, tps, load = estimates.get((name, model), NO_ESTIMATE)
-            if not tps:
-                tps = hit.prior_tps
-                if step.tier_index > chosen_index:
-                    tps = min(tps, head_tps[node.gpu])
-            cold = 0.0 if (model in loaded or step.key in loaded) else (load if load is not None else hit.prior_load_s)
-            prefill = ttft if (ttft is not None and not cold) else prompt_tokens / (tps * 10.0)
-            decode = output / tps
-            score = (busy * decode + cold + prefill + decode) * step.tier_factor + biases[step.bias_kind]
-            if best_entry is None or score < best_score:
-                best_score, best_entry = score, entry
-        if best_entry is not None:
-            scored.append(Scored(best_score, not node.local, name, best_entry, node, node.in_flight < node.slots))
-    return scored, chosen_index
+    return eligible, chosen_index, head_info, tier_routable
 
 
 def _blocked_nodes(req: RouteRequest, nodes: Sequence[NodeView], success_rates: SuccessRates,

@@ -9,6 +9,7 @@ import pytest
 from hydra.gateway.metrics import GatewayMetrics
 from hydra.sollol.redact import redact_text, redact_url
 from hydra.sollol.types import TaskResult, TaskStatus
+from hydra.task_counts import TaskKey
 
 URLS = [
     ("http://ops:s3cret@gpu-box:11434", "http://ops:***@gpu-box:11434"),
@@ -59,9 +60,13 @@ def test_metric_labels_show_no_credentials() -> None:
                            in_flight=0)
     snapshot = SimpleNamespace(queue_depth=0, in_flight=0, nodes=(node,))
     health = SimpleNamespace(ok=True)
-    metrics = GatewayMetrics(cast(Any, SimpleNamespace(snapshot=lambda: snapshot, history_health=lambda: health)))
+    counts = {TaskKey("http://ops:s3cret@gpu-box:11434", "m", "fast", "done", "ui"): 2}
+    metrics = GatewayMetrics(cast(Any, SimpleNamespace(snapshot=lambda: snapshot, history_health=lambda: health,
+                                                       task_counts=lambda: counts)))
     metrics.finished("ollama_chat", "fast", TaskResult("t", TaskStatus.DONE, node="http://ops:s3cret@gpu-box:11434",
                                                        model="m", ttft_s=0.1, eval_count=3), 0.2)
     text = metrics.render().decode()
     assert "s3cret" not in text
     assert 'node="ops:***@gpu-box:11434"' in text and 'node="http://ops:***@gpu-box:11434"' in text
+    assert 'hydra_tasks_total{mode="fast",model="m",node="http://ops:***@gpu-box:11434",source="ui",status="done"} 2.0' \
+        in text
