@@ -1,23 +1,25 @@
 """Hydra: run LLM tasks on a cluster of Ollama nodes, several at once, and watch them stream.
 
-`streamlit run app.py` starts here, on the tasks page. The first page view
-starts the one Router of the process, shared by every browser session; tasks
-keep running when a browser closes and show again when it comes back.
+`make run` starts the one Hydra of the process before the web server (hydra/launch.py); under a
+plain `streamlit run app.py` the first page view starts it. Every browser session shares it;
+tasks keep running when a browser closes and show again when it comes back.
 """
 from __future__ import annotations
 
 import streamlit as st
 
-from hydra.ui import layout, tasks
+from hydra.ui import conversation, layout, task_list, tasks
 
 hydra = layout.page("Tasks")
 st.title("Tasks")
-st.caption("Submit prompts; SOLLOL picks a node and a model for each, and the answers stream in side by side. "
-           "Tasks keep running when you close the page.")
-layout.cluster_banner(hydra, hydra.snapshot())
+st.caption("Submit prompts; SOLLOL picks a node and a model for each, and the answers stream in side by side, "
+           "the newest first. Tasks keep running when you close the page.")
+layout.embedded_banner(hydra)
+layout.cluster_banner(hydra, hydra.snapshot(), embedded=False)
 tasks.submit_form(hydra)
 tasks.show_flash()
+conversation.thread_panel(hydra)
 st.subheader("Running and recent")
-tasks.live_tasks(hydra)
+task_list.live_tasks(hydra)
 st.subheader("History")
-tasks.history(hydra)
+task_list.history(hydra)

@@ -1,6 +1,10 @@
 """What the gateway adds: TTFT through it against the official client straight to the node, and 200 streams at once.
 
-    python -m bench.gateway [--runs 60] [--streams 200] [--one-process]
+    python -m bench.gateway [--runs 60] [--streams 200] [--one-process] [--no-load | --load-only]
+
+Then, unless ``--no-load``, the gateway under load against the LiteLLM proxy, interleaved in the same
+run (bench/gateway_load.py): CPU per 1,000 streamed requests, TTFT and end-to-end p50 at 200
+concurrent clients, requests/s, and the ratios.
 
 TTFT: from the call (ollama.Client.chat with stream=True) to the first chunk
 in the caller's hands, the same client pointed at the simulated node (direct)
@@ -38,6 +42,7 @@ import httpx
 import ollama
 import psutil
 
+from bench import gateway_load
 from bench.processes import MODEL, bare_proxy_process, fast_profile, serve_process, sim_process
 from hydra.gateway import Gateway
 from hydra.service import Hydra
@@ -110,8 +115,25 @@ def main() -> None:
     parser.add_argument("--stream-tokens", type=int, default=400, help="tokens per concurrent stream")
     parser.add_argument("--one-process", action="store_true",
                         help="node, gateway, router and client all in this process (the worst case)")
+    parser.add_argument("--no-load", action="store_true", help="skip the load rounds against LiteLLM")
+    parser.add_argument("--load-only", action="store_true", help="only the load rounds against LiteLLM")
+    gateway_load.add_arguments(parser)
     args = parser.parse_args()
 
+    for key in [k for k in os.environ if k.startswith(("HYDRA_", "SOLLOL_")) or k == "OLLAMA_HOST"]:
+        del os.environ[key]
+    if not args.load_only:
+        latency(args)
+    if not args.no_load:
+        gateway_load.run_load(args)
+    if args.hold:
+        gateway_load.run_hold(args)
+    if args.shared:
+        gateway_load.run_shared(args)
+
+
+def latency(args: argparse.Namespace) -> None:
+    """TTFT through the gateway against direct, and ``--streams`` streams at once."""
     for key in [k for k in os.environ if k.startswith(("HYDRA_", "SOLLOL_")) or k == "OLLAMA_HOST"]:
         del os.environ[key]
     with tempfile.TemporaryDirectory() as tmp, contextlib.ExitStack() as stack:

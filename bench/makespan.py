@@ -70,11 +70,12 @@ class Job:
 
 
 def pick_models(profiles: list[NodeProfile], count: int = 4) -> list[str]:
-    """Models installed on at least two nodes (so placement matters), most widely installed first."""
+    """Chat models installed on at least two nodes (so placement matters), most widely installed first
+    (embedding models cannot chat)."""
     holders: dict[str, int] = defaultdict(int)
     for p in profiles:
         for m in p.models:
-            if m.size_b <= p.max_model_b:
+            if m.size_b <= p.max_model_b and not m.embedding:
                 holders[m.name] += 1
     shared = sorted((n for n, c in holders.items() if c >= 2), key=lambda n: (-holders[n], n))
     return shared[:count]

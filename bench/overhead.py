@@ -1,12 +1,17 @@
 """What the Router adds on top of the official client, against the same simulated node.
 
-    python -m bench.overhead [--runs 40] [--tokens 400] [--one-process]
+    python -m bench.overhead [--runs 40] [--tokens 400] [--one-process] [--no-sollol]
 
 TTFT: time from the call (client.chat / router.submit) to the first chunk in
 the caller's hands. Throughput: streamed tokens per second of wall time over a
 long answer. Direct and routed runs are interleaved in one process so machine
 noise hits both alike. Targets: <= 1 ms added TTFT at the median, >= 95 % of
 direct throughput.
+
+SOLLOL 0.9.66 (``sollol.OllamaPool``, pip-installed into .bench-envs/sollol by the bench,
+run in a process of its own: bench/sollol_arm.py) streams from the same node in the same
+interleaved rounds, so what each adds over the direct client is measured side by side;
+target: the Router adds no more than SOLLOL, and <= +0.15 ms at the median.
 
 The Router is a library and runs here; the simulated node runs in a process of
 its own, as a node does (bench/processes.py). ``--one-process`` puts the node in
@@ -22,6 +27,7 @@ import time
 
 import ollama
 
+from bench.envs import SollolArm
 from bench.processes import MODEL, fast_profile, sim_process
 from hydra.sim import start_cluster
 from hydra.sollol import Router, SollolConfig, Task
@@ -69,6 +75,7 @@ def main() -> None:
     parser.add_argument("--tokens", type=int, default=400, help="tokens per throughput run")
     parser.add_argument("--tps", type=float, default=2000.0, help="simulated decode speed, tokens/s")
     parser.add_argument("--one-process", action="store_true", help="the simulated node in this process too")
+    parser.add_argument("--no-sollol", action="store_true", help="without the SOLLOL 0.9.66 arm")
     args = parser.parse_args()
 
     with contextlib.ExitStack() as stack:
@@ -79,15 +86,22 @@ def main() -> None:
             sim = stack.enter_context(sim_process(args.tps, 4))
             url, sollol_nodes = sim.urls[0], sim.sollol_nodes
         client = ollama.Client(host=url)
+        sollol = None if args.no_sollol else SollolArm(url, MODEL)
+        if sollol is not None:
+            stack.callback(sollol.close)
         config = SollolConfig(nodes=tuple(parse_nodes(sollol_nodes)), discover_localhost=False)
         with Router(config=config, tiers=SEED_TIERS, classify=classify) as router:
-            for _ in range(3):  # warm both paths (connections, model load)
+            for _ in range(3):  # warm every path (connections, model load)
                 direct_run(client, 5)
                 routed_run(router, 5)
-            ttft_direct, ttft_routed = [], []
+                if sollol is not None:
+                    sollol.ttft(5)
+            ttft_direct, ttft_routed, ttft_sollol = [], [], []
             for _ in range(args.runs):
                 ttft_direct.append(direct_run(client, 3)[0])
                 ttft_routed.append(routed_run(router, 3)[0])
+                if sollol is not None:
+                    ttft_sollol.append(sollol.ttft(3))
             tps_direct, tps_routed = [], []
             for _ in range(5):
                 tps_direct.append(direct_run(client, args.tokens)[1])
@@ -101,6 +115,12 @@ def main() -> None:
     print(f"node: simulated ({where}), {args.tps:.0f} tok/s, {args.runs} interleaved TTFT runs, 5 x {args.tokens} tokens")
     print(f"TTFT median   direct {d50 * 1000:7.2f} ms   router {r50 * 1000:7.2f} ms   "
           f"added {added_ms:+.2f} ms   (target <= 1 ms)   {'OK' if added_ms <= 1.0 else 'MISSED'}")
+    if ttft_sollol:
+        s_added_ms = (statistics.median(ttft_sollol) - d50) * 1000
+        ok = added_ms <= s_added_ms and added_ms <= 0.15
+        print(f"SOLLOL 0.9.66 {statistics.median(ttft_sollol) * 1000:7.2f} ms   added {s_added_ms:+.2f} ms;  "
+              f"the Router adds {added_ms - s_added_ms:+.2f} ms more than SOLLOL   "
+              f"(target: no more than SOLLOL, <= +0.15 ms)   {'OK' if ok else 'MISSED'}")
     print(f"TTFT p95      direct {_p95(ttft_direct) * 1000:7.2f} ms   router {_p95(ttft_routed) * 1000:7.2f} ms")
     print(f"throughput    direct {d_tps:7.0f} tok/s  router {r_tps:7.0f} tok/s  "
           f"ratio {ratio:.3f}   (target >= 0.95)   {'OK' if ratio >= 0.95 else 'MISSED'}")

@@ -60,8 +60,10 @@ def _read_line(process: subprocess.Popen, what: str) -> str:
 
 
 @contextlib.contextmanager
-def sim_process(tps: float, slots: int) -> Iterator[SimHandle]:
-    process = subprocess.Popen([sys.executable, "-m", "bench.processes", "--tps", str(tps), "--slots", str(slots)],
+def sim_process(tps: float, slots: int, nodes: int = 1) -> Iterator[SimHandle]:
+    """``nodes`` simulated nodes (one process, 127.0.0.2 upwards) of ``slots`` slots each."""
+    process = subprocess.Popen([sys.executable, "-m", "bench.processes", "--tps", str(tps), "--slots", str(slots),
+                                "--nodes", str(nodes)],
                                cwd=REPO, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
                                env=dict(os.environ, PYTHONPATH=str(REPO)))
     try:
@@ -188,8 +190,13 @@ def main() -> None:
     parser = argparse.ArgumentParser(description="one simulated node for the benchmarks, until stdin closes")
     parser.add_argument("--tps", type=float, default=2000.0)
     parser.add_argument("--slots", type=int, default=4)
+    parser.add_argument("--nodes", type=int, default=1)
     args = parser.parse_args()
-    with start_cluster([fast_profile(args.tps, args.slots)], time_scale=1.0) as cluster:
+    profiles = [fast_profile(args.tps, args.slots) for _ in range(args.nodes)]
+    if args.nodes > 1:
+        for i, profile in enumerate(profiles, 1):
+            profile.name = f"bench-{i}"
+    with start_cluster(profiles, time_scale=1.0) as cluster:
         print(json.dumps({"urls": cluster.urls, "sollol_nodes": cluster.sollol_nodes()}), flush=True)
         sys.stdin.read()  # returns when the benchmark closes our stdin (or exits)
 

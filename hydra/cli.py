@@ -60,7 +60,7 @@ def build_parser() -> argparse.ArgumentParser:
     submit.add_argument("--model", help="a model name (default: tier selection)")
     submit.add_argument("--task-type", choices=["code", "reasoning", "math", "general"],
                         help="task type (default: classified from the prompt)")
-    submit.add_argument("--max-tokens", type=int, help="longest answer in tokens")
+    submit.add_argument("--max-tokens", type=int, help="longest answer in tokens (default: HYDRA_MAX_TOKENS, 1024)")
     submit.add_argument("--think", action=argparse.BooleanOptionalAction, default=None,
                         help="thinking on or off (default: the reasoning engine decides)")
     submit.add_argument("--timeout", type=float, default=600.0, help="give up after this many seconds")
@@ -179,7 +179,8 @@ def cmd_submit(args: argparse.Namespace) -> int:
 def submit_and_stream(hydra: Hydra, args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     """``submit``'s work on a started service: one task (source "cli"), its answer streamed to ``out``."""
     handle = hydra.submit(args.prompt, mode=args.mode, priority=args.priority, model=args.model,
-                          task_type=args.task_type, max_tokens=args.max_tokens, think=args.think, source="cli")
+                          task_type=args.task_type, max_tokens=args.max_tokens or hydra.settings.max_tokens,
+                          think=args.think, source="cli")
     try:
         stream_to(handle, out, err, args.timeout)
     except KeyboardInterrupt:

@@ -26,13 +26,24 @@ from typing import Any
 
 from platformdirs import user_data_dir
 
-from .reasoning import MAX_SCORE, MAX_THINKING_TOKENS_LIMIT, REASONING_MODES, ReasoningSettings, parse_model_name
-from .sollol.addresses import parse_bind_host, shown
+from .config_parsers import (
+    EMBEDDED_NODE_MODES,
+    MAX_KEY_CHARS,
+    NAME_LISTS,
+    choice_parser,
+    parse_embedded,
+    parse_host,
+    parse_key,
+    parse_model_name,
+    parse_name_list,
+    parse_path,
+)
+from .reasoning import MAX_SCORE, MAX_THINKING_TOKENS_LIMIT, REASONING_MODES, ReasoningSettings
+from .sollol.addresses import shown
 from .sollol.config import (
     ENV_BY_NAME,
     ENV_VARIABLES,
     SollolConfig,
-    config_text,
     config_values,
     format_node,
     parse_bool,
@@ -46,102 +57,11 @@ from .sollol.types import NodeSpec, RoutingMode
 
 logger = logging.getLogger(__name__)
 
-EMBEDDED_NODE_MODES = ("auto", "on", "off")
 GROUPS = ("routing", "resources", "reasoning", "nodes", "storage")
 
 
-# --- parsers of Hydra's own settings: (variable, text) -> value, raising ConfigError ---------
-# (the engine's variables are parsed by hydra.sollol.config, whose table ENV_VARIABLES says how)
-
-MAX_PATH_CHARS = 4096          # Linux's PATH_MAX
-MAX_KEY_CHARS = 1024
-MAX_MODEL_NAME_CHARS = 256
-MAX_NAME_ENTRIES = 64          # HYDRA_ALLOWED_HOSTS / HYDRA_ALLOWED_ORIGINS
-
-
-def _parse_choice(choices: tuple[str, ...], variable: str, text: str) -> str:
-    value = config_text(variable, text).lower()
-    if value not in choices:
-        raise ConfigError(variable, shown(text), "one of " + ", ".join(choices))
-    return value
-
-
-def _parse_path(variable: str, text: str) -> Path:
-    value = config_text(variable, text, MAX_PATH_CHARS)
-    if not value:
-        raise ConfigError(variable, shown(text), "a file path")
-    return Path(value).expanduser()
-
-
-def _parse_host(variable: str, text: str) -> str:
-    return parse_bind_host(variable, config_text(variable, text))
-
-
-def _parse_model_name(variable: str, text: str) -> str:
-    value = config_text(variable, text, MAX_MODEL_NAME_CHARS)
-    try:
-        return parse_model_name(variable, value)
-    except ConfigError as exc:
-        raise ConfigError(variable, shown(text), exc.allowed) from None
-
-
-_KEY_RULE = f"a key of printable ASCII without spaces, at most {MAX_KEY_CHARS} characters"
-
-
-def _parse_key(variable: str, text: str) -> str:
-    # The key itself is never quoted in a message: "***" stands for it.
-    if len(text) > MAX_KEY_CHARS + 64:   # spacing around a key is trimmed; a key this long is not one
-        raise ConfigError(variable, "***", _KEY_RULE)
-    key = text.strip()
-    if text and not key:
-        # Blank is not "no key": someone meant to set one, and serving without it would be silent.
-        raise ConfigError(variable, text, "a key without spaces; to serve without a key, unset the variable")
-    if len(key) > MAX_KEY_CHARS or any(not "!" <= c <= "~" for c in key):
-        # An HTTP header carries printable ASCII only: any other key could never be sent.
-        raise ConfigError(variable, "***", _KEY_RULE)
-    return key
-
-
-def _parse_name_list(kind: str, variable: str, text: str) -> tuple[str, ...]:
-    # Comma-separated, spaces and quotes trimmed as Ollama trims OLLAMA_ORIGINS; the gateway's guard
-    # applies the entries (hydra/gateway/guard.py), this only refuses what could never match.
-    value = config_text(variable, text)
-    entries = tuple(e.strip().strip("\"'").strip() for e in value.strip("\"'").split(","))
-    entries = tuple(e for e in entries if e)
-    if len(entries) > MAX_NAME_ENTRIES:
-        raise ConfigError(variable, shown(text), f"at most {MAX_NAME_ENTRIES} entries: {_NAME_LISTS[kind]}")
-    unusable = next((e for e in entries if _unusable_entry(kind, e)), None)
-    if unusable is not None:
-        raise ConfigError(variable, shown(unusable), _NAME_LISTS[kind])
-    return entries
-
-
-def _unusable_entry(kind: str, entry: str) -> bool:
-    # Host and Origin headers are ASCII (an international name arrives in its xn-- form).
-    if len(entry) > 253 or entry.count("*") > 1 or not entry.isascii() or any(c.isspace() for c in entry):
-        return True
-    if kind == "host":
-        return "/" in entry
-    scheme, sep, rest = entry.partition("://")
-    return entry != "*" and (not sep or not scheme or "/" in rest)
-
-
-_NAME_LISTS = {
-    "host": "comma-separated host names such as gpu-box.lan or *.example.com, no scheme or path (* allows any)",
-    "origin": "comma-separated origins such as https://chat.example.com or chrome-extension://*, "
-              "no path (* allows any)",
-}
-
-
-def _parse_embedded(variable: str, text: str) -> str:
-    # on/off read like the boolean variables do (true, 1, yes ...), so either spelling works.
-    value = config_text(variable, text).lower()
-    if value in EMBEDDED_NODE_MODES:
-        return value
-    try:
-        return "on" if parse_bool(variable, value) else "off"
-    except ConfigError:
-        raise ConfigError(variable, shown(text), "one of " + ", ".join(EMBEDDED_NODE_MODES)) from None
+# The parsers of Hydra's own settings live in hydra/config_parsers.py.
+MAX_ANSWER_TOKENS = 131072     # HYDRA_MAX_TOKENS: past this no model's context holds the answer anyway
 
 
 # --- formatters: value -> canonical text (what is saved and displayed) -----------
@@ -196,10 +116,6 @@ def _float(name: str, default: str, minimum: float, maximum: float, description:
                    minimum=minimum, maximum=maximum)
 
 
-def _choice(choices: tuple[str, ...]) -> Callable[[str, str], str]:
-    return partial(_parse_choice, choices)
-
-
 _ENGINE_DEFAULTS = SollolConfig()
 _REASONING_DEFAULTS = ReasoningSettings()
 
@@ -226,6 +142,12 @@ SETTINGS: tuple[Setting, ...] = (
     _engine("SOLLOL_FIRST_TOKEN_TIMEOUT_S", "float",
             "Longest wait for a node's first token, cold loads of big models included (seconds); each "
             "attempt's own deadline is usually shorter, from what the node has to do.", False, "routing"),
+    _engine("SOLLOL_PREFIX_AFFINITY", "bool",
+            "Send a conversation's next turn to the node that still holds its prompt in cache, when that "
+            "finishes sooner.", True, "routing"),
+    _int("HYDRA_MAX_TOKENS", "1024", 1, MAX_ANSWER_TOKENS,
+         "Longest answer, in tokens, of a task from the app or the command line that sets none, so a "
+         "rambling model cannot hold a node for minutes (gateway clients send their own).", True, "routing"),
     # resources
     _engine("SOLLOL_VRAM_MONITORING", "bool",
             "Watch GPU memory and keep large model loads off nodes that are short of it.", True, "resources"),
@@ -234,9 +156,9 @@ SETTINGS: tuple[Setting, ...] = (
     # reasoning
     Setting("HYDRA_REASONING_MODE", _REASONING_DEFAULTS.mode, "choice", "one of " + ", ".join(REASONING_MODES),
             "auto adapts the thinking level to the task's complexity; off, standard, deep fix it.",
-            _choice(REASONING_MODES), True, "reasoning", REASONING_MODES),
+            choice_parser(REASONING_MODES), True, "reasoning", REASONING_MODES),
     Setting("HYDRA_REASONING_MODEL", _REASONING_DEFAULTS.reasoning_model, "text",
-            "a model name such as qwen3:14b (no spaces)", "Model used for reasoning tasks.", _parse_model_name, True,
+            "a model name such as qwen3:14b (no spaces)", "Model used for reasoning tasks.", parse_model_name, True,
             "reasoning"),
     Setting("HYDRA_USE_REASONING_MODEL", _format_scalar(_REASONING_DEFAULTS.use_reasoning_model), "bool",
             "true or false", "Send reasoning and math tasks to the reasoning model.", parse_bool, True, "reasoning"),
@@ -254,27 +176,30 @@ SETTINGS: tuple[Setting, ...] = (
             False, "nodes"),
     Setting("HYDRA_EMBEDDED_NODE", "auto", "choice", "one of " + ", ".join(EMBEDDED_NODE_MODES),
             "Built-in llama.cpp node; auto starts it when no other node is configured or answering.",
-            _parse_embedded, False, "nodes", EMBEDDED_NODE_MODES),
+            parse_embedded, False, "nodes", EMBEDDED_NODE_MODES),
     # storage: what the process fixes at start (its database, the port it serves on)
     Setting("HYDRA_DB", str(Path(user_data_dir("hydra")) / "hydra.db"), "path", "a file path",
             "SQLite file holding task history, routing decisions and saved settings.",
-            _parse_path, False, "storage"),
+            parse_path, False, "storage"),
     _int("HYDRA_GATEWAY_PORT", "8080", 0, 65535,
          "Port of the Ollama/OpenAI-compatible HTTP gateway and /metrics (0: no gateway).", False, "storage"),
     Setting("HYDRA_GATEWAY_HOST", "127.0.0.1", "text", "an address to bind, such as 127.0.0.1, 0.0.0.0 or ::",
-            "Address the gateway listens on (loopback unless you open it).", _parse_host, False, "storage"),
+            "Address the gateway listens on (loopback unless you open it).", parse_host, False, "storage"),
     Setting("HYDRA_API_KEY", "", "text", f"printable ASCII without spaces, at most {MAX_KEY_CHARS} characters "
             "(empty: no key)",
-            "When set, every gateway route but / needs 'Authorization: Bearer <key>'.", _parse_key, False,
+            "When set, every gateway route but / needs 'Authorization: Bearer <key>'.", parse_key, False,
             "storage", format=lambda value: "***" if value else ""),
-    Setting("HYDRA_ALLOWED_HOSTS", "", "text", _NAME_LISTS["host"],
+    Setting("HYDRA_ALLOWED_HOSTS", "", "text", NAME_LISTS["host"],
             "More Host names the gateway answers to, besides this machine's names and IP addresses "
-            "(a reverse proxy's or a DNS name of this machine).", partial(_parse_name_list, "host"), False,
+            "(a reverse proxy's or a DNS name of this machine).", partial(parse_name_list, "host"), False,
             "storage", format=",".join),
-    Setting("HYDRA_ALLOWED_ORIGINS", "", "text", _NAME_LISTS["origin"],
+    Setting("HYDRA_ALLOWED_ORIGINS", "", "text", NAME_LISTS["origin"],
             "Web pages, besides this machine's, that may call the gateway from a browser "
-            "(as OLLAMA_ORIGINS does for Ollama).", partial(_parse_name_list, "origin"), False,
+            "(as OLLAMA_ORIGINS does for Ollama).", partial(parse_name_list, "origin"), False,
             "storage", format=",".join),
+    Setting("HYDRA_ACCESS_LOG", "true", "bool", "true or false",
+            "A log line per gateway request (method, path, status, duration, node, model; never bodies or keys).",
+            parse_bool, False, "storage"),
 )
 
 SETTINGS_BY_NAME: Mapping[str, Setting] = MappingProxyType({s.name: s for s in SETTINGS})
@@ -372,6 +297,11 @@ class Settings:
         return self.values["SOLLOL_MIN_VRAM_MB"]
 
     @property
+    def max_tokens(self) -> int:
+        """HYDRA_MAX_TOKENS: the answer cap the app and the command line give a task that sets none."""
+        return self.values["HYDRA_MAX_TOKENS"]
+
+    @property
     def reasoning_mode(self) -> str:
         return self.values["HYDRA_REASONING_MODE"]
 
@@ -440,6 +370,10 @@ class Settings:
     @property
     def allowed_origins(self) -> tuple[str, ...]:
         return self.values["HYDRA_ALLOWED_ORIGINS"]
+
+    @property
+    def access_log(self) -> bool:
+        return self.values["HYDRA_ACCESS_LOG"]
 
     def sollol_config(self, **extra: Any) -> SollolConfig:
         """The engine's config; ``extra`` sets SollolConfig fields Hydra does not expose."""

@@ -15,8 +15,17 @@ from typing import TYPE_CHECKING, Any
 
 from hydra import reasoning, tiers
 from hydra.config import Settings, load_settings, parse_value
+from hydra.embedded_start import (  # noqa: F401 - EMBEDDED_HOST/PORT: callers import them from here
+    EMBEDDED_HOST,
+    EMBEDDED_NAME,
+    EMBEDDED_PORT,
+    EMBEDDED_URL,
+    EmbeddedStarter,
+    EmbeddedStatus,
+    why_embedded,
+)
 from hydra.history import History, HistoryHealth, HistoryUnavailableError
-from hydra.history.recorder import EventWriter, PartialSaver
+from hydra.history.recorder import EventWriter, PartialSaver, PendingRow
 from hydra.sollol import (
     ClusterSnapshot,
     ConfigError,
@@ -30,20 +39,16 @@ from hydra.sollol import (
 )
 from hydra.sollol.client import NodeClient
 from hydra.sollol.config import SollolConfig
-from hydra.sollol.discovery import LOCALHOST_URL, probe
-from hydra.sollol.errors import NodeError
+from hydra.sollol.errors import HydraError, NodeError
 from hydra.sollol.redact import redact_url
 from hydra.sollol.types import TierEntry
 from hydra.task_counts import DEFAULT_SOURCE, TaskCounts, TaskKey, check_source
 
-if TYPE_CHECKING:  # both are imported when first used: most runs start neither
+if TYPE_CHECKING:  # imported when first used: many runs start no gateway
     from hydra.gateway import Gateway
-    from hydra.node.embedded import EmbeddedNode
 
 log = logging.getLogger("hydra")
 
-EMBEDDED_NAME = "embedded"
-EMBEDDED_HOST, EMBEDDED_PORT = "127.0.0.1", 11435
 KEPT_HANDLES = 200
 QUEUED_COMMIT_WAIT_S = 30.0  # submit() returns once the task's row is committed; past this, it refuses the task
 
@@ -55,6 +60,7 @@ _ROUTER_FIELDS = {
     "SOLLOL_VRAM_MONITORING": "vram_monitoring",
     "SOLLOL_MIN_VRAM_MB": "min_vram_mb",
     "SOLLOL_MIN_SUCCESS_RATE": "min_success_rate",
+    "SOLLOL_PREFIX_AFFINITY": "prefix_affinity",
 }
 _TIER_SETTINGS = {"HYDRA_REASONING_MODEL", "HYDRA_USE_REASONING_MODEL"}
 
@@ -82,7 +88,7 @@ class Hydra:
         # other's change. Reentrant: add_node and the others call _apply while they hold it.
         self._settings_lock = threading.RLock()
         self._handles: OrderedDict[str, TaskHandle] = OrderedDict()
-        self._embedded: EmbeddedNode | None = None
+        self._embedded = EmbeddedStarter(settings.db_path.parent, self._embedded_ready)
         self.embedded_url: str | None = None
         self.gateway: Gateway | None = None
         self._closed = threading.Event()
@@ -107,7 +113,10 @@ class Hydra:
 
     # --- lifecycle ---
 
-    def start(self) -> Hydra:
+    def start(self, *, embedded_in_background: bool = False) -> Hydra:
+        """Start the router, history, the gateway and (when wanted) the embedded node. With
+        ``embedded_in_background`` the embedded node loads on a thread and joins the router when it
+        answers (the app: its first page must not wait for the model); otherwise start waits for it."""
         if self._started:
             return self
         self._started = True
@@ -118,9 +127,12 @@ class Hydra:
                                           "free some space there or set HYDRA_DB to a file on another disk") from None
         if interrupted:
             log.info("%d task(s) left queued or running by the last run are marked interrupted", interrupted)
-        self._maybe_start_embedded()
+        if not embedded_in_background:
+            self._start_embedded(in_background=False)
         self._recorder.start()
         self.router.start()
+        if embedded_in_background:
+            self._start_embedded(in_background=True)
         self._saver.start()
         self._maybe_start_gateway()
         atexit.register(self.close)
@@ -135,8 +147,7 @@ class Hydra:
         self.router.close()
         self._saver.close()
         self._recorder.close()  # after everything the router said at close
-        if self._embedded is not None:
-            self._embedded.stop()
+        self._embedded.close()
         self.history.close()
 
     def _maybe_start_gateway(self) -> None:
@@ -149,35 +160,31 @@ class Hydra:
             self.gateway = Gateway(self, host=self._settings.gateway_host, port=port,
                                    api_key=self._settings.api_key or None,
                                    allowed_hosts=self._settings.allowed_hosts,
-                                   allowed_origins=self._settings.allowed_origins).start()
+                                   allowed_origins=self._settings.allowed_origins,
+                                   access_log_on=self._settings.access_log).start()
         except OSError as exc:
             log.error("the gateway could not listen on %s:%d (%s); set HYDRA_GATEWAY_PORT to a free port, "
                       "or 0 to turn it off", self._settings.gateway_host, port, exc)
             return
         log.info("gateway: Ollama and OpenAI APIs and /metrics at %s", self.gateway.url)
 
-    def _maybe_start_embedded(self) -> None:
-        choice = self._settings.embedded_node
-        if choice == "off":
+    def _start_embedded(self, *, in_background: bool) -> None:
+        reason = why_embedded(self._settings)
+        if reason is None:
             return
-        host = self._settings.ollama_host
-        if choice == "auto" and (self._settings.nodes or self._settings.discovery_cidr
-                                 or (host is not None and probe(host.url))
-                                 or (self._settings.discover_localhost and probe(LOCALHOST_URL))):
-            return
-        from hydra.node.embedded import EmbeddedNode, EmbeddedNodeError, node_answers
-        url = f"http://{EMBEDDED_HOST}:{EMBEDDED_PORT}"
-        if not node_answers(url):
-            log_path = self._settings.db_path.parent / "embedded-node.log"
-            log.info("no Ollama node configured or answering: starting the embedded node (SmolLM2-135M on "
-                     "llama.cpp) at %s, log in %s", url, log_path)
-            try:
-                self._embedded = EmbeddedNode(host=EMBEDDED_HOST, port=EMBEDDED_PORT, log_path=log_path).start()
-            except EmbeddedNodeError as exc:
-                log.error("the embedded node could not start: %s", exc)
-                return
-        self.embedded_url = url
+        self.embedded_url = EMBEDDED_URL
+        if in_background:
+            self._embedded.start_in_background(reason)
+        elif self._embedded.start_now(reason).phase != "ready":
+            self.embedded_url = None
+
+    def _embedded_ready(self, url: str) -> None:
         self.router.add_node(NodeSpec(url=url, name=EMBEDDED_NAME, gpu=False, max_model_b=1.0, slots=1, local=True))
+
+    @property
+    def embedded_status(self) -> EmbeddedStatus:
+        """The embedded node: off, starting (the app warms it in the background), ready or failed."""
+        return self._embedded.status
 
     # --- settings ---
 
@@ -242,6 +249,27 @@ class Hydra:
         The prompt is classified here, once (the Router then trusts ``task_type``), because the reasoning
         engine needs the type too; the reasoning engine decides thinking and its budget. ``source`` says
         where the task came from (task_counts.SOURCES), for /metrics."""
+        task = self._task(prompt, task_type=task_type, model=model, mode=mode, priority=priority,
+                          max_tokens=max_tokens, think=think, messages=messages, source=source, **task_fields)
+        handle, pending = self._start_recorded(task)
+        return self._recorded(handle, pending.wait(QUEUED_COMMIT_WAIT_S))
+
+    async def asubmit(self, prompt: str = "", **fields: Any) -> TaskHandle:
+        """``submit`` for an event loop (the gateway): the same task, checks and refusals, but the wait for
+        its row takes no thread, so the rows of many waiting submits are committed together."""
+        task = self._task(prompt, **fields)
+        handle, pending = self._start_recorded(task)
+        try:
+            error = await pending.settled(QUEUED_COMMIT_WAIT_S)
+        except BaseException:  # cancelled (its request is gone): nobody will read this task
+            handle.cancel()
+            raise
+        return self._recorded(handle, error)
+
+    def _task(self, prompt: str = "", *, task_type: str | None = None, model: str | None = None,
+              mode: str | None = None, priority: int = 5, max_tokens: int | None = None,
+              think: bool | str | None = None, messages: list[dict[str, Any]] | None = None,
+              source: str = DEFAULT_SOURCE, **task_fields: Any) -> Task:
         check_source(source)
         _check_shape(prompt, messages)  # the classifier and the reasoning engine read them before Task.validate
         text = prompt or _last_user_text(messages)
@@ -252,23 +280,27 @@ class Hydra:
             think = assessment.think
         # A caller who asks for thinking gets a budget even when the assessment would not think.
         budget = (assessment.budget or settings.max_thinking_tokens) if think else None
-        task = Task(prompt=prompt, messages=messages, task_type=kind, model=model or None, mode=mode or None,
+        return Task(prompt=prompt, messages=messages, task_type=kind, model=model or None, mode=mode or None,
                     priority=priority, max_tokens=max_tokens, think=think,
                     thinking_budget=budget,
                     meta={"assessment": assessment, "reasoning": _assessment_record(assessment),
                           "requested_task_type": task_type, "source": source}, **task_fields)
-        handle = self._submit_recorded(task)
-        with self._lock:
-            self._handles[task.id] = handle
-            self._handles.move_to_end(task.id, last=False)
-            while len(self._handles) > KEPT_HANDLES:
-                self._handles.popitem(last=True)
-        return handle
 
-    def _submit_recorded(self, task: Task) -> TaskHandle:
-        """The router's submit, then a bounded wait for the writer to commit the task's queued row.
+    def embed(self, texts: str | list[str], *, model: str, mode: str | None = None, priority: int = 5,
+              source: str = DEFAULT_SOURCE, **task_fields: Any) -> TaskHandle:
+        """Submit an embedding task (``task_type`` "embedding"): ``texts`` to ``model`` on a node that has it,
+        routed, recorded and failed over like any task; the vectors come in ``result().embeddings``. No
+        classifier or reasoning engine: there is no prompt to read. ``task_fields``: truncate, dimensions,
+        keep_alive, options, deadline."""
+        task = Task(input=[texts] if isinstance(texts, str) else texts, task_type="embedding", model=model,
+                    mode=mode or None, priority=priority, meta={"source": check_source(source)}, **task_fields)
+        handle, pending = self._start_recorded(task)
+        return self._recorded(handle, pending.wait(QUEUED_COMMIT_WAIT_S))
+
+    def _start_recorded(self, task: Task) -> tuple[TaskHandle, PendingRow]:
+        """The router's submit; the writer commits the task's queued row meanwhile (``PendingRow``).
         A task history cannot record is refused (HistoryUnavailableError), never run without its row:
-        at once while history is degraded, or cancelled when its own row fails."""
+        at once while history is degraded, or cancelled when its own row fails (``_recorded``)."""
         self.history.require_writable(task.id)
         pending = self._recorder.expect(task.id)  # before submitting: the row may be written at once
         try:
@@ -276,12 +308,19 @@ class Hydra:
         except BaseException:
             self._recorder.forget(task.id)
             raise
-        # The task is already on its way to a node; its row (reasoning included) is committed meanwhile.
-        error = pending.wait(QUEUED_COMMIT_WAIT_S)
+        return handle, pending
+
+    def _recorded(self, handle: TaskHandle, error: HydraError | None) -> TaskHandle:
+        """After the wait for its row: the handle, kept for the pages, or the refusal."""
         if error is not None:
             # Nobody has read a chunk of it yet (the handle is not returned); cancelling frees its node at once.
             handle.cancel()
-            raise error.refusing(task.id) if isinstance(error, HistoryUnavailableError) else error
+            raise error.refusing(handle.id) if isinstance(error, HistoryUnavailableError) else error
+        with self._lock:
+            self._handles[handle.id] = handle
+            self._handles.move_to_end(handle.id, last=False)
+            while len(self._handles) > KEPT_HANDLES:
+                self._handles.popitem(last=True)
         return handle
 
     def task_counts(self) -> dict[TaskKey, int]:
@@ -305,6 +344,11 @@ class Hydra:
         if row is None:
             raise TaskError(f"no task {task_id} in history")
         options = row.get("options") or {}
+        if options.get("task_type") == "embedding":
+            return self.embed(options.get("input") or [], model=options.get("model") or "", mode=options.get("mode"),
+                              priority=int(row.get("priority") or 5), truncate=options.get("truncate"),
+                              dimensions=options.get("dimensions"), keep_alive=options.get("keep_alive"),
+                              options=options.get("options") or {}, source=source)
         return self.submit(row.get("prompt") or "", task_type=options.get("task_type"),
                            model=options.get("model"), mode=options.get("mode"),
                            priority=int(row.get("priority") or 5), max_tokens=options.get("max_tokens"),
@@ -334,6 +378,14 @@ class Hydra:
     def has_model(self, name: str) -> bool:
         """Whether a healthy node has ``name`` installed (the exact name, tag included)."""
         return self.router.has_model(name)
+
+    def node_specs(self) -> list[NodeSpec]:
+        """Every node as declared, credentials in its URL included: for talking to the node, never to show."""
+        return self.router.nodes()
+
+    def refresh_models(self, node: str) -> None:
+        """Have the node's model list fetched now (after a pull, delete, copy or create there)."""
+        self.router.refresh_models(node)
 
     def add_node(self, url: str, *, name: str = "", max_model_b: float | None = None, gpu: bool | None = None,
                  vram_mb: int | None = None, slots: int = 2) -> NodeSpec:

@@ -5,7 +5,7 @@ import time
 
 import streamlit as st
 
-from hydra.ui import cards, layout, tables
+from hydra.ui import cards, layout, model_admin, model_identity, tables
 from hydra.ui import formatting as fmt
 
 REFRESH_S = 3.0
@@ -22,6 +22,7 @@ def live() -> None:
     st.caption(f":material/update: Last refreshed {fmt.fmt_clock(time.time())}")
     layout.cluster_metrics(snap)
     layout.cluster_banner(hydra, snap)
+    model_identity.conflicts_panel(snap)
     layout.host_panel(snap)
     for start in range(0, len(snap.nodes), PER_ROW):
         for column, node in zip(st.columns(PER_ROW), snap.nodes[start:start + PER_ROW], strict=False):
@@ -33,3 +34,4 @@ def live() -> None:
 
 
 live()
+model_admin.model_admin(hydra)

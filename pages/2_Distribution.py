@@ -6,7 +6,7 @@ import time
 import streamlit as st
 
 from hydra.sollol.types import RoutingMode
-from hydra.ui import charts, layout, tables
+from hydra.ui import cache_stats, charts, layout, tables
 from hydra.ui import formatting as fmt
 
 # window label -> (seconds back or None for everything, bucket seconds of the time chart)
@@ -28,7 +28,9 @@ def charts_panel() -> None:
     since = time.time() - back if back else None
     dist = hydra.history.distribution(since=since, bucket_s=bucket_s)
     perf = hydra.history.performance(since=since)
-    layout.live_counts(hydra.snapshot())
+    snapshot = hydra.snapshot()
+    layout.live_counts(snapshot)
+    cache_stats.cache_section(snapshot)
     if not dist:
         st.info("No requests in this window yet. Submit tasks on the Tasks page and they show up here.",
                 icon=":material/insights:")
@@ -59,20 +61,22 @@ nodes = sorted({n.name for n in hydra.snapshot().nodes})
 f1, f2, f3 = st.columns([1, 1, 2])
 node = f1.selectbox("Node", [ALL, *nodes], key="dist:node")
 mode = f2.selectbox("Mode", [ALL, *(m.value for m in RoutingMode)], key="dist:mode")
-task_text = f3.text_input("Task id contains", key="dist:task", placeholder="e.g. 3f9c")
+task_text = f3.text_input("Prompt or task id contains", key="dist:task", placeholder="e.g. palindrome or 3f9c")
 rows = hydra.history.decisions(limit=500, node=None if node == ALL else node, mode=None if mode == ALL else mode)
-rows = tables.filter_decisions(rows, task_text=task_text)
+prompts = tables.task_prompts(hydra.history.recent_tasks(limit=1000))
+rows = tables.filter_decisions(rows, task_text=task_text, prompts=prompts)
 if not rows:
     st.caption("No routing decision matches." if (node, mode, task_text) != (ALL, ALL, "") else
                "No routing decisions recorded yet.")
 else:
-    st.dataframe(tables.decisions_frame(rows), hide_index=True, column_config=tables.DECISION_COLUMNS,
-                 height=min(460, 38 + 35 * len(rows)), key="dist:decisions")
-    with st.expander("Candidates of one decision"):
+    st.dataframe(tables.decisions_frame(rows, prompts), hide_index=True, column_config=tables.DECISION_COLUMNS,
+                 column_order=tables.DECISION_ORDER, height=min(460, 38 + 35 * len(rows)), key="dist:decisions")
+    with st.expander("One decision in full: its reason and every candidate"):
         if st.session_state.get("dist:pick", 0) >= len(rows):
             st.session_state.pop("dist:pick")
         picked = st.selectbox("Decision", range(len(rows)), key="dist:pick",
-                              format_func=lambda i: f"{fmt.fmt_when(rows[i]['time'])} · task {rows[i]['task_id']} "
+                              format_func=lambda i: f"{fmt.fmt_when(rows[i]['time'])} · "
+                                                    f"{fmt.one_line(prompts.get(rows[i]['task_id'], rows[i]['task_id']), 50)} "
                                                     f"· attempt {rows[i]['attempt']} → {rows[i]['node'] or 'none'}")
         if picked is not None and picked < len(rows):
             st.markdown(f"**Reason:** {fmt.md_escape(rows[picked].get('reason') or '')}")

@@ -6,7 +6,7 @@ import streamlit as st
 from hydra.sollol.redact import redact_url
 from hydra.sollol.types import MODE_DESCRIPTIONS, RoutingMode
 from hydra.ui import formatting as fmt
-from hydra.ui import forms, layout
+from hydra.ui import forms, layout, node_form
 from hydra.ui.safe_markdown import safe_markdown
 
 FORM = "settings"
@@ -49,12 +49,13 @@ if not snap.nodes:
 for node in snap.nodes:
     with st.container(border=True, key=f"settings-node-{node.name}"):
         info, button = st.columns([6, 1], vertical_alignment="center")
-        state = ":green-badge[healthy]" if node.healthy else ":red-badge[down]"
+        state = fmt.node_state_badge(node.healthy, node.circuit, node.last_seen, node.last_error)
+        simulated = " :orange-badge[:material/science: simulated]" if fmt.is_simulated(node.version) else ""
         kind = "GPU" if node.gpu else "CPU"
         capability = f"up to {fmt.fmt_params(node.max_model_b)}" if node.max_model_b else "capability undeclared"
-        info.markdown(f"{state} **{fmt.md_escape(node.name)}** `{redact_url(node.url)}` · {kind} · {capability} · "
-                      f"{node.slots} slots")
+        info.markdown(f"{state}{simulated} **{fmt.md_escape(node.name)}** `{redact_url(node.url)}` · {kind} · "
+                      f"{capability} · {fmt.plural(node.slots, 'slot')}")
         with button:
-            forms.remove_node_button(hydra, node.name)
+            node_form.remove_node_button(hydra, node.name)
 st.markdown("**Add a node**")
-forms.node_form(hydra)
+node_form.node_form(hydra)

@@ -24,13 +24,16 @@ Carried through: ``tools`` (both APIs; the model's calls come back as
 ``message.tool_calls`` in each API's shape, and tool results sent back reach the
 node), Ollama's ``format`` (JSON mode, JSON schema), ``keep_alive``, ``think``,
 ``options``; OpenAI's ``response_format`` (json_object, json_schema),
-``reasoning_effort``, sampling fields and ``tool_choice: "none"``. Not carried
-(the Task has no field for them yet): Ollama's ``raw``, ``context``, ``suffix``;
-OpenAI's ``n`` and any other ``tool_choice`` (the model decides). Other Ollama
-routes (pull, embed, ...) are 404.
+``reasoning_effort``, sampling fields, ``n``, ``logprobs`` and ``tool_choice`` (each OpenAI
+field honoured or refused: ``openai_fields``); Ollama's generate-only fields run on the node's
+``/api/generate`` (``raw``, ``suffix``, ``template``, ``context``, ``images``). Embeddings
+(``/api/embed``, ``/api/embeddings``, ``/v1/embeddings``) are tasks of their own type, in ``embed_api``.
+Model management (pull, delete, copy, create, push, blobs) across the nodes: ``models_api``. Every
+request is logged on ``hydra.gateway.access`` unless HYDRA_ACCESS_LOG is off (``access_log``).
 """
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import dataclasses
 import logging
@@ -49,14 +52,17 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from hydra.gateway import dashboard
+from hydra.gateway import access_log, dashboard
+from hydra.gateway.embed_api import EmbedRoutes
 from hydra.gateway.guard import KEY_SETTING, ApiKey, Guard, cors_headers, preflight_headers
 from hydra.gateway.metrics import CONTENT_TYPE, GatewayMetrics
+from hydra.gateway.model_listing import model_conflicts
+from hydra.gateway.models_api import ModelRoutes
 from hydra.gateway.ollama_api import OllamaRoutes
 from hydra.gateway.openai_api import OpenAIRoutes, openai_error
 from hydra.gateway.openai_completions import CompletionRoutes
 from hydra.gateway.service_api import GatewayService
-from hydra.gateway.stream import SUBMIT_THREADS
+from hydra.gateway.stream import INLINE_SUBMITS, SUBMIT_THREADS
 from hydra.sollol import TaskHandle, TaskResult
 from hydra.sollol.redact import redact_text
 
@@ -175,6 +181,7 @@ class _OpenTasks:
     def __init__(self, service: GatewayService) -> None:
         self.metrics = GatewayMetrics(service)
         self.submits = ThreadPoolExecutor(SUBMIT_THREADS, thread_name_prefix="hydra-gateway-submit")
+        self.admitting = asyncio.Semaphore(INLINE_SUBMITS)   # binds to the server's loop on first use
         self._lock = threading.Lock()
         self._open: dict[str, TaskHandle] = {}
 
@@ -189,6 +196,8 @@ class _OpenTasks:
         self.metrics.in_flight.dec()
         if result is None and handle.done():
             result = handle.result(timeout=1)
+        view = result if result is not None else handle.view()
+        access_log.note_task(view.node, view.model)
         self.metrics.finished(api, str(handle.task.mode or ""), result, time.monotonic() - started)
 
     def refused(self, api: str, model: Any, mode: str | None, status: int) -> None:
@@ -202,26 +211,32 @@ class _OpenTasks:
 
 
 def create_app(service: GatewayService, api_key: str | None = None, *, bind_host: str = "127.0.0.1",
-               allowed_hosts: Iterable[str] = (), allowed_origins: Iterable[str] = ()) -> Starlette:
+               allowed_hosts: Iterable[str] = (), allowed_origins: Iterable[str] = (),
+               access_log_on: bool = True) -> Starlette:
     """The gateway's ASGI app over ``service`` (a started ``hydra.service.Hydra``); ``bind_host`` and the
-    two lists are the guard's (``guard.Guard``); a blank ``api_key`` is refused (ValueError)."""
+    two lists are the guard's (``guard.Guard``); a blank ``api_key`` is refused (ValueError);
+    ``access_log_on``: a line per request on ``hydra.gateway.access`` (``access_log``)."""
     guard = Guard(bind_host=bind_host, allowed_hosts=allowed_hosts, allowed_origins=allowed_origins)
     key = ApiKey(api_key) if api_key is not None else None  # here, not in the middleware: Starlette builds it late
     tracker = _OpenTasks(service)
     ollama = OllamaRoutes(service, tracker)
     openai = OpenAIRoutes(service, tracker)
     completions = CompletionRoutes(service, tracker)  # /v1/completions (issue 12)
+    embed = EmbedRoutes(service, tracker)
+    models = ModelRoutes(service)
 
     async def metrics(request: Request) -> Response:
         return Response(tracker.metrics.render(), media_type=CONTENT_TYPE)
 
     async def status(request: Request) -> Response:
-        snapshot = _jsonable(service.snapshot())
+        cluster = service.snapshot()
+        snapshot = _jsonable(cluster)
         distribution = {k: snapshot.pop(k) for k in ("by_node", "by_model", "by_mode", "by_task_type",
                                                       "by_status", "failovers")}
         return JSONResponse({**snapshot, "distribution": distribution,
                              "decisions": _jsonable(service.decisions(STATUS_DECISIONS)),
-                             "history": service.history_health().as_dict()})
+                             "history": service.history_health().as_dict(),
+                             "model_conflicts": [c.as_dict() for c in model_conflicts(cluster)]})
 
     async def root(request: Request) -> Response:
         # Browsers get the SOLLOL Dashboard; API clients probing for a server get Ollama's answer.
@@ -238,10 +253,19 @@ def create_app(service: GatewayService, api_key: str | None = None, *, bind_host
         Route("/api/show", ollama.show, methods=["POST"]),
         Route("/api/chat", ollama.chat, methods=["POST"]),
         Route("/api/generate", ollama.generate, methods=["POST"]),
+        Route("/api/pull", models.pull, methods=["POST"]),
+        Route("/api/push", models.push, methods=["POST"]),
+        Route("/api/create", models.create, methods=["POST"]),
+        Route("/api/delete", models.delete, methods=["DELETE"]),
+        Route("/api/copy", models.copy, methods=["POST"]),
+        Route("/api/blobs/{digest}", models.blob, methods=["HEAD", "POST"]),
         Route("/v1/models", openai.models, methods=["GET"]),
         Route("/v1/chat/completions", openai.chat_completions, methods=["POST"]),
         Route("/v1/completions", completions.completions, methods=["POST"]),  # issue 12: completions, one model
         Route("/v1/models/{model:path}", openai.model, methods=["GET"]),
+        Route("/api/embed", embed.embed, methods=["POST"]),
+        Route("/api/embeddings", embed.embeddings, methods=["POST"]),
+        Route("/v1/embeddings", embed.openai_embeddings, methods=["POST"]),
         Route("/metrics", metrics, methods=["GET"]),
         Route("/api/hydra/status", status, methods=["GET"]),
     ]
@@ -250,24 +274,27 @@ def create_app(service: GatewayService, api_key: str | None = None, *, bind_host
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         yield
         await ollama.aclose()
+        await models.aclose()
         tracker.submits.shutdown(wait=False, cancel_futures=True)  # every request has ended by now
 
     handlers = {HTTPException: _http_error, Exception: _crash}
     app = Starlette(routes=routes, lifespan=lifespan, exception_handlers=handlers)
     app.state.tracker = tracker
     app.add_middleware(RequestGuard, guard=guard, key=key)
+    if access_log_on:
+        app.add_middleware(access_log.AccessLog)  # added last: outermost, so it sees the guard's refusals
     return app
 
 
 class Gateway:
     def __init__(self, service: GatewayService, *, host: str = "127.0.0.1", port: int = 8080,
                  api_key: str | None = None, allowed_hosts: Iterable[str] = (),
-                 allowed_origins: Iterable[str] = ()) -> None:
+                 allowed_origins: Iterable[str] = (), access_log_on: bool = True) -> None:
         self.service = service
         self.host = host
         self.port = port
         self.app = create_app(service, api_key, bind_host=host, allowed_hosts=allowed_hosts,
-                              allowed_origins=allowed_origins)
+                              allowed_origins=allowed_origins, access_log_on=access_log_on)
         self._server: uvicorn.Server | None = None
         self._thread: threading.Thread | None = None
         self._socket: socket.socket | None = None

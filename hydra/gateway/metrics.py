@@ -9,7 +9,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 from prometheus_client.registry import Collector
 
 from hydra.gateway.service_api import GatewayService
-from hydra.sollol import TaskResult
+from hydra.sollol import PrefixCacheSnapshot, TaskResult
 from hydra.sollol.redact import redact_url
 from hydra.task_counts import TaskKey
 
@@ -51,6 +51,36 @@ class ClusterCollector(Collector):
         for key, count in sorted(self.service.task_counts().items()):
             tasks.add_metric([redact_url(key.node), *key[1:]], float(count))
         yield tasks
+        yield from _cache_metrics(snap.prefix_cache)
+
+
+def _cache_metrics(cache: PrefixCacheSnapshot | None) -> Iterator[Metric]:
+    """Prefix-aware placement: hits, cached prompt tokens and prefill time saved, per node."""
+    if cache is None:
+        return
+    families = (
+        CounterMetricFamily("hydra_prefix_cache_requests", "Finished attempts the prefix record counted.",
+                            labels=["node"]),
+        CounterMetricFamily("hydra_prefix_cache_hits", "Attempts that found part of their prompt cached where "
+                            "they ran.", labels=["node"]),
+        CounterMetricFamily("hydra_prefix_cache_prompt_tokens", "Prompt tokens of those attempts (estimated).",
+                            labels=["node"]),
+        CounterMetricFamily("hydra_prefix_cache_cached_tokens", "Of which already cached where they ran.",
+                            labels=["node"]),
+        CounterMetricFamily("hydra_prefix_cache_prefill_saved_seconds", "Prefill time the cached tokens saved, "
+                            "at each node's measured prefill speed.", labels=["node"]),
+    )
+    for n in cache.nodes:
+        name = redact_url(n.node)
+        for family, value in zip(families, (n.requests, n.hits, n.prompt_tokens, n.cached_tokens,
+                                            n.prefill_saved_s), strict=True):
+            family.add_metric([name], float(value))
+    yield from families
+    yield GaugeMetricFamily("hydra_prefix_cache_hit_ratio", "Share of attempts that found part of their prompt "
+                            "cached where they ran (NaN before any).",
+                            value=cache.hit_rate if cache.hit_rate is not None else float("nan"))
+    yield GaugeMetricFamily("hydra_prefix_affinity_enabled", "1 when prefix-aware placement is on.",
+                            value=1.0 if cache.enabled else 0.0)
 
 
 class GatewayMetrics:

@@ -20,6 +20,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from hydra.gateway.load_api import ModelLoads
+from hydra.gateway.model_listing import holders_of, ps_body, tags_body
 from hydra.gateway.service_api import GatewayService
 from hydra.gateway.stream import (
     GatewayError,
@@ -149,30 +150,10 @@ class OllamaRoutes:
         return JSONResponse({"version": max(versions, default=FALLBACK_VERSION)})
 
     async def tags(self, request: Request) -> Response:
-        seen: dict[str, dict[str, Any]] = {}
-        for node in self.service.snapshot().healthy_nodes:
-            for m in node.installed:
-                entry = seen.setdefault(m.name, {
-                    "name": m.name, "model": m.name, "modified_at": "1970-01-01T00:00:00Z", "size": m.size_bytes,
-                    "digest": "", "details": {
-                        "format": "gguf", "family": m.family, "families": [m.family] if m.family else None,
-                        "parameter_size": f"{m.size_b:g}B" if m.size_b else "",
-                        "quantization_level": m.quantization},
-                    "nodes": []})
-                entry["nodes"].append(node.name)
-        return JSONResponse({"models": [seen[k] for k in sorted(seen)]})
+        return JSONResponse(tags_body(self.service.snapshot()))
 
     async def ps(self, request: Request) -> Response:
-        seen: dict[str, dict[str, Any]] = {}
-        for node in self.service.snapshot().healthy_nodes:
-            for m in node.loaded:
-                entry = seen.setdefault(m.name, {
-                    "name": m.name, "model": m.name, "size": 0, "size_vram": 0, "digest": "",
-                    "expires_at": m.expires_at or None, "details": {}, "nodes": []})
-                entry["size"] += m.size_bytes
-                entry["size_vram"] += m.size_vram_bytes
-                entry["nodes"].append(node.name)
-        return JSONResponse({"models": [seen[k] for k in sorted(seen)]})
+        return JSONResponse(ps_body(self.service.snapshot()))
 
     async def show(self, request: Request) -> Response:
         try:
@@ -183,7 +164,9 @@ class OllamaRoutes:
                 raise GatewayError(400, "model is required (a name from /api/tags)")
         except GatewayError as exc:
             return error_response(exc)
-        nodes = [n for n in self.service.snapshot().healthy_nodes if any(m.name == model for m in n.installed)]
+        snapshot = self.service.snapshot()
+        by_name = {n.name: n for n in snapshot.healthy_nodes}
+        nodes = [by_name[name] for name in holders_of(snapshot, model)]
         last = "no healthy node has it"
         if self._http is None:
             # one per gateway; the shared SSL context spares it the ~55 ms of loading the CA bundle

@@ -250,6 +250,7 @@ class OpenAIRenderer:
         self.include_usage = include_usage
         self.first = True
         self.calls = 0  # tool calls streamed so far: the next one's index
+        self._heads: dict[str, tuple[bytes, bytes]] = {}  # model -> the bytes around a text chunk's content
 
     def _event(self, model: str, delta: dict[str, Any], finish: str | None, **extra: Any) -> bytes:
         body = {"id": self.id, "object": "chat.completion.chunk", "created": self.created,
@@ -261,6 +262,8 @@ class OpenAIRenderer:
         text = chunk.text
         if not text and not chunk.thinking and not chunk.tool_calls:
             return None
+        if not self.first and not chunk.thinking and not chunk.tool_calls:
+            return self._text_event(chunk.model, text)
         delta: dict[str, Any] = {"content": text if text or not chunk.tool_calls else None}  # null with calls
         if chunk.thinking:
             delta["reasoning"] = chunk.thinking
@@ -270,6 +273,17 @@ class OpenAIRenderer:
         if self.first:
             delta["role"], self.first = "assistant", False
         return self._event(chunk.model, delta, None)
+
+    def _text_event(self, model: str, text: str) -> bytes:
+        """``_event(model, {"content": text}, None)``, byte for byte, without building and encoding the
+        whole object for every token: only the text is encoded, between a head and a tail made once."""
+        head = self._heads.get(model)
+        if head is None:
+            marker = "\x00"
+            whole = self._event(model, {"content": marker}, None)
+            cut = whole.rindex(json.dumps(marker).encode())  # the content comes after the model
+            head = self._heads[model] = (whole[:cut], whole[cut + len(json.dumps(marker)):])
+        return head[0] + json.dumps(text).encode() + head[1]
 
     def end(self, result: TaskResult) -> bytes:
         tail = self._event(result.model or "", {}, self._finish(result), hydra=hydra_field(result))

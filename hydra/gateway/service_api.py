@@ -11,7 +11,7 @@ from collections.abc import Mapping
 from typing import Any, Protocol
 
 from hydra.history import HistoryHealth
-from hydra.sollol import ClusterSnapshot, RoutingDecision, TaskHandle
+from hydra.sollol import ClusterSnapshot, NodeSpec, RoutingDecision, TaskHandle
 from hydra.task_counts import TaskKey
 
 
@@ -28,6 +28,15 @@ class GatewayService(Protocol):
 
     def task_counts(self) -> Mapping[TaskKey, int]:
         """Every task that ended in the service, by node, model, mode, status and source (for /metrics)."""
+        ...
+
+    def embed(self, texts: str | list[str], *, model: str, mode: str | None = None, priority: int = 5,
+              source: str = "api", **task_fields: Any) -> TaskHandle:
+        """Submit one embedding task (its vectors in ``result().embeddings``); refusals raise HydraError."""
+        ...
+
+    async def asubmit(self, prompt: str = "", **fields: Any) -> TaskHandle:
+        """``submit`` on the event loop: the wait for the task's row takes no thread."""
         ...
 
     def snapshot(self) -> ClusterSnapshot:
@@ -52,4 +61,13 @@ class GatewayService(Protocol):
 
     def has_model(self, name: str) -> bool:
         """Whether a healthy node has ``name`` installed (exact name). Cheap: called for every request."""
+        ...
+
+    def node_specs(self) -> list[NodeSpec]:
+        """Every node as declared, with the credentials in its URL: the model-management routes talk to
+        the nodes with them. Never shown (answers and logs name nodes, and URLs only redacted)."""
+        ...
+
+    def refresh_models(self, node: str) -> None:
+        """Have node ``node``'s model list fetched now, so routing sees a pull or a delete at once."""
         ...

@@ -9,8 +9,10 @@ Chunks come from ``handle.astream()``: the engine's thread that adds a chunk
 wakes the event loop itself (one ``call_soon_threadsafe`` per batch), so a
 request costs no thread however long its task waits in the queue, and the
 first chunk reaches the loop without a hop through a thread of the gateway.
-``service.submit`` does block (it writes the task to history), so it runs on a
-small pool of the gateway's own (``SUBMIT_THREADS``).
+``service.asubmit`` waits for the task's history row without a thread (the rows of
+all waiting requests are committed together); a request with a long text is submitted
+on a small pool of the gateway's own instead (``SUBMIT_THREADS``), so that classifying
+it does not hold the event loop.
 
 A task that fails before its first byte answers with the HTTP status of its
 ``TaskResult.failure`` (``FAILURE_STATUS``), never with one guessed from the text.
@@ -42,6 +44,8 @@ HEADER_WAIT_S = 30.0   # streaming: how long to hold the headers back waiting fo
 # so more threads than this only queue; a bounded pool of its own also keeps a burst of requests from
 # spawning a thread each, as anyio's shared pool (40) would.
 SUBMIT_THREADS = 4
+INLINE_SUBMITS = 128  # submits on the event loop waiting for their rows at once (one group commit); more wait
+INLINE_SUBMIT_CHARS = 2_000  # text up to this is submitted on the event loop: classifying it takes a few ms at most
 _END = object()
 
 
@@ -204,13 +208,30 @@ class Tracker(Protocol):
     @property
     def submits(self) -> Executor: ...
 
+    @property
+    def admitting(self) -> asyncio.Semaphore: ...
+
     def started(self, handle: TaskHandle) -> None: ...
     def finished(self, api: str, handle: TaskHandle, result: TaskResult | None, started: float) -> None: ...
     def refused(self, api: str, model: Any, mode: str | None, status: int) -> None: ...
 
 
 async def submit(service: GatewayService, tracker: Tracker, **kwargs: Any) -> TaskHandle:
-    """``service.submit`` off the event loop (it writes history); engine refusals become HTTP errors."""
+    """The task submitted, once history has its row; engine refusals become HTTP errors. A request of
+    ordinary size is submitted on the event loop (``service.asubmit``: a hop to a thread and back cost
+    more than the submit itself, and the wait for the row takes no thread, so the rows of every waiting
+    request are committed together); a long one on the submit pool, where classifying its text cannot
+    stall every other stream."""
+    if _text_chars(kwargs) <= INLINE_SUBMIT_CHARS:
+        # A burst of requests would otherwise run every submit back to back before any stream is served.
+        async with tracker.admitting:
+            try:
+                handle = await service.asubmit(**kwargs, source="gateway")  # /metrics counts tasks by source
+            except (HydraError, ValueError) as exc:
+                raise refusal_as_http_error(exc) from None
+        tracker.started(handle)
+        return handle
+
     def run() -> TaskHandle:
         handle = service.submit(**kwargs, source="gateway")  # /metrics counts tasks by source
         tracker.started(handle)
@@ -224,6 +245,16 @@ async def submit(service: GatewayService, tracker: Tracker, **kwargs: Any) -> Ta
     except asyncio.CancelledError:
         future.add_done_callback(_cancel_orphan)  # the submit may still be running: its task has no reader
         raise
+
+
+def _text_chars(fields: Mapping[str, Any]) -> int:
+    """About how much text a submit reads (the classifier and the reasoning engine scan it)."""
+    prompt, messages = fields.get("prompt"), fields.get("messages")
+    size = len(prompt) if isinstance(prompt, str) else 0
+    for message in messages if isinstance(messages, list) else ():
+        content = message.get("content") if isinstance(message, dict) else None
+        size += len(content) if isinstance(content, str) else len(str(content or ""))
+    return size
 
 
 def _cancel_orphan(future: Future[TaskHandle]) -> None:

@@ -1,7 +1,8 @@
 """A running router recorded into history: its events, and its running tasks' text so far.
 
 ``EventWriter`` writes the router's events in order on one thread of its own, off the
-dispatch and TTFT path. A submitter that must not return before its task is on disk
+dispatch and TTFT path. Whatever queued while it wrote goes in the next transaction together
+(group commit): under load one commit serves hundreds of submits instead of one each. A submitter that must not return before its task is on disk
 (a submitted task survives a kill) waits for its ``queued`` row with ``expect``; the
 commit runs while the task is already on its way to its node, and the submitter learns
 whether it succeeded: a task whose row could not be written is refused (service.py).
@@ -16,6 +17,8 @@ reason of its own (a value it cannot store) is logged and skipped: the writer go
 """
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 import queue
 import threading
@@ -34,6 +37,7 @@ log = logging.getLogger(__name__)
 PARTIAL_SAVE_EVERY_S = 2.0
 MAX_KEPT_EVENTS = 5000   # events kept while history cannot write; past it the oldest are lost (rows stay live)
 RETRY_EVERY_S = 1.0      # while some are kept, how often the writer tries them again when no event comes
+MAX_BATCH_EVENTS = 1000  # events in one group commit (a few ms of writing: submitters wait on it)
 
 
 class PendingRow:
@@ -43,17 +47,46 @@ class PendingRow:
         self.task_id = task_id
         self._settled = threading.Event()
         self._error: HydraError | None = None
+        self._wake: Callable[[], None] | None = None
 
     def settle(self, error: HydraError | None) -> None:
         self._error = error
         self._settled.set()
+        wake = self._wake  # read after set(): settled() sets it before it looks, so one of us wakes it
+        if wake is not None:
+            wake()
 
     def wait(self, timeout: float) -> HydraError | None:
         """None once the row is committed; otherwise why it is not, and will not be in time."""
         if not self._settled.wait(timeout):
-            return HistoryUnavailableError(f"its row was not written within {timeout:.0f} s (is HYDRA_DB locked "
-                                           "by another process?)", task_id=self.task_id)
+            return self._late(timeout)
         return self._error
+
+    async def settled(self, timeout: float) -> HydraError | None:
+        """``wait`` on an event loop: the writer wakes the loop (no thread waits meanwhile)."""
+        loop = asyncio.get_running_loop()
+        done: asyncio.Future[None] = loop.create_future()
+
+        def resolve() -> None:
+            if not done.done():
+                done.set_result(None)
+
+        def wake() -> None:  # on the writer's thread (or here, when already settled)
+            with contextlib.suppress(RuntimeError):  # the loop is closed: nobody waits any more
+                loop.call_soon_threadsafe(resolve)
+
+        self._wake = wake
+        if self._settled.is_set():
+            return self._error
+        try:
+            await asyncio.wait_for(done, timeout)
+        except TimeoutError:
+            return self._late(timeout)
+        return self._error
+
+    def _late(self, timeout: float) -> HydraError:
+        return HistoryUnavailableError(f"its row was not written within {timeout:.0f} s (is HYDRA_DB locked "
+                                       "by another process?)", task_id=self.task_id)
 
 
 class EventWriter:
@@ -107,10 +140,44 @@ class EventWriter:
             except queue.Empty:
                 self._replay()
                 continue
-            if event is None:
+            batch, closing = self._drain(event)
+            self._handle_batch(batch)
+            if closing:
                 break
-            self._handle(event)
         self._replay()
+
+    def _drain(self, first: TaskEvent | None) -> tuple[list[TaskEvent], bool]:
+        """``first`` and whatever queued behind it (MAX_BATCH_EVENTS at most); True once close() was asked."""
+        batch: list[TaskEvent] = []
+        event = first
+        while event is not None:
+            batch.append(event)
+            if len(batch) >= MAX_BATCH_EVENTS:
+                return batch, False
+            try:
+                event = self._events.get_nowait()
+            except queue.Empty:
+                return batch, False
+        return batch, True
+
+    def _handle_batch(self, batch: list[TaskEvent]) -> None:
+        """Group commit: the events of many tasks in one transaction, then every submitter whose queued row
+        it held is released. When it cannot (kept events to write first, a refused task among them, or
+        the transaction failed: then nothing of it was written), each event goes on its own, as ever."""
+        if len(batch) > 1 and not self._kept and not any(e.task.id in self._refused for e in batch):
+            try:
+                with self._history.group():
+                    for event in batch:
+                        self._history.write_event(event)
+            except Exception:  # noqa: BLE001 - any failure: one by one below, each with its own outcome
+                log.debug("history: a group of %d events failed; writing them one by one", len(batch))
+            else:
+                for event in batch:
+                    if event.kind == "queued":
+                        self._release(event.task.id, None)
+                return
+        for event in batch:
+            self._handle(event)
 
     def _handle(self, event: TaskEvent) -> None:
         task_id = event.task.id
@@ -207,7 +274,28 @@ class PartialSaver:
     def _save_once(self) -> None:
         if not self._history.health.ok:  # it says so itself, once; its probe tells when it can write again
             return
+        grown = self._grown()
+        if not grown:
+            return
+        # One transaction for every task's text (group commit): hundreds of running tasks would otherwise
+        # take the write lock hundreds of times in a row, and the submits waiting for their rows behind them.
+        try:
+            with self._history.group():
+                for task_id, text, thinking in grown:
+                    try:
+                        self._history.save_partial(task_id, text, thinking)
+                    except Exception:  # history trouble must not stop the saving of later tasks
+                        log.warning("could not save partial output of task %s", task_id, exc_info=True)
+                        continue
+                    self._saved[task_id] = len(text) + len(thinking)
+        except (HistoryUnavailableError, ShutdownError):
+            log.warning("could not save the partial output of running tasks", exc_info=True)
+            self._saved.clear()  # none of this round's saves is on disk: the next round writes them again
+
+    def _grown(self) -> list[tuple[str, str, str]]:
+        """(id, text, thinking) of each running task whose output grew since it was last saved."""
         live = set()
+        grown = []
         for handle in self._handles():
             if handle.status is not TaskStatus.RUNNING:
                 continue
@@ -215,11 +303,7 @@ class PartialSaver:
             view = handle.view()
             size = len(view.text) + len(view.thinking)
             if size and self._saved.get(handle.id) != size:
-                try:
-                    self._history.save_partial(handle.id, view.text, view.thinking)
-                except Exception:  # history trouble must not stop the saving of later tasks
-                    log.warning("could not save partial output of task %s", handle.id, exc_info=True)
-                    continue
-                self._saved[handle.id] = size
+                grown.append((handle.id, view.text, view.thinking))
         for task_id in set(self._saved) - live:
             del self._saved[task_id]
+        return grown

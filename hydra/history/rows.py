@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import sqlite3
 from collections.abc import Callable
+from typing import Any
 
 from hydra.sollol.types import RoutingDecision, Task, TaskEvent, TaskResult, TaskStatus
 
@@ -96,12 +97,15 @@ def _insert_task(conn: sqlite3.Connection, task: Task, owner: str) -> None:
                "thinking_budget": task.thinking_budget, "system": task.system,
                "min_success_rate": task.min_success_rate, "deadline": task.deadline,
                "format": task.format, "keep_alive": task.keep_alive, "tools": task.tools}
+    if task.input is not None:  # an embedding task: its texts are what it is about (shown as its prompt)
+        embedding: dict[str, Any] = {"input": task.input, "truncate": task.truncate, "dimensions": task.dimensions}
+        options.update(embedding)
     # The service puts the reasoning engine's verdict in task.meta["reasoning"]: one write, not two.
     reasoning = task.meta.get("reasoning") if isinstance(task.meta, dict) else None
     conn.execute(
         "INSERT INTO tasks (id, prompt, messages_json, options_json, status, model, mode, task_type, priority,"
         " submitted_at, reasoning_json, owner) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT(id) DO NOTHING",
-        (task.id, task.prompt or "", as_json(task.messages), as_json(options), TaskStatus.QUEUED.value,
+        (task.id, task.prompt or "\n".join(task.input or ()), as_json(task.messages), as_json(options), TaskStatus.QUEUED.value,
          task.model, as_text(task.mode), task.task_type, task.priority, task.submitted_at, as_json(reasoning), owner))
 
 

@@ -4,7 +4,9 @@ Durability: WAL with ``synchronous=NORMAL``. Each write is its own transaction
 and is in the WAL file when the call returns, so a killed process loses
 nothing it recorded (only an OS crash or power cut can drop the last few
 commits, which is the price of not fsyncing on every event: a write costs tens
-of microseconds instead of milliseconds).
+of microseconds instead of milliseconds). ``group()`` makes the writes of one
+thread share one transaction (the event writer's group commit, recorder.py):
+one BEGIN/COMMIT, one append to the WAL, for every event that queued meanwhile.
 
 Several processes may share the file: each task row names its owner (owners.py),
 and ``mark_interrupted`` at start-up ends only the tasks of owners that are gone.
@@ -81,7 +83,9 @@ class History(HistoryQueries):
         self._closed = False
         self._stop = threading.Event()
         self._health = HealthTracker(self.path, clock)
-        self._writes = 0                       # under _lock
+        self._writes = 0                       # under _lock: writes since the WAL's size was last looked at
+        self._group_thread: int | None = None  # under _lock: the thread whose group() transaction is open
+        self._transactions = 0                 # under _lock: write transactions committed
         self._wal = f"{self.path}-wal"
         # Daemon: a History never closed must not hang interpreter exit, and dying
         # mid-checkpoint is safe (the WAL is replayed on the next open).
@@ -195,7 +199,12 @@ class History(HistoryQueries):
     @contextmanager
     def _write(self) -> Iterator[sqlite3.Connection]:
         """One write transaction. A database error becomes HistoryUnavailableError, and marks history
-        degraded unless it is this write's own (a bad value): then the next write may well succeed."""
+        degraded unless it is this write's own (a bad value): then the next write may well succeed.
+        Inside ``group()`` on the same thread, a write joins the group's transaction instead."""
+        if self._group_thread == threading.get_ident():
+            self._writes += 1
+            yield self._conn
+            return
         with self._lock:
             if self._closed:
                 raise ShutdownError(f"history {self.path} is closed")
@@ -208,8 +217,26 @@ class History(HistoryQueries):
                 raise HistoryUnavailableError(reason(exc), code=error_code(exc)) from exc
             self._health.succeeded()
             self._writes += 1
-            if not self._memory and self._writes % WAL_CHECK_EVERY_WRITES == 0:
+            self._transactions += 1
+            if not self._memory and self._writes >= WAL_CHECK_EVERY_WRITES:
+                self._writes = 0   # counts writes, grouped ones too: the WAL grows by rows, not commits
                 self._bound_wal()
+
+    @property
+    def transactions(self) -> int:
+        """Write transactions committed so far (a group commit counts once): how well writes are grouped."""
+        return self._transactions
+
+    @contextmanager
+    def group(self) -> Iterator[None]:
+        """Group commit: every write this thread makes inside shares one transaction, committed (all of
+        them, or none: the error is raised here) when the block ends. Other threads' writes wait meanwhile."""
+        with self._write():
+            self._group_thread = threading.get_ident()
+            try:
+                yield
+            finally:
+                self._group_thread = None
 
     def _bound_wal(self) -> None:
         """Past WAL_TRUNCATE_BYTES, empty the WAL; the caller holds ``_lock``, between two transactions,

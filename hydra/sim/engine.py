@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
 from hydra.sim.models import NodeProfile, SimModel
+from hydra.sim.prefix_cache import SlotCache
 
 FOREVER = timedelta(days=365 * 293)  # what Ollama shows for keep_alive < 0
 
@@ -79,6 +80,7 @@ class _Loaded:
     last_used: float
     expires: float | None  # monotonic deadline; None = never
     expires_wall: datetime
+    kv: SlotCache | None = None  # this load's KV cache (made at first use): a reload starts empty
 
 
 class SimEngine:
@@ -224,6 +226,16 @@ class SimEngine:
             if self._loaded.get(model.name) is not entry:
                 raise Stopped()  # the load we waited for was aborted
         return (time.monotonic() - start) / self.time_scale
+
+    def kv_cache(self, model: SimModel) -> SlotCache:
+        """The KV cache of ``model``'s resident load (a caller holding it pinned; else a fresh, empty one)."""
+        with self._cond:
+            entry = self._loaded.get(model.name)
+            if entry is None:
+                return SlotCache(self.profile.host_cache_tokens)
+            if entry.kv is None:
+                entry.kv = SlotCache(self.profile.host_cache_tokens)
+            return entry.kv
 
     def release_model(self, model: SimModel, keep_alive_s: float | None) -> None:
         """Unpin; the model stays resident for keep_alive (0 = unload now)."""

@@ -6,8 +6,11 @@ Timing model (document of record for benchmarks):
   the node's ``time_scale`` before sleeping, but the durations reported in
   the final chunk are *simulated* (unscaled) nanoseconds:
       eval_duration        = eval_count / decode_tps * 1e9
-      prompt_eval_duration = prompt_eval_count / prefill_tps * 1e9
+      prompt_eval_duration = (prompt_eval_count - cached + restored / RESTORE_SPEEDUP) / prefill_tps * 1e9
       load_duration        = load seconds of a cold model * 1e9
+  where ``cached`` is what the KV cache already held of the prompt, ``restored`` the part of it brought
+  back from host memory (hydra.sim.prefix_cache; ``cached`` is reported as ``prompt_eval_cached_count``
+  when not 0, as newer Ollama does).
   so ``eval_count / eval_duration * 1e9`` equals the configured speed at any
   time_scale, while wall-clock time shrinks with it.
 
@@ -33,7 +36,7 @@ import json
 import time
 from collections.abc import Iterator
 
-from hydra.sim import textgen
+from hydra.sim import prefix_cache, textgen
 from hydra.sim.engine import Busy, OutOfMemory, SimEngine, Stats, Stopped
 from hydra.sim.faults import BUSY_MESSAGE, MIDSTREAM_ERROR, Fault
 from hydra.sim.request import GenRequest, RequestError, parse  # parsing lives there, this module runs
@@ -45,8 +48,10 @@ _MIDSTREAM_KINDS = ("error_midstream", "drop_midstream", "reset_midstream", "mal
 class _Run:
     """One generation: plan, timing, chunks and injected faults."""
 
-    def __init__(self, req: GenRequest, engine: SimEngine, wire: Wire, faults: dict[str, Fault], stats: Stats, node: str):
+    def __init__(self, req: GenRequest, engine: SimEngine, wire: Wire, faults: dict[str, Fault], stats: Stats, node: str,
+                 sequence: tuple[prefix_cache.Message, ...] = ()):
         self.req, self.engine, self.wire, self.stats, self.node = req, engine, wire, stats, node
+        self.sequence = sequence  # the prompt's messages, as the KV cache compares them
         self.profile = engine.profile
         self.slow = faults.get("slow_first_token")
         self.mid = next((faults[k] for k in _MIDSTREAM_KINDS if k in faults), None)
@@ -203,8 +208,12 @@ class _Run:
     def run(self, queue_wait_real: float) -> None:
         req, engine, profile = self.req, self.engine, self.profile
         load_s = engine.acquire_model(req.model, req.keep_alive_s)
+        kv = engine.kv_cache(req.model)  # prefill only what the cache does not hold (prefix_cache.py)
+        slot, cached, restored = kv.take(self.sequence, profile.slots, req.prompt_tokens)
+        finished: tuple[prefix_cache.Message, ...] | None = None
         try:
-            prefill_s = req.prompt_tokens / profile.prefill_tps(req.model)
+            prefill_s = (req.prompt_tokens - cached + restored / prefix_cache.RESTORE_SPEEDUP) \
+                / profile.prefill_tps(req.model)
             engine.sleep(prefill_s)
             fault_delay = 0.0
             if self.slow is not None:
@@ -235,8 +244,9 @@ class _Run:
             stats = {
                 "total_duration": int((queue_sim + load_s + prefill_s + eval_count / decode_tps + fault_delay) * 1e9),
                 "load_duration": int(load_s * 1e9),
-                "prompt_eval_count": req.prompt_tokens,
+                "prompt_eval_count": req.prompt_tokens,  # cached tokens included, as Ollama counts them
                 "prompt_eval_duration": int(prefill_s * 1e9),
+                **({"prompt_eval_cached_count": cached} if cached else {}),
                 "eval_count": eval_count,
                 "eval_duration": int(eval_count / decode_tps * 1e9),
             }
@@ -248,7 +258,9 @@ class _Run:
                 self.wire.send_json(200, final)
             with self.stats.lock:
                 self.stats.generations += 1
+            finished = (*self.sequence, prefix_cache.message("assistant", "".join(self.content)))
         finally:
+            kv.put(slot, finished)
             engine.release_model(req.model, req.keep_alive_s)
 
 
@@ -302,7 +314,7 @@ def handle(chat: bool, raw_body: bytes, engine: SimEngine, wire: Wire, faults: d
             return
         queue_wait = engine.acquire_slot()
         try:
-            _Run(req, engine, wire, faults, stats, node).run(queue_wait)
+            _Run(req, engine, wire, faults, stats, node, prefix_cache.sequence_of(body, chat)).run(queue_wait)
         finally:
             engine.release_slot()
     except RequestError as exc:

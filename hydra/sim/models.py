@@ -12,6 +12,9 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+
+from hydra.sim.prefix_cache import HOST_CACHE_TOKENS
 
 # Bytes per parameter of common GGUF quantisations (weights only).
 _BYTES_PER_PARAM = {
@@ -34,6 +37,7 @@ _REF_LOAD_BASE_S = 0.4
 
 THINKING_PREFIXES = ("qwen3", "deepseek-r1")
 DEFAULT_CONTEXT_LENGTH = 4096
+_PULLED_BEFORE = datetime(2026, 10, 1, 9, 30, tzinfo=UTC)  # models look pulled in the weeks before this
 
 
 @dataclass
@@ -53,6 +57,10 @@ class SimModel:
     # what the model can do beyond text (its /api/show capabilities): images, tool calls
     vision: bool = False
     tools: bool = True
+    # An embedding model (capabilities ["embedding"]) when > 0: the length of its vectors. It cannot chat.
+    embedding_length: int = 0
+    # Tells two builds of one name apart (a node that pulled it again later): its digest changes with it.
+    revision: str = ""
 
     def __post_init__(self) -> None:
         if ":" not in self.name:
@@ -89,12 +97,32 @@ class SimModel:
 
     @property
     def parameter_size(self) -> str:
-        """Ollama's spelling: "7.6B", "13B", "70.6B"."""
+        """Ollama's spelling: "7.6B", "13B", "70.6B"; under a billion in millions: "137M"."""
+        if self.size_b < 1:
+            return f"{round(self.size_b * 1000):g}M"
         return f"{round(self.size_b, 1):g}B"
 
     @property
     def digest(self) -> str:
-        return hashlib.sha256(self.name.encode()).hexdigest()
+        """Stable and distinct per model (and revision), 64 hex digits like a real manifest's."""
+        return hashlib.sha256((self.name + self.revision).encode()).hexdigest()
+
+    @property
+    def modified_at(self) -> str:
+        """When the node pulled it: a fixed instant per digest (RFC 3339, Ollama's local-time spelling)."""
+        minutes = int(self.digest[:6], 16) % (60 * 24 * 60)  # within 60 days before the reference instant
+        return (_PULLED_BEFORE - timedelta(minutes=minutes)).isoformat()
+
+    @property
+    def embedding(self) -> bool:
+        return self.embedding_length > 0
+
+    @property
+    def capabilities(self) -> list[str]:
+        """What /api/show reports, as Ollama derives it: embedding models only embed."""
+        if self.embedding:
+            return ["embedding"]
+        return ["completion"] + (["thinking"] if self.thinking else []) + (["vision"] if self.vision else [])
 
     def details(self) -> dict:
         return {
@@ -123,6 +151,8 @@ class NodeProfile:
     prefill_mult: float | None = None
     load_mult: float | None = None
     max_queue: int = 512  # Ollama's OLLAMA_MAX_QUEUE; beyond it: 503
+    blobs: set[str] = field(default_factory=set)  # digests uploaded with POST /api/blobs (management.py)
+    host_cache_tokens: int = HOST_CACHE_TOKENS  # llama-server's host-memory prompt cache (prefix_cache.py); 0: none
 
     def __post_init__(self) -> None:
         if self.slots < 1:

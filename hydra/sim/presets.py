@@ -1,5 +1,8 @@
 """Ready-made clusters: ``seed`` (the two nodes of SEED.md) and ``cluster8``.
 
+Both serve the embedding models ``nomic-embed-text`` and ``mxbai-embed-large`` (``EMBEDDING``) on
+more than one node, so an embedding can fail over.
+
 Model sizes, families and quantisations are those Ollama's library reports,
 so ``details.parameter_size`` reads as it would from a real node. Every
 preset node holds only models within its ``max_model_b`` that fit its memory
@@ -28,11 +31,20 @@ CATALOG: dict[str, tuple[float, str, str]] = {
     "llama3.1:70b": (70.6, "llama", "Q4_K_M"),
     "mistral:latest": (7.2, "llama", "Q4_K_M"),
     "llama3.2:3b": (3.2, "llama", "Q4_K_M"),
+    # embedding models (EMBEDDING below): F16 as Ollama's library ships them
+    "nomic-embed-text:latest": (0.137, "nomic-bert", "F16"),
+    "mxbai-embed-large:latest": (0.334, "bert", "F16"),
 }
 # Vision models (capability "vision"; llava calls no tools, as in Ollama's library).
 VISION_CATALOG: dict[str, tuple[float, str, str]] = {
     "llava:7b": (7.2, "llama", "Q4_0"),
 }
+# Embedding models: (vector length, context length) as Ollama's library reports them.
+EMBEDDING: dict[str, tuple[int, int]] = {
+    "nomic-embed-text:latest": (768, 2048),
+    "mxbai-embed-large:latest": (1024, 512),
+}
+EMBEDDING_MODELS = tuple(EMBEDDING)
 
 # The models of SEED.md's tiers (code, reasoning, general).
 SEED_MODELS = (
@@ -61,6 +73,9 @@ def model(name: str, **overrides: object) -> SimModel:
         return SimModel(name=name, size_b=size_b, family=family, quantization=quant, vision=True, tools=False,
                         **overrides)  # type: ignore[arg-type]
     size_b, family, quant = CATALOG[name]
+    if name in EMBEDDING:
+        dims, context = EMBEDDING[name]
+        overrides = {"embedding_length": dims, "context_length": context, **overrides}
     return SimModel(name=name, size_b=size_b, family=family, quantization=quant, **overrides)  # type: ignore[arg-type]
 
 
@@ -77,7 +92,7 @@ def seed() -> list[NodeProfile]:
             ram_mb=32_768,
             max_model_b=30,
             slots=2,
-            models=models(*(n for n in SEED_MODELS if n != "llama3.1:70b")),
+            models=models(*(n for n in SEED_MODELS if n != "llama3.1:70b"), *EMBEDDING_MODELS),
         ),
         NodeProfile(
             name="powerful",
@@ -86,7 +101,7 @@ def seed() -> list[NodeProfile]:
             ram_mb=65_536,
             max_model_b=70,
             slots=2,
-            models=models(*SEED_MODELS),
+            models=models(*SEED_MODELS, *EMBEDDING_MODELS),
         ),
     ]
 
@@ -99,12 +114,12 @@ def cluster8() -> list[NodeProfile]:
         NodeProfile(name="cpu-16g", ram_mb=16_384, max_model_b=14, slots=2,
                     decode_mult=0.12, models=models(*_UP_TO_8B, "codellama:13b")),
         NodeProfile(name="cpu-32g", ram_mb=32_768, max_model_b=30, slots=2,
-                    models=models(*_UP_TO_16B)),
+                    models=models(*_UP_TO_16B, *EMBEDDING_MODELS)),
         NodeProfile(name="cpu-64g", ram_mb=65_536, max_model_b=70, slots=4,
                     decode_mult=0.2, prefill_mult=0.06, load_mult=2.0,
                     models=models(*_UP_TO_16B, "llama3.1:70b")),
         NodeProfile(name="gpu-8g", gpu=True, vram_mb=8_192, ram_mb=16_384, max_model_b=9, slots=2,
-                    decode_mult=0.8, prefill_mult=0.7, models=models(*_UP_TO_8B)),
+                    decode_mult=0.8, prefill_mult=0.7, models=models(*_UP_TO_8B, "nomic-embed-text:latest")),
         NodeProfile(name="gpu-12g", gpu=True, vram_mb=12_288, ram_mb=32_768, max_model_b=16, slots=2,
                     models=models(*_UP_TO_16B, "deepseek-r1:14b") + models(*VISION_CATALOG)),
         NodeProfile(name="gpu-24g", gpu=True, vram_mb=24_576, ram_mb=65_536, max_model_b=34, slots=3,
@@ -113,7 +128,7 @@ def cluster8() -> list[NodeProfile]:
                                   "deepseek-coder-v2:latest", "deepseek-r1:14b", "mistral:latest", "llama3.2:3b")),
         NodeProfile(name="gpu-48g", gpu=True, vram_mb=49_152, ram_mb=131_072, max_model_b=70, slots=4,
                     decode_mult=1.3, prefill_mult=2.0,
-                    models=models(*_UP_TO_16B, "llama3.1:70b", "qwen2.5-coder:32b")),
+                    models=models(*_UP_TO_16B, "llama3.1:70b", "qwen2.5-coder:32b", *EMBEDDING_MODELS)),
     ]
 
 

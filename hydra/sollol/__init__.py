@@ -17,6 +17,7 @@ from .errors import (
     TaskTimeoutError,
 )
 from .handle import TaskHandle
+from .prefix_cache import NodeCacheStats, PrefixCacheSnapshot
 from .router import Router
 from .types import (
     Candidate,
@@ -43,6 +44,7 @@ __all__ = [
     "ConfigError",
     "FailureKind",
     "HydraError",
+    "NodeCacheStats",
     "NodeError",
     "NodeProtocolError",
     "NodeSnapshot",
@@ -50,6 +52,7 @@ __all__ = [
     "NodeTimeoutError",
     "NodeUnavailableError",
     "Placement",
+    "PrefixCacheSnapshot",
     "QueueFullError",
     "RequestRejectedError",
     "Router",

@@ -26,6 +26,7 @@ from typing import Any
 from .active import ActiveTasks
 from .config import SollolConfig
 from .eligibility import model_info, needs_load
+from .embedding import input_text
 from .errors import (
     ModelNotFoundError,
     NodeAuthError,
@@ -41,6 +42,8 @@ from .members import Members
 from .metrics import Distribution, RollingStats, tokens_per_second
 from .model_names import model_key
 from .node import NodeView
+from .prefix_cache import Affinity, PrefixCache
+from .prompt_blocks import prompt_blocks
 from .rebalance import Running, plan_moves
 from .routing import RouteOutcome, RouteRequest, route
 from .types import (
@@ -55,7 +58,7 @@ from .types import (
     TierEntry,
 )
 from .watchdog import FirstTokenBudget, FirstTokenDeadline, first_token_deadline, overdue
-from .worker import FINAL_ERRORS, Assignment, AttemptCrashedError, Finished
+from .worker import FINAL_ERRORS, Assignment, AttemptCrashedError, Finished, build_messages
 
 log = logging.getLogger("hydra.sollol")
 
@@ -68,7 +71,9 @@ Tiers = Mapping[str, Sequence[TierEntry]]
 
 
 def prompt_text(task: Task) -> str:
-    """The text a task is about: its prompt, else the last user message."""
+    """The text a task is about: its prompt, else the last user message (an embedding task: its texts)."""
+    if task.input:
+        return input_text(task)
     if task.prompt:
         return task.prompt
     for message in reversed(task.messages or []):
@@ -89,7 +94,9 @@ class Attempts:
 
     def __init__(self, *, members: Members, tasks: ActiveTasks, config: Callable[[], SollolConfig],
                  tiers: Callable[[], Tiers], stats: RollingStats, distribution: Distribution,
-                 emit: Callable[[TaskEvent], None], requeue: Callable[[TaskState], None]) -> None:
+                 emit: Callable[[TaskEvent], None], requeue: Callable[[TaskState], None],
+                 prefix: PrefixCache | None = None) -> None:
+        self.prefix = prefix or PrefixCache()  # what each node's KV cache holds (prefix-aware placement)
         self._members = members
         self._tasks = tasks
         self._config = config
@@ -123,17 +130,35 @@ class Attempts:
     def route(self, state: TaskState, views: list[NodeView], ahead: int = 0) -> RouteOutcome:
         task = state.task
         config = self._config()
+        prompt_tokens, affinity = self._affinity(state, config)
         request = RouteRequest(
             mode=state.mode, task_type=state.task_type, entries=tier_entries(task, state.task_type, self._tiers()),
             min_success_rate=task.min_success_rate if task.min_success_rate is not None
             else config.min_success_rate,
-            excluded=frozenset(state.excluded), prompt_tokens=max(1, len(prompt_text(task)) // 4),
+            excluded=frozenset(state.excluded), prompt_tokens=prompt_tokens,
             max_tokens=task.max_tokens, explicit_model=bool(task.model), ahead=ahead,
-            thinking=bool(task.think))
+            thinking=bool(task.think), affinity=affinity)
         outcome = route(request, views, config, self._stats.estimates(), self._stats.success_rates())
         log.debug("task=%s mode=%s node=%s model=%s reason=%s", state.id, state.mode.value, outcome.node,
                   outcome.model, outcome.reason)
         return outcome
+
+    def _affinity(self, state: TaskState, config: SollolConfig) -> tuple[int, Affinity | None]:
+        """The prompt's tokens and what the nodes' caches hold of it. With affinity off: the estimate from
+        the task's own text alone, as before prefix-aware placement, and no cache."""
+        if not config.prefix_affinity:
+            return max(1, len(prompt_text(state.task)) // 4), None
+        blocks = self.prefix.blocks_for(state.id, lambda: build_messages(state.task))
+        return max(1, blocks.tokens), self.prefix.lookup(blocks, state.id)
+
+    def _record_prefix(self, state: TaskState, node: str, model: str, done: Finished) -> None:
+        """The node evaluated this prompt and generated this answer: its slot now holds both."""
+        member = self._members.get(node)
+        messages = build_messages(state.task)
+        prompt = self.prefix.blocks_for(state.id, lambda: messages)
+        sequence = prompt_blocks([*messages, {"role": "assistant", "content": state.text}])
+        self.prefix.evaluated(node, model, member.state.spec.slots if member is not None else 1, prompt, sequence,
+                              done.prompt_eval_count, done.prompt_eval_duration_ns)
 
     def bind(self, state: TaskState, outcome: RouteOutcome) -> bool:
         """Start an attempt where ``outcome`` says; False when nothing started (the node was removed,
@@ -174,7 +199,9 @@ class Attempts:
         load_prior = fit.prior_load_s if fit is not None else prior_load_s(gpu, _UNKNOWN_SIZE)
         tps_prior = fit.prior_tps if fit is not None else prior_tps(gpu, _UNKNOWN_SIZE)
         history = self._stats.first_token_history(view.name, model)
-        prompt_tokens, ceiling = max(1, len(prompt_text(state.task)) // 4), self._config().first_token_timeout_s
+        # The whole prompt as sent (system, history, new turn): a long conversation's prefill takes its time.
+        prompt_tokens = max(1, self.prefix.blocks_for(state.id, lambda: build_messages(state.task)).tokens)
+        ceiling = self._config().first_token_timeout_s
 
         def deadline(cold: bool) -> FirstTokenDeadline:
             return first_token_deadline(cold=cold, history=history, prior_load_s=load_prior, prior_tps=tps_prior,
@@ -239,6 +266,7 @@ class Attempts:
                 if state.first_token_mono and state.attempt_started else None)
         tps = tokens_per_second(done.eval_count, done.eval_duration_ns)
         self._stats.record(node, model, ok=True, ttft_s=ttft, tokens_per_s=tps, load_s=done.load_s)
+        self._record_prefix(state, node, model, done)
         # The node's speed from its own count; the task's count with what earlier attempts generated.
         eval_count = None if done.eval_count is None else done.eval_count + state.carried_tokens
         final = done.final
@@ -258,6 +286,7 @@ class Attempts:
             return
         if error.counts_against_node:
             self._stats.record(node, model, ok=False)
+            self.prefix.forget(node, model)  # what the node kept of its slots is unknown now
         member = self._members.get(node)
         if member is not None:
             member.monitor.poke()  # look at the node now rather than at the next poll
@@ -381,6 +410,7 @@ class Attempts:
         self._tasks.discard(state.id)
         self._first_token.pop(state.id, None)
         self._rejections.pop(state.id, None)
+        self.prefix.release(state.id)
         self._distribution.finished(status.value)
         self._emit(TaskEvent("finished", state.task, result=result))
         return result

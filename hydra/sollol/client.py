@@ -18,6 +18,7 @@ from email.utils import parsedate_to_datetime
 from typing import Any
 from urllib.parse import unquote, urlsplit, urlunsplit
 
+from .embedding import EmbedAnswer, as_vectors
 from .errors import (
     CapabilityMissingError,
     ModelNotFoundError,
@@ -29,10 +30,10 @@ from .errors import (
     NodeUnavailableError,
     RequestRejectedError,
 )
+from .model_listing import installed_from, loaded_from
 from .redact import redact_url
 from .types import LoadedModel, ModelInfo, NodeSpec
 
-_SIZE = re.compile(r"([\d.]+)\s*([KMBT]?)", re.IGNORECASE)
 # Ollama's words for a model it does not have: 'model "x" not found, try pulling it first', "model 'x' not found"
 _MODEL_NOT_FOUND = re.compile(r"\bmodel\b.*\bnot found\b", re.IGNORECASE | re.DOTALL)
 # Ollama's words when a model without vision is sent images: '"llama3.2:3b" does not support images'
@@ -61,18 +62,6 @@ def shared_ssl_context() -> Any:
         return _ssl_context
 
 
-def parse_parameter_size(text: str | None) -> float | None:
-    """'7.6B' -> 7.6, '135M' -> 0.135, '70B' -> 70.0 (billions of parameters)."""
-    if not text:
-        return None
-    match = _SIZE.match(str(text).strip())
-    if not match:
-        return None
-    value = float(match.group(1))
-    scale = {"": 1e-9, "K": 1e-6, "M": 1e-3, "B": 1.0, "T": 1e3}[match.group(2).upper()]
-    return value * scale
-
-
 @dataclass(frozen=True)
 class StreamPart:
     """One NDJSON line of /api/chat, reduced to what the engine uses."""
@@ -89,6 +78,7 @@ class StreamPart:
     # /api/generate's final line carries the context; either route, per-token logprobs when asked
     context: tuple[int, ...] | None = None
     logprobs: tuple[dict[str, Any], ...] = ()
+    prompt_eval_duration: int | None = None   # ns; with a cached prefix only the uncached part's
 
 
 def _plain_calls(calls: Any) -> tuple[dict[str, Any], ...]:
@@ -339,25 +329,14 @@ class NodeClient:
             listed = self._poller.list()
         except Exception as exc:
             raise self._fail(exc, "on /api/tags") from exc
-        models = {}
-        for m in listed.models or []:
-            name = m.model or ""
-            if not name:
-                continue
-            details = m.details
-            models[name] = ModelInfo(
-                name=name, size_b=parse_parameter_size(details.parameter_size if details else None),
-                size_bytes=int(m.size or 0), family=(details.family or "") if details else "",
-                quantization=(details.quantization_level or "") if details else "")
-        return models
+        return installed_from(listed)
 
     def ps(self) -> dict[str, LoadedModel]:
         try:
             running = self._poller.ps()
         except Exception as exc:
             raise self._fail(exc, "on /api/ps") from exc
-        return {m.model: LoadedModel(m.model, int(m.size or 0), int(m.size_vram or 0),
-                                     str(m.expires_at or "")) for m in running.models or [] if m.model}
+        return loaded_from(running)
 
     def capabilities(self, model: str) -> list[str] | None:
         """From /api/show; None when the node does not say (older Ollama)."""
@@ -405,7 +384,7 @@ class NodeClient:
                     done=bool(part.done), done_reason=part.done_reason,
                     eval_count=part.eval_count, eval_duration=part.eval_duration,
                     prompt_eval_count=part.prompt_eval_count, load_duration=part.load_duration,
-                    logprobs=_plain_logprobs(part))
+                    logprobs=_plain_logprobs(part), prompt_eval_duration=part.prompt_eval_duration)
         except GeneratorExit:
             raise
         except Exception as exc:
@@ -445,7 +424,7 @@ class NodeClient:
                     eval_count=part.eval_count, eval_duration=part.eval_duration,
                     prompt_eval_count=part.prompt_eval_count, load_duration=part.load_duration,
                     context=tuple(part.context) if part.context is not None else None,
-                    logprobs=_plain_logprobs(part))
+                    logprobs=_plain_logprobs(part), prompt_eval_duration=part.prompt_eval_duration)
         except GeneratorExit:
             raise
         except Exception as exc:
@@ -453,6 +432,29 @@ class NodeClient:
         finally:
             backend.sink = None
             stream.close()
+
+
+    def embed(self, model: str, texts: list[str], *, truncate: bool | None = None, dimensions: int | None = None,
+              keep_alive: str | float | None = None, options: dict[str, Any] | None = None,
+              sockets: StreamSockets | None = None) -> EmbedAnswer:
+        """/api/embed on this thread's client: ``sockets.cut_all()`` from another thread cuts the request."""
+        client, backend = self._stream_client()
+        if sockets is not None:
+            for sock in backend.sockets:  # a pooled connection may carry this request
+                sockets.add(sock)
+        backend.sink = sockets
+        try:
+            answer = client.embed(model=model, input=texts, truncate=truncate, dimensions=dimensions,
+                                  keep_alive=keep_alive, options=options)
+        except Exception as exc:
+            raise self._fail(exc, "on /api/embed") from exc
+        finally:
+            backend.sink = None
+        if len(answer.embeddings) != len(texts):
+            raise NodeProtocolError(f"answered /api/embed with {len(answer.embeddings)} vectors for {len(texts)} "
+                                    "texts", node=self.spec.name)
+        return EmbedAnswer(as_vectors(answer.embeddings), answer.prompt_eval_count, answer.total_duration,
+                           answer.load_duration)
 
 
 def _plain_logprobs(part: Any) -> tuple[dict[str, Any], ...]:

@@ -275,6 +275,7 @@ ENV_VARIABLES: tuple[EnvVariable, ...] = (
     EnvVariable("SOLLOL_MIN_SUCCESS_RATE", "min_success_rate", partial(parse_float, minimum=0.0, maximum=1.0),
                 range_text("a number", 0.0, 1.0), 0.0, 1.0),
     _bool_variable("SOLLOL_VRAM_MONITORING", "vram_monitoring"),
+    _bool_variable("SOLLOL_PREFIX_AFFINITY", "prefix_affinity"),
     _int_variable("SOLLOL_MIN_VRAM_MB", "min_vram_mb", 0, MAX_MIN_VRAM_MB),
     EnvVariable("SOLLOL_NODES", "nodes", parse_node_list, "comma-separated 'name=url;key=value' entries"),
     EnvVariable("OLLAMA_HOST", None, parse_ollama_host, OLLAMA_HOST_FORMAT),
@@ -302,6 +303,9 @@ class SollolConfig:
     parallel_requests: bool = True
     max_concurrent_requests: int = 4
     vram_monitoring: bool = True
+    # Prefix-aware placement: a follow-up goes where its conversation's prompt is still in the KV cache,
+    # when that finishes sooner (prefix_cache.py). Off: routing ignores the nodes' caches.
+    prefix_affinity: bool = True
     min_vram_mb: int = 100
     min_success_rate: float = 0.98
     # A model of at least this many billion parameters counts as a "large load"

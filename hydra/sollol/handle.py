@@ -56,6 +56,7 @@ class TaskState:
     thinking_replay: int = 0
     carried_tokens: int = 0             # output tokens of earlier attempts (added to the last one's count)
     result_value: TaskResult | None = None
+    embeddings: tuple[tuple[float, ...], ...] = ()  # an embedding task's answer (set_embeddings)
     waiting_since: float | None = None  # when the scheduler first found no place for it
     moved: bool = False                 # already moved once to a faster node (rebalance.py)
     # Called (outside the lock) each time a running attempt ends: frees the global concurrency slot.
@@ -135,6 +136,19 @@ class TaskState:
             self.tool_calls.extend(tool_calls)
             self.chunks.append(Chunk(text=text, thinking=thinking, tool_calls=tool_calls, node=self.node or "",
                                      model=self.model or ""))
+            self._changed()
+            return True
+
+    def set_embeddings(self, attempt: int, vectors: tuple[tuple[float, ...], ...]) -> bool:
+        """An embedding task's whole answer from ``attempt``; False when that attempt no longer owns the task.
+        The answer is its first (and only) output: the node is recorded as having delivered it."""
+        with self.cond:
+            if not self.is_current(attempt):
+                return False
+            now = time.monotonic()
+            self.last_progress = self.first_token_mono = now
+            self.nodes.append(self.node or "")
+            self.embeddings = vectors
             self._changed()
             return True
 
@@ -222,7 +236,8 @@ class TaskState:
             failovers=len(self.errors), ttft_s=ttft, duration_s=duration, queued_s=queued,
             eval_count=self.eval_count, prompt_eval_count=self.prompt_eval_count, tokens_per_s=self.tokens_per_s,
             thinking_tokens=self.thinking_tokens, decision=self.decision, error=error,
-            failure=failure, nodes=tuple(self.nodes), notice=self.notice, **(result_fields or {}))
+            failure=failure, nodes=tuple(self.nodes), notice=self.notice, embeddings=self.embeddings,
+            **(result_fields or {}))
 
     # --- reads ---
 
@@ -233,7 +248,7 @@ class TaskState:
             ttft = result.ttft_s if result else (
                 (self.first_token_mono - self.attempt_started) if self.first_token_mono and self.attempt_started else None)
             return TaskView(
-                task_id=self.id, prompt=self.task.prompt, status=self.status, text="".join(self.text),
+                task_id=self.id, prompt=self.task.prompt or "\n".join(self.task.input or ()), status=self.status, text="".join(self.text),
                 thinking="".join(self.thinking), node=self.node, model=self.model, mode=self.mode,
                 task_type=self.task_type, priority=self.task.priority, submitted_at=self.task.submitted_at,
                 ttft_s=ttft, duration_s=result.duration_s if result else (

@@ -6,6 +6,8 @@ saw an error, or a node was just added). It also takes the circuit breaker's one
 timed step: while the circuit is open it polls again when the cooldown ends, and
 a good poll then makes the circuit half-open (``NodeState.half_open_if_due``).
 
+Each model's capabilities come from /api/show, asked once per model and digest (a few a poll).
+
 It also checks what attempts.py learnt of the node: ``refresh_models()`` (a
 model-404) fetches /api/tags at the next poll; a node marked as refusing Hydra's
 credentials is asked again at every good poll (``NodeClient.accepts_credentials``)
@@ -18,16 +20,19 @@ import logging
 import threading
 import time
 from collections.abc import Callable
+from dataclasses import replace
 
 from .client import NodeClient
 from .config import SollolConfig
 from .eligibility import vram_low
 from .errors import NodeAuthError, NodeBackoffError, NodeError
 from .node import NodeState
+from .types import ModelInfo
 
 log = logging.getLogger("hydra.sollol.monitor")
 
 TAGS_EVERY_S = 10.0  # installed models change rarely; /api/ps is polled every time
+CAPABILITIES_PER_POLL = 8  # /api/show requests one poll may make (each model's capabilities, once)
 DEFAULT_BACKOFF_S = 5.0  # a 429 without a Retry-After
 
 
@@ -45,6 +50,7 @@ class NodeMonitor:
         self._last_tags = 0.0
         self._tags_due = False
         self._vram_low = False
+        self._capabilities: dict[tuple[str, str], tuple[str, ...] | None] = {}  # (name, digest) -> /api/show's
 
     def start(self) -> None:
         self._thread.start()
@@ -106,7 +112,7 @@ class NodeMonitor:
             if (self._tags_due or not self.state.polled or now - self._last_tags >= TAGS_EVERY_S
                     or not self.state.healthy):
                 self._tags_due = False
-                installed = self.client.tags()
+                installed = self._with_capabilities(self.client.tags())
                 self._last_tags = now
             if self.state.credentials_refused:
                 self._check_credentials()
@@ -127,12 +133,39 @@ class NodeMonitor:
                 log.debug("node=%s poll failed again: %s", name, message)
             return False
         if self.state.poll_ok(version, installed, loaded):
-            log.info("node %s is healthy (Ollama %s, %d models)", name, version, len(self.state.installed))
+            count = len(self.state.installed)
+            log.info("node %s is healthy (Ollama %s, %d %s)", name, version, count, "model" if count == 1 else "models")
         if self.state.half_open_if_due(self._config().breaker_cooldown_s):
             log.info("node %s: circuit half-open after its cooldown; the next task there is its trial", name)
         self._check_vram()
         self._on_change(self.state)
         return True
+
+    def _with_capabilities(self, installed: dict[str, ModelInfo]) -> dict[str, ModelInfo]:
+        """The listing with each model's capabilities (/api/show), asked once per model and digest, at
+        most CAPABILITIES_PER_POLL a poll so a node with many models is not held up; the rest are asked
+        at the next polls (the listing is fetched again until every model's are known)."""
+        known: dict[tuple[str, str], tuple[str, ...] | None] = {}
+        out: dict[str, ModelInfo] = {}
+        budget = CAPABILITIES_PER_POLL
+        for name, info in installed.items():
+            key = (name, info.digest)
+            if key not in self._capabilities and budget > 0:
+                budget -= 1
+                try:
+                    caps = self.client.capabilities(name)
+                    self._capabilities[key] = tuple(caps) if caps is not None else None
+                except NodeError as exc:  # the poll itself went well: ask again at the next one
+                    log.debug("node=%s /api/show %s failed: %s", self.state.name, name, exc)
+                    budget = 0
+            if key in self._capabilities:
+                known[key] = self._capabilities[key]
+                out[name] = replace(info, capabilities=known[key])
+            else:
+                out[name] = info
+                self._tags_due = True
+        self._capabilities = known  # forget models (and digests) no longer listed
+        return out
 
     def _check_credentials(self) -> None:
         """A node marked as refusing Hydra's credentials: ask again; say so when it accepts them."""

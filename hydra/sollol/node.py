@@ -29,7 +29,7 @@ from enum import StrEnum
 # The fit of a model on a node lives in fit.py; routing and scoring import it from here too.
 from .fit import FitTable, ModelFit, fit_reason, fit_table, prior_load_s, prior_tps
 from .model_names import model_key
-from .types import LoadedModel, ModelInfo, NodeSpec
+from .types import LoadedModel, ModelDetails, ModelInfo, NodeSpec
 
 __all__ = ["Circuit", "FitTable", "ModelFit", "NodeState", "NodeView", "breaker_cooldown", "fit_reason", "fit_table",
            "prior_load_s", "prior_tps"]
@@ -305,7 +305,10 @@ class NodeState:
             if model not in self.loaded:
                 info = self.installed.get(model)
                 size = info.size_bytes if info else 0
-                self.loaded = {**self.loaded, model: LoadedModel(model, size, size if self.spec.gpu else 0)}
+                # Its identity from the listing; its expiry is the node's to say, at the next poll of /api/ps.
+                self.loaded = {**self.loaded, model: LoadedModel(
+                    model, size, size if self.spec.gpu else 0, digest=info.digest if info else "",
+                    details=info.details if info else ModelDetails())}
                 self._changed()
 
     # --- what a node's answers teach, never charged to the breaker (attempts.py, the monitor) ---

@@ -31,6 +31,7 @@ from .events import Listeners
 from .handle import TaskHandle, TaskState
 from .members import Member, Members
 from .metrics import Distribution, RollingStats
+from .node import NodeState
 from .redact import redact_url
 from .scheduler import Dispatcher
 from .snapshot import build_snapshot
@@ -91,8 +92,8 @@ class Router:
         self._dispatcher.start()
         self._watchdog.start()
         healthy = sum(1 for s in self._members.states() if s.healthy)
-        log.info("SOLLOL discovered %d nodes (%d healthy): %s", len(specs), healthy,
-                 ", ".join(f"{s.name}={redact_url(s.url)}" for s in specs) or "none")
+        log.info("SOLLOL discovered %d %s (%d healthy): %s", len(specs), "node" if len(specs) == 1 else "nodes",
+                 healthy, ", ".join(f"{s.name}={redact_url(s.url)}" for s in specs) or "none")
         log.info("Default routing mode: %s", self._config.default_mode.value.upper())
         log.info("Parallel requests: %s (max concurrent: %d)",
                  "enabled" if self._config.parallel_requests else "disabled", self._config.max_concurrent_requests)
@@ -120,8 +121,13 @@ class Router:
     # --- nodes ---
 
     def _member(self, spec: NodeSpec) -> Member:
-        return Member(spec, lambda: self._config, on_change=lambda _state: self._dispatcher.wake(),
+        return Member(spec, lambda: self._config, on_change=self._node_changed,
                       on_success=self._attempts.succeeded, on_failure=self._attempts.failed)
+
+    def _node_changed(self, state: NodeState) -> None:
+        """After each poll: the prefix record forgets what the node lost; the dispatcher looks again."""
+        self._attempts.prefix.observe(state.view())
+        self._dispatcher.wake()
 
     def add_node(self, spec: NodeSpec) -> None:
         if self._tasks.closed:
@@ -136,10 +142,20 @@ class Router:
         """No task is routed to the node from now on; attempts running there finish (see members.py)."""
         self._members.remove(name)
         self.stats.forget_node(name)
+        self._attempts.prefix.forget_node(name)
         log.info("node %s removed", name)
 
     def nodes(self) -> list[NodeSpec]:
         return [s.spec for s in self._members.states()]
+
+    def refresh_models(self, name: str) -> bool:
+        """Ask node ``name``'s monitor to fetch its model list now (a model was pulled or deleted
+        there); False when there is no such node."""
+        member = self._members.get(name)
+        if member is None:
+            return False
+        member.monitor.refresh_models()
+        return True
 
     def has_healthy_node(self) -> bool:
         """Whether any node is healthy now. Cheap (no statistics, unlike snapshot())."""
@@ -189,7 +205,8 @@ class Router:
     # --- reading ---
 
     def snapshot(self) -> ClusterSnapshot:
-        return build_snapshot(self._config, self.stats, self.distribution, self._members.states(), self._tasks.all())
+        return build_snapshot(self._config, self.stats, self.distribution, self._members.states(), self._tasks.all(),
+                              prefix=self._attempts.prefix.snapshot(self._config.prefix_affinity))
 
     def decisions(self, limit: int = 100) -> list[RoutingDecision]:
         return self._attempts.decisions(limit)

@@ -19,8 +19,20 @@ from .config import SollolConfig
 from .eligibility import needs_load, vram_low, why_no_large_load, why_unroutable
 from .model_names import model_key
 from .node import Circuit, FitTable, ModelFit, NodeView, prior_tps
-from .scoring import DEFAULT_OUTPUT_TOKENS, NO_ESTIMATE, NO_RATE, SCORERS, Estimates, SuccessRates
+from .prefix_cache import Affinity
+from .scoring import (
+    DEFAULT_OUTPUT_TOKENS,
+    NO_ESTIMATE,
+    NO_RATE,
+    PREFILL_PER_DECODE,
+    SCORERS,
+    Estimates,
+    SuccessRates,
+    affine_prefill,
+    warm_bonus,
+)
 from .types import Candidate, ModelInfo, Placement, RoutingMode, TierEntry
+from .warm import cached_words, warm_place
 
 
 @dataclass(frozen=True)
@@ -35,6 +47,7 @@ class RouteRequest:
     explicit_model: bool = False
     ahead: int = 0                          # queued tasks before this one, still waiting for a place
     thinking: bool = False                  # the task will think (Task.think set): async prefers the powerful node
+    affinity: Affinity | None = None        # what the nodes' KV caches hold of the prompt (None: affinity off)
 
 
 class Scored(NamedTuple):
@@ -110,7 +123,7 @@ def route(req: RouteRequest, nodes: Sequence[NodeView], config: SollolConfig,
     best_free = next((s for s in scored if s.free), None)
     rule = ""  # async's exception, in words, when one decided
     if req.mode is RoutingMode.ASYNC and best_free is not None:
-        preferred = powerful_for_thinking(scored, req, estimates, infos)
+        preferred = powerful_for_thinking(scored, req, estimates, infos) or warm_place(scored, req, estimates, infos)
         best_free, rule = preferred if preferred is not None else (tail_guard(scored, req, estimates, infos), "")
     # fast waits for a busy node when it still finishes sooner; async and reliable take the best free place.
     chosen = scored[0] if fast else best_free
@@ -124,6 +137,8 @@ def route(req: RouteRequest, nodes: Sequence[NodeView], config: SollolConfig,
                             f"(best place {target.name} has {target.in_flight}/{target.slots} busy)",
                             candidates, wait=True)
     why = rule or _explain(req.mode, chosen.node, chosen.entry, chosen.score)
+    if req.affinity is not None and req.affinity.hits:
+        why += cached_words(req.affinity, chosen.name, chosen.entry.model)
     return RouteOutcome(chosen.name, chosen.entry.model, f"{req.mode.value}: {chosen.name} with "
                         f"{chosen.entry.model} — {why}", candidates)
 
@@ -150,8 +165,10 @@ def _score_firsts(firsts: list[FirstFit], chosen_index: int, req: RouteRequest, 
     for index, entry, info, node in firsts:
         if index == chosen_index:
             infos[node.name] = info
-            scored.append(Scored(scorer(index, entry, node, info, req, estimates, top, success_rates),
-                                 not node.local, node.name, entry, node, node.in_flight < node.slots))
+            score = scorer(index, entry, node, info, req, estimates, top, success_rates)
+            if req.affinity is not None:
+                score -= warm_bonus(node, entry.model, info, req, estimates)
+            scored.append(Scored(score, not node.local, node.name, entry, node, node.in_flight < node.slots))
     return scored
 
 
@@ -262,7 +279,7 @@ def _scan_fast(req: RouteRequest, plan: list[_Step], nodes: Sequence[NodeView], 
                            monitoring and node.gpu and vram_low(node, config), cap, busy,
                            (0.0, 0.01 * share, 0.01 * (1.0 - share))))
     return _score_fast_pairs(open_nodes, _fast_plan(plan, top), top, config, estimates,
-                             req.max_tokens or DEFAULT_OUTPUT_TOKENS, req.prompt_tokens, first_miss)
+                             req.max_tokens or DEFAULT_OUTPUT_TOKENS, req.prompt_tokens, first_miss, req.affinity)
 
 
 # One eligible (tier entry, node) pair as the fast scan's first pass found it: (step, its fit row).
@@ -270,9 +287,10 @@ _FastPair = tuple["_FastStep", ModelFit]
 LAST_RESORT_SKIPPED = "last resort: not used while a tier model is routable"
 
 
+# complexity: score_fast inlined in routing's hottest loop (nodes x tier entries), affinity's term included
 def _score_fast_pairs(open_nodes: list[_FastNode], plan: list[_FastStep], top: float, config: SollolConfig,
                       estimates: Estimates, output: int, prompt_tokens: int, first_miss: dict[str, str],
-                      ) -> tuple[list[Scored], int]:
+                      affinity: Affinity | None = None) -> tuple[list[Scored], int]:
     """Each node's lowest ``score_fast`` over the plan, and the best tier index any node holds.
 
     Two passes, because two rules look at every node at once: the last-resort entry (the embedded
@@ -295,7 +313,9 @@ def _score_fast_pairs(open_nodes: list[_FastNode], plan: list[_FastStep], top: f
             if not tps:
                 tps = hit.prior_tps if step.tier_index <= chosen_index else min(hit.prior_tps, head_tps[node.gpu])
             cold = 0.0 if (model in loaded or step.key in loaded) else (load if load is not None else hit.prior_load_s)
-            prefill = ttft if (ttft is not None and not cold) else prompt_tokens / (tps * 10.0)
+            prefill = ttft if (ttft is not None and not cold) else prompt_tokens / (tps * PREFILL_PER_DECODE)
+            if affinity is not None:
+                prefill = affine_prefill(affinity, name, step.key, prefill, tps, bool(cold))
             decode = output / tps
             score = (busy * decode + cold + prefill + decode) * step.tier_factor + biases[step.bias_kind]
             if best_entry is None or score < best_score:
@@ -388,6 +408,8 @@ def _candidates(req: RouteRequest, nodes: Sequence[NodeView], node_block: dict[s
             text = f"est. {score:.2f} s to finish ({'warm' if warm else 'cold load'})"
         else:
             text = _explain(mode, node, entry, score)
+        if req.affinity is not None and req.affinity.hits:
+            text += cached_words(req.affinity, name, entry.model)
         if not free:
             text = f"busy ({node.in_flight}/{node.slots} slots); {text}"
         elif s is chosen:
@@ -405,5 +427,6 @@ def _explain(mode: RoutingMode, node: NodeView, entry: TierEntry, score: float) 
         return f"most capable eligible ({node.capability:g}B), load {node.in_flight}/{node.slots}"
     kind = "GPU node" if node.gpu else "CPU node first"
     return f"{kind}, load {node.in_flight}/{node.slots}"
+
 
 

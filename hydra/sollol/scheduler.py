@@ -151,8 +151,11 @@ class Dispatcher:
     def attempt_ended(self) -> None:
         with self._cond:
             self._in_flight = max(0, self._in_flight - 1)
-            self._pending = True
-            self._cond.notify()
+            # The freed slot matters to a round only when tasks wait, or a backlog just drained (rebalance):
+            # otherwise a round would find nothing to do, and waking this thread for it costs every task.
+            if len(self._queue) or self._clock() - self._last_backlog < BACKLOG_WINDOW_S:
+                self._pending = True
+                self._cond.notify()
 
     def wake(self) -> None:
         with self._cond:

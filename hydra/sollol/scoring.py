@@ -11,10 +11,12 @@ from typing import TYPE_CHECKING
 
 from .eligibility import needs_load
 from .metrics import Estimate, SuccessRate
+from .model_names import model_key
 from .node import NodeView, prior_load_s, prior_tps
 from .types import ModelInfo, Placement, RoutingMode, TierEntry
 
 if TYPE_CHECKING:  # routing imports this module; the request is only a type here
+    from .prefix_cache import Affinity
     from .routing import RouteRequest
 
 DEFAULT_OUTPUT_TOKENS = 200  # the answer length assumed for a task that sets no max_tokens
@@ -41,11 +43,60 @@ def service_seconds(node: NodeView, model: str, info: ModelInfo, req: RouteReque
     ttft, tps, load = estimates.get((node.name, model), NO_ESTIMATE)
     tps = tps or _prior(node, info, prior_cap)
     cold = (load if load is not None else prior_load_s(node.gpu, info)) if needs_load(node, model) else 0.0
-    prefill = ttft if (ttft is not None and not cold) else req.prompt_tokens / (tps * 10.0)
+    prefill = ttft if (ttft is not None and not cold) else req.prompt_tokens / (tps * PREFILL_PER_DECODE)
+    if req.affinity is not None:
+        prefill = affine_prefill(req.affinity, node.name, model_key(model), prefill, tps, bool(cold))
     return cold + prefill + (req.max_tokens or DEFAULT_OUTPUT_TOKENS) / tps
 
 
 NO_ESTIMATE: Estimate = (None, None, None)
+PREFILL_PER_DECODE = 10.0  # the prior: a node evaluates a prompt about ten times as fast as it decodes
+
+
+# --- prefix-aware placement (prefix_cache.py): the prefill a node's KV cache saves ---
+
+def affine_prefill(affinity: Affinity, node: str, key: str, prefill: float, tps: float, cold: bool) -> float:
+    """The prefill seconds of the task on ``node`` given what its cache holds. With the node's prefill
+    speed measured, the uncached tokens at that speed (plus one decode step, the first token); before a
+    sample, ``prefill`` (the usual estimate) less the cached tokens at the prior speed. A cold load
+    starts with an empty cache."""
+    speed = affinity.speeds.get((node, key))
+    cached = 0 if cold else affinity.hits.get((node, key), 0)
+    if speed:
+        return (affinity.prompt_tokens - cached) / speed + 1.0 / tps
+    if not cached:
+        return prefill
+    return max(0.0, prefill - cached / (tps * PREFILL_PER_DECODE))
+
+
+def prefill_saved(affinity: Affinity | None, node: str, key: str, tps: float) -> float:
+    """Seconds of prefill the cached tokens on ``node`` save (0 when none are cached)."""
+    if affinity is None:
+        return 0.0
+    cached = affinity.hits.get((node, key), 0)
+    if not cached:
+        return 0.0
+    speed = affinity.speeds.get((node, key)) or tps * PREFILL_PER_DECODE
+    return cached / speed
+
+
+# How much a warm cache weighs in the modes that do not score by seconds: the share of the task's
+# work it saves, times this. Async's GPU penalty is 2.0, so this alone rarely outweighs "CPU nodes
+# first" (warm.py's exception does, when the CPU pick would mostly recompute the history); among CPU
+# nodes, or equally capable ones in reliable, the warm one wins.
+WARM_WEIGHT = {RoutingMode.ASYNC: 3.0, RoutingMode.RELIABLE: 0.5}
+
+
+def warm_bonus(node: NodeView, model: str, info: ModelInfo, req: RouteRequest, estimates: Estimates) -> float:
+    """Async and reliable: subtracted from the mode's score, in its units (0 when nothing is cached)."""
+    affinity = req.affinity
+    if affinity is None or not affinity.hits or needs_load(node, model):
+        return 0.0
+    tps = decode_tps(node, model, info, estimates)
+    saved = prefill_saved(affinity, node.name, model_key(model), tps)
+    if saved <= 0.0:
+        return 0.0
+    return WARM_WEIGHT.get(req.mode, 0.0) * saved / (saved + service_seconds(node, model, info, req, estimates))
 
 
 def decode_tps(node: NodeView, model: str, info: ModelInfo, estimates: Estimates,

@@ -9,11 +9,13 @@ from .eligibility import vram_low
 from .handle import TaskState
 from .metrics import Distribution, RollingStats
 from .node import NodeState
+from .prefix_cache import PrefixCacheSnapshot
 from .types import ClusterSnapshot, NodeSnapshot, TaskStatus
 
 
 def build_snapshot(config: SollolConfig, stats: RollingStats, distribution: Distribution,
-                   states: Sequence[NodeState], active: Sequence[TaskState]) -> ClusterSnapshot:
+                   states: Sequence[NodeState], active: Sequence[TaskState], *,
+                   prefix: PrefixCacheSnapshot | None = None) -> ClusterSnapshot:
     nodes = []
     now_wall, now = time.time(), time.monotonic()
     for state in states:
@@ -45,4 +47,5 @@ def build_snapshot(config: SollolConfig, stats: RollingStats, distribution: Dist
         max_concurrent=config.effective_concurrency, parallel=config.parallel_requests,
         default_mode=config.default_mode, vram_monitoring=config.vram_monitoring,
         by_node=counts["by_node"], by_model=counts["by_model"], by_mode=counts["by_mode"],
-        by_task_type=counts["by_task_type"], by_status=counts["by_status"], failovers=counts["failovers"])
+        by_task_type=counts["by_task_type"], by_status=counts["by_status"], failovers=counts["failovers"],
+        prefix_cache=prefix)

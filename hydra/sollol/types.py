@@ -11,12 +11,15 @@ import time
 import uuid
 from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import Any, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from . import validation as checks
 from .addresses import parse_url, shown
 from .errors import ConfigError
 from .generate import check_generate_fields
+
+if TYPE_CHECKING:  # prefix_cache.py defines it beside the record it describes
+    from .prefix_cache import PrefixCacheSnapshot
 
 TASK_TYPES = checks.TASK_TYPES  # defined beside the checks that use it
 
@@ -177,6 +180,11 @@ class Task:
     # log probabilities of the answer's tokens (Ollama 0.12+), on either route
     logprobs: bool | None = None
     top_logprobs: int | None = None       # 0..20 alternatives per token
+    # embeddings (task_type "embedding"): the texts to embed instead of a prompt; the vectors come back
+    # in TaskResult.embeddings, one per text, in order (sollol/embedding.py)
+    input: list[str] | None = None
+    truncate: bool | None = None          # Ollama's truncate: cut a text longer than the context (default true)
+    dimensions: int | None = None         # keep the first n dimensions of each vector (renormalised)
     id: str = field(default_factory=lambda: uuid.uuid4().hex[:12])
     submitted_at: float = field(default_factory=time.time)
     seq: int = field(default_factory=lambda: next(_task_seq))
@@ -261,6 +269,20 @@ class TaskResult:
     logprobs: tuple[dict[str, Any], ...] = ()    # Ollama's per-token logprobs, when the task asked
     rejected_status: int | None = None           # REJECTED by a node: its HTTP status (400, 404, ...)
     rejected_message: str = ""                   # REJECTED by a node: its own message
+    # embeddings: one unit vector per input text, in order (an embedding task's answer; empty otherwise)
+    embeddings: tuple[tuple[float, ...], ...] = ()
+
+
+@dataclass(frozen=True)
+class ModelDetails:
+    """Ollama's ``details`` of a model, as the node reported them (/api/tags, /api/ps)."""
+
+    format: str = ""
+    family: str = ""
+    families: tuple[str, ...] | None = None
+    parameter_size: str = ""         # Ollama's spelling: "7.6B", "137M"
+    quantization_level: str = ""
+    parent_model: str = ""
 
 
 @dataclass(frozen=True)
@@ -270,6 +292,13 @@ class ModelInfo:
     size_bytes: int = 0
     family: str = ""
     quantization: str = ""
+    # identity, as the node reports it: a model of one name may differ between nodes (its digest says so)
+    digest: str = ""
+    modified_at: str = ""     # RFC 3339, as the node sent it
+    details: ModelDetails = ModelDetails()
+    # from /api/show ("completion", "embedding", ...); None: not known (yet). Not part of the identity: the
+    # monitor fills it in after the listing, and a listing that only gained it has not changed.
+    capabilities: tuple[str, ...] | None = field(default=None, compare=False)
 
 
 @dataclass(frozen=True)
@@ -277,7 +306,10 @@ class LoadedModel:
     name: str
     size_bytes: int
     size_vram_bytes: int
-    expires_at: str = ""
+    expires_at: str = ""      # RFC 3339 ("2026-12-01T12:00:00.5+00:00"); "" when the node gave none
+    digest: str = ""
+    details: ModelDetails = ModelDetails()
+    context_length: int = 0
 
 
 @dataclass(frozen=True)
@@ -342,6 +374,7 @@ class ClusterSnapshot:
     by_task_type: dict[str, int]
     by_status: dict[str, int]
     failovers: int
+    prefix_cache: PrefixCacheSnapshot | None = None   # prefix-aware placement's hits and savings
 
     @property
     def healthy_nodes(self) -> tuple[NodeSnapshot, ...]:

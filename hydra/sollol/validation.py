@@ -156,6 +156,10 @@ TASK_TYPES = ("code", "reasoning", "math", "general")  # re-exported by types.py
 def check_task(task: Task) -> None:
     """Task.validate: TaskError naming the first field that is not allowed. Normalizes as it goes: a
     None prompt is "", options get Ollama's types (integers as int, null values dropped)."""
+    if task.task_type == "embedding":  # its own fields (embedding.py): texts in input, no prompt
+        from .embedding import check_embedding_task
+        check_embedding_task(task)
+        return
     try:
         _check_content(task)
         _check_limits(task)

@@ -20,6 +20,7 @@ from typing import Any
 
 from .client import NodeClient, StreamPart, StreamSockets
 from .config import SollolConfig
+from .embedding import is_embedding, run_embedding
 from .errors import NodeError, NodeProtocolError, RequestRejectedError
 from .generate import generate_arguments, has_images, logprob_arguments, require_vision, uses_generate
 from .handle import TaskState
@@ -91,6 +92,7 @@ class Finished:
     prompt_eval_count: int | None
     load_s: float | None
     logprobs: tuple[dict[str, Any], ...] = ()   # every token's, when the task asked
+    prompt_eval_duration_ns: int | None = None   # the prefill's time: prefix_cache learns the node's speed
 
 
 # (task, attempt, node, model, outcome): how a worker reports the end of an attempt it still owned.
@@ -240,7 +242,7 @@ class NodeWorkers:
         try:
             if not state.is_current(a.attempt):
                 return  # cancelled or timed out before it started
-            done = self._run_stream(a)
+            done = self._run_embedding(a) if is_embedding(state.task) else self._run_stream(a)
             if done is None:
                 return  # the attempt lost the task (cancel, timeout): says nothing of the node
             ok = True
@@ -262,6 +264,14 @@ class NodeWorkers:
             self._on_failure(state, a.attempt, node.name, a.model, crashed)
         finally:
             node.end(ok=ok, error=error_text, threshold=config.breaker_threshold, trial=a.trial)
+
+    def _run_embedding(self, a: Assignment) -> Finished | None:
+        """An embedding task: one /api/embed request, its vectors the whole answer (embedding.py)."""
+        answer = run_embedding(self.client, a.state, a.attempt, a.model)
+        if answer is None:
+            return None
+        load_s = answer.load_duration_ns / 1e9 if answer.load_duration_ns else None
+        return Finished(None, 0, None, answer.prompt_eval_count, load_s)  # it generates no tokens: 0, not unknown
 
     def _think_param(self, task: Task, model: str) -> bool | str | None:
         """Never send ``think`` to a model that cannot think (Ollama answers 400); an explicit
@@ -376,7 +386,7 @@ class NodeWorkers:
             raise NodeProtocolError("ended the stream without its final chunk", node=self.node.name)
         load_s = final.load_duration / 1e9 if final.load_duration else None
         return Finished(final, final.eval_count, final.eval_duration, final.prompt_eval_count, load_s,
-                        tuple(reading.logprobs))
+                        tuple(reading.logprobs), final.prompt_eval_duration)
 
     def _next_part(self, stream: Iterator[StreamPart]) -> StreamPart | None:
         """The next part of the stream (None at its end). The client turns every failure of the node

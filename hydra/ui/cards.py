@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 import pandas as pd
@@ -16,9 +17,18 @@ import streamlit as st
 from hydra.sollol.redact import redact_url
 from hydra.sollol.types import NodeSnapshot, TaskStatus, TaskView
 from hydra.ui import formatting as fmt
+from hydra.ui.answer import copy_answer, render_answer
 from hydra.ui.safe_markdown import code_span, safe_markdown
 
-ANSWER_HEIGHT = 280  # px; cards in one row stay aligned while their answers grow
+
+@dataclass(frozen=True)
+class TaskActions:
+    """What a card's buttons do; a button shows only when its action is given and makes sense."""
+
+    on_cancel: Callable[[], Any] | None = None
+    on_dismiss: Callable[[], Any] | None = None
+    on_rerun: Callable[[], Any] | None = None
+    on_follow_up: Callable[[], Any] | None = None
 
 
 def _placeholder(view: TaskView) -> str:
@@ -29,14 +39,19 @@ def _placeholder(view: TaskView) -> str:
     return "_No answer._"
 
 
-def task_card(view: TaskView, *, assessment: Any = None, on_cancel: Callable[[], Any] | None = None,
-              on_dismiss: Callable[[], Any] | None = None, on_resubmit: Callable[[], Any] | None = None) -> None:
-    """One task as a bordered card; its container key is ``task-<id>`` (the browser test reads it)."""
+def task_card(view: TaskView, *, assessment: Any = None, system: str | None = None, turns: int = 1,
+              title: str | None = None, actions: TaskActions | None = None) -> None:
+    """One task as a bordered card; its container key is ``task-<id>`` (the browser test reads it).
+    The answer shows in full (no inner scroll box): code blocks wrap and have a copy button."""
     status = fmt.value_of(view.status)
+    title = title or view.prompt or "(no prompt)"  # a chat task's title: its last user message
     with st.container(border=True, key=f"task-{view.task_id}"):
-        st.markdown(f"{fmt.status_badge(status)} **{fmt.md_escape(fmt.one_line(view.prompt, 90))}**",
-                    help=safe_markdown(view.prompt) if len(view.prompt) > 90 else None)
+        turn = f" :gray-badge[:material/forum: turn {turns}]" if turns > 1 else ""
+        st.markdown(f"{fmt.status_badge(status)}{turn} **{fmt.md_escape(fmt.one_line(title, 90))}**",
+                    help=safe_markdown(title) if len(title) > 90 else None)
         st.caption(fmt.task_meta(view.node, view.model, view.mode, view.task_type, view.priority))
+        if system:
+            st.caption(f":material/settings: system: {fmt.md_escape(fmt.one_line(system, 120))}")
         if view.reason:
             st.caption(f":material/alt_route: {fmt.md_escape(fmt.one_line(view.reason, 200))}")
         if line := fmt.assessment_line(assessment, view.model):
@@ -46,14 +61,12 @@ def task_card(view: TaskView, *, assessment: Any = None, on_cancel: Callable[[],
         if view.thinking:
             with st.expander("Thinking", icon=":material/psychology_alt:"):
                 st.markdown(safe_markdown(view.thinking))
-        # Follow the newest tokens while streaming; a finished answer reads from the top.
-        with st.container(height=ANSWER_HEIGHT, border=False, autoscroll=status not in fmt.TERMINAL,
-                          key=f"answer-{view.task_id}"):
+        with st.container(border=False, key=f"answer-{view.task_id}"):
             if view.tool_calls:  # a gateway client's tools: the answer is a call, not text
                 st.markdown(safe_markdown("\n".join(f"- :material/build: {code_span(fmt.tool_call_text(call))}"
                                                      for call in view.tool_calls)))
             # Model output: images become text, so nothing in it makes the browser fetch.
-            st.markdown(safe_markdown(view.text) or ("" if view.tool_calls else _placeholder(view)))
+            render_answer(view.text, placeholder="" if view.tool_calls else _placeholder(view))
         if status == TaskStatus.DONE:
             st.caption(fmt.result_stats(view.ttft_s, view.tokens_per_s, view.eval_count, view.duration_s,
                                         view.attempts))
@@ -61,36 +74,37 @@ def task_card(view: TaskView, *, assessment: Any = None, on_cancel: Callable[[],
             st.caption(f"TTFT {fmt.fmt_seconds(view.ttft_s)} · streaming…")
         if view.error and status != TaskStatus.CANCELLED:
             st.error(safe_markdown(view.error), icon=":material/error:")
-        _task_buttons(view, status, on_cancel, on_dismiss, on_resubmit)
+        _task_buttons(view, status, actions or TaskActions())
 
 
-def _task_buttons(view: TaskView, status: str, on_cancel, on_dismiss, on_resubmit) -> None:
+def _task_buttons(view: TaskView, status: str, actions: TaskActions) -> None:
     row = st.container(horizontal=True, gap="small")
-    if status not in fmt.TERMINAL and on_cancel is not None:
-        row.button("Cancel", key=f"cancel-{view.task_id}", icon=":material/stop_circle:", on_click=on_cancel,
+    finished = status in fmt.TERMINAL
+    if not finished and actions.on_cancel is not None:
+        row.button("Cancel", key=f"cancel-{view.task_id}", icon=":material/stop_circle:", on_click=actions.on_cancel,
                    type="tertiary")
-    if status in fmt.RESUBMITTABLE and on_resubmit is not None:
-        row.button("Resubmit", key=f"resubmit-{view.task_id}", icon=":material/replay:", on_click=on_resubmit,
-                   type="tertiary")
-    if status in fmt.TERMINAL and on_dismiss is not None:
-        row.button("Dismiss", key=f"dismiss-{view.task_id}", icon=":material/close:", on_click=on_dismiss,
+    if finished and actions.on_follow_up is not None:
+        row.button("Follow up", key=f"follow-{view.task_id}", icon=":material/forum:", on_click=actions.on_follow_up,
+                   type="tertiary", help="Continue this as a conversation: the next question is sent with it.")
+    if finished and actions.on_rerun is not None:
+        row.button("Run again", key=f"resubmit-{view.task_id}", icon=":material/replay:", on_click=actions.on_rerun,
+                   type="tertiary", help="The same prompt with the same settings, as a new task.")
+    if finished and view.text:
+        with row:
+            copy_answer(view.text, key=f"copy-{view.task_id}")
+    if finished and actions.on_dismiss is not None:
+        row.button("Dismiss", key=f"dismiss-{view.task_id}", icon=":material/close:", on_click=actions.on_dismiss,
                    type="tertiary")
 
 
 # --- nodes ----------------------------------------------------------------------------
 
 def _node_title(node: NodeSnapshot) -> str:
-    if node.healthy and node.circuit == "closed":
-        badge = ":green-badge[:material/check_circle: healthy]"
-    elif node.healthy:
-        badge = f":orange-badge[:material/warning: circuit {node.circuit.replace('_', '-')}]"
-    elif node.last_seen is None and not node.last_error:
-        badge = ":gray-badge[:material/hourglass_empty: checking]"
-    else:
-        badge = f":red-badge[:material/cancel: down · circuit {node.circuit.replace('_', '-')}]"
+    badge = fmt.node_state_badge(node.healthy, node.circuit, node.last_seen, node.last_error)
     kind = ":violet-badge[GPU]" if node.gpu else ":gray-badge[CPU only]"
     local = " :blue-badge[this machine]" if node.local else ""
-    return f"#### {fmt.md_escape(node.name)}\n{badge} {kind}{local}"
+    simulated = " :orange-badge[:material/science: simulated]" if fmt.is_simulated(node.version) else ""
+    return f"#### {fmt.md_escape(node.name)}\n{badge} {kind}{local}{simulated}"
 
 
 def node_refusal_line(node: NodeSnapshot, now: float | None = None) -> str:
@@ -111,8 +125,9 @@ def node_card(node: NodeSnapshot, *, monitoring: bool = True) -> None:
         st.markdown(_node_title(node))
         version = f" · Ollama {fmt.md_escape(node.version)}" if node.version else ""  # the node says what it is
         capability = f"models up to {fmt.fmt_params(node.max_model_b)}" if node.max_model_b else "capability not declared"
-        st.caption(f"`{redact_url(node.url)}`{version} · {capability} · circuit {node.circuit.replace('_', '-')} · "
-                   f"last seen {fmt.fmt_age(node.last_seen)}")
+        simulated = " (simulated by hydra.sim)" if fmt.is_simulated(node.version) else ""
+        st.caption(f"`{redact_url(node.url)}`{version}{simulated} · {capability} · "
+                   f"{fmt.plural(node.slots, 'slot')} · last seen {fmt.fmt_age(node.last_seen)}")
         if node.last_error:
             (st.error if not node.healthy else st.caption)(f"Last error: {safe_markdown(node.last_error)}")
         if line := node_refusal_line(node):
@@ -121,7 +136,7 @@ def node_card(node: NodeSnapshot, *, monitoring: bool = True) -> None:
         c1, c2 = st.columns(2)
         c1.metric("In flight / slots", f"{node.in_flight} / {node.slots}")
         c2.metric("Success rate", fmt.fmt_pct(node.success_rate), help=f"{node.successes} ok, {node.failures} "
-                  f"failed of {node.requests} requests")
+                  f"failed of {fmt.plural(node.requests, 'request')}")
         c3, c4 = st.columns(2)
         c3.metric("TTFT p50 / p95", f"{fmt.fmt_seconds(node.ttft_p50_s)} / {fmt.fmt_seconds(node.ttft_p95_s)}",
                   help="Time to first token, median and 95th percentile (cold loads included).")

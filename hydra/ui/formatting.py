@@ -110,6 +110,11 @@ def fmt_age(ts: float | None, now: float | None = None) -> str:
 
 # --- text ---------------------------------------------------------------------------
 
+def plural(count: int, word: str, many: str | None = None) -> str:
+    """``1 node``, ``2 nodes``, ``0 nodes`` (``many`` when adding an s is wrong)."""
+    return f"{count} {word if count == 1 else (many or word + 's')}"
+
+
 def md_escape(text: str) -> str:
     """User text made safe for a one-line Markdown label (no links, emphasis, directives)."""
     return _MD_SPECIAL.sub(r"\\\1", text)
@@ -167,7 +172,7 @@ def result_stats(ttft_s: float | None, tokens_per_s: float | None, eval_count: i
                  duration_s: float | None, attempts: int = 1) -> str:
     parts = [f"TTFT {fmt_seconds(ttft_s)}", fmt_rate(tokens_per_s)]
     if eval_count is not None:
-        parts.append(f"{eval_count} tokens")
+        parts.append(plural(eval_count, "token"))
     if duration_s is not None:
         parts.append(f"{fmt_seconds(duration_s)} total")
     if attempts > 1:
@@ -207,6 +212,61 @@ def candidates_text(candidates: Iterable[Mapping[str, Any]] | None) -> str:
 def config_error_text(exc: ConfigError) -> str:
     """What the settings pages show next to a refused input."""
     return f"`{exc.variable}` = {code_span(str(exc.value))} was refused: expected {exc.allowed}. Nothing was changed."
+
+
+# The node form's fields, by the start of the variable a NodeSpec error names.
+_NODE_FIELDS = (("node url", "URL"), ("node name", "Name"), ("slots", "Slots"), ("max_model_b", "Max model (B)"),
+                ("vram_mb", "VRAM (MB)"), ("gpu", "GPU"))
+_LIST_SYNTAX = re.compile(r"',' or ';'")
+
+
+def node_form_error_text(exc: ConfigError) -> str:
+    """A refused node in the form's words: its field's label, what was typed, what it takes."""
+    variable = str(exc.variable)
+    label = next((label for prefix, label in _NODE_FIELDS if variable.lower().startswith(prefix)), None)
+    # "without spaces, ',' or ';'" is the SOLLOL_NODES list's syntax; in a form field it means commas and semicolons.
+    allowed = _LIST_SYNTAX.sub("commas or semicolons", str(exc.allowed))
+    if label is None:  # not one field's fault (a name or URL already in the cluster, say)
+        return f"**Not added:** {code_span(str(exc.value))}: expected {allowed}. Nothing was changed."
+    return f"**{label}**: {code_span(str(exc.value))} is not accepted: expected {allowed}. Nothing was changed."
+
+
+def is_simulated(version: str | None) -> bool:
+    """Hydra's simulated nodes (hydra/sim) report an Ollama version ending in -sim."""
+    return bool(version) and str(version).endswith("-sim")
+
+
+def node_state_badge(healthy: bool, circuit: str, last_seen: float | None, last_error: str | None) -> str:
+    """One badge that cannot contradict itself: checking, healthy, answering while its circuit
+    recovers, or down (with the circuit named only when it is open)."""
+    circuit = circuit.replace("_", "-")
+    if last_seen is None and not last_error:
+        return ":gray-badge[:material/hourglass_empty: checking]"
+    if healthy and circuit == "closed":
+        return ":green-badge[:material/check_circle: healthy]"
+    if healthy:
+        return f":orange-badge[:material/warning: answering · circuit {circuit}: on trial]"
+    if circuit == "open":
+        return ":red-badge[:material/cancel: down · circuit open]"
+    return ":red-badge[:material/cancel: down]"
+
+
+def nodes_diff_text(here: Iterable[Any], env: Iterable[Any], shown_url: Any = str) -> str:
+    """SOLLOL_NODES saved here against the environment's, as node lists a person reads."""
+    mine = {n.name: n for n in here}
+    theirs = {n.name: n for n in env}
+
+    def names(specs: Iterable[Any]) -> str:
+        return ", ".join(f"**{md_escape(n.name)}** {code_span(shown_url(n.url))}" for n in specs) or "none"
+
+    parts = []
+    if added := [n for name, n in mine.items() if name not in theirs]:
+        parts.append(f"added here: {names(added)}")
+    if removed := [n for name, n in theirs.items() if name not in mine]:
+        parts.append(f"removed here: {names(removed)}")
+    if changed := [n for name, n in mine.items() if name in theirs and theirs[name] != n]:
+        parts.append(f"changed here: {names(changed)}")
+    return "; ".join(parts) or f"the same nodes: {names(mine.values())}"
 
 
 def startup_error_text(exc: ConfigError) -> str:

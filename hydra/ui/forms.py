@@ -122,9 +122,14 @@ def overrides(hydra: Hydra, names: Sequence[str] | None = None, key: str = "over
         setting = SETTINGS_BY_NAME[diff.name]
         text, button = st.columns([5, 1], vertical_alignment="center")
         env = fmt.one_line(setting.format(diff.env_value), 60) or "(empty)"
-        now = fmt.one_line(setting.format(diff.value), 60) or "(empty)"
-        text.markdown(f"`{diff.name}` is **{fmt.md_escape(now)}** here; the environment says "
-                      f"{fmt.md_escape(env)}.")
+        if setting.kind == "nodes":  # node lists as names and addresses, not the variable's syntax
+            text.markdown(f"`{diff.name}`: {fmt.nodes_diff_text(diff.value, diff.env_value, redact_url)} "
+                          f"(against the environment's {fmt.plural(len(diff.env_value), 'node')}).")
+            env = ", ".join(n.name for n in diff.env_value) or "no nodes"
+        else:
+            now = fmt.one_line(setting.format(diff.value), 60) or "(empty)"
+            text.markdown(f"`{diff.name}` is **{fmt.md_escape(now)}** here; the environment says "
+                          f"{fmt.md_escape(env)}.")
         button.button("Reset", key=f"{key}:reset:{diff.name}", icon=":material/undo:",
                       help=f"Back to the environment's value ({env}).",
                       on_click=_reset, args=(hydra, diff.name))
@@ -135,92 +140,3 @@ def _reset(hydra: Hydra, name: str) -> None:
         hydra.reset_setting(name)
     except HydraError as exc:
         st.session_state.setdefault("settings:flash", []).append(("error", f"Could not reset {name}: {exc}"))
-
-
-# --- nodes ----------------------------------------------------------------------------------
-
-GPU_CHOICES = {"detect": None, "GPU": True, "CPU only": False}
-_NODE_DEFAULTS = {"node:url": "", "node:name": "", "node:max_model_b": None, "node:gpu": "detect",
-                  "node:vram_mb": None, "node:slots": 2}
-
-
-def node_form(hydra: Hydra) -> None:
-    for key, value in _NODE_DEFAULTS.items():
-        st.session_state.setdefault(key, value)
-    with st.form("add_node", border=True):
-        st.text_input("URL", key="node:url", placeholder="http://127.0.0.1:11434",
-                      help="An Ollama server: http://host:port (port 11434 when omitted).")
-        _node_error(url=True)
-        c1, c2, c3, c4, c5 = st.columns(5)
-        c1.text_input("Name", key="node:name", placeholder="host:port", help="Optional; unique.")
-        c2.number_input("Max model (B)", key="node:max_model_b", step=1.0, format="%g",
-                        placeholder="undeclared", help="Capability: the largest model it can serve, in billions of parameters (e.g. 30 or 70).")
-        c3.selectbox("GPU", list(GPU_CHOICES), key="node:gpu", help="detect: from /api/ps once models load.")
-        c4.number_input("VRAM (MB)", key="node:vram_mb", step=1024, format="%d", placeholder="unknown")
-        c5.number_input("Slots", key="node:slots", step=1, format="%d", help="Parallel requests it should get.")
-        _node_error(url=False)
-        left, right, _ = st.columns([1, 1, 3])
-        left.form_submit_button("Test connection", key="node:test", icon=":material/network_check:",
-                                on_click=_test_node, args=(hydra,))
-        right.form_submit_button("Add node", key="node:add", type="primary", icon=":material/add:",
-                                 on_click=_add_node, args=(hydra,))
-        for kind, text in st.session_state.pop("node:flash", []):
-            getattr(st, kind)(safe_markdown(text))  # a connection test quotes what the node answered
-
-
-def _node_error(*, url: bool) -> None:
-    # An error about the URL goes under the URL; any other (name, slots, ...) under the row of details.
-    exc = st.session_state.get("node:error")
-    if exc is None:
-        return
-    about_url = "url" in str(getattr(exc, "variable", "")).lower()
-    if about_url == url:
-        st.error(fmt.config_error_text(exc) if isinstance(exc, ConfigError) else safe_markdown(str(exc)),
-                 icon=":material/block:")
-
-
-def _node_args() -> dict[str, Any]:
-    s = st.session_state
-    return {"name": (s["node:name"] or "").strip(),
-            "max_model_b": s["node:max_model_b"], "gpu": GPU_CHOICES[s["node:gpu"]],
-            "vram_mb": int(s["node:vram_mb"]) if s["node:vram_mb"] is not None else None,
-            "slots": int(s["node:slots"]) if s["node:slots"] is not None else 2}
-
-
-def _test_node(hydra: Hydra) -> None:
-    st.session_state.pop("node:error", None)
-    url = (st.session_state["node:url"] or "").strip()
-    if not url:
-        st.session_state["node:flash"] = [("warning", "Type the node's URL first.")]
-        return
-    ok, message = hydra.test_node(url)
-    st.session_state["node:flash"] = [("success" if ok else "error", message)]
-
-
-def _add_node(hydra: Hydra) -> None:
-    s = st.session_state
-    s.pop("node:error", None)
-    try:
-        spec = hydra.add_node((s["node:url"] or "").strip(), **_node_args())
-    except HydraError as exc:
-        s["node:error"] = exc
-        return
-    for key, value in _NODE_DEFAULTS.items():
-        s[key] = value
-    added = (f"Added node **{spec.name}** ({redact_url(spec.url)}); saved. Its health shows below "
-             "and on the Nodes page within a few seconds.")
-    s["node:flash"] = [("success", added)]
-
-
-def remove_node_button(hydra: Hydra, name: str) -> None:
-    with st.popover("Remove", icon=":material/delete:"):
-        st.markdown(f"Stop routing to **{fmt.md_escape(name)}** and forget it (saved).")
-        st.button("Remove node", key=f"node:remove:{name}", type="primary", on_click=_remove, args=(hydra, name))
-
-
-def _remove(hydra: Hydra, name: str) -> None:
-    try:
-        hydra.remove_node(name)
-        st.session_state["node:flash"] = [("success", f"Removed node **{name}**; saved.")]
-    except HydraError as exc:
-        st.session_state["node:flash"] = [("error", f"Could not remove {name}: {exc}")]

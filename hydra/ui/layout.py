@@ -59,18 +59,49 @@ def _sidebar_panel(hydra: Hydra) -> None:
     snap = hydra.snapshot()
     healthy = len(snap.healthy_nodes)
     color = "green" if healthy else "red"
-    st.markdown(f":{color}-badge[{healthy}/{len(snap.nodes)} nodes healthy] "
+    st.markdown(f":{color}-badge[{healthy}/{fmt.plural(len(snap.nodes), 'node')} healthy] "
                 f":blue-badge[mode {fmt.value_of(snap.default_mode)}]")
     st.caption(f"{snap.in_flight}/{snap.max_concurrent} in flight · {snap.queue_depth} queued"
                + ("" if snap.parallel else " · parallel off"))
 
 
-def cluster_banner(hydra: Hydra, snap: ClusterSnapshot) -> bool:
-    """Explain an empty or unhealthy cluster instead of failing; True when some node can serve."""
-    if hydra.embedded_url:
-        st.info(fmt.embedded_text(hydra.embedded_url), icon=":material/memory:")
+def embedded_status_line(hydra: Hydra) -> None:
+    """The embedded node's state: warming (since when), serving, or why it could not start."""
+    status = hydra.embedded_status
+    if status.phase == "starting":
+        st.info(f"**The embedded node is warming up** (SmolLM2-135M on llama.cpp, since "
+                f"{fmt.fmt_clock(status.since)}): it joins the cluster by itself once the model is loaded, "
+                "usually within 15 s.", icon=":material/hourglass_top:")
+    elif status.phase == "ready" and status.url:
+        st.info(fmt.embedded_text(status.url), icon=":material/memory:")
+    elif status.phase == "failed":
+        st.error(f"**The embedded node could not start:** {fmt.md_escape(status.error or 'no reason given')}",
+                 icon=":material/error:")
+
+
+def embedded_banner(hydra: Hydra) -> None:
+    """``embedded_status_line`` that refreshes itself while the node warms, then reruns the page once
+    (so the model list and the cluster banner see the new node)."""
+    warming = hydra.embedded_status.phase == "starting"
+    st.session_state["layout:embedded_warming"] = warming
+    st.fragment(run_every=1.0 if warming else None)(_embedded_panel)(hydra)
+
+
+def _embedded_panel(hydra: Hydra) -> None:
+    if st.session_state.get("layout:embedded_warming") and hydra.embedded_status.phase != "starting":
+        st.rerun()
+    embedded_status_line(hydra)
+
+
+def cluster_banner(hydra: Hydra, snap: ClusterSnapshot, *, embedded: bool = True) -> bool:
+    """Explain an empty or unhealthy cluster instead of failing; True when some node can serve.
+    ``embedded=False``: the page shows the embedded node's state itself (``embedded_banner``)."""
+    if embedded:
+        embedded_status_line(hydra)
     if snap.healthy_nodes:
         return True
+    if hydra.embedded_status.phase == "starting" and not snap.nodes:
+        return False  # the warming banner says what happens next
     if snap.nodes and all(n.last_seen is None and not n.last_error for n in snap.nodes):
         st.info("Contacting the nodes… tasks submitted now wait in the queue until one answers.",
                 icon=":material/hourglass_empty:")
@@ -108,9 +139,9 @@ def host_panel(snap: ClusterSnapshot) -> None:
         left, right = st.columns(2)
         cores = psutil.cpu_count() or 1
         if cpu is None:
-            left.progress(0.0, text=f"CPU: measuring… ({cores} cores)")
+            left.progress(0.0, text=f"CPU: measuring… ({fmt.plural(cores, 'core')})")
         else:
-            left.progress(min(1.0, cpu / 100), text=f"CPU {cpu:.0f}% of {cores} cores")
+            left.progress(min(1.0, cpu / 100), text=f"CPU {cpu:.0f}% of {fmt.plural(cores, 'core')}")
         right.progress(min(1.0, memory.percent / 100),
                        text=f"Memory {fmt.fmt_mb(used_mb)} / {fmt.fmt_mb(memory.total / 2**20)} used")
 

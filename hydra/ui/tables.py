@@ -16,71 +16,118 @@ def _time(ts: float | None) -> datetime | None:
     return None if ts is None else datetime.fromtimestamp(ts)
 
 
+def row_prompt(row: Mapping[str, Any]) -> str:
+    """A task's prompt as a person reads it: the prompt, else the last user message (gateway chats)."""
+    prompt = row.get("prompt") or ""
+    if prompt.strip():
+        return prompt
+    for message in reversed(row.get("messages") or ()):
+        if isinstance(message, Mapping) and message.get("role") == "user" and message.get("content"):
+            return str(message["content"])
+    return "(no prompt)"
+
+
+def _text(value: Any) -> str:
+    """A table cell never says "None"."""
+    return fmt.DASH if value is None or value == "" else str(value)
+
+
+# Widths in pixels where a word must fit whole ("interrupted"); the prompt gets what is left.
+# The first columns are the ones a phone shows without scrolling: what, how it went, where.
 HISTORY_COLUMNS = {
-    "Submitted": st.column_config.DatetimeColumn(format="YYYY-MM-DD HH:mm:ss"),
-    "Prompt": st.column_config.TextColumn(width="large"),
-    "TTFT (s)": st.column_config.NumberColumn(format="%.2f"),
-    "Tokens/s": st.column_config.NumberColumn(format="%.1f"),
-    "Duration (s)": st.column_config.NumberColumn(format="%.1f"),
+    "Status": st.column_config.TextColumn(width=100),
+    "Prompt": st.column_config.TextColumn(width="medium"),
+    "Model": st.column_config.TextColumn(width=130),
+    "Node": st.column_config.TextColumn(width=100),
+    "Submitted": st.column_config.DatetimeColumn(format="MMM D, HH:mm:ss", width=130),
+    "Duration": st.column_config.TextColumn(width=80),
+    "TTFT": st.column_config.TextColumn(width=80),
+    "Speed": st.column_config.TextColumn(width=90),
+    "Task": st.column_config.TextColumn(width=110),
 }
+HISTORY_ORDER = ["Status", "Prompt", "Model", "Node", "Submitted", "Duration", "TTFT", "Speed", "Mode", "Type",
+                 "Priority", "Failovers", "Task"]
 
 
-def history_frame(rows: Iterable[Mapping[str, Any]]) -> pd.DataFrame:
-    """Recent tasks, newest first, one row each."""
+def history_frame(rows: Iterable[Mapping[str, Any]], live: Mapping[str, str] | None = None) -> pd.DataFrame:
+    """Recent tasks, newest first, one row each; ``live`` (task id -> status) overrides a status the
+    history row has not caught up with yet."""
+    live = live or {}
     return pd.DataFrame([{
+        "Status": live.get(r.get("id") or "", r.get("status") or fmt.DASH),
+        "Prompt": fmt.one_line(row_prompt(r), 120),
+        "Model": _text(r.get("model")),
+        "Node": _text(r.get("node")),
         "Submitted": _time(r.get("submitted_at")),
-        "Status": r.get("status"),
-        "Prompt": fmt.one_line(r.get("prompt"), 120),
-        "Node": r.get("node"),
-        "Model": r.get("model"),
-        "Mode": r.get("mode"),
-        "Type": r.get("task_type"),
+        "Duration": fmt.fmt_seconds(r.get("duration_s")),
+        "TTFT": fmt.fmt_seconds(r.get("ttft_s")),
+        "Speed": fmt.fmt_rate(r.get("tokens_per_s")),
+        "Mode": _text(r.get("mode")),
+        "Type": _text(r.get("task_type")),
         "Priority": r.get("priority"),
-        "TTFT (s)": r.get("ttft_s"),
-        "Tokens/s": r.get("tokens_per_s"),
-        "Duration (s)": r.get("duration_s"),
         "Failovers": r.get("failovers") or 0,
         "Task": r.get("id"),
-    } for r in rows], columns=["Submitted", "Status", "Prompt", "Node", "Model", "Mode", "Type", "Priority",
-                               "TTFT (s)", "Tokens/s", "Duration (s)", "Failovers", "Task"])
+    } for r in rows], columns=HISTORY_ORDER)
 
 
 DECISION_COLUMNS = {
-    "Time": st.column_config.DatetimeColumn(format="HH:mm:ss"),
-    "Candidates (score: lower wins)": st.column_config.TextColumn(width="large"),
+    "Time": st.column_config.DatetimeColumn(format="HH:mm:ss", width=70),
+    "Prompt": st.column_config.TextColumn(width=160),
+    "Node": st.column_config.TextColumn(width=100),
+    "Model": st.column_config.TextColumn(width=130),
     "Reason": st.column_config.TextColumn(width="large"),
+    "Candidates (score: lower wins)": st.column_config.TextColumn(width="large"),
+    "Attempt": st.column_config.NumberColumn(width=65),
 }
+# The reason right after the prompt: on a phone the first three columns are what shows.
+DECISION_ORDER = ["Time", "Prompt", "Reason", "Node", "Model", "Candidates (score: lower wins)", "Mode", "Type",
+                  "Attempt", "Task"]
 
 
-def decisions_frame(rows: Iterable[Mapping[str, Any]]) -> pd.DataFrame:
+def decisions_frame(rows: Iterable[Mapping[str, Any]], prompts: Mapping[str, str] | None = None) -> pd.DataFrame:
+    """Routing decisions, newest first; ``prompts`` (task id -> prompt) names each task by its words."""
+    prompts = prompts or {}
     return pd.DataFrame([{
         "Time": _time(r.get("time")),
-        "Task": r.get("task_id"),
-        "Attempt": r.get("attempt"),
-        "Mode": r.get("mode"),
-        "Type": r.get("task_type"),
+        "Prompt": fmt.one_line(prompts.get(r.get("task_id") or "") or "(prompt not in recent history)", 100),
         "Node": r.get("node") or "(none)",
         "Model": r.get("model") or "(none)",
+        "Reason": _text(r.get("reason")),
         "Candidates (score: lower wins)": fmt.candidates_text(r.get("candidates")),
-        "Reason": r.get("reason"),
-    } for r in rows], columns=["Time", "Task", "Attempt", "Mode", "Type", "Node", "Model",
-                               "Candidates (score: lower wins)", "Reason"])
+        "Mode": _text(r.get("mode")),
+        "Type": _text(r.get("task_type")),
+        "Attempt": r.get("attempt"),
+        "Task": r.get("task_id"),
+    } for r in rows], columns=DECISION_ORDER)
+
+
+def task_prompts(rows: Iterable[Mapping[str, Any]]) -> dict[str, str]:
+    """task id -> the prompt a person reads, from history rows (``recent_tasks``)."""
+    return {r["id"]: row_prompt(r) for r in rows if r.get("id")}
 
 
 def filter_decisions(rows: list[dict[str, Any]], *, node: str | None = None, mode: str | None = None,
-                     task_text: str = "") -> list[dict[str, Any]]:
-    """Node and mode match exactly; the task filter matches any part of the task id."""
+                     task_text: str = "", prompts: Mapping[str, str] | None = None) -> list[dict[str, Any]]:
+    """Node and mode match exactly; the task filter matches any part of the task id or its prompt."""
     needle = task_text.strip().lower()
+    prompts = prompts or {}
+
+    def matches(row: Mapping[str, Any]) -> bool:
+        task_id = str(row.get("task_id", ""))
+        return needle in task_id.lower() or needle in prompts.get(task_id, "").lower()
+
     return [r for r in rows
             if (node is None or r.get("node") == node)
             and (mode is None or fmt.value_of(r.get("mode")) == mode)
-            and (not needle or needle in str(r.get("task_id", "")).lower())]
+            and (not needle or matches(r))]
 
 
 def candidates_frame(candidates: Iterable[Mapping[str, Any]] | None) -> pd.DataFrame:
+    """One decision's candidates; an excluded one's score reads "excluded", never "None"."""
     return pd.DataFrame([{
-        "Node": c.get("node"), "Model": c.get("model"),
-        "Score": c.get("score"), "Eligible": bool(c.get("eligible")), "Why": c.get("reason"),
+        "Node": _text(c.get("node")), "Model": _text(c.get("model")),
+        "Score": f"{c['score']:.2f}" if c.get("eligible") and c.get("score") is not None else "excluded",
+        "Eligible": "yes" if c.get("eligible") else "no", "Why": _text(c.get("reason")),
     } for c in candidates or ()], columns=["Node", "Model", "Score", "Eligible", "Why"])
 
 

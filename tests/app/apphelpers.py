@@ -69,6 +69,37 @@ def markdown_in(block: object) -> list[str]:
     return out
 
 
+def code_in(block: object) -> list[tuple[str, str]]:
+    """(language, text) of every st.code element under ``block``."""
+    out: list[tuple[str, str]] = []
+
+    def walk(node: object) -> None:
+        if getattr(node, "type", None) == "code":
+            out.append((getattr(node, "language", "") or "", node.value))
+        for child in getattr(node, "children", {}).values():
+            walk(child)
+
+    walk(block)
+    return out
+
+
+def answer_text(block: object) -> str:
+    """A card's answer as Markdown again: its prose, and its code blocks (st.code) between fences."""
+    out: list[str] = []
+
+    def walk(node: object) -> None:
+        kind = getattr(node, "type", None)
+        if kind == "markdown":
+            out.append(node.value)
+        elif kind == "code":
+            out.append(f"```{getattr(node, 'language', '') or ''}\n{node.value}\n```")
+        for child in getattr(node, "children", {}).values():
+            walk(child)
+
+    walk(block)
+    return "\n".join(out)
+
+
 def answers(at: AppTest) -> dict[str, str]:
     """task id -> the answer text its card shows."""
-    return {task_id: "\n".join(markdown_in(block)) for task_id, block in keyed(at, "answer-").items()}
+    return {task_id: answer_text(block) for task_id, block in keyed(at, "answer-").items()}

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import re
 
-from apphelpers import keyed, markdown_in, texts, wait_healthy, wait_until
+from apphelpers import code_in, keyed, markdown_in, texts, wait_healthy, wait_until
 from streamlit.testing.v1 import AppTest
 
 from hydra.sollol.types import TaskStatus
@@ -34,8 +34,11 @@ def test_a_hostile_answer_and_its_thinking_show_images_as_text(cluster_env, app)
     card = "\n".join(markdown_in(keyed(app, "task-")[handle.id]))
     assert f"`{url('answer-inline')}`" in card and f"`{url('answer-reference')}`" in card
     assert f"`{url('thinking-inline')}`" in card                   # the thinking, too
-    assert RUST in card                                             # code as the model wrote it
-    assert "```text\nflowchart LR" in card                          # a mermaid block shows its source
+    # Code blocks are st.code (wrapped, with a copy button): the text as the model wrote it.
+    blocks = code_in(keyed(app, "answer-")[handle.id])
+    assert ("rust", "let v = vec![1, 2];") in blocks
+    mermaid = [text for language, text in blocks if text.startswith("flowchart LR")]
+    assert mermaid and all(lang == "text" for lang, text in blocks if text in mermaid)  # its source, as text
     assert "![" not in _outside_code(card)
     assert not re.search(r"```\s*mermaid", card, re.IGNORECASE)
     history = [m for m in texts(app) if url("answer-inline") in m]  # "Read a past answer" renders it too

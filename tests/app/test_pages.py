@@ -2,8 +2,12 @@
 from __future__ import annotations
 
 import pytest
-from apphelpers import PAGES, texts, wait_healthy
+import streamlit as st
+from apphelpers import APP, PAGES, RUN_TIMEOUT, texts, wait_healthy, wait_until
+from streamlit.testing.v1 import AppTest
 
+from hydra.service import EMBEDDED_HOST, EMBEDDED_PORT
+from hydra.sim import SimNode, preset
 from hydra.ui.shared import get_hydra
 
 TITLES = {"pages/1_Nodes.py": "Nodes", "pages/2_Distribution.py": "Distribution",
@@ -66,11 +70,24 @@ def test_bad_environment_is_explained_not_raised(cluster_env, app, monkeypatch, 
     assert not app.title  # the page stopped: nothing half-rendered
 
 
-def test_embedded_node_is_announced(cluster_env, app):
+def test_embedded_node_is_announced(cluster_env, app, monkeypatch):
     app.run()
     assert not any("embedded node" in t for t in texts(app, "info"))
-    get_hydra().embedded_url = "http://127.0.0.1:11435"   # what Hydra sets when it starts the embedded node
-    app.run()
-    info = " ".join(texts(app, "info"))
-    assert "SmolLM2-135M on llama.cpp" in info and "http://127.0.0.1:11435" in info
-    assert "Settings" in info and "SOLLOL_NODES" in info   # how to add real nodes
+    # An Ollama already answering at the embedded node's address is used as the embedded node
+    # (here a simulated one: the real model's start is tests/e2e/test_startup.py's).
+    try:
+        stand_in = SimNode(preset("seed")[0], host=EMBEDDED_HOST, port=EMBEDDED_PORT, time_scale=0.05).start()
+    except OSError:
+        pytest.skip(f"{EMBEDDED_HOST}:{EMBEDDED_PORT} is in use (a real embedded node is running)")
+    try:
+        st.cache_resource.clear()
+        monkeypatch.setenv("HYDRA_EMBEDDED_NODE", "on")
+        fresh = AppTest.from_file(APP, default_timeout=RUN_TIMEOUT)
+        wait_until(fresh, lambda at: any("serving at" in t for t in texts(at, "info")))
+        info = " ".join(texts(fresh, "info"))
+        assert "SmolLM2-135M on llama.cpp" in info and "http://127.0.0.1:11435" in info
+        assert "Settings" in info and "SOLLOL_NODES" in info   # how to add real nodes
+        assert "embedded" in {n.name for n in get_hydra().snapshot().nodes}
+    finally:
+        st.cache_resource.clear()
+        stand_in.stop()

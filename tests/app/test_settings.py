@@ -4,6 +4,7 @@ from __future__ import annotations
 import pytest
 from apphelpers import texts, wait_healthy
 
+from hydra.sim import preset, start_cluster
 from hydra.sollol.types import RoutingMode
 from hydra.ui.shared import get_hydra
 
@@ -77,7 +78,10 @@ def test_malformed_node_url_is_refused_in_place(settings_page, url):
     at.text_input(key="node:url").input(url)
     at.button(key="node:add").click().run()
     assert not at.exception
-    assert any("node url" in t.lower() and "Nothing was changed" in t for t in texts(at, "error"))
+    # In the form's words: its field's label, not the SOLLOL_NODES entry's "node url".
+    errors = texts(at, "error")
+    assert any(t.startswith("**URL**") and url in t and "Nothing was changed" in t for t in errors), errors
+    assert not any("node url" in t.lower() or "';'" in t for t in errors), errors
     assert [n.name for n in get_hydra().snapshot().nodes] == ["light", "powerful"]
     assert at.text_input(key="node:url").value == url
 
@@ -90,18 +94,37 @@ def test_test_connection_reports_what_it_found(settings_page, sim_cluster):
     assert len(get_hydra().snapshot().nodes) == 2          # testing adds nothing
 
 
-def test_add_and_remove_a_node(settings_page):
+def test_a_node_that_does_not_answer_is_not_added_unless_asked(settings_page):
     at = settings_page
-    at.text_input(key="node:url").input("http://127.0.0.9:11434")  # nothing listens: added, shown down
+    at.text_input(key="node:url").input("http://127.0.0.9:11434")  # nothing listens there
     at.text_input(key="node:name").input("again")
     at.number_input(key="node:max_model_b").set_value(70.0)
     at.button(key="node:add").click().run()
-    assert not at.error, texts(at, "error")
+    assert any("Not added" in t and "127.0.0.9" in t for t in texts(at, "error")), texts(at, "error")
+    assert "again" not in [n.name for n in get_hydra().snapshot().nodes]
+    assert at.text_input(key="node:url").value == "http://127.0.0.9:11434"  # kept, to fix or add anyway
+    at.button(key="node:add_anyway").click().run()
+    assert any("Added node **again**" in t and "did not answer" in t for t in texts(at, "warning"))
     assert "again" in [n.name for n in get_hydra().snapshot().nodes]
     assert any("SOLLOL_NODES" in t for t in texts(at))      # saved: differs from the environment
     assert at.text_input(key="node:url").value == ""        # the form is ready for the next one
     at.button(key="node:remove:again").click().run()
     assert "again" not in [n.name for n in get_hydra().snapshot().nodes]
+
+
+def test_a_node_that_answers_is_added_with_what_it_found(settings_page, sim_cluster, tmp_path):
+    with start_cluster([preset("seed")[0]], hosts=["127.0.0.7"], time_scale=0.05) as extra:
+        at = settings_page
+        at.text_input(key="node:url").input(extra.urls[0])
+        at.text_input(key="node:name").input("extra")
+        at.button(key="node:add").click().run()
+        success = " ".join(texts(at, "success"))
+        assert "Added node **extra**" in success and "It answered: Ollama 0.12.0-sim" in success
+        assert "models" in success
+        assert "extra" in [n.name for n in get_hydra().snapshot().nodes]
+        # Saved: the difference from the environment reads as a node list, not SOLLOL_NODES syntax.
+        diff = next(t for t in texts(at) if t.startswith("`SOLLOL_NODES`"))
+        assert "added here: **extra**" in diff and "max_model_b=" not in diff and "against the environment's 2 nodes" in diff
 
 
 def test_duplicate_node_is_refused(settings_page, sim_cluster):

@@ -91,3 +91,17 @@ def test_no_node_anywhere_starts_the_embedded_node_and_stops_it_with_hydra(clean
     finally:
         hydra.close()
     assert not node_answers(f"http://{EMBEDDED_HOST}:{EMBEDDED_PORT}", timeout=0.5)
+
+
+def test_an_embedding_asked_of_the_embedded_model_ends_with_its_400(node):
+    """SmolLM2 does not embed: the task ends at once with the node's words (REJECTED), the node uncharged."""
+    from hydra.sollol import FailureKind
+
+    config = SollolConfig(nodes=(NodeSpec(url=node.url, name="embedded", slots=1),), discover_localhost=False)
+    with Router(config=config) as router:
+        result = router.submit(Task(task_type="embedding", model=DEFAULT_MODEL_NAME, input=["hello"])).result(
+            timeout=60)
+        snapshot = router.snapshot()
+    assert result.status is TaskStatus.FAILED and result.failure is FailureKind.REJECTED
+    assert f"{DEFAULT_MODEL_NAME} does not support embedding" in (result.error or "")
+    assert result.embeddings == () and snapshot.node("embedded").failures == 0

@@ -334,10 +334,12 @@ def test_no_healthy_node_is_503_with_the_reason(gateway: Gateway, hydra: Hydra, 
 
 
 def test_unknown_paths_and_methods_answer_in_the_apis_shape(gateway: Gateway) -> None:
-    missing = httpx.post(gateway.url + "/api/pull", json={"model": "x"})
-    assert missing.status_code == 404 and "/api/pull" in missing.json()["error"]
+    missing = httpx.post(gateway.url + "/api/no-such-route", json={"model": "x"})  # /api/pull is served now
+    assert missing.status_code == 404 and "/api/no-such-route" in missing.json()["error"]
     assert httpx.get(gateway.url + "/api/chat").status_code == 405
-    assert httpx.get(gateway.url + "/v1/embeddings").json()["error"]["type"] == "not_found_error"
+    assert httpx.get(gateway.url + "/v1/audio/speech").json()["error"]["type"] == "not_found_error"
+    wrong_method = httpx.get(gateway.url + "/v1/embeddings")  # a route since issue 12: POST only
+    assert wrong_method.status_code == 405 and wrong_method.json()["error"]["message"]
 
 
 def test_the_service_starts_and_stops_its_own_gateway_from_the_settings(seed: SimCluster, tmp_path: Path) -> None:

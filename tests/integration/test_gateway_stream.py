@@ -16,7 +16,7 @@ import pytest
 
 from hydra.gateway import Gateway
 from hydra.gateway.ollama_api import OllamaRenderer
-from hydra.gateway.stream import SUBMIT_THREADS, TaskResponse, submit
+from hydra.gateway.stream import INLINE_SUBMIT_CHARS, SUBMIT_THREADS, TaskResponse, submit
 from hydra.service import Hydra
 from hydra.sim import SimCluster
 from hydra.sollol.handle import TaskHandle, TaskState
@@ -262,7 +262,8 @@ def test_a_submit_whose_request_is_gone_cancels_the_task_it_made() -> None:
             pass
 
     async def run() -> None:
-        request = asyncio.ensure_future(submit(SlowHydra(), Tracker(), prompt="p"))  # type: ignore[arg-type]
+        long_prompt = "p" * (INLINE_SUBMIT_CHARS + 1)  # a long text is submitted on the pool's thread
+        request = asyncio.ensure_future(submit(SlowHydra(), Tracker(), prompt=long_prompt))  # type: ignore[arg-type]
         while not entered.is_set():  # cancelled while hydra.submit runs, not before it starts
             await asyncio.sleep(0.001)
         request.cancel()
@@ -274,3 +275,87 @@ def test_a_submit_whose_request_is_gone_cancels_the_task_it_made() -> None:
     release.set()
     Tracker.submits.shutdown(wait=True)
     assert handle.status is TaskStatus.CANCELLED
+
+
+def test_a_request_gone_while_its_row_is_written_cancels_its_task(seed: SimCluster, tmp_path: Path,
+                                                                  eventually: Callable[..., Any]) -> None:
+    """The event-loop path (``Hydra.asubmit``): a request cancelled while it waits for its history row
+    leaves no task running for nobody."""
+    env = {"SOLLOL_NODES": seed.sollol_nodes(), "HYDRA_DB": str(tmp_path / "h.db"), "HYDRA_EMBEDDED_NODE": "off",
+           "SOLLOL_DISCOVER_LOCALHOST": "false", "HYDRA_GATEWAY_PORT": "0"}
+    service = Hydra.from_env(env, poll_interval_s=0.1, no_route_wait_s=1.0).start()
+    made: list[TaskHandle] = []
+
+    class Tracker:
+        submits = ThreadPoolExecutor(1)
+        admitting = asyncio.Semaphore(1)
+
+        def started(self, handle: TaskHandle) -> None:
+            made.append(handle)
+
+    try:
+        eventually(lambda: len(service.snapshot().healthy_nodes) == 2, what="both nodes healthy")
+        with service.history.group():  # the writer cannot commit the row until the block ends
+            async def run() -> None:
+                request = asyncio.ensure_future(submit(service, Tracker(), prompt="a short one",  # type: ignore[arg-type]
+                                                       model="llama3.2:3b", max_tokens=100_000))
+                deadline = asyncio.get_running_loop().time() + TIMEOUT
+                while service.snapshot().in_flight + service.snapshot().queue_depth < 1:  # submitted
+                    assert asyncio.get_running_loop().time() < deadline, "the task was never submitted"
+                    await asyncio.sleep(0.01)
+                assert not request.done()  # still waiting for its row
+                request.cancel()
+                with pytest.raises(asyncio.CancelledError):
+                    await request
+            asyncio.run(run())
+        assert made == []  # never handed to the gateway's tracker: nobody reads it
+        eventually(lambda: service.snapshot().in_flight == 0 and service.snapshot().queue_depth == 0,
+                   what="the orphaned task cancelled")
+    finally:
+        service.close()
+
+
+def test_submits_on_the_loop_wait_their_turn_behind_rows_not_yet_written(seed: SimCluster, tmp_path: Path,
+                                                                         eventually: Callable[..., Any]) -> None:
+    """A burst must not run every submit on the event loop back to back: past ``admitting``'s bound,
+    a request waits (the loop serves others meanwhile) until an earlier one's row is written."""
+    env = {"SOLLOL_NODES": seed.sollol_nodes(), "HYDRA_DB": str(tmp_path / "h.db"), "HYDRA_EMBEDDED_NODE": "off",
+           "SOLLOL_DISCOVER_LOCALHOST": "false", "HYDRA_GATEWAY_PORT": "0", "SOLLOL_MAX_CONCURRENT_REQUESTS": "8"}
+    service = Hydra.from_env(env, poll_interval_s=0.1, no_route_wait_s=1.0).start()
+    made: list[TaskHandle] = []
+
+    class Tracker:
+        submits = ThreadPoolExecutor(1)
+        admitting = asyncio.Semaphore(2)
+
+        def started(self, handle: TaskHandle) -> None:
+            made.append(handle)
+
+    queued: list[str] = []
+    service.router.subscribe(lambda event: queued.append(event.task.id) if event.kind == "queued" else None)
+
+    def submitted() -> int:  # tasks the router was given (they may well have finished since)
+        return len(queued)
+
+    async def run() -> list[TaskHandle]:
+        loop = asyncio.get_running_loop()
+        with service.history.group():  # no row can be written until the block ends
+            requests = [asyncio.ensure_future(submit(service, Tracker(), prompt=f"burst {i}",  # type: ignore[arg-type]
+                                                     model="llama3.2:3b", max_tokens=2)) for i in range(3)]
+            deadline = loop.time() + TIMEOUT
+            while submitted() < 2:
+                assert loop.time() < deadline, "the first two were never submitted"
+                await asyncio.sleep(0.01)
+            for _ in range(20):  # the loop runs on meanwhile; the third stays out
+                await asyncio.sleep(0.01)
+            assert submitted() == 2 and not any(r.done() for r in requests)
+        return list(await asyncio.wait_for(asyncio.gather(*requests), TIMEOUT))
+
+    try:
+        eventually(lambda: len(service.snapshot().healthy_nodes) == 2, what="both nodes healthy")
+        handles = asyncio.run(run())
+        assert len(handles) == 3 and made == handles
+        for handle in handles:
+            assert handle.result(timeout=TIMEOUT).status is TaskStatus.DONE
+    finally:
+        service.close()

@@ -6,6 +6,7 @@ module on 127.0.0.1 and a free port.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import socket
 import threading
@@ -209,13 +210,33 @@ def test_thinking_is_refused(client):
     ("/api/generate", b'{"model": "smollm2:135m", "options": {"temperature": "hot"}}', 400),
     ("/api/chat", b'{"model": "smollm2:135m", "messages": [{"role": "robot", "content": "x"}]}',
      400),
-    ("/api/embed", b'{"model": "smollm2:135m", "input": "hi"}', 404),
+    ("/api/unknown-route", b'{"model": "smollm2:135m", "input": "hi"}', 404),
     ("/api/nowhere", b"", 404),
 ], ids=["bad-json", "no-model", "bad-option", "bad-role", "unknown-route", "nowhere"])
 def test_bad_requests(http, path, body, status):
     r = http.post(path, content=body)
     assert r.status_code == status
     assert isinstance(r.json()["error"], str) and r.json()["error"]
+
+
+def test_embeddings_are_refused_as_ollama_refuses_a_model_that_does_not_embed(client, http):
+    """SmolLM2 is a chat model, and no GGUF embedding model ships in a package as it does: Ollama's 400."""
+    with pytest.raises(ollama.ResponseError) as refused:
+        client.embed(model=MODEL, input=["hello", "world"])
+    assert (refused.value.status_code, refused.value.error) == (400, f"{MODEL} does not support embedding")
+    with pytest.raises(ollama.ResponseError) as legacy:
+        client.embeddings(model=MODEL, prompt="hello")
+    assert (legacy.value.status_code, legacy.value.error) == (400, f"{MODEL} does not support embedding")
+    with pytest.raises(ollama.ResponseError) as other:
+        client.embed(model="nomic-embed-text", input="hello")
+    assert other.value.status_code == 404
+    assert http.post("/api/embed", content=b"{not json").status_code == 400
+
+
+def test_tags_digest_is_the_sha256_of_the_model_file(client, node):
+    (m,) = client.list().models
+    with open(node.info.path, "rb") as f:
+        assert m.digest == hashlib.file_digest(f, "sha256").hexdigest()
 
 
 def test_wrong_method_is_404(http):

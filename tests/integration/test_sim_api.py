@@ -278,8 +278,9 @@ def test_seed_preset_matches_seed_md() -> None:
     seed_models = {"qwen2.5-coder:7b", "qwen2.5-coder:3b", "qwen2.5-coder:1.5b", "deepseek-coder-v2:latest",
                    "codellama:13b", "deepseek-coder:6.7b", "qwen3:14b", "qwen3:8b", "qwen3:1.7b",
                    "mistral:latest", "llama3.2:3b"}
-    assert {m.name for m in light.models} == seed_models
-    assert {m.name for m in powerful.models} == seed_models | {"llama3.1:70b"}
+    embedders = {"nomic-embed-text:latest", "mxbai-embed-large:latest"}  # beside SEED.md's tiers (issue 12)
+    assert {m.name for m in light.models} == seed_models | embedders
+    assert {m.name for m in powerful.models} == seed_models | embedders | {"llama3.1:70b"}
     assert powerful.model("deepseek-coder-v2:latest").parameter_size == "15.7B"
     assert powerful.model("llama3.1:70b").memory_mb < powerful.vram_mb
     assert [m.name for m in light.models if m.thinking] == ["qwen3:14b", "qwen3:1.7b", "qwen3:8b"]

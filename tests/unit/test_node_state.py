@@ -100,6 +100,9 @@ class _AnsweringClient:
     def tags(self) -> dict[str, ModelInfo]:
         return {"m:1b": ModelInfo("m:1b", 1.0, 700_000_000)}
 
+    def capabilities(self, model: str) -> list[str] | None:
+        return ["completion"]
+
 
 def _monitor(state: NodeState, config: SollolConfig) -> NodeMonitor:
     return NodeMonitor(state, _AnsweringClient(), lambda: config, lambda _state: None)  # type: ignore[arg-type]

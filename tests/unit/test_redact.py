@@ -7,6 +7,7 @@ from typing import Any, cast
 import pytest
 
 from hydra.gateway.metrics import GatewayMetrics
+from hydra.sollol.prefix_cache import NodeCacheStats, PrefixCacheSnapshot
 from hydra.sollol.redact import redact_text, redact_url
 from hydra.sollol.types import TaskResult, TaskStatus
 from hydra.task_counts import TaskKey
@@ -58,7 +59,8 @@ def test_text_without_an_at_sign_is_the_same_object() -> None:
 def test_metric_labels_show_no_credentials() -> None:
     node = SimpleNamespace(name="ops:s3cret@gpu-box:11434", healthy=True, circuit="closed", vram_used_mb=1,
                            in_flight=0)
-    snapshot = SimpleNamespace(queue_depth=0, in_flight=0, nodes=(node,))
+    cache = PrefixCacheSnapshot(True, 1, 1, 100, 90, 1.5, (NodeCacheStats(node.name, 1, 1, 100, 90, 1.5, 60.0),))
+    snapshot = SimpleNamespace(queue_depth=0, in_flight=0, nodes=(node,), prefix_cache=cache)
     health = SimpleNamespace(ok=True)
     counts = {TaskKey("http://ops:s3cret@gpu-box:11434", "m", "fast", "done", "ui"): 2}
     metrics = GatewayMetrics(cast(Any, SimpleNamespace(snapshot=lambda: snapshot, history_health=lambda: health,
@@ -70,3 +72,4 @@ def test_metric_labels_show_no_credentials() -> None:
     assert 'node="ops:***@gpu-box:11434"' in text and 'node="http://ops:***@gpu-box:11434"' in text
     assert 'hydra_tasks_total{mode="fast",model="m",node="http://ops:***@gpu-box:11434",source="ui",status="done"} 2.0' \
         in text
+    assert 'hydra_prefix_cache_hits_total{node="ops:***@gpu-box:11434"} 1.0' in text

@@ -123,6 +123,33 @@ function renderDecisions(decisions) {
   if (!decisions.length) box.append(el("p", "No decisions yet: submit a task.", "muted"));
 }
 
+function share(part, whole) {
+  return whole ? `${Math.round((100 * part) / whole)}%` : "–";
+}
+
+// Prefix-aware placement: how much of the prompts the nodes already held where they ran.
+function renderCache(cache) {
+  const summary = document.getElementById("cache-summary");
+  const body = document.querySelector("#cache tbody");
+  body.replaceChildren();
+  if (!cache) {
+    summary.textContent = "–";
+    return;
+  }
+  summary.textContent = `${cache.enabled ? "on" : "off (SOLLOL_PREFIX_AFFINITY=false)"} · ` +
+    `cache-hit rate ${share(cache.hits, cache.requests)} of ${plural(cache.requests, "request")} · ` +
+    `${share(cache.cached_tokens, cache.prompt_tokens)} of prompt tokens cached · ` +
+    `prefill saved ${seconds(cache.prefill_saved_s)}`;
+  for (const n of cache.nodes) {
+    const row = el("tr");
+    row.append(el("td", n.node), el("td", n.requests), el("td", share(n.hits, n.requests)),
+      el("td", `${n.cached_tokens.toLocaleString()} of ${n.prompt_tokens.toLocaleString()}`),
+      el("td", seconds(n.prefill_saved_s)),
+      el("td", n.prefill_tps ? `${Math.round(n.prefill_tps).toLocaleString()} tokens/s` : "–"));
+    body.append(row);
+  }
+}
+
 function render(status) {
   const healthy = status.nodes.filter((n) => n.healthy).length;
   document.getElementById("summary").textContent =
@@ -136,6 +163,7 @@ function render(status) {
   renderBars("by-model", null, dist.by_model);
   renderBars("by-mode", "mode", dist.by_mode);
   renderBars("by-status", "status", dist.by_status);
+  renderCache(status.prefix_cache);
   renderDecisions(status.decisions || []);
 }
 
