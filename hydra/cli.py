@@ -18,11 +18,14 @@ import signal
 import sys
 import threading
 from collections.abc import Sequence
-from typing import TextIO
+from typing import TYPE_CHECKING, TextIO
 
 from hydra.sollol import HydraError, NodeSnapshot, TaskHandle, TaskResult, TaskStatus
 from hydra.sollol.addresses import parse_bind_host
 from hydra.sollol.redact import redact_url
+
+if TYPE_CHECKING:  # the service is imported when a command needs it: --help starts nothing
+    from hydra.service import Hydra
 
 NODES_WAIT_S = 3.0
 
@@ -172,19 +175,24 @@ def cmd_submit(args: argparse.Namespace) -> int:
     _quiet(args.verbose)
     hydra = Hydra.from_env(dict(os.environ, HYDRA_GATEWAY_PORT="0")).start()
     try:
-        handle = hydra.submit(args.prompt, mode=args.mode, priority=args.priority, model=args.model,
-                              task_type=args.task_type, max_tokens=args.max_tokens or hydra.settings.max_tokens,
-                              think=args.think)
-        try:
-            stream_to(handle, sys.stdout, sys.stderr, args.timeout)
-        except KeyboardInterrupt:
-            handle.cancel()
-        result = handle.result(timeout=10)
-        print(file=sys.stdout, flush=True)
-        print(summary(result), file=sys.stderr, flush=True)
-        return 0 if result.status is TaskStatus.DONE else 1
+        return submit_and_stream(hydra, args, sys.stdout, sys.stderr)
     finally:
         hydra.close()
+
+
+def submit_and_stream(hydra: Hydra, args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
+    """``submit``'s work on a started service: one task (source "cli"), its answer streamed to ``out``."""
+    handle = hydra.submit(args.prompt, mode=args.mode, priority=args.priority, model=args.model,
+                          task_type=args.task_type, max_tokens=args.max_tokens or hydra.settings.max_tokens,
+                          think=args.think, source="cli")
+    try:
+        stream_to(handle, out, err, args.timeout)
+    except KeyboardInterrupt:
+        handle.cancel()
+    result = handle.result(timeout=10)
+    print(file=out, flush=True)
+    print(summary(result), file=err, flush=True)
+    return 0 if result.status is TaskStatus.DONE else 1
 
 
 def stream_to(handle: TaskHandle, out: TextIO, err: TextIO, timeout: float) -> None:

@@ -42,6 +42,7 @@ from hydra.sollol.config import SollolConfig
 from hydra.sollol.errors import HydraError, NodeError
 from hydra.sollol.redact import redact_url
 from hydra.sollol.types import TierEntry
+from hydra.task_counts import DEFAULT_SOURCE, TaskCounts, TaskKey, check_source
 
 if TYPE_CHECKING:  # imported when first used: most runs start no gateway and no batch
     from hydra.batch import BatchManager
@@ -98,6 +99,8 @@ class Hydra:
         self._recorder = EventWriter(history)  # every event into history, in order, on a thread of its own
         self._saver = PartialSaver(history, lambda: self.tasks(KEPT_HANDLES))
         self.router.subscribe(self._recorder.on_event)
+        self._task_counts = TaskCounts()  # every task's end, by source too: /metrics' hydra_tasks_total
+        self.router.subscribe(self._task_counts.on_event)
         self._started = False
         self._batches: BatchManager | None = None
 
@@ -264,12 +267,13 @@ class Hydra:
     def submit(self, prompt: str = "", *, task_type: str | None = None, model: str | None = None,
                mode: str | None = None, priority: int = 5, max_tokens: int | None = None,
                think: bool | str | None = None, messages: list[dict[str, Any]] | None = None,
-               **task_fields: Any) -> TaskHandle:
+               source: str = DEFAULT_SOURCE, **task_fields: Any) -> TaskHandle:
         """Submit one task; returns once history has its row, while it is already on its way to a node.
         The prompt is classified here, once (the Router then trusts ``task_type``), because the reasoning
-        engine needs the type too; the reasoning engine decides thinking and its budget."""
+        engine needs the type too; the reasoning engine decides thinking and its budget. ``source`` says
+        where the task came from (task_counts.SOURCES), for /metrics."""
         task = self._task(prompt, task_type=task_type, model=model, mode=mode, priority=priority,
-                          max_tokens=max_tokens, think=think, messages=messages, **task_fields)
+                          max_tokens=max_tokens, think=think, messages=messages, source=source, **task_fields)
         handle, pending = self._start_recorded(task)
         return self._recorded(handle, pending.wait(QUEUED_COMMIT_WAIT_S), keep=not task.background)
 
@@ -288,7 +292,8 @@ class Hydra:
     def _task(self, prompt: str = "", *, task_type: str | None = None, model: str | None = None,
               mode: str | None = None, priority: int = 5, max_tokens: int | None = None,
               think: bool | str | None = None, messages: list[dict[str, Any]] | None = None,
-              **task_fields: Any) -> Task:
+              source: str = DEFAULT_SOURCE, **task_fields: Any) -> Task:
+        check_source(source)
         _check_shape(prompt, messages)  # the classifier and the reasoning engine read them before Task.validate
         text = prompt or _last_user_text(messages)
         kind = task_type or (tiers.classify(text) if text.strip() else "general")
@@ -302,16 +307,16 @@ class Hydra:
                     priority=priority, max_tokens=max_tokens, think=think,
                     thinking_budget=budget,
                     meta={"assessment": assessment, "reasoning": _assessment_record(assessment),
-                          "requested_task_type": task_type}, **task_fields)
+                          "requested_task_type": task_type, "source": source}, **task_fields)
 
     def embed(self, texts: str | list[str], *, model: str, mode: str | None = None, priority: int = 5,
-              **task_fields: Any) -> TaskHandle:
+              source: str = DEFAULT_SOURCE, **task_fields: Any) -> TaskHandle:
         """Submit an embedding task (``task_type`` "embedding"): ``texts`` to ``model`` on a node that has it,
         routed, recorded and failed over like any task; the vectors come in ``result().embeddings``. No
         classifier or reasoning engine: there is no prompt to read. ``task_fields``: truncate, dimensions,
         keep_alive, options, deadline."""
         task = Task(input=[texts] if isinstance(texts, str) else texts, task_type="embedding", model=model,
-                    mode=mode or None, priority=priority, **task_fields)
+                    mode=mode or None, priority=priority, meta={"source": check_source(source)}, **task_fields)
         handle, pending = self._start_recorded(task)
         return self._recorded(handle, pending.wait(QUEUED_COMMIT_WAIT_S))
 
@@ -344,6 +349,10 @@ class Hydra:
                 self._handles.popitem(last=True)
         return handle
 
+    def task_counts(self) -> dict[TaskKey, int]:
+        """Every task that ended in this process, by node, model, mode, status and source."""
+        return self._task_counts.copy()
+
     def history_health(self) -> HistoryHealth:
         """Whether history can write (new tasks are refused while it cannot), for the status and the pages."""
         return self.history.health
@@ -356,7 +365,7 @@ class Hydra:
         with self._lock:
             return self._handles.get(task_id)
 
-    def resubmit(self, task_id: str) -> TaskHandle:
+    def resubmit(self, task_id: str, source: str = DEFAULT_SOURCE) -> TaskHandle:
         row = self.history.get_task(task_id)
         if row is None:
             raise TaskError(f"no task {task_id} in history")
@@ -365,14 +374,14 @@ class Hydra:
             return self.embed(options.get("input") or [], model=options.get("model") or "", mode=options.get("mode"),
                               priority=int(row.get("priority") or 5), truncate=options.get("truncate"),
                               dimensions=options.get("dimensions"), keep_alive=options.get("keep_alive"),
-                              options=options.get("options") or {})
+                              options=options.get("options") or {}, source=source)
         return self.submit(row.get("prompt") or "", task_type=options.get("task_type"),
                            model=options.get("model"), mode=options.get("mode"),
                            priority=int(row.get("priority") or 5), max_tokens=options.get("max_tokens"),
                            messages=row.get("messages"), format=options.get("format"),
                            keep_alive=options.get("keep_alive"), tools=options.get("tools"),
                            options=options.get("options") or {},
-                           system=options.get("system"))
+                           system=options.get("system"), source=source)
 
     # --- cluster ---
 

@@ -75,7 +75,7 @@ def build_tiers(
             head = TierEntry(reasoning_model, Placement.POWERFUL)
             entries = [head] + [e for e in entries if model_key(e.model) != model_key(reasoning_model)]
         if fallback and all(model_key(e.model) != model_key(fallback) for e in entries):
-            entries.append(TierEntry(fallback.strip(), Placement.LIGHT))
+            entries.append(TierEntry(fallback.strip(), Placement.LIGHT, last_resort=True))
         tiers[task_type] = tuple(entries)
     return tiers
 

@@ -37,11 +37,11 @@ def charts_panel() -> None:
         return
     colors = charts.color_map(r["node"] or "(not routed)" for r in dist)
     st.plotly_chart(charts.requests_over_time(dist, colors, bucket_s, (since, time.time()) if since else None),
-                    key="chart-time")
+                    key="chart-time", config=charts.PLOTLY_CONFIG)
     for column, (by, title) in zip(st.columns(4), [("node", "By node"), ("model", "By model"),
                                                    ("task_type", "By task type"), ("mode", "By mode")]):
         if (figure := charts.share(dist, by, title, colors if by == "node" else None)) is not None:
-            column.plotly_chart(figure, key=f"chart-{by}")
+            column.plotly_chart(figure, key=f"chart-{by}", config=charts.PLOTLY_CONFIG)
     left, middle, right = st.columns(3)
     for column, figure, key, empty in [(left, charts.ttft(perf), "ttft", "No first tokens measured yet."),
                                        (middle, charts.speed(perf), "speed", "No speeds measured yet."),
@@ -49,7 +49,7 @@ def charts_panel() -> None:
         if figure is None:
             column.caption(empty)
         else:
-            column.plotly_chart(figure, key=f"chart-{key}")
+            column.plotly_chart(figure, key=f"chart-{key}", config=charts.PLOTLY_CONFIG)
 
 
 charts_panel()

@@ -211,7 +211,8 @@ class EmbedRoutes:
     async def _submit(self, asked: EmbedRequest, model: str, mode: str | None, priority: int) -> TaskHandle:
         """``service.embed`` on the gateway's submit pool (it writes history); refusals become HTTP errors."""
         def run() -> TaskHandle:
-            handle = self.service.embed(asked.texts, model=model, mode=mode, priority=priority, **asked.fields)
+            handle = self.service.embed(asked.texts, model=model, mode=mode, priority=priority, source="gateway",
+                                        **asked.fields)
             self.tracker.started(handle)
             return handle
 

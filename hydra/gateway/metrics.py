@@ -11,6 +11,7 @@ from prometheus_client.registry import Collector
 from hydra.gateway.service_api import GatewayService
 from hydra.sollol import PrefixCacheSnapshot, TaskResult
 from hydra.sollol.redact import redact_url
+from hydra.task_counts import TaskKey
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 _SECONDS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0)
@@ -43,6 +44,13 @@ class ClusterCollector(Collector):
             vram.add_metric([name], float((node.vram_used_mb or 0) * 1024 * 1024))
             busy.add_metric([name], float(node.in_flight))
         yield from (healthy, circuit, vram, busy)
+        # Every task of the service (UI, CLI, Python API, gateway), counted as it ends; the service keeps
+        # the counts, so they are read here like the gauges and never kept in step by hand.
+        tasks = CounterMetricFamily("hydra_tasks", "Tasks that ended, by node, model, mode, status and source.",
+                                    labels=list(TaskKey._fields))
+        for key, count in sorted(self.service.task_counts().items()):
+            tasks.add_metric([redact_url(key.node), *key[1:]], float(count))
+        yield tasks
         yield from _cache_metrics(snap.prefix_cache)
 
 

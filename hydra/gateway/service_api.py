@@ -7,11 +7,13 @@ can stand in a small fake.
 """
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any, Protocol
 
 from hydra.batch import BatchManager
 from hydra.history import HistoryHealth
 from hydra.sollol import ClusterSnapshot, NodeSpec, RoutingDecision, TaskHandle
+from hydra.task_counts import TaskKey
 
 
 class GatewayService(Protocol):
@@ -20,12 +22,17 @@ class GatewayService(Protocol):
     def submit(self, prompt: str = "", *, task_type: str | None = None, model: str | None = None,
                mode: str | None = None, priority: int = 5, max_tokens: int | None = None,
                think: bool | str | None = None, messages: list[dict[str, Any]] | None = None,
-               **task_fields: Any) -> TaskHandle:
-        """Submit one task (it blocks until history has the task's row); refusals raise HydraError."""
+               source: str = "api", **task_fields: Any) -> TaskHandle:
+        """Submit one task (it blocks until history has the task's row); refusals raise HydraError.
+        ``source`` says where it came from (the gateway says "gateway")."""
+        ...
+
+    def task_counts(self) -> Mapping[TaskKey, int]:
+        """Every task that ended in the service, by node, model, mode, status and source (for /metrics)."""
         ...
 
     def embed(self, texts: str | list[str], *, model: str, mode: str | None = None, priority: int = 5,
-              **task_fields: Any) -> TaskHandle:
+              source: str = "api", **task_fields: Any) -> TaskHandle:
         """Submit one embedding task (its vectors in ``result().embeddings``); refusals raise HydraError."""
         ...
 

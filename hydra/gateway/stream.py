@@ -226,14 +226,14 @@ async def submit(service: GatewayService, tracker: Tracker, **kwargs: Any) -> Ta
         # A burst of requests would otherwise run every submit back to back before any stream is served.
         async with tracker.admitting:
             try:
-                handle = await service.asubmit(**kwargs)
+                handle = await service.asubmit(**kwargs, source="gateway")  # /metrics counts tasks by source
             except (HydraError, ValueError) as exc:
                 raise refusal_as_http_error(exc) from None
         tracker.started(handle)
         return handle
 
     def run() -> TaskHandle:
-        handle = service.submit(**kwargs)
+        handle = service.submit(**kwargs, source="gateway")  # /metrics counts tasks by source
         tracker.started(handle)
         return handle
 

@@ -18,7 +18,7 @@ from .async_mode import powerful_for_thinking, tail_guard
 from .config import SollolConfig
 from .eligibility import needs_load, vram_low, why_no_large_load, why_unroutable
 from .model_names import model_key
-from .node import Circuit, FitTable, ModelFit, NodeView
+from .node import Circuit, FitTable, ModelFit, NodeView, prior_tps
 from .prefix_cache import Affinity
 from .scoring import (
     DEFAULT_OUTPUT_TOKENS,
@@ -282,44 +282,79 @@ def _scan_fast(req: RouteRequest, plan: list[_Step], nodes: Sequence[NodeView], 
                              req.max_tokens or DEFAULT_OUTPUT_TOKENS, req.prompt_tokens, first_miss, req.affinity)
 
 
+# One eligible (tier entry, node) pair as the fast scan's first pass found it: (step, its fit row).
+_FastPair = tuple["_FastStep", ModelFit]
+LAST_RESORT_SKIPPED = "last resort: not used while a tier model is routable"
+
+
 # complexity: score_fast inlined in routing's hottest loop (nodes x tier entries), affinity's term included
 def _score_fast_pairs(open_nodes: list[_FastNode], plan: list[_FastStep], top: float, config: SollolConfig,
                       estimates: Estimates, output: int, prompt_tokens: int, first_miss: dict[str, str],
                       affinity: Affinity | None = None) -> tuple[list[Scored], int]:
     """Each node's lowest ``score_fast`` over the plan, and the best tier index any node holds.
-    ``score_fast`` is inlined here: this is the hottest loop of routing (test_routing checks the two agree)."""
+
+    Two passes, because two rules look at every node at once: the last-resort entry (the embedded
+    node's tiny model) is no candidate while any tier model is routable, and a lower tier's speed is
+    taken as measured or, unmeasured, as no quicker than the head tier's prior (a size-based prior
+    alone must not trade quality for a speed nobody has seen). ``score_fast`` is inlined here: this is
+    the hottest loop of routing (test_routing checks the two agree)."""
+    eligible, chosen_index, head_info, tier_routable = _fast_pairs(open_nodes, plan, top, config, first_miss)
+    head_tps = (0.0, 0.0) if head_info is None else (prior_tps(False, head_info), prior_tps(True, head_info))
     scored: list[Scored] = []
-    chosen_index = len(plan)
-    for node, table, low, cap, busy, biases in open_nodes:
-        name, loaded, polled = node.name, node.loaded, node.polled
+    for (node, _table, _low, _cap, busy, biases), pairs in eligible:
+        name, loaded = node.name, node.loaded
         best_score, best_entry = 0.0, None
-        for index, entry, model, key, most_capable_only, not_installed, not_known, bias_kind, tier_factor in plan:
-            hit = table.get(key)
-            if hit is None:  # the common miss, kept out of a function call
-                if name not in first_miss:
-                    first_miss[name] = not_installed if polled else not_known
+        for step, hit in pairs:
+            entry, model = step.entry, step.model
+            if tier_routable and entry.last_resort:
+                first_miss[name] = f"{model}: {LAST_RESORT_SKIPPED}"
                 continue
-            _info, why_unfit, tps_prior, load_prior = hit
-            if why_unfit is not None or low or most_capable_only:
-                why = _why_not(node, model, hit, low, most_capable_only, cap, top, config)
-                if why is not None:
-                    if name not in first_miss:
-                        first_miss[name] = f"{model}: {why}"
-                    continue
-            chosen_index = min(chosen_index, index)
             ttft, tps, load = estimates.get((name, model), NO_ESTIMATE)
-            tps = tps or tps_prior
-            cold = 0.0 if (model in loaded or key in loaded) else (load if load is not None else load_prior)
+            if not tps:
+                tps = hit.prior_tps if step.tier_index <= chosen_index else min(hit.prior_tps, head_tps[node.gpu])
+            cold = 0.0 if (model in loaded or step.key in loaded) else (load if load is not None else hit.prior_load_s)
             prefill = ttft if (ttft is not None and not cold) else prompt_tokens / (tps * PREFILL_PER_DECODE)
             if affinity is not None:
-                prefill = affine_prefill(affinity, name, key, prefill, tps, bool(cold))
+                prefill = affine_prefill(affinity, name, step.key, prefill, tps, bool(cold))
             decode = output / tps
-            score = (busy * decode + cold + prefill + decode) * tier_factor + biases[bias_kind]
+            score = (busy * decode + cold + prefill + decode) * step.tier_factor + biases[step.bias_kind]
             if best_entry is None or score < best_score:
                 best_score, best_entry = score, entry
         if best_entry is not None:
             scored.append(Scored(best_score, not node.local, name, best_entry, node, node.in_flight < node.slots))
     return scored, chosen_index
+
+
+def _fast_pairs(open_nodes: list[_FastNode], plan: list[_FastStep], top: float, config: SollolConfig,
+                first_miss: dict[str, str]) -> tuple[list[tuple[_FastNode, list[_FastPair]]], int,
+                                                     ModelInfo | None, bool]:
+    """The fast scan's first pass: each node's eligible (entry, fit) pairs (and why not, in
+    ``first_miss``); the best tier index any node holds, its model's info, and whether any model
+    other than the last resort is routable."""
+    eligible: list[tuple[_FastNode, list[_FastPair]]] = []
+    chosen_index, head_info, tier_routable = len(plan), None, False
+    for fast_node in open_nodes:
+        node, table, low, cap = fast_node[0], fast_node[1], fast_node[2], fast_node[3]
+        name, polled = node.name, node.polled
+        pairs: list[_FastPair] = []
+        for step in plan:
+            hit = table.get(step.key)
+            if hit is None:  # the common miss, kept out of a function call
+                if name not in first_miss:
+                    first_miss[name] = step.not_installed if polled else step.not_known
+                continue
+            if hit.why_unfit is not None or low or step.most_capable_only:
+                why = _why_not(node, step.model, hit, low, step.most_capable_only, cap, top, config)
+                if why is not None:
+                    if name not in first_miss:
+                        first_miss[name] = f"{step.model}: {why}"
+                    continue
+            pairs.append((step, hit))
+            if step.tier_index < chosen_index:
+                chosen_index, head_info = step.tier_index, hit.info
+            tier_routable = tier_routable or not step.entry.last_resort
+        eligible.append((fast_node, pairs))
+    return eligible, chosen_index, head_info, tier_routable
 
 
 def _blocked_nodes(req: RouteRequest, nodes: Sequence[NodeView], success_rates: SuccessRates,

@@ -26,20 +26,22 @@ SuccessRates = Mapping[str, SuccessRate]           # node -> its recent success 
 
 
 def estimate_seconds(node: NodeView, model: str, info: ModelInfo, req: RouteRequest,
-                     estimates: Estimates) -> float:
-    """Queue wait + cold load + prefill + decode at this node's measured (or prior) speed."""
+                     estimates: Estimates, prior_cap: float | None = None) -> float:
+    """Queue wait + cold load + prefill + decode at this node's measured (or prior) speed.
+    ``prior_cap`` bounds the prior speed (never a measured one): see ``score_fast``."""
     wait = 0.0
     if node.in_flight >= node.slots:
         # This task starts after the running ones free a slot and the tasks queued ahead have gone.
-        decode = (req.max_tokens or DEFAULT_OUTPUT_TOKENS) / decode_tps(node, model, info, estimates)
+        decode = (req.max_tokens or DEFAULT_OUTPUT_TOKENS) / decode_tps(node, model, info, estimates, prior_cap)
         wait = (node.in_flight - node.slots + 1 + req.ahead) / node.slots * decode
-    return wait + service_seconds(node, model, info, req, estimates)
+    return wait + service_seconds(node, model, info, req, estimates, prior_cap)
 
 
-def service_seconds(node: NodeView, model: str, info: ModelInfo, req: RouteRequest, estimates: Estimates) -> float:
+def service_seconds(node: NodeView, model: str, info: ModelInfo, req: RouteRequest, estimates: Estimates,
+                    prior_cap: float | None = None) -> float:
     """Cold load + prefill + decode once the task has a slot."""
     ttft, tps, load = estimates.get((node.name, model), NO_ESTIMATE)
-    tps = tps or prior_tps(node.gpu, info)
+    tps = tps or _prior(node, info, prior_cap)
     cold = (load if load is not None else prior_load_s(node.gpu, info)) if needs_load(node, model) else 0.0
     prefill = ttft if (ttft is not None and not cold) else req.prompt_tokens / (tps * PREFILL_PER_DECODE)
     if req.affinity is not None:
@@ -97,9 +99,15 @@ def warm_bonus(node: NodeView, model: str, info: ModelInfo, req: RouteRequest, e
     return WARM_WEIGHT.get(req.mode, 0.0) * saved / (saved + service_seconds(node, model, info, req, estimates))
 
 
-def decode_tps(node: NodeView, model: str, info: ModelInfo, estimates: Estimates) -> float:
+def decode_tps(node: NodeView, model: str, info: ModelInfo, estimates: Estimates,
+               prior_cap: float | None = None) -> float:
     """Measured tokens/s of ``model`` on ``node`` (eval_count / eval_duration), else the prior."""
-    return estimates.get((node.name, model), NO_ESTIMATE)[1] or prior_tps(node.gpu, info)
+    return estimates.get((node.name, model), NO_ESTIMATE)[1] or _prior(node, info, prior_cap)
+
+
+def _prior(node: NodeView, info: ModelInfo, cap: float | None) -> float:
+    tps = prior_tps(node.gpu, info)
+    return tps if cap is None else min(tps, cap)
 
 
 # --- the modes' scores ---
@@ -118,9 +126,13 @@ def _placement_bias(entry: TierEntry, node: NodeView, top: float) -> float:
 
 
 def score_fast(index: int, entry: TierEntry, node: NodeView, info: ModelInfo, req: RouteRequest,
-               estimates: Estimates, top: float, rates: SuccessRates) -> float:
-    # Seconds to finish; a lower tier must finish clearly sooner to win: 10 % per tier step.
-    return estimate_seconds(node, entry.model, info, req, estimates) * (1.0 + 0.1 * index) \
+               estimates: Estimates, top: float, rates: SuccessRates, head: ModelInfo | None = None) -> float:
+    """Seconds to finish; a lower tier must finish clearly sooner to win: 10 % per tier step. ``head`` is
+    the best tier's model when this entry is a lower one: unmeasured, the lower model is taken as no
+    quicker than the head's prior (its speed is known only once measured; a smaller size alone does not
+    trade quality away). routing._score_fast_pairs inlines this."""
+    cap = prior_tps(node.gpu, head) if head is not None else None
+    return estimate_seconds(node, entry.model, info, req, estimates, cap) * (1.0 + 0.1 * index) \
         + _placement_bias(entry, node, top)
 
 

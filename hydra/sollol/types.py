@@ -93,6 +93,9 @@ class Placement(StrEnum):
 class TierEntry:
     model: str
     placement: Placement = Placement.ANY
+    # The list's last resort (the embedded node's tiny model): fast mode never trades down to it
+    # while a tier model is routable (routing._score_fast_pairs).
+    last_resort: bool = False
 
 
 # What a node may declare. Generous for real hardware, small enough to catch a typo (slots=8000

@@ -54,7 +54,7 @@ def task_card(view: TaskView, *, assessment: Any = None, system: str | None = No
             st.caption(f":material/settings: system: {fmt.md_escape(fmt.one_line(system, 120))}")
         if view.reason:
             st.caption(f":material/alt_route: {fmt.md_escape(fmt.one_line(view.reason, 200))}")
-        if line := fmt.assessment_line(assessment):
+        if line := fmt.assessment_line(assessment, view.model):
             st.caption(f":material/psychology: {fmt.md_escape(line)}")
         if view.notice:
             st.warning(safe_markdown(view.notice), icon=":material/swap_horiz:")

@@ -41,16 +41,43 @@ def _frame(rows: Iterable[Mapping[str, Any]]) -> pd.DataFrame:
     return df
 
 
+# Every chart's Plotly options: no toolbar. On a phone it sat over titles and legends (a tap is a hover
+# there), and nothing it offers (zoom, pan, PNG) is needed to read these counts.
+PLOTLY_CONFIG: dict[str, Any] = {"displayModeBar": False, "displaylogo": False, "scrollZoom": False}
+# The requests-over-time axis spans the data, never less than this many buckets (one bar is not a sliver).
+MIN_BUCKETS_SHOWN = 12
+
+
 def _style(fig: go.Figure, height: int = 300) -> go.Figure:
-    fig.update_layout(height=height, margin={"l": 8, "r": 8, "t": 40, "b": 8},
-                      legend={"orientation": "h", "yanchor": "bottom", "y": 1.0, "x": 0, "title": None},
-                      title={"font": {"size": 14}, "x": 0, "xanchor": "left", "y": 0.98, "yanchor": "top"})
+    # The title alone at the top, the legend under the plot: a legend above wrapped into the title on
+    # narrow screens. Both in the container's coordinates, so Plotly makes room for them (automargin).
+    fig.update_layout(height=height, margin={"l": 8, "r": 8, "t": 36, "b": 8},
+                      legend={"orientation": "h", "yref": "container", "y": 0, "yanchor": "bottom",
+                              "x": 0, "xanchor": "left", "title": None},
+                      title={"font": {"size": 14}, "x": 0, "xanchor": "left", "xref": "container",
+                             "yref": "container", "y": 1, "yanchor": "top", "pad": {"t": 8, "l": 8},
+                             "automargin": True})
     return fig
+
+
+def time_range(buckets: Iterable[float], bucket_s: float, window: tuple[float, float] | None,
+               min_buckets: int = MIN_BUCKETS_SHOWN) -> tuple[float, float]:
+    """The x range (epoch seconds) of the requests-over-time chart: from just before the first bucket
+    with data to the window's end (now), at least ``min_buckets`` wide, never outside the window. A
+    one-hour window holding two minutes of data drew its bars as a sliver at the right edge."""
+    starts = list(buckets)
+    first, last = min(starts), max(starts) + bucket_s
+    end = window[1] if window is not None else last + bucket_s
+    start = min(first - bucket_s, end - min_buckets * bucket_s)
+    if window is not None:
+        start = max(start, window[0])
+    return start, max(end, last)
 
 
 def requests_over_time(dist: list[dict[str, Any]], colors: Mapping[str, str], bucket_s: float,
                        window: tuple[float, float] | None = None) -> go.Figure | None:
-    """Stacked requests per time bucket and node; ``window`` (epoch start, end) fixes the x range."""
+    """Stacked requests per time bucket and node; the x range spans the data (``time_range``) within
+    ``window`` (epoch start, end)."""
     df = _frame(dist)
     if df.empty:
         return None
@@ -59,8 +86,9 @@ def requests_over_time(dist: list[dict[str, Any]], colors: Mapping[str, str], bu
     fig = px.bar(per, x="time", y="count", color="node", color_discrete_map=dict(colors),
                  labels={"time": "", "count": "requests", "node": "node"})
     fig.update_traces(width=bucket_s * 1000 * 0.85)  # ms on a date axis: one bar per bucket, small gaps
-    if window is not None:
-        fig.update_xaxes(range=[datetime.fromtimestamp(window[0]), datetime.fromtimestamp(window[1])])
+    start, end = time_range(df["bucket"], bucket_s, window)
+    fig.update_xaxes(range=[datetime.fromtimestamp(start), datetime.fromtimestamp(end)])
+    fig.update_yaxes(rangemode="tozero", tickformat="d")  # whole requests
     fig.update_layout(title={"text": "Requests per node over time"})
     return _style(fig, 320)
 
@@ -77,10 +105,8 @@ def share(dist: list[dict[str, Any]], column: str, title: str,
     fig.update_traces(textinfo="percent", textposition="inside", sort=False,
                       hovertemplate="%{label}: %{value} requests (%{percent})<extra></extra>")
     _style(fig, 300)
-    # Legend under the donut, so every donut in a row has the same size whatever its labels.
-    fig.update_layout(title={"text": title}, showlegend=True,
-                      legend={"orientation": "h", "yanchor": "top", "y": -0.02, "x": 0.5, "xanchor": "center"},
-                      margin={"l": 8, "r": 8, "t": 40, "b": 8})
+    # Legend under the donut (as every chart's), centred under it.
+    fig.update_layout(title={"text": title}, showlegend=True, legend={"x": 0.5, "xanchor": "center"})
     return fig
 
 

@@ -109,7 +109,8 @@ def follow_up(hydra: Hydra, source: TurnSource, question: str) -> TaskHandle:
     return hydra.submit("", messages=follow_up_messages(source, question),
                         model=source.model_asked or source.model_ran,
                         mode=source.mode, priority=source.priority,
-                        max_tokens=source.max_tokens or hydra.settings.max_tokens, options=dict(source.options))
+                        max_tokens=source.max_tokens or hydra.settings.max_tokens, options=dict(source.options),
+                        source="ui")
 
 
 # --- the session's open thread -------------------------------------------------------------

@@ -13,6 +13,7 @@ from datetime import datetime
 from typing import Any
 
 from hydra.sollol.errors import ConfigError
+from hydra.sollol.model_names import model_key
 from hydra.sollol.types import MODE_DESCRIPTIONS, RoutingMode, TaskStatus
 from hydra.ui.safe_markdown import code_span
 
@@ -179,16 +180,20 @@ def result_stats(ttft_s: float | None, tokens_per_s: float | None, eval_count: i
     return " · ".join(parts)
 
 
-def assessment_line(assessment: Any) -> str:
-    """``score 6.5/10 · standard thinking · budget 2,000 tokens``; empty without an assessment."""
+def assessment_line(assessment: Any, ran_model: str | None = None) -> str:
+    """``score 6.5/10 · standard thinking · budget 2,000 tokens``; empty without an assessment.
+
+    The assessment's model is only the reasoning engine's suggestion: the card names the model that
+    ran (``ran_model``), so the suggestion is shown as one, and not at all once that model ran."""
     if assessment is None:
         return ""
     level = "no thinking" if assessment.level == "none" else f"{assessment.level} thinking"
     parts = [f"score {assessment.score:.1f}/10", level]
     if getattr(assessment, "budget", None):
         parts.append(f"budget {assessment.budget:,} tokens")
-    if getattr(assessment, "model_override", None):
-        parts.append(f"model {assessment.model_override}")
+    suggested = getattr(assessment, "model_override", None)
+    if suggested and (ran_model is None or model_key(ran_model) != model_key(suggested)):
+        parts.append(f"suggests {suggested}" if ran_model is None else f"suggested {suggested}")
     return "Reasoning: " + " · ".join(parts)
 
 

@@ -134,7 +134,7 @@ def _actions(hydra: Hydra, handle: TaskHandle, view: TaskView) -> TaskActions:
     follow = (partial(conversation.open_thread, view.task_id)
               if conversation.can_follow_up(fmt.value_of(view.status), view.text) else None)
     return TaskActions(on_cancel=handle.cancel, on_dismiss=partial(_dismiss, [view.task_id]),
-                       on_rerun=guarded(partial(hydra.resubmit, view.task_id), "Run again failed"),
+                       on_rerun=guarded(partial(hydra.resubmit, view.task_id, source="ui"), "Run again failed"),
                        on_follow_up=follow)
 
 
@@ -167,7 +167,7 @@ def history(hydra: Hydra, limit: int = 50) -> None:
             text.markdown(f"{fmt.status_badge(row['status'])} {fmt.md_escape(fmt.one_line(tables.row_prompt(row), 70))}"
                           f"{reason}")
             button.button("Run again", key=f"history-resubmit-{row['id']}", icon=":material/replay:",
-                          on_click=guarded(partial(hydra.resubmit, row["id"]), "Run again failed"))
+                          on_click=guarded(partial(hydra.resubmit, row["id"], source="ui"), "Run again failed"))
     with st.expander("Read a past answer"):
         _past_answer(hydra, rows)
 
@@ -194,7 +194,7 @@ def _past_answer(hydra: Hydra, rows: list[dict]) -> None:
     row = st.container(horizontal=True, gap="small")
     row.button("Run again", key=f"history-rerun-{choice['id']}", icon=":material/replay:", type="tertiary",
                help="The same prompt with the same settings, as a new task.",
-               on_click=guarded(partial(hydra.resubmit, choice["id"]), "Run again failed"))
+               on_click=guarded(partial(hydra.resubmit, choice["id"], source="ui"), "Run again failed"))
     if conversation.can_follow_up(choice.get("status") or "", choice.get("text") or ""):
         row.button("Follow up", key=f"history-follow-{choice['id']}", icon=":material/forum:", type="tertiary",
                    on_click=conversation.open_thread, args=(choice["id"],))

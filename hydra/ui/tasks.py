@@ -108,7 +108,7 @@ def _submit(hydra: Hydra) -> None:
     refused, errors = [], []
     for prompt in prompts:
         try:
-            hydra.submit(prompt, **options)
+            hydra.submit(prompt, **options, source="ui")  # /metrics counts tasks by source
         except HydraError as exc:
             refused.append(prompt)
             errors.append(f"“{fmt.one_line(prompt, 50)}”: {exc}")

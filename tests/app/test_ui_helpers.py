@@ -78,7 +78,11 @@ def test_assessment_line():
     a = Assessment(score=6.54, reasons=(Reason("steps", 2.0, "step by step"),), level="standard", think=True,
                    budget=2500, model_override="qwen3:14b", explanation="...")
     assert fmt.assessment_line(a) == ("Reasoning: score 6.5/10 · standard thinking · budget 2,500 tokens · "
-                                      "model qwen3:14b")
+                                      "suggests qwen3:14b")
+    # The card names the model that ran: the suggestion never reads as if it had (issue 14).
+    assert fmt.assessment_line(a, "qwen3:1.7b") == ("Reasoning: score 6.5/10 · standard thinking · budget "
+                                                    "2,500 tokens · suggested qwen3:14b")
+    assert fmt.assessment_line(a, "Qwen3:14b") == "Reasoning: score 6.5/10 · standard thinking · budget 2,500 tokens"
     none = Assessment(score=1.0, reasons=(), level="none", think=False, budget=0, model_override=None,
                       explanation="")
     assert fmt.assessment_line(none) == "Reasoning: score 1.0/10 · no thinking"

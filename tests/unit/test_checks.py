@@ -7,6 +7,7 @@ beside ruff and mypy; a failure names each function as ``path:line name rank (sc
 from __future__ import annotations
 
 import ast
+from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -124,3 +125,10 @@ def test_the_comment_must_be_right_above_and_give_a_reason() -> None:
     for source in (empty, far, other):
         assert [f.name for f in too_complex(source, "m.py")] == ["table"], source
 
+
+
+def test_test_files_have_unique_basenames() -> None:
+    # tests/ has no __init__.py: pytest imports each file by its basename, so two files of one name in
+    # different folders stop the whole run at collection (make test would fail before any test ran).
+    names = Counter(p.name for p in (ROOT / "tests").rglob("test_*.py"))
+    assert [name for name, n in names.items() if n > 1] == []

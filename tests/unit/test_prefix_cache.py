@@ -267,7 +267,9 @@ def test_fast_scores_with_affinity_are_score_fast_for_every_pair(seed):
     by_name = {n.name: n for n in nodes}
     top = max(n.capability for n in nodes)
     for c in (c for c in outcome.candidates if c.eligible):
-        best = min((score_fast(i, e, by_name[c.node], info(e.model), req, estimates, top, {}), e.model)
+        # Every node holds the first tier: the lower one is scored against its prior speed (fast mode's rule).
+        best = min((score_fast(i, e, by_name[c.node], info(e.model), req, estimates, top, {},
+                               info(SEVEN) if i > 0 else None), e.model)
                    for i, e in enumerate(entries))
         assert (c.model, c.score) == (best[1], pytest.approx(round(best[0], 4), abs=1e-4))
 

@@ -10,6 +10,7 @@ from hydra.gateway.metrics import GatewayMetrics
 from hydra.sollol.prefix_cache import NodeCacheStats, PrefixCacheSnapshot
 from hydra.sollol.redact import redact_text, redact_url
 from hydra.sollol.types import TaskResult, TaskStatus
+from hydra.task_counts import TaskKey
 
 URLS = [
     ("http://ops:s3cret@gpu-box:11434", "http://ops:***@gpu-box:11434"),
@@ -61,10 +62,14 @@ def test_metric_labels_show_no_credentials() -> None:
     cache = PrefixCacheSnapshot(True, 1, 1, 100, 90, 1.5, (NodeCacheStats(node.name, 1, 1, 100, 90, 1.5, 60.0),))
     snapshot = SimpleNamespace(queue_depth=0, in_flight=0, nodes=(node,), prefix_cache=cache)
     health = SimpleNamespace(ok=True)
-    metrics = GatewayMetrics(cast(Any, SimpleNamespace(snapshot=lambda: snapshot, history_health=lambda: health)))
+    counts = {TaskKey("http://ops:s3cret@gpu-box:11434", "m", "fast", "done", "ui"): 2}
+    metrics = GatewayMetrics(cast(Any, SimpleNamespace(snapshot=lambda: snapshot, history_health=lambda: health,
+                                                       task_counts=lambda: counts)))
     metrics.finished("ollama_chat", "fast", TaskResult("t", TaskStatus.DONE, node="http://ops:s3cret@gpu-box:11434",
                                                        model="m", ttft_s=0.1, eval_count=3), 0.2)
     text = metrics.render().decode()
     assert "s3cret" not in text
     assert 'node="ops:***@gpu-box:11434"' in text and 'node="http://ops:***@gpu-box:11434"' in text
+    assert 'hydra_tasks_total{mode="fast",model="m",node="http://ops:***@gpu-box:11434",source="ui",status="done"} 2.0' \
+        in text
     assert 'hydra_prefix_cache_hits_total{node="ops:***@gpu-box:11434"} 1.0' in text

@@ -372,16 +372,25 @@ def test_fast_scores_are_score_fast_for_every_pair_and_the_lowest_wins(seed):
     top = max(n.capability for n in nodes if why_unroutable(n) is None)
     scored = [c for c in outcome.candidates if c.eligible]
     assert scored, "the random cluster must give the fast scan something to score"
-    for c in scored:
-        node = by_name[c.node]
-        expected = []
+
+    def fits(node: NodeView) -> list[tuple[int, TierEntry, ModelInfo]]:
+        out = []
         for index, entry in enumerate(entries):
             model_info = node.installed.get(entry.model) or node.installed.get(entry.model + ":latest")
             if model_info is None or why_unfit(node, model_info) or why_no_large_load(node, entry.model, model_info, CFG):
                 continue
             if entry.placement is Placement.MOST_CAPABLE_ONLY and node.capability < top:
                 continue
-            expected.append((score_fast(index, entry, node, model_info, req, estimates, top, rates), entry.model))
+            out.append((index, entry, model_info))
+        return out
+    # The best tier any routable node holds: lower tiers are scored against its model's prior speed.
+    head_index, head_info = min(((i, m) for n in nodes if why_unroutable(n) is None for i, _e, m in fits(n)),
+                                key=lambda pair: pair[0])
+    for c in scored:
+        node = by_name[c.node]
+        expected = [(score_fast(index, entry, node, model_info, req, estimates, top, rates,
+                                head_info if index > head_index else None), entry.model)
+                    for index, entry, model_info in fits(node)]
         best_score, best_model = min(expected)
         assert c.model == best_model
         assert c.score == pytest.approx(round(best_score, 4), abs=1e-4)

@@ -91,7 +91,9 @@ def test_build_tiers(kwargs: dict, task_type: str, expected: list[str]) -> None:
 def test_reasoning_model_is_placed_on_the_powerful_node_and_fallback_on_the_light() -> None:
     tiers = build_tiers(reasoning_model="qwen3:1.7b")
     assert tiers["reasoning"][0] == TierEntry("qwen3:1.7b", POWERFUL)
-    assert tiers["reasoning"][-1] == TierEntry(EMBEDDED_MODEL, LIGHT)
+    assert tiers["reasoning"][-1] == TierEntry(EMBEDDED_MODEL, LIGHT, last_resort=True)
+    # Only the appended fallback is the last resort (fast mode never trades down to it).
+    assert [e.last_resort for e in tiers["reasoning"]] == [False] * (len(tiers["reasoning"]) - 1) + [True]
 
 
 def test_build_tiers_does_not_touch_the_seed() -> None:
