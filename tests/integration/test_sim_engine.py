@@ -130,9 +130,12 @@ def test_slots_bound_concurrency_and_everyone_finishes(sim_node_factory) -> None
     assert wait_until(lambda: node.stats()["queued"] == 2, timeout=5)
     bg.join()
     assert all(getattr(r, "eval_count", None) == 1500 for r in bg.results.values()), bg.results
-    stats = node.stats()
-    assert stats["max_in_flight_seen"] == 2
-    assert stats["generations"] == 5 and stats["in_flight"] == 0 and stats["queued"] == 0
+    assert node.stats()["max_in_flight_seen"] == 2
+    # The client has the final line before the node's own books close (count, slot freed), as with Ollama.
+    def settled() -> bool:
+        stats = node.stats()
+        return stats["generations"] == 5 and stats["in_flight"] == 0 and stats["queued"] == 0
+    assert wait_until(settled, timeout=5), node.stats()
 
 
 def test_queue_is_fifo(sim_node_factory) -> None:
