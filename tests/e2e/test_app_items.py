@@ -205,8 +205,11 @@ def test_history_and_decision_tables(browser, app_url, size):
     page.get_by_text("One decision in full").wait_for(timeout=30_000)
     # The grid draws on a canvas: its column headers are in the accessibility tree.
     # The grid draws on a canvas; an accessible table beside it names the columns in view.
-    page.locator("[data-testid='stDataFrame'] [role='columnheader']").first.wait_for(state="attached", timeout=15_000)
-    headers = page.locator("[data-testid='stDataFrame']").first.locator("[role='columnheader']").all_text_contents()
+    # The decisions grid, not the KV-cache table above it: the one with a Prompt column.
+    decisions = page.locator("[data-testid='stDataFrame']").filter(
+        has=page.locator("[role='columnheader']", has_text=re.compile(r"^Prompt$"))).first
+    decisions.wait_for(state="attached", timeout=15_000)
+    headers = decisions.locator("[role='columnheader']").all_text_contents()
     assert "Prompt" in headers and "Reason" in headers, headers   # in view at this size, not off to the right
     page.get_by_text("One decision in full").click()            # the whole reason, at any width
     page.get_by_text(re.compile(r"^Reason:")).first.wait_for(timeout=15_000)
