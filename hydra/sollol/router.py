@@ -164,8 +164,9 @@ class Router:
         monitors = [m.monitor for name in names if (m := self._members.get(name)) is not None]
         tickets = [monitor.request_poll() for monitor in monitors]  # all at once: they poll in parallel
         deadline = time.monotonic() + timeout
-        return all([monitor.wait_poll(ticket, max(0.0, deadline - time.monotonic()))
-                    for monitor, ticket in zip(monitors, tickets, strict=True)])
+        answered = [monitor.wait_poll(ticket, max(0.0, deadline - time.monotonic()))  # each, no short cut
+                    for monitor, ticket in zip(monitors, tickets, strict=True)]
+        return all(answered)
 
     def has_healthy_node(self) -> bool:
         """Whether any node is healthy now. Cheap (no statistics, unlike snapshot())."""
