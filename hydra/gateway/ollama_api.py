@@ -106,7 +106,7 @@ class OllamaRenderer:
         body = self._body(result.model or "", text, thinking, True, tool_calls)
         body["done_reason"] = done_reason(result, self.max_tokens)
         body.update(_stats(result))
-        if not self.chat:  # a plain prompt answered through chat has none; /api/generate's own is passed on
+        if not self.chat:  # the node's /api/generate gave it (validate.py sends even a plain prompt there)
             body["context"] = list(result.context) if result.context is not None else []
         if result.logprobs:
             body["logprobs"] = list(result.logprobs)
