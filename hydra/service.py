@@ -413,6 +413,10 @@ class Hydra:
         """Have the node's model list fetched now (after a pull, delete, copy or create there)."""
         self.router.refresh_models(node)
 
+    def poll_nodes(self, nodes: list[str], timeout: float) -> bool:
+        """Have these nodes polled now and wait (bounded) for their answers (Router.poll_nodes)."""
+        return self.router.poll_nodes(nodes, timeout)
+
     def add_node(self, url: str, *, name: str = "", max_model_b: float | None = None, gpu: bool | None = None,
                  vram_mb: int | None = None, slots: int = 2) -> NodeSpec:
         """Add a node to the running router and to the saved SOLLOL_NODES."""

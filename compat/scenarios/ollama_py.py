@@ -176,7 +176,10 @@ def create_blob() -> Any:
     with tempfile.NamedTemporaryFile(suffix=".bin") as blob:
         blob.write(b"hydra compat blob\n")
         blob.flush()
-        return client.create_blob(blob.name)
+        # A blob belongs to no model yet, so no listing says where it goes: the client names the node
+        # (the seed cluster's "light"), as the README says, with the header every request can carry.
+        named = ollama.Client(host=URL, timeout=90, headers={"X-Hydra-Node": "light"})
+        return named.create_blob(blob.name)
 
 
 @scenario

@@ -26,6 +26,7 @@ from hydra.sollol import NodeSnapshot
 from hydra.sollol.client import shared_ssl_context
 
 LOAD_TIMEOUT_S = 300.0  # a cold load of a large model on a CPU node takes minutes
+PS_REFRESH_TIMEOUT_S = 5.0  # waiting for the nodes' /api/ps after a change there (a poll is milliseconds)
 
 
 class ModelLoads:
@@ -54,6 +55,8 @@ class ModelLoads:
             done, failed = await self._unload(model, nodes, checked, chat)
         else:
             done, failed = await self._load(model, nodes, checked, chat)
+        # The nodes' /api/ps as the monitors last saw it predates this: the next /api/ps must show the change.
+        await asyncio.to_thread(self.service.poll_nodes, done, PS_REFRESH_TIMEOUT_S)
         body: dict[str, Any] = {"model": model, "created_at": _created_at()}
         if chat:
             body["message"] = {"role": "assistant", "content": ""}

@@ -10,6 +10,7 @@ ends the stream with Ollama's ``{"error": ...}`` line.
 """
 from __future__ import annotations
 
+import asyncio
 import json
 import time
 from datetime import UTC, datetime
@@ -19,7 +20,7 @@ import httpx
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
-from hydra.gateway.load_api import ModelLoads
+from hydra.gateway.load_api import PS_REFRESH_TIMEOUT_S, ModelLoads
 from hydra.gateway.model_listing import holders_of, ps_body, tags_body
 from hydra.gateway.service_api import GatewayService
 from hydra.gateway.stream import (
@@ -105,7 +106,7 @@ class OllamaRenderer:
         body = self._body(result.model or "", text, thinking, True, tool_calls)
         body["done_reason"] = done_reason(result, self.max_tokens)
         body.update(_stats(result))
-        if not self.chat:  # a plain prompt answered through chat has none; /api/generate's own is passed on
+        if not self.chat:  # the node's /api/generate gave it (validate.py sends even a plain prompt there)
             body["context"] = list(result.context) if result.context is not None else []
         if result.logprobs:
             body["logprobs"] = list(result.logprobs)
@@ -153,7 +154,13 @@ class OllamaRoutes:
         return JSONResponse(tags_body(self.service.snapshot()))
 
     async def ps(self, request: Request) -> Response:
-        return JSONResponse(ps_body(self.service.snapshot()))
+        snapshot = self.service.snapshot()
+        # A model a task has just loaded is known before the node's /api/ps gave its expiry; ask now.
+        unsure = [n.name for n in snapshot.healthy_nodes if any(not m.expires_at for m in n.loaded)]
+        if unsure:
+            await asyncio.to_thread(self.service.poll_nodes, unsure, PS_REFRESH_TIMEOUT_S)
+            snapshot = self.service.snapshot()
+        return JSONResponse(ps_body(snapshot))
 
     async def show(self, request: Request) -> Response:
         try:

@@ -73,6 +73,11 @@ class GatewayService(Protocol):
         """Have node ``node``'s model list fetched now, so routing sees a pull or a delete at once."""
         ...
 
+    def poll_nodes(self, nodes: list[str], timeout: float) -> bool:
+        """Poll these nodes now and wait, at most ``timeout`` s, for their answers (their /api/ps):
+        blocking, so called off the event loop. False when one did not answer in time."""
+        ...
+
     @property
     def batches(self) -> BatchManager:
         """The batch jobs (hydra/batch), for the OpenAI Batch API (batch_api.py)."""

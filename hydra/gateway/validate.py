@@ -197,6 +197,10 @@ def ollama_request(body: Mapping[str, Any], *, chat: bool) -> Generation:
         if system:
             fields["system"] = system
         fields.update(generate_fields(body))
+        # Ollama's /api/generate always answers with the context (the prompt and answer as tokens, for
+        # the next call); chat has none, so a plain prompt goes to the node's /api/generate too.
+        # raw false is Ollama's default: sent, it only says which route of the node answers.
+        fields.setdefault("raw", False)
     fields.update(logprob_fields(body))
     stream = stream_flag(body, True)
     if fields.get("logprobs") and stream:

@@ -186,7 +186,8 @@ class _Run:
             yield "{" + json.dumps(self.req.json_key) + ': "', False
             for _ in range(n_content - 2):
                 yield json.dumps(next(content_src))[1:-1], False
-            yield '"}', False
+            rest = "".join(f", {json.dumps(k)}: {json.dumps(v)}" for k, v in self.req.json_rest.items())
+            yield '"' + rest + "}", False
             return
         for _ in range(n_content):
             yield next(content_src), False

@@ -61,7 +61,8 @@ class GenRequest:
     num_predict: int | None = None
     think_tokens: int | None = None
     stop: list[str] = field(default_factory=list)
-    json_key: str | None = None  # with format: the answer is the JSON object {json_key: "<text>"}
+    json_key: str | None = None  # with format: the answer is the JSON object {json_key: "<text>", ...}
+    json_rest: dict = field(default_factory=dict)  # the schema's other properties, each with a value of its type
     tool_call: dict | None = None  # the answer is this one call (Ollama's shape), not text
     continued: int = 0  # content tokens of a trailing assistant message: the answer goes on after them
     # /api/generate's own fields, as received (a test reads them from the node's stats), and the
@@ -97,6 +98,7 @@ def parse(chat: bool, body: object, profile: NodeProfile) -> GenRequest:
         think_tokens=_think_tokens(options),
         stop=_stop_sequences(options),
         json_key=_json_key(body.get("format")),
+        json_rest=_json_rest(body.get("format"), prompt.key),
         tool_call=_tool_call(body.get("tools") if chat else None, prompt),
         continued=prompt.continued,
         generate_fields=extra,
@@ -237,13 +239,29 @@ def _tool_call(tools: object, prompt: _Prompt) -> dict | None:
 
 
 def _json_key(fmt: object) -> str | None:
-    """Ollama constrains the answer to JSON ("json") or to a schema: the sim answers one object,
-    keyed by the schema's first property (or "answer")."""
+    """Ollama constrains the answer to JSON ("json") or to a schema: the sim answers one object whose
+    text goes under the schema's first string property (else its first, else "answer")."""
     if fmt is None or fmt == "":
         return None
     if fmt == "json":
         return "answer"
     if isinstance(fmt, dict):
-        properties = fmt.get("properties")
-        return next(iter(properties), "answer") if isinstance(properties, dict) and properties else "answer"
+        properties = _properties(fmt)
+        texts = [k for k, v in properties.items() if not isinstance(v, dict) or v.get("type") in (None, "string")]
+        return next(iter(texts or properties), "answer")
     raise RequestError(400, f"invalid format: {fmt!r} (expected \"json\" or a JSON schema object)")
+
+
+def _json_rest(fmt: object, key: str) -> dict:
+    """Every other property of a format's schema with a value of its type: a parser that checks the
+    schema's required properties (LangChain's structured output) finds each one."""
+    if not isinstance(fmt, dict):
+        return {}
+    properties = _properties(fmt)
+    text_key = _json_key(fmt)
+    return textgen.schema_values({k: v for k, v in properties.items() if k != text_key}, key)
+
+
+def _properties(fmt: dict) -> dict:
+    properties = fmt.get("properties")
+    return properties if isinstance(properties, dict) else {}

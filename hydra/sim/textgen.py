@@ -131,6 +131,13 @@ def tool_call(tool: object, prompt: str) -> dict:
     return {"function": {"name": name, "arguments": arguments}}
 
 
+def schema_values(properties: dict, *seed_parts: str) -> dict[str, object]:
+    """A deterministic value of its type for every property of a JSON schema's ``properties`` (the
+    format of a structured answer, as ``tool_call`` fills a tool's arguments)."""
+    return {key: _argument(schema if isinstance(schema, dict) else {}, seed_of("schema", key, *seed_parts))
+            for key, schema in properties.items()}
+
+
 def _argument(schema: dict, seed: int) -> object:
     if schema.get("enum"):
         return schema["enum"][0]

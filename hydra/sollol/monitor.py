@@ -51,6 +51,9 @@ class NodeMonitor:
         self._tags_due = False
         self._vram_low = False
         self._capabilities: dict[tuple[str, str], tuple[str, ...] | None] = {}  # (name, digest) -> /api/show's
+        self._polls = threading.Condition()
+        self._polls_started = 0
+        self._polls_done = 0
 
     def start(self) -> None:
         self._thread.start()
@@ -58,6 +61,8 @@ class NodeMonitor:
     def stop(self) -> None:
         self._stop.set()
         self._wake.set()
+        with self._polls:
+            self._polls.notify_all()  # nobody waits in poll_now for a poll that will not come
 
     def join(self, timeout: float | None = None) -> None:
         self._thread.join(timeout)
@@ -70,6 +75,18 @@ class NodeMonitor:
         self._tags_due = True
         self._wake.set()
 
+    def request_poll(self) -> int:
+        """Ask for a poll now; the ticket for ``wait_poll``: the count of polls ended once one that
+        started after this call has ended (one under way may have asked /api/ps before the change)."""
+        with self._polls:
+            self._wake.set()
+            return self._polls_started + 1
+
+    def wait_poll(self, ticket: int, timeout: float) -> bool:
+        """Wait (at most ``timeout`` s) for the poll of ``request_poll``'s ticket; False on timeout."""
+        with self._polls:
+            return self._polls.wait_for(lambda: self._polls_done >= ticket or self._stop.is_set(), timeout)
+
     def wait_first_poll(self, timeout: float) -> bool:
         return self._first_poll.wait(timeout)
 
@@ -77,12 +94,17 @@ class NodeMonitor:
         failures = 0
         while not self._stop.is_set():
             config = self._config()
+            with self._polls:
+                self._polls_started += 1
             try:
                 ok = self.poll_once()
             except Exception:  # a bug here must not silence the node forever
                 log.critical("monitor of %s crashed in a poll", self.state.name, exc_info=True)
                 ok = False
             self._first_poll.set()
+            with self._polls:
+                self._polls_done += 1
+                self._polls.notify_all()
             failures = 0 if ok else failures + 1
             wait = self._next_poll_in(config, failures)
             if not ok:

@@ -157,6 +157,17 @@ class Router:
         member.monitor.refresh_models()
         return True
 
+    def poll_nodes(self, names: Iterable[str], timeout: float) -> bool:
+        """Poll the named nodes now (their /api/ps too) and wait, at most ``timeout`` s in all, until
+        each has answered: a snapshot then shows what they loaded or unloaded just before. Unknown
+        names are passed over; False when a poll did not end in time."""
+        monitors = [m.monitor for name in names if (m := self._members.get(name)) is not None]
+        tickets = [monitor.request_poll() for monitor in monitors]  # all at once: they poll in parallel
+        deadline = time.monotonic() + timeout
+        answered = [monitor.wait_poll(ticket, max(0.0, deadline - time.monotonic()))  # each, no short cut
+                    for monitor, ticket in zip(monitors, tickets, strict=True)]
+        return all(answered)
+
     def has_healthy_node(self) -> bool:
         """Whether any node is healthy now. Cheap (no statistics, unlike snapshot())."""
         return any(v.healthy for v in self._members.views())
