@@ -9,7 +9,7 @@ os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
 from typing import Any
 
 import litellm
-from scenario_kit import CHAT_MODEL, EMBED_MODEL, REAL_MODEL, URL, run, scenario
+from scenario_kit import CHAT_MODEL, EMBED_MODEL, PNG_1PX, REAL_MODEL, URL, run, scenario
 
 litellm.telemetry = False
 USER = [{"role": "user", "content": "Say hi"}]
@@ -65,13 +65,14 @@ def openai_stream() -> Any:
 
 
 @scenario
-def openai_tools_to_the_embedded_model() -> Any:
-    """The node's 400 must reach LiteLLM as a 400 (BadRequestError), not a 503 that starts fallbacks."""
-    tools = [{"type": "function", "function": {"name": "get_weather", "parameters": {
-        "type": "object", "properties": {"city": {"type": "string"}}}}}]
+def openai_image_to_the_embedded_model() -> Any:
+    """The node's 400 (SmolLM2 sees no images) must reach LiteLLM as a 400 (BadRequestError), not a 503
+    that starts fallbacks."""
+    content = [{"type": "text", "text": "What is this?"},
+               {"type": "image_url", "image_url": {"url": "data:image/png;base64," + PNG_1PX}}]
     try:
-        litellm.completion(model=f"openai/{REAL_MODEL}", messages=USER, tools=tools, max_tokens=8, num_retries=0,
-                           **OPENAI)
+        litellm.completion(model=f"openai/{REAL_MODEL}", messages=[{"role": "user", "content": content}],
+                           max_tokens=8, num_retries=0, **OPENAI)
     except litellm.exceptions.APIError as exc:  # every LiteLLM status error derives from it or from openai's
         return {"type": type(exc).__name__, "status": getattr(exc, "status_code", None)}
     except Exception as exc:  # noqa: BLE001 - the exception's class is the result

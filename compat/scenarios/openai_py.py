@@ -87,11 +87,14 @@ def chat_tool_choice_named() -> Any:
 
 
 @scenario
-def chat_tools_to_the_embedded_model() -> Any:
-    """The embedded node refuses tools (400): the SDK must see that 400 once, not a 503 it retries."""
+def chat_image_to_the_embedded_model() -> Any:
+    """The embedded model cannot see images (400): the SDK must see that 400 once, not a 503 it retries."""
     requests_sent.clear()
+    content = [{"type": "text", "text": "What is this?"},
+               {"type": "image_url", "image_url": {"url": "data:image/png;base64," + PNG_1PX}}]
     try:
-        client.chat.completions.create(model=REAL_MODEL, messages=USER, tools=[WEATHER_TOOL], max_tokens=8)
+        client.chat.completions.create(model=REAL_MODEL, messages=[{"role": "user", "content": content}],
+                                       max_tokens=8)
     except openai.APIStatusError as exc:
         return {"status": exc.status_code, "message": exc.message, "requests": list(requests_sent)}
     return {"status": 200, "requests": list(requests_sent)}

@@ -80,8 +80,8 @@ def parse_generate(body: dict[str, Any], ours: str, chat: bool) -> GenerateCall:
     name = resolve_model(body, ours)
     if body.get("think") not in (None, False):
         raise ApiError(400, f'"{name}" does not support thinking')
-    if chat and body.get("tools"):
-        raise ApiError(400, f'"{name}" does not support tools')
+    # ``tools`` are taken and left unused: SmolLM2-135M makes no reliable calls, so it answers in text. Refusing
+    # them (a 400) broke clients that send tools by default: Open WebUI sends its built-in tools with every chat.
     if body.get("images") or any(isinstance(m, dict) and m.get("images")
                                  for m in body.get("messages") or ()):
         raise ApiError(400, f'"{name}" does not support images')

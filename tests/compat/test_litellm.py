@@ -41,7 +41,7 @@ def test_the_real_embedded_model(results: dict[str, Any]) -> None:
 
 @pytest.mark.feature("LiteLLM", "errors keep their status")
 def test_a_nodes_400_is_a_bad_request_not_a_fallback_trigger(results: dict[str, Any]) -> None:
-    assert value(results, "openai_tools_to_the_embedded_model") == {"type": "BadRequestError", "status": 400}
+    assert value(results, "openai_image_to_the_embedded_model") == {"type": "BadRequestError", "status": 400}
 
 
 @pytest.mark.feature("LiteLLM", "embeddings")

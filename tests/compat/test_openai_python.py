@@ -82,8 +82,8 @@ def test_a_named_tool_choice_is_honoured_or_refused(results: dict[str, Any]) -> 
 
 @pytest.mark.feature("openai (Python)", "errors keep their status")
 def test_the_nodes_400_reaches_the_sdk_once_not_a_503_it_retries(results: dict[str, Any]) -> None:
-    got = value(results, "chat_tools_to_the_embedded_model")
-    assert got["status"] == 400 and "does not support tools" in got["message"]
+    got = value(results, "chat_image_to_the_embedded_model")
+    assert got["status"] == 400 and "does not support images" in got["message"]
     assert got["requests"] == ["POST /v1/chat/completions"], "the SDK retried: the gateway answered a retryable status"
 
 

@@ -63,12 +63,11 @@ def test_sampling_request_refuses(options, fmt):
     ({"model": "llama3:8b"}, 404, 'model "llama3:8b" not found, try pulling it first'),
     ({"model": OURS, "think": True}, 400, f'"{OURS}" does not support thinking'),
     ({"model": OURS, "think": "high"}, 400, f'"{OURS}" does not support thinking'),
-    ({"model": OURS, "tools": [{"type": "function"}]}, 400, f'"{OURS}" does not support tools'),
     ({"model": OURS, "messages": "hi"}, 400, "messages must be a list"),
     ({"model": OURS, "messages": [{"role": "tool", "content": "x"}]}, 400,
      'unsupported message role "tool"'),
     ({"model": OURS, "options": []}, 400, "options must be a JSON object"),
-], ids=["no-model", "unknown", "think", "think-level", "tools", "messages-str", "tool-role",
+], ids=["no-model", "unknown", "think", "think-level", "messages-str", "tool-role",
         "options-list"])
 def test_parse_chat_refuses_like_ollama(body, status, message):
     with pytest.raises(api.ApiError) as e:
