@@ -80,7 +80,9 @@ def test_a_full_disk_degrades_history_until_space_is_freed(tmp_path: Path, disk:
 
             disk.free(history.path)
             eventually(lambda: history.health.ok, timeout=TIMEOUT, what="the probe to see free space")
-            assert any("writes again" in r.getMessage() for r in caplog.records)
+            # The probe's thread says so just after it flips the state: wait for the line, bounded.
+            eventually(lambda: any("writes again" in r.getMessage() for r in caplog.records), timeout=TIMEOUT,
+                       what="the log line that history writes again")
         history.require_writable()
         history.write_event(queued("after", prompt="z" * 5000))
         assert {r["id"] for r in history.recent_tasks()} == {"before", "after"}
