@@ -161,11 +161,14 @@ class EmbeddedNode:
         return None
 
     def _wait_ready(self, offset: int) -> str:
-        assert self._proc is not None
+        proc = self._proc
+        assert proc is not None
         deadline = time.monotonic() + self.start_timeout
         url = None
         while time.monotonic() < deadline:
-            code = self._proc.poll()
+            if self._proc is not proc:  # stop() from another thread (a close while it loads): not a crash
+                raise EmbeddedNodeError("the embedded node was stopped while it was starting")
+            code = proc.poll()
             if code is not None:
                 raise EmbeddedNodeError(
                     f"the embedded node exited with code {code} while starting; "
