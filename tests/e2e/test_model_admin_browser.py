@@ -69,6 +69,17 @@ def _choose(page: object, label: str, option: str) -> None:
     _idle(page)
 
 
+def _button(page: object, name: str) -> object:
+    """The one live button called ``name``. While a fragment reruns, Streamlit can show the old copy
+    beside the new one for a moment, so wait until exactly one is not stale."""
+    from playwright.sync_api import expect
+
+    _idle(page)
+    button = page.locator("[data-stale=false]").get_by_role("button", name=name, exact=True)  # type: ignore[attr-defined]
+    expect(button).to_have_count(1, timeout=15_000)
+    return button
+
+
 def test_pull_onto_a_node_shows_its_progress_then_the_model_is_there(page: object, cluster: SimCluster) -> None:
     page.get_by_label("Model", exact=True).fill(MODEL)  # type: ignore[attr-defined]
     _choose(page, "Onto", "light")
@@ -89,11 +100,11 @@ def test_pull_onto_a_node_shows_its_progress_then_the_model_is_there(page: objec
 def test_delete_asks_first_then_removes_the_model(page: object, cluster: SimCluster) -> None:
     _choose(page, "From node", "light")
     _choose(page, "Model to delete", MODEL)
-    page.get_by_role("button", name="Delete…").click()  # type: ignore[attr-defined]
+    _button(page, "Delete…").click()  # type: ignore[attr-defined]
     page.get_by_text(f"Delete {MODEL} from light?").wait_for(timeout=15_000)  # type: ignore[attr-defined]
     _idle(page)
     assert MODEL in _names(cluster, "light")  # asking deleted nothing
-    page.get_by_role("button", name="Delete model").click()  # type: ignore[attr-defined]
+    _button(page, "Delete model").click()  # type: ignore[attr-defined]
     page.get_by_text(f"Done: delete {MODEL} on light.").wait_for(timeout=15_000)  # type: ignore[attr-defined]
     assert MODEL not in _names(cluster, "light")
     shot(page, "nodes-model-deleted")
