@@ -144,6 +144,10 @@ class NodeMonitor:
             self._on_change(self.state)
             return True  # it answered: only not now
         except NodeError as exc:
+            if self._stop.is_set():
+                # Closing: the member's last worker closes the client it shares with this poll, which
+                # then fails with a closed socket. That says nothing about the node.
+                return False
             message = str(exc).removeprefix(f"node {name}: ")
             if isinstance(exc, NodeAuthError):
                 self.state.refuse_credentials(message)

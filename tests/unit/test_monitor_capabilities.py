@@ -63,3 +63,27 @@ def test_capabilities_are_learnt_a_few_a_poll_then_kept_until_the_digest_changes
     monitor.refresh_models()
     node.failing = set()
     assert _poll(monitor)["m1:1b"] == ("completion",)
+
+
+class _ClosedUnderIt(_Node):
+    """A node whose client was closed while the poll ran (a router closing): every call fails."""
+
+    def ps(self) -> dict[str, LoadedModel]:
+        raise NodeUnavailableError("dropped the connection on /api/ps ([Errno 9] Bad file descriptor)", node="n")
+
+
+def test_a_poll_that_fails_while_the_router_closes_says_nothing_of_the_node(caplog) -> None:
+    changes: list[NodeState] = []
+    config = SollolConfig(poll_interval_s=0.1)
+    monitor = NodeMonitor(NodeState(NodeSpec(url="http://127.0.0.9:11434", name="n")), _ClosedUnderIt(),  # type: ignore[arg-type]
+                          lambda: config, changes.append)
+    monitor.stop()
+    with caplog.at_level("WARNING", logger="hydra.sollol"):
+        assert monitor.poll_once() is False
+    assert not [r for r in caplog.records if "unhealthy" in r.getMessage()] and not changes
+    # The same failure before a close is the node's: it is said.
+    live = NodeMonitor(NodeState(NodeSpec(url="http://127.0.0.9:11434", name="n")), _ClosedUnderIt(),  # type: ignore[arg-type]
+                       lambda: config, changes.append)
+    with caplog.at_level("WARNING", logger="hydra.sollol"):
+        assert live.poll_once() is False
+    assert [r for r in caplog.records if "node n is unhealthy" in r.getMessage()] and changes
