@@ -1,19 +1,19 @@
 """Hydra: the one entry point for the app, the gateway and the command line.
 
 Builds the Router from the settings (defaults < environment < saved), applies
-the model tiers and the reasoning engine to every task, writes history, and
-starts the embedded llama.cpp node when the cluster would otherwise be empty.
+the model tiers and the reasoning engine to every task (``task_intake``), writes
+history, and starts the embedded llama.cpp node when the cluster would otherwise
+be empty.
 """
 from __future__ import annotations
 
 import atexit
 import logging
 import threading
-from collections import OrderedDict
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
-from hydra import reasoning, tiers
+from hydra import node_changes, reasoning, tiers
 from hydra.config import Settings, load_settings, parse_value
 from hydra.embedded_start import (  # noqa: F401 - EMBEDDED_HOST/PORT: callers import them from here
     EMBEDDED_HOST,
@@ -25,24 +25,24 @@ from hydra.embedded_start import (  # noqa: F401 - EMBEDDED_HOST/PORT: callers i
     why_embedded,
 )
 from hydra.history import History, HistoryHealth, HistoryUnavailableError
-from hydra.history.recorder import EventWriter, PartialSaver, PendingRow
+from hydra.history.recorder import EventWriter, PartialSaver
 from hydra.sollol import (
     ClusterSnapshot,
     ConfigError,
     NodeSpec,
     Router,
     RoutingDecision,
-    Task,
-    TaskError,
     TaskHandle,
-    validation,
 )
-from hydra.sollol.client import NodeClient
 from hydra.sollol.config import SollolConfig
-from hydra.sollol.errors import HydraError, NodeError
 from hydra.sollol.redact import redact_url
 from hydra.sollol.types import TierEntry
-from hydra.task_counts import DEFAULT_SOURCE, TaskCounts, TaskKey, check_source
+from hydra.task_counts import DEFAULT_SOURCE, TaskCounts, TaskKey
+from hydra.task_intake import (  # noqa: F401 - QUEUED_COMMIT_WAIT_S: importable from here as before
+    KEPT_HANDLES,
+    QUEUED_COMMIT_WAIT_S,
+    TaskIntake,
+)
 
 if TYPE_CHECKING:  # imported when first used: most runs start no gateway and no batch
     from hydra.batch import BatchManager
@@ -50,8 +50,6 @@ if TYPE_CHECKING:  # imported when first used: most runs start no gateway and no
 
 log = logging.getLogger("hydra")
 
-KEPT_HANDLES = 200
-QUEUED_COMMIT_WAIT_S = 30.0  # submit() returns once the task's row is committed; past this, it refuses the task
 
 # Settings that map one-to-one onto SollolConfig fields the running router can change.
 _ROUTER_FIELDS = {
@@ -83,12 +81,11 @@ class Hydra:
         self._settings = settings
         self.history = history
         self._engine_overrides = dict(engine_overrides or {})
-        self._lock = threading.Lock()              # _handles
+        self._lock = threading.Lock()              # _batches
         # Every change of the settings reads them, changes the running router and adopts the result:
         # two at once would each start from the same settings and the later adoption would drop the
         # other's change. Reentrant: add_node and the others call _apply while they hold it.
         self._settings_lock = threading.RLock()
-        self._handles: OrderedDict[str, TaskHandle] = OrderedDict()
         self._embedded = EmbeddedStarter(settings.db_path.parent, self._embedded_ready)
         self.embedded_url: str | None = None
         self.gateway: Gateway | None = None
@@ -97,6 +94,7 @@ class Hydra:
         # (submit), so the router's classifier serves only tasks that reach it without a type.
         self.router = Router(config=self._sollol_config(), tiers=self._tiers(), classify=tiers.classify)
         self._recorder = EventWriter(history)  # every event into history, in order, on a thread of its own
+        self._intake = TaskIntake(self.router, history, self._recorder, lambda: self._settings)
         self._saver = PartialSaver(history, lambda: self.tasks(KEPT_HANDLES))
         self.router.subscribe(self._recorder.on_event)
         self._task_counts = TaskCounts()  # every task's end, by source too: /metrics' hydra_tasks_total
@@ -247,7 +245,7 @@ class Hydra:
         threads (they send no request themselves), and across the saves, so saved and running agree."""
         previous = self._settings
         if "SOLLOL_NODES" in changed:
-            self._sync_nodes(previous.nodes, settings.nodes)
+            node_changes.sync_nodes(self.router, previous.nodes, settings.nodes)
         router_changes = {_ROUTER_FIELDS[n]: v for n, v in changed.items() if n in _ROUTER_FIELDS}
         if router_changes:
             self.router.update_config(**router_changes)
@@ -272,42 +270,14 @@ class Hydra:
         The prompt is classified here, once (the Router then trusts ``task_type``), because the reasoning
         engine needs the type too; the reasoning engine decides thinking and its budget. ``source`` says
         where the task came from (task_counts.SOURCES), for /metrics."""
-        task = self._task(prompt, task_type=task_type, model=model, mode=mode, priority=priority,
-                          max_tokens=max_tokens, think=think, messages=messages, source=source, **task_fields)
-        handle, pending = self._start_recorded(task)
-        return self._recorded(handle, pending.wait(QUEUED_COMMIT_WAIT_S), keep=not task.background)
+        return self._intake.submit(prompt, task_type=task_type, model=model, mode=mode, priority=priority,
+                                   max_tokens=max_tokens, think=think, messages=messages, source=source,
+                                   **task_fields)
 
     async def asubmit(self, prompt: str = "", **fields: Any) -> TaskHandle:
         """``submit`` for an event loop (the gateway): the same task, checks and refusals, but the wait for
         its row takes no thread, so the rows of many waiting submits are committed together."""
-        task = self._task(prompt, **fields)
-        handle, pending = self._start_recorded(task)
-        try:
-            error = await pending.settled(QUEUED_COMMIT_WAIT_S)
-        except BaseException:  # cancelled (its request is gone): nobody will read this task
-            handle.cancel()
-            raise
-        return self._recorded(handle, error, keep=not task.background)
-
-    def _task(self, prompt: str = "", *, task_type: str | None = None, model: str | None = None,
-              mode: str | None = None, priority: int = 5, max_tokens: int | None = None,
-              think: bool | str | None = None, messages: list[dict[str, Any]] | None = None,
-              source: str = DEFAULT_SOURCE, **task_fields: Any) -> Task:
-        check_source(source)
-        _check_shape(prompt, messages)  # the classifier and the reasoning engine read them before Task.validate
-        text = prompt or _last_user_text(messages)
-        kind = task_type or (tiers.classify(text) if text.strip() else "general")
-        settings = self._settings
-        assessment = reasoning.assess(text, kind, reasoning.ReasoningSettings.from_settings(settings), model=model)
-        if think is None:
-            think = assessment.think
-        # A caller who asks for thinking gets a budget even when the assessment would not think.
-        budget = (assessment.budget or settings.max_thinking_tokens) if think else None
-        return Task(prompt=prompt, messages=messages, task_type=kind, model=model or None, mode=mode or None,
-                    priority=priority, max_tokens=max_tokens, think=think,
-                    thinking_budget=budget,
-                    meta={"assessment": assessment, "reasoning": _assessment_record(assessment),
-                          "requested_task_type": task_type, "source": source}, **task_fields)
+        return await self._intake.asubmit(prompt, **fields)
 
     def embed(self, texts: str | list[str], *, model: str, mode: str | None = None, priority: int = 5,
               source: str = DEFAULT_SOURCE, **task_fields: Any) -> TaskHandle:
@@ -315,39 +285,7 @@ class Hydra:
         routed, recorded and failed over like any task; the vectors come in ``result().embeddings``. No
         classifier or reasoning engine: there is no prompt to read. ``task_fields``: truncate, dimensions,
         keep_alive, options, deadline."""
-        task = Task(input=[texts] if isinstance(texts, str) else texts, task_type="embedding", model=model,
-                    mode=mode or None, priority=priority, meta={"source": check_source(source)}, **task_fields)
-        handle, pending = self._start_recorded(task)
-        return self._recorded(handle, pending.wait(QUEUED_COMMIT_WAIT_S))
-
-    def _start_recorded(self, task: Task) -> tuple[TaskHandle, PendingRow]:
-        """The router's submit; the writer commits the task's queued row meanwhile (``PendingRow``).
-        A task history cannot record is refused (HistoryUnavailableError), never run without its row:
-        at once while history is degraded, or cancelled when its own row fails (``_recorded``)."""
-        self.history.require_writable(task.id)
-        pending = self._recorder.expect(task.id)  # before submitting: the row may be written at once
-        try:
-            handle = self.router.submit(task)
-        except BaseException:
-            self._recorder.forget(task.id)
-            raise
-        return handle, pending
-
-    def _recorded(self, handle: TaskHandle, error: HydraError | None, *, keep: bool = True) -> TaskHandle:
-        """After the wait for its row: the handle, kept for the pages (not a batch row's, ``keep`` False: its
-        batch shows it, and the Tasks page's live cards are for interactive work), or the refusal."""
-        if error is not None:
-            # Nobody has read a chunk of it yet (the handle is not returned); cancelling frees its node at once.
-            handle.cancel()
-            raise error.refusing(handle.id) if isinstance(error, HistoryUnavailableError) else error
-        if not keep:
-            return handle
-        with self._lock:
-            self._handles[handle.id] = handle
-            self._handles.move_to_end(handle.id, last=False)
-            while len(self._handles) > KEPT_HANDLES:
-                self._handles.popitem(last=True)
-        return handle
+        return self._intake.embed(texts, model=model, mode=mode, priority=priority, source=source, **task_fields)
 
     def task_counts(self) -> dict[TaskKey, int]:
         """Every task that ended in this process, by node, model, mode, status and source."""
@@ -358,30 +296,13 @@ class Hydra:
         return self.history.health
 
     def tasks(self, limit: int = 50) -> list[TaskHandle]:
-        with self._lock:
-            return list(self._handles.values())[:limit]
+        return self._intake.tasks(limit)
 
     def handle(self, task_id: str) -> TaskHandle | None:
-        with self._lock:
-            return self._handles.get(task_id)
+        return self._intake.handle(task_id)
 
     def resubmit(self, task_id: str, source: str = DEFAULT_SOURCE) -> TaskHandle:
-        row = self.history.get_task(task_id)
-        if row is None:
-            raise TaskError(f"no task {task_id} in history")
-        options = row.get("options") or {}
-        if options.get("task_type") == "embedding":
-            return self.embed(options.get("input") or [], model=options.get("model") or "", mode=options.get("mode"),
-                              priority=int(row.get("priority") or 5), truncate=options.get("truncate"),
-                              dimensions=options.get("dimensions"), keep_alive=options.get("keep_alive"),
-                              options=options.get("options") or {}, source=source)
-        return self.submit(row.get("prompt") or "", task_type=options.get("task_type"),
-                           model=options.get("model"), mode=options.get("mode"),
-                           priority=int(row.get("priority") or 5), max_tokens=options.get("max_tokens"),
-                           messages=row.get("messages"), format=options.get("format"),
-                           keep_alive=options.get("keep_alive"), tools=options.get("tools"),
-                           options=options.get("options") or {},
-                           system=options.get("system"), source=source)
+        return self._intake.resubmit(task_id, source)
 
     # --- cluster ---
 
@@ -439,67 +360,5 @@ class Hydra:
                 return
             self._apply(self._settings.with_value("SOLLOL_NODES", nodes), {"SOLLOL_NODES": nodes})
 
-    def _sync_nodes(self, before: tuple[NodeSpec, ...], after: tuple[NodeSpec, ...]) -> None:
-        """Apply a change of SOLLOL_NODES to the running router; other nodes are left alone.
-        All or nothing: if adding one fails, what was done is undone and the error raised."""
-        old = {n.name: n for n in before}
-        new = {n.name: n for n in after}
-        running = {n.name for n in self.router.nodes()}
-        removed = [spec for name, spec in old.items() if new.get(name) != spec and name in running]
-        added = [spec for name, spec in new.items() if old.get(name) != spec or name not in running]
-        for spec in removed:
-            self.router.remove_node(spec.name)
-        done: list[NodeSpec] = []
-        try:
-            for spec in added:
-                if spec.name in {n.name for n in self.router.nodes()}:
-                    continue
-                self.router.add_node(spec)
-                done.append(spec)
-        except ConfigError:
-            for spec in done:
-                self.router.remove_node(spec.name)
-            for spec in removed:
-                self.router.add_node(spec)
-            raise
-
-    @staticmethod
-    def test_node(url: str, timeout_s: float = 3.0) -> tuple[bool, str]:
-        """Can Hydra use this URL as a node? (ok, a sentence saying what was found)."""
-        try:
-            spec = NodeSpec(url=url)
-        except ConfigError as exc:
-            return False, str(exc)
-        client = NodeClient(spec, connect_timeout_s=timeout_s, poll_timeout_s=timeout_s)
-        try:
-            version = client.version()
-            models = client.tags()
-        except NodeError as exc:
-            return False, str(exc)
-        finally:
-            client.close()
-        names = ", ".join(sorted(models)[:6]) + (" ..." if len(models) > 6 else "")
-        return True, f"Ollama {version} at {redact_url(spec.url)}, {len(models)} models" + (f": {names}" if models else "")
-
-
-def _last_user_text(messages: list[dict[str, Any]] | None) -> str:
-    # content is optional in Ollama's messages (null or absent): it reads as no text
-    return next((m.get("content") or "" for m in reversed(messages or []) if m.get("role") == "user"), "")
-
-
-def _assessment_record(a: reasoning.Assessment) -> dict[str, Any]:
-    return {"score": a.score, "level": a.level, "think": a.think, "budget": a.budget,
-            "model_override": a.model_override, "explanation": a.explanation,
-            "reasons": [{"feature": r.feature, "points": r.points, "detail": r.detail} for r in a.reasons]}
-
-
-def _check_shape(prompt: Any, messages: Any) -> None:
-    """The prompt and messages as a caller's mistake (TaskError naming the field), not a crash inside
-    the classifier; Task.validate checks every other field."""
-    if not isinstance(prompt, str):
-        raise TaskError(f"prompt must be a string, got {validation.kind(prompt)}")
-    if messages is not None:
-        try:
-            validation.check_messages(messages)
-        except validation.FieldError as exc:
-            raise TaskError(str(exc)) from None
+    # A static method, as it was: "Add node" asks a URL before any service holds the node.
+    test_node = staticmethod(node_changes.check_node_url)

@@ -23,7 +23,7 @@ from typing import Any
 from hydra.sim import textgen
 from hydra.sim.engine import SimEngine
 from hydra.sim.models import NodeProfile, SimModel
-from hydra.sim.request import RequestError, parse_keep_alive
+from hydra.sim.request import RequestError, find_model, parse_keep_alive
 
 ROUTES = {"/api/embed": False, "/api/embeddings": True}  # path -> legacy (prompt in, "embedding" out)?
 
@@ -45,7 +45,7 @@ def handle(legacy: bool, raw_body: bytes, engine: SimEngine) -> dict[str, Any]:
     """The answer to one embed request; RequestError with Ollama's status and words when it is refused.
     Busy, OutOfMemory and Stopped come from the engine as in generation.py."""
     body = _body(raw_body)
-    label, model = _model(body, engine.profile)
+    label, model = find_model(body, engine.profile)
     texts = _texts(body, legacy)
     keep_alive_s = parse_keep_alive(body.get("keep_alive"))
     truncate = body.get("truncate", True) is not False
@@ -102,16 +102,6 @@ def _body(raw: bytes) -> dict[str, Any]:
     if not isinstance(body, dict):
         raise RequestError(400, "invalid request body: expected a JSON object")
     return body
-
-
-def _model(body: dict[str, Any], profile: NodeProfile) -> tuple[str, SimModel]:
-    label = body.get("model")
-    if not isinstance(label, str) or not label.strip():
-        raise RequestError(400, "model is required")
-    model = profile.model(label)
-    if model is None:
-        raise RequestError(404, f"model '{label}' not found")
-    return label, model
 
 
 def _texts(body: dict[str, Any], legacy: bool) -> list[str]:

@@ -27,7 +27,7 @@ from hydra.sim.faults import (
     make_fault,
 )
 from hydra.sim.models import SimModel
-from hydra.sim.request import RequestError
+from hydra.sim.request import MODEL_OR_NAME, NOT_FOUND_TRY_PULLING, RequestError, find_model
 from hydra.sim.wire import JSON_TYPE, Wire, dumps
 
 if TYPE_CHECKING:
@@ -201,7 +201,7 @@ class SimHandler(BaseHTTPRequestHandler):
             return False
         if "model_404" in faults:
             bump("faults_applied", "model_404")
-            wire.error(404, f'model "{_requested_model(body)}" not found, try pulling it first')
+            wire.error(404, NOT_FOUND_TRY_PULLING.format(name=_requested_model(body)))
             return False
         return True
 
@@ -274,15 +274,10 @@ class SimHandler(BaseHTTPRequestHandler):
             except ValueError as exc:
                 wire.error(400, f"invalid JSON in request body: {exc}")
                 return
-            name = None
-            if isinstance(request, dict):
-                name = request.get("model") or request.get("name")  # "name" is the legacy field
-            if not name:
-                wire.error(400, "model is required")
-                return
-            model = profile.model(name)
-            if model is None:
-                wire.error(404, f"model '{name}' not found")
+            try:
+                _, model = find_model(request, profile, fields=MODEL_OR_NAME)
+            except RequestError as exc:
+                wire.error(exc.status, exc.message)
                 return
             self._answer(wire, _show(model), faults)
         elif not management.handle(method, path, body, profile, self.life.engine, wire):

@@ -26,6 +26,7 @@ from hydra.sim.engine import SimEngine, Stopped
 from hydra.sim.models import NodeProfile, SimModel, normalize_name
 from hydra.sim.presets import CATALOG
 from hydra.sim.presets import model as catalogue_model
+from hydra.sim.request import MODEL_OR_NAME, RequestError, find_model, installed_model, requested_model
 from hydra.sim.wire import Wire
 
 PULL_BYTES_PER_S = 200e6        # simulated download speed
@@ -64,6 +65,8 @@ def handle(method: str, path: str, body: bytes, profile: NodeProfile, engine: Si
         return True
     try:
         handler(profile, engine, request, wire)
+    except RequestError as exc:  # raised only by handlers that have sent nothing yet (delete, copy)
+        wire.error(exc.status, exc.message)
     except Stopped:
         wire.abort()  # killed mid-transfer: the stream is cut, as a dead Ollama's is
     return True
@@ -128,11 +131,20 @@ def _transfer(progress: _Progress, engine: SimEngine, verb: str, digest: str, to
 
 
 def _name(request: dict[str, Any], progress: _Progress) -> str | None:
-    name = request.get("model") or request.get("name")  # "name": the field's older spelling
-    if not isinstance(name, str) or not name.strip():
-        progress.fail("model is required", 400)
+    try:
+        return requested_model(request, MODEL_OR_NAME).strip()
+    except RequestError as exc:
+        progress.fail(exc.message, exc.status)
         return None
-    return name.strip()
+
+
+def _installed(profile: NodeProfile, name: str, progress: _Progress) -> SimModel | None:
+    """The node's model ``name``, or None once the refusal is sent (a line or a status, as far as it got)."""
+    try:
+        return installed_model(profile, name)
+    except RequestError as exc:
+        progress.fail(exc.message, exc.status)
+        return None
 
 
 def pull(profile: NodeProfile, engine: SimEngine, request: dict[str, Any], wire: Wire) -> None:
@@ -158,10 +170,9 @@ def push(profile: NodeProfile, engine: SimEngine, request: dict[str, Any], wire:
     name = _name(request, progress)
     if name is None:
         return
-    model = profile.model(name)
     progress.line({"status": "retrieving manifest"})
+    model = _installed(profile, name, progress)
     if model is None:
-        progress.fail(f"model '{name}' not found", 404)
         return
     if "/" not in model.name:
         progress.fail(PUSH_NAMESPACE, 401)
@@ -173,14 +184,7 @@ def push(profile: NodeProfile, engine: SimEngine, request: dict[str, Any], wire:
 
 
 def delete(profile: NodeProfile, engine: SimEngine, request: dict[str, Any], wire: Wire) -> None:
-    name = request.get("model") or request.get("name")
-    if not isinstance(name, str) or not name.strip():
-        wire.error(400, "model is required")
-        return
-    model = profile.model(name)
-    if model is None:
-        wire.error(404, f"model '{name}' not found")
-        return
+    _, model = find_model(request, profile, fields=MODEL_OR_NAME)
     engine.unload(model)
     with _lock:
         profile.models = [m for m in profile.models if m.name != model.name]
@@ -192,10 +196,7 @@ def copy(profile: NodeProfile, engine: SimEngine, request: dict[str, Any], wire:
     if not (isinstance(source, str) and source.strip() and isinstance(destination, str) and destination.strip()):
         wire.error(400, "source and destination are required")
         return
-    model = profile.model(source)
-    if model is None:
-        wire.error(404, f"model '{source}' not found")
-        return
+    model = installed_model(profile, source)
     _install(profile, dataclasses.replace(model, name=normalize_name(destination)))
     wire.send_body(200, "application/json; charset=utf-8", b"")
 
@@ -213,9 +214,8 @@ def create(profile: NodeProfile, engine: SimEngine, request: dict[str, Any], wir
         progress.fail("files must map file names to sha256 digests", 400)
         return
     progress.line({"status": "gathering model components"})
-    base = profile.model(str(base_name)) if base_name else None
+    base = _installed(profile, str(base_name), progress) if base_name else None
     if base_name and base is None:
-        progress.fail(f"model '{base_name}' not found", 404)
         return
     missing = sorted(d for d in files.values() if d not in profile.blobs)
     if missing:

@@ -1,4 +1,5 @@
-"""Parsing ``/api/generate`` and ``/api/chat`` requests into a ``GenRequest`` (generation.py runs it).
+"""Parsing ``/api/generate`` and ``/api/chat`` requests into a ``GenRequest`` (generation.py runs it),
+and ``find_model``: which model a request names and whether the node has it, for every route.
 
 Errors are Ollama's: a ``RequestError`` carries the status and message the node answers with.
 """
@@ -15,6 +16,10 @@ THINK_LEVELS = ("low", "medium", "high")
 _GO_DURATION = re.compile(r"^([+-]?)((?:\d+(?:\.\d*)?|\.\d+)(?:ns|us|µs|ms|s|m|h))+$")
 _GO_PART = re.compile(r"(\d+(?:\.\d*)?|\.\d+)(ns|us|µs|ms|s|m|h)")
 _GO_UNITS = {"ns": 1e-9, "us": 1e-6, "µs": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0, "h": 3600.0}
+# Ollama's 404 for a model the node lacks differs by route; "{name}" is the name as the request wrote it.
+NOT_FOUND = "model '{name}' not found"  # embed, show and the model-management routes
+NOT_FOUND_TRY_PULLING = 'model "{name}" not found, try pulling it first'  # generate and chat
+MODEL_OR_NAME = ("model", "name")  # show and model management also read "name", the field's older spelling
 
 
 class RequestError(Exception):
@@ -22,6 +27,30 @@ class RequestError(Exception):
         super().__init__(message)
         self.status = status
         self.message = message
+
+
+def find_model(body: object, profile: NodeProfile, *, not_found: str = NOT_FOUND,
+               fields: tuple[str, ...] = ("model",)) -> tuple[str, SimModel]:
+    """The name a request gives (as written: Ollama echoes it) and the node's model of that name;
+    RequestError 400 when it names none, 404 ``not_found`` when the node lacks it."""
+    name = requested_model(body, fields)
+    return name, installed_model(profile, name, not_found)
+
+
+def requested_model(body: object, fields: tuple[str, ...] = ("model",)) -> str:
+    """The first of ``fields`` the request sets; RequestError 400 "model is required" unless a non-blank string."""
+    name = next((v for v in (body.get(f) for f in fields) if v), None) if isinstance(body, dict) else None
+    if not isinstance(name, str) or not name.strip():
+        raise RequestError(400, "model is required")
+    return name
+
+
+def installed_model(profile: NodeProfile, name: str, not_found: str = NOT_FOUND) -> SimModel:
+    """The node's model ``name`` resolves to (a bare name is its :latest); RequestError 404 ``not_found``."""
+    model = profile.model(name)
+    if model is None:
+        raise RequestError(404, not_found.format(name=name))
+    return model
 
 
 def parse_keep_alive(value: object) -> float | None:
@@ -76,7 +105,7 @@ class GenRequest:
 def parse(chat: bool, body: object, profile: NodeProfile) -> GenRequest:
     if not isinstance(body, dict):
         raise RequestError(400, "invalid request body: expected a JSON object")
-    label, model = _model(body, profile)
+    label, model = find_model(body, profile, not_found=NOT_FOUND_TRY_PULLING)
     think = _think(body, label, model)
     options = body.get("options") or {}
     if not isinstance(options, dict):
@@ -153,16 +182,6 @@ class _Prompt:
     empty: bool
     messages: list[dict] = field(default_factory=list)  # chat only
     continued: int = 0  # tokens of a trailing assistant message (chat only)
-
-
-def _model(body: dict, profile: NodeProfile) -> tuple[str, SimModel]:
-    label = body.get("model")
-    if not isinstance(label, str) or not label.strip():
-        raise RequestError(400, "model is required")
-    model = profile.model(label)
-    if model is None:
-        raise RequestError(404, f'model "{label}" not found, try pulling it first')
-    return label, model
 
 
 def _think(body: dict, label: str, model: SimModel) -> bool:

@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from hydra import reasoning, service, tiers
+from hydra import reasoning, task_intake, tiers
 from hydra.history import HistoryUnavailableError
 from hydra.service import Hydra
 from hydra.sollol.errors import TaskError
@@ -30,7 +30,7 @@ def _env(tmp_path: Path) -> dict[str, str]:
 
 @pytest.fixture
 def hydra(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Hydra]:
-    monkeypatch.setattr(service, "QUEUED_COMMIT_WAIT_S", COMMIT_WAIT_S)
+    monkeypatch.setattr(task_intake, "QUEUED_COMMIT_WAIT_S", COMMIT_WAIT_S)
     h = Hydra.from_env(_env(tmp_path), no_route_wait_s=0.2).start()
     try:
         yield h

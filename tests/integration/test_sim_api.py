@@ -71,6 +71,14 @@ def test_show_reports_capabilities(client: ollama.Client) -> None:
     assert err.value.status_code == 404
 
 
+
+@pytest.mark.parametrize("body", [{}, {"model": 5}, {"name": ["qwen3:1.7b"]}, {"model": "  "}, ["qwen3:1.7b"]])
+def test_show_without_a_model_name_is_refused_like_the_other_routes(sim_node: SimNode, body: object) -> None:
+    # A name that is not a string once dropped the connection (the lookup crashed on it); the
+    # same 400 as generate, embed and delete answer.
+    reply = httpx.post(sim_node.url + "/api/show", json=body, timeout=5)
+    assert (reply.status_code, reply.json()) == (400, {"error": "model is required"})
+
 def test_ps_lists_loaded_models_with_vram_only_on_gpu(sim_node_factory) -> None:
     cpu = sim_node_factory(profile("cpu"))
     gpu = sim_node_factory(profile("gpu", gpu=True, memory_mb=24_000))

@@ -1,65 +1,16 @@
-"""Routing predicates and ``route()`` over hand-built node views (no I/O, no threads)."""
+"""Routing predicates and ``route()`` over hand-built node views (no I/O, no threads). The fast
+mode's own tests are in test_fast_mode_routing.py."""
 from __future__ import annotations
 
 import pytest
 
-from hydra.sollol.config import SollolConfig
 from hydra.sollol.eligibility import needs_load, vram_low, why_no_large_load, why_unfit, why_unroutable
 from hydra.sollol.node import Circuit, NodeView
-from hydra.sollol.routing import RouteRequest, route
-from hydra.sollol.types import ModelInfo, Placement, RoutingMode, TierEntry
+from hydra.sollol.routing import route
+from hydra.sollol.types import Placement, RoutingMode, TierEntry
+from tests.unit.routing_views import CFG, CODE, gpu, info, random_cluster, reason_of, request, view
 
 MIB = 1024 * 1024
-
-# name -> billions of parameters (sizes as Ollama reports them for Q4 quantisations)
-SIZES = {
-    "qwen2.5-coder:7b": 7.6, "qwen2.5-coder:1.5b": 1.5, "qwen2.5-coder:3b": 3.1, "deepseek-coder-v2:latest": 15.7,
-    "llama3.1:70b": 70.6, "qwen2.5-coder:32b": 32.8, "mistral:latest": 7.2, "llama3.2:3b": 3.2, "qwen3:14b": 14.8,
-}
-
-
-def info(name: str) -> ModelInfo:
-    size_b = SIZES[name]
-    return ModelInfo(name, size_b, size_bytes=int(size_b * 0.6e9))
-
-
-def view(name: str = "cpu", *, gpu: bool = False, max_b: float | None = 30, slots: int = 2, in_flight: int = 0,
-         healthy: bool = True, circuit: Circuit = Circuit.CLOSED, trial: bool = False,
-         models: tuple[str, ...] = ("qwen2.5-coder:7b", "qwen2.5-coder:1.5b", "mistral:latest", "llama3.2:3b"),
-         loaded: tuple[str, ...] = (), vram_mb: int | None = None, vram_used_mb: int | None = None,
-         local: bool = False, polled: bool = True, last_error: str | None = None) -> NodeView:
-    if gpu and vram_mb is None:
-        vram_mb = 48_000
-    if gpu and vram_used_mb is None:
-        vram_used_mb = 0
-    return NodeView(
-        name=name, url=f"http://127.0.0.9:{abs(hash(name)) % 50000 + 1024}", gpu=gpu, local=local, max_model_b=max_b,
-        slots=slots, in_flight=in_flight, healthy=healthy, circuit=circuit, trial_in_flight=trial,
-        installed={m: info(m) for m in models}, loaded=frozenset(loaded), vram_total_mb=vram_mb if gpu else None,
-        vram_used_mb=vram_used_mb if gpu else None, polled=polled, last_error=last_error)
-
-
-def gpu(name: str = "gpu", **kw) -> NodeView:
-    kw.setdefault("max_b", 70)
-    kw.setdefault("models", ("qwen2.5-coder:7b", "qwen2.5-coder:1.5b", "mistral:latest", "llama3.2:3b",
-                             "llama3.1:70b"))
-    return view(name, gpu=True, **kw)
-
-
-CFG = SollolConfig()
-CODE = (TierEntry("qwen2.5-coder:7b", Placement.POWERFUL), TierEntry("qwen2.5-coder:1.5b", Placement.LIGHT))
-
-
-def request(mode: RoutingMode = RoutingMode.ASYNC, entries=CODE, **kw) -> RouteRequest:
-    kw.setdefault("min_success_rate", 0.98)
-    return RouteRequest(mode=mode, task_type="code", entries=tuple(entries), max_tokens=kw.pop("max_tokens", 100), **kw)
-
-
-def reason_of(outcome, node: str) -> str:
-    """The reason recorded for ``node``: one candidate per node, its best pair or why it takes nothing."""
-    found = [c for c in outcome.candidates if c.node == node]
-    assert len(found) == 1, f"expected one candidate for {node} in {outcome.candidates}"
-    return found[0].reason
 
 
 # --- predicates ---
@@ -179,43 +130,6 @@ def test_async_waits_when_every_place_is_busy():
 def test_async_has_no_local_preference():
     out = route(request(), [gpu(local=True), view(local=False)], CFG, {}, {})
     assert out.node == "cpu"
-
-
-def test_fast_picks_the_warm_node():
-    nodes = [view("cold"), view("warm", loaded=("qwen2.5-coder:7b",))]
-    out = route(request(RoutingMode.FAST, entries=(TierEntry("qwen2.5-coder:7b"),)), nodes, CFG, {}, {})
-    assert (out.node, out.model) == ("warm", "qwen2.5-coder:7b")
-    assert "(warm)" in out.reason
-
-
-def test_fast_picks_the_quicker_node_by_measured_speed():
-    nodes = [view("slow", loaded=("qwen2.5-coder:7b",)), view("quick", loaded=("qwen2.5-coder:7b",))]
-    estimates = {("slow", "qwen2.5-coder:7b"): (0.5, 5.0, None), ("quick", "qwen2.5-coder:7b"): (0.1, 50.0, None)}
-    out = route(request(RoutingMode.FAST), nodes, CFG, estimates, {})
-    assert out.node == "quick"
-
-
-def test_fast_prefers_the_local_node_on_a_tie():
-    nodes = [view("remote", local=False), view("local", local=True)]
-    out = route(request(RoutingMode.FAST), nodes, CFG, {}, {})
-    assert out.node == "local"
-
-
-def test_fast_takes_a_lower_tier_when_it_finishes_sooner():
-    node = view(loaded=("qwen2.5-coder:1.5b",))  # the small model is warm, the 7b would need a load
-    fast = route(request(RoutingMode.FAST), [node], CFG, {}, {})
-    assert fast.model == "qwen2.5-coder:1.5b"
-    # The other modes keep the seed's rule: the first model of the tier that fits.
-    for mode in (RoutingMode.ASYNC, RoutingMode.RELIABLE):
-        out = route(request(mode), [node], CFG, {}, {})
-        assert out.model == "qwen2.5-coder:7b", mode
-
-
-def test_fast_keeps_the_first_tier_when_it_is_as_quick():
-    node = view(loaded=("qwen2.5-coder:7b", "qwen2.5-coder:1.5b"))
-    estimates = {("cpu", "qwen2.5-coder:7b"): (0.1, 40.0, None), ("cpu", "qwen2.5-coder:1.5b"): (0.1, 40.0, None)}
-    out = route(request(RoutingMode.FAST), [node], CFG, estimates, {})
-    assert out.model == "qwen2.5-coder:7b"
 
 
 def test_reliable_excludes_a_node_below_min_success_rate():
@@ -339,65 +253,6 @@ def test_every_candidate_has_a_reason_and_only_eligible_ones_a_score():
     assert [(c.node, c.model) for c in chosen] == [("cpu", "qwen2.5-coder:7b")]
 
 
-def _random_cluster(seed: int) -> tuple[list[NodeView], dict, dict]:
-    import random
-    rng = random.Random(seed)
-    names = sorted(SIZES)
-    nodes = []
-    for i in range(24):
-        is_gpu = rng.random() < 0.4
-        installed = tuple(m for m in names if rng.random() < 0.6)
-        nodes.append(view(f"n{i}", gpu=is_gpu, max_b=rng.choice([8, 16, 30, 70, None]), slots=rng.choice([1, 2, 4]),
-                          in_flight=rng.choice([0, 1, 2, 4]), models=installed,
-                          loaded=tuple(m for m in installed if rng.random() < 0.3),
-                          vram_used_mb=rng.choice([0, 47_000]) if is_gpu else None, local=rng.random() < 0.2,
-                          healthy=rng.random() > 0.1))
-    estimates = {(n.name, m): (rng.choice([None, 0.3]), rng.choice([None, 25.0, 90.0]), rng.choice([None, 0.0, 4.0]))
-                 for n in nodes for m in n.installed if rng.random() < 0.5}
-    return nodes, estimates, {}
-
-
-@pytest.mark.parametrize("seed", range(6))
-def test_fast_scores_are_score_fast_for_every_pair_and_the_lowest_wins(seed):
-    """The fast scan inlines score_fast for speed: every recorded score must be what the reference
-    formula gives for that node's best entry, and the decision must take the lowest of them."""
-    from hydra.sollol.scoring import score_fast
-    nodes, estimates, rates = _random_cluster(seed)
-    entries = (TierEntry("llama3.1:70b", Placement.MOST_CAPABLE_ONLY), TierEntry("deepseek-coder-v2", Placement.POWERFUL),
-               TierEntry("qwen2.5-coder:7b", Placement.POWERFUL), TierEntry("mistral", Placement.ANY),
-               TierEntry("qwen2.5-coder:1.5b", Placement.LIGHT))
-    req = request(RoutingMode.FAST, entries, prompt_tokens=120, max_tokens=300, ahead=1)
-    outcome = route(req, nodes, CFG, estimates, rates)
-    by_name = {n.name: n for n in nodes}
-    top = max(n.capability for n in nodes if why_unroutable(n) is None)
-    scored = [c for c in outcome.candidates if c.eligible]
-    assert scored, "the random cluster must give the fast scan something to score"
-
-    def fits(node: NodeView) -> list[tuple[int, TierEntry, ModelInfo]]:
-        out = []
-        for index, entry in enumerate(entries):
-            model_info = node.installed.get(entry.model) or node.installed.get(entry.model + ":latest")
-            if model_info is None or why_unfit(node, model_info) or why_no_large_load(node, entry.model, model_info, CFG):
-                continue
-            if entry.placement is Placement.MOST_CAPABLE_ONLY and node.capability < top:
-                continue
-            out.append((index, entry, model_info))
-        return out
-    # The best tier any routable node holds: lower tiers are scored against its model's prior speed.
-    head_index, head_info = min(((i, m) for n in nodes if why_unroutable(n) is None for i, _e, m in fits(n)),
-                                key=lambda pair: pair[0])
-    for c in scored:
-        node = by_name[c.node]
-        expected = [(score_fast(index, entry, node, model_info, req, estimates, top, rates,
-                                head_info if index > head_index else None), entry.model)
-                    for index, entry, model_info in fits(node)]
-        best_score, best_model = min(expected)
-        assert c.model == best_model
-        assert c.score == pytest.approx(round(best_score, 4), abs=1e-4)
-        warm = "warm" if not needs_load(node, best_model) else "cold load"
-        assert c.reason.endswith(f"est. {best_score:.2f} s to finish ({warm})"), c.reason
-    if outcome.node is not None:
-        assert outcome.node == min(scored, key=lambda c: c.score).node
 
 
 def test_a_view_with_its_fit_table_routes_as_one_without():
@@ -405,7 +260,7 @@ def test_a_view_with_its_fit_table_routes_as_one_without():
     import dataclasses
 
     from hydra.sollol.node import fit_table
-    nodes, estimates, rates = _random_cluster(3)
+    nodes, estimates, rates = random_cluster(3)
     cached = [dataclasses.replace(n, fit=fit_table(n.installed, n.max_model_b, n.gpu, n.vram_total_mb)) for n in nodes]
     for mode in RoutingMode:
         for entries in (CODE, (TierEntry("mistral"), TierEntry("llama3.1:70b", Placement.MOST_CAPABLE_ONLY))):
