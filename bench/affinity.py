@@ -1,6 +1,7 @@
 """Prefix-aware placement (issue 15): follow-up TTFT and makespan with and without it.
 
     python -m bench.affinity [--presets seed,cluster8] [--rounds 2] [--time-scale S] [--real-model]
+                             [--host-cache-tokens 0,preset] [--conversations 20]
 
 Simulated arm: 20 concurrent conversations x 8 turns on a preset (its nodes in a process of their
 own, the model loaded beforehand), each turn resending the whole history (system prompt, every
@@ -10,7 +11,10 @@ a fresh cluster each (empty caches), interleaved in rounds (order alternating): 
 default router, "without" sets ``prefix_affinity=False`` (SOLLOL_PREFIX_AFFINITY=false). TTFT is
 the client's: from submit to the first chunk, router queueing included. Figures: p50 and p95 of
 turns 2-8 and the makespan, medians over rounds, and their ratios. Targets: follow-up TTFT p50 at
-most 0.5 x without, makespan at most 1.05 x without.
+most 0.5 x without, makespan at most 1.05 x without. Each preset runs under two cache models of
+the simulated node: the KV cache per slot only (what the target was set for), and per slot plus
+llama-server's host-memory prompt cache behind the slots (today's Ollama default, which keeps
+conversations warm whichever node they land on, and so leaves placement less to win).
 
 Real-model arm (``--real-model``): two embedded nodes (two processes of ``python -m hydra.node``,
 SmolLM2 over llama.cpp) and one six-turn conversation; follow-up TTFT with affinity against every
@@ -32,6 +36,7 @@ import ollama
 
 from bench.processes import preset_process
 from hydra.sim import PRESETS
+from hydra.sim.prefix_cache import HOST_CACHE_TOKENS
 from hydra.sollol import Router, RoutingMode, SollolConfig, Task, TaskStatus
 from hydra.sollol.config import parse_nodes
 
@@ -87,9 +92,19 @@ class ArmResult:
     stayed: float              # share of follow-ups that ran where the turn before ran
 
 
-def run_arm(preset: str, scale: float, affinity: bool, mode: RoutingMode) -> ArmResult:
+@dataclass(frozen=True)
+class Setup:
+    preset: str
+    scale: float
+    mode: RoutingMode
+    host_cache: int | None      # tokens of host-memory prompt cache per node; None: the preset's
+    conversations: int = CONVERSATIONS
+
+
+def run_arm(setup: Setup, affinity: bool) -> ArmResult:
+    preset, mode = setup.preset, setup.mode
     profiles = PRESETS[preset]
-    with preset_process(preset, scale) as cluster:
+    with preset_process(preset, setup.scale, setup.host_cache) as cluster:
         for node in cluster.nodes:
             if any(m.name == MODEL for m in node.profile.models):
                 ollama.Client(host=node.url).chat(model=MODEL, messages=[{"role": "user", "content": "warm"}],
@@ -101,15 +116,15 @@ def run_arm(preset: str, scale: float, affinity: bool, mode: RoutingMode) -> Arm
         lock = threading.Lock()
         with Router(config=config) as router:
             start = time.perf_counter()
-            threads = [threading.Thread(target=conversation, args=(router, i, turns, lock)) for i in range(CONVERSATIONS)]
+            threads = [threading.Thread(target=conversation, args=(router, i, turns, lock)) for i in range(setup.conversations)]
             for thread in threads:
                 thread.start()
             for thread in threads:
                 thread.join()
             makespan = time.perf_counter() - start
             cache = router.snapshot().prefix_cache
-    if len(turns) != CONVERSATIONS * TURNS:
-        raise RuntimeError(f"only {len(turns)} of {CONVERSATIONS * TURNS} turns finished")
+    if len(turns) != setup.conversations * TURNS:
+        raise RuntimeError(f"only {len(turns)} of {setup.conversations * TURNS} turns finished")
     follow = sorted(t.ttft_s for t in turns if t.turn > 1)
     return ArmResult(statistics.median(follow), follow[int(0.95 * (len(follow) - 1))], makespan,
                      cache.token_hit_rate if cache else None, cache.prefill_saved_s if cache else 0.0,
@@ -125,11 +140,11 @@ def _stayed(turns: list[Turn]) -> float:
     return sum(node[(t.conversation, t.turn - 1)] == t.node for t in follow) / len(follow)
 
 
-def bench_preset(preset: str, scale: float, rounds: int, mode: RoutingMode) -> bool:
+def bench_preset(setup: Setup, rounds: int) -> bool:
     arms: dict[bool, list[ArmResult]] = {True: [], False: []}
     for round_index in range(rounds):
         for affinity in ((True, False) if round_index % 2 == 0 else (False, True)):
-            result = run_arm(preset, scale, affinity, mode)
+            result = run_arm(setup, affinity)
             arms[affinity].append(result)
             print(f"  round {round_index + 1} {'with   ' if affinity else 'without'}: follow-up TTFT p50 "
                   f"{result.p50:6.2f} s  p95 {result.p95:6.2f} s  makespan {result.makespan:6.2f} s  "
@@ -142,13 +157,20 @@ def bench_preset(preset: str, scale: float, rounds: int, mode: RoutingMode) -> b
 
     p50, p95, makespan = (median(True, f) / median(False, f) for f in ("p50", "p95", "makespan"))
     sample = arms[True][0]
-    print(f"{preset}, {mode.value} mode: {CONVERSATIONS} conversations x {TURNS} turns, {MODEL}, prompts {sample.first_prompt:,} -> "
-          f"{sample.last_prompt:,} tokens, time scale {scale}, {rounds} rounds (medians)")
+    print(f"{setup.preset}, {setup.mode.value} mode: {setup.conversations} conversations x {TURNS} turns, {MODEL}, "
+          f"prompts {sample.first_prompt:,} -> {sample.last_prompt:,} tokens, time scale {setup.scale}, {rounds} rounds "
+          f"(medians), node cache: {_cache_model(setup.host_cache)}")
     print(f"  with / without: follow-up TTFT p50 {p50:.2f} x  p95 {p95:.2f} x  makespan {makespan:.2f} x; "
           f"prefill saved {median(True, 'saved_s'):,.0f} simulated s")
     ok = p50 <= 0.5 and makespan <= 1.05
     print(f"  targets: TTFT p50 <= 0.50 x and makespan <= 1.05 x: {'OK' if ok else 'MISSED'}", flush=True)
     return ok
+
+
+def _cache_model(host_cache: int | None) -> str:
+    if host_cache == 0:
+        return "per slot only"
+    return f"per slot + host-memory prompt cache of {host_cache or HOST_CACHE_TOKENS:,} tokens (llama-server)"
 
 
 def _percent(value: float | None) -> str:
@@ -163,14 +185,27 @@ def main(argv: Sequence[str] | None = None) -> int:
                         help="the router's default mode the conversations run in (default: async, Hydra's default)")
     parser.add_argument("--time-scale", type=float, default=None,
                         help="simulated time multiplier (default: seed 0.05, cluster8 0.1)")
+    parser.add_argument("--host-cache-tokens", default="0,preset",
+                        help="each simulated node's host-memory prompt cache behind its slots, in tokens: 0 = the "
+                             "per-slot cache only (Ollama before llama-server, or LLAMA_ARG_CACHE_RAM=0); 'preset' = "
+                             "the preset's, llama-server's 8 GiB default; several, comma-separated, run one after the "
+                             "other (default: 0,preset)")
+    parser.add_argument("--conversations", default=str(CONVERSATIONS),
+                        help=f"concurrent conversations; several, comma-separated, run one after the other "
+                             f"(default: {CONVERSATIONS})")
     parser.add_argument("--real-model", action="store_true", help="also run the real-model arm (two embedded nodes)")
     parser.add_argument("--real-only", action="store_true", help="run only the real-model arm")
     args = parser.parse_args(argv)
     ok = True
     if not args.real_only:
-        for preset in (p.strip() for p in args.presets.split(",") if p.strip()):
-            ok = bench_preset(preset, args.time_scale or DEFAULT_SCALES.get(preset, 0.1), args.rounds,
-                              RoutingMode(args.mode)) and ok
+        caches = [None if c.strip() == "preset" else int(c) for c in args.host_cache_tokens.split(",") if c.strip()]
+        counts = [int(c) for c in args.conversations.split(",") if c.strip()]
+        for host_cache in caches:
+            for preset in (p.strip() for p in args.presets.split(",") if p.strip()):
+                for count in counts:
+                    setup = Setup(preset, args.time_scale or DEFAULT_SCALES.get(preset, 0.1), RoutingMode(args.mode),
+                                  host_cache, count)
+                    ok = bench_preset(setup, args.rounds) and ok
     if args.real_model or args.real_only:
         from bench.affinity_real import real_model_arm
         ok = real_model_arm() and ok

@@ -142,13 +142,18 @@ class RemoteCluster:
 
 
 @contextlib.contextmanager
-def preset_process(preset: str, time_scale: float) -> Iterator[RemoteCluster]:
-    """``python -m hydra.sim --preset P --port 0`` in a process of its own; its nodes in preset order."""
+def preset_process(preset: str, time_scale: float, host_cache_tokens: int | None = None) -> Iterator[RemoteCluster]:
+    """``python -m hydra.sim --preset P --port 0`` in a process of its own; its nodes in preset order.
+    ``host_cache_tokens`` overrides every node's host-memory prompt cache (0: per-slot cache only)."""
+    import dataclasses
+
     from hydra.sim import PRESETS
 
-    profiles = {p.name: p for p in PRESETS[preset]}
+    profiles = {p.name: p if host_cache_tokens is None else dataclasses.replace(p, host_cache_tokens=host_cache_tokens)
+                for p in PRESETS[preset]}
+    extra = [] if host_cache_tokens is None else ["--host-cache-tokens", str(host_cache_tokens)]
     process = subprocess.Popen([sys.executable, "-m", "hydra.sim", "--preset", preset, "--port", "0",
-                                "--time-scale", str(time_scale)], cwd=REPO, stdin=subprocess.DEVNULL,
+                                "--time-scale", str(time_scale), *extra], cwd=REPO, stdin=subprocess.DEVNULL,
                                stdout=subprocess.PIPE, text=True, env=dict(os.environ, PYTHONPATH=str(REPO)))
     try:
         nodes: list[RemoteNode] = []

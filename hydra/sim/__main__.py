@@ -3,6 +3,7 @@
     python -m hydra.sim --preset seed                      # 127.0.0.2:11434, 127.0.0.3:11434
     python -m hydra.sim --preset cluster8 --port 0 --time-scale 0.2
     python -m hydra.sim --preset seed --hosts 127.0.0.10,127.0.0.11
+    python -m hydra.sim --preset seed --host-cache-tokens 0   # KV cache per slot only
 
 Prints one line per node and the SOLLOL_NODES value to point Hydra at them,
 then serves until Ctrl+C. Faults can be armed meanwhile over HTTP:
@@ -13,6 +14,7 @@ then serves until Ctrl+C. Faults can be armed meanwhile over HTTP:
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import logging
 import signal
 import sys
@@ -32,6 +34,9 @@ def _parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--port", type=int, default=11434, help="port on every host; 0 = a free port per host (default: 11434)")
     parser.add_argument("--hosts", default="", help="comma-separated 127.x.y.z addresses, one per node (default: 127.0.0.2, 127.0.0.3, ...)")
     parser.add_argument("--time-scale", type=float, default=1.0, help="multiplier for every simulated delay (default: 1.0 = real time)")
+    parser.add_argument("--host-cache-tokens", type=int, default=None,
+                        help="every node's host-memory prompt cache behind its slots, in tokens; 0 = per-slot "
+                             "cache only (default: the preset's)")
     parser.add_argument("--log-level", default="WARNING", help="logging level (default: WARNING)")
     return parser.parse_args(argv)
 
@@ -47,7 +52,12 @@ def main(argv: list[str] | None = None) -> int:
             raise ValueError(f"--time-scale must be > 0, got {args.time_scale}")
         if not 0 <= args.port <= 65535:
             raise ValueError(f"--port must be 0..65535, got {args.port}")
-        cluster = start_cluster(args.preset, hosts=hosts, port=args.port, time_scale=args.time_scale)
+        if args.host_cache_tokens is not None and args.host_cache_tokens < 0:
+            raise ValueError(f"--host-cache-tokens must be >= 0, got {args.host_cache_tokens}")
+        profiles = PRESETS[args.preset]
+        if args.host_cache_tokens is not None:
+            profiles = [dataclasses.replace(p, host_cache_tokens=args.host_cache_tokens) for p in profiles]
+        cluster = start_cluster(profiles, hosts=hosts, port=args.port, time_scale=args.time_scale)
     except ValueError as exc:
         print(f"hydra.sim: error: {exc}", file=sys.stderr)
         return 2

@@ -3,7 +3,11 @@ the words a decision records for a candidate's cache, and async's exception for 
 
 Async's rule is the first free place, CPU nodes first. A follow-up whose history is cached on a free
 GPU node would then recompute that history on a CPU node: with the cache, the warm node goes first
-when the usual pick would take clearly longer. With nothing cached the rule stands as it was.
+when the usual pick would take clearly longer. And a follow-up whose history is cached on a slow node
+would come back to it turn after turn, since a warm CPU node beats every other CPU node: the slow
+turns would pile up on the few conversations that once landed there and set the makespan. So a
+follow-up leaves a warm node for a free one that finishes it in at most half the time.
+With nothing cached the rule stands as it was.
 Pure: no I/O, no clock.
 """
 from __future__ import annotations
@@ -22,6 +26,9 @@ if TYPE_CHECKING:  # routing imports this module; these are only types here
 # its prompt in cache when more than this share of the usual pick's time would go to recomputing what
 # that node holds: then the cache, not the node's speed, makes the difference.
 RECOMPUTE_SHARE = 0.5
+# ... and to any free node that finishes it in at most this share of the usual pick's time, when the
+# usual pick is where its history is cached (a slow warm node must not hold a conversation).
+SOONER_SHARE = 0.5
 
 
 def warm_place(scored: list[Scored], req: RouteRequest, estimates: Estimates,
@@ -34,13 +41,19 @@ def warm_place(scored: list[Scored], req: RouteRequest, estimates: Estimates,
     if affinity is None or not affinity.hits or not free:
         return None
     usual = free[0]
-    warm = [s for s in free if s is not usual and affinity.cached(s.name, model_key(s.entry.model))]
-    if not warm:
-        return None
 
     def seconds(s: Scored) -> float:
         return estimate_seconds(s.node, s.entry.model, infos[s.name], req, estimates)
 
+    if affinity.cached(usual.name, model_key(usual.entry.model)) and len(free) > 1:
+        fastest = min(free[1:], key=seconds)
+        fastest_s, usual_s = seconds(fastest), seconds(usual)
+        if fastest_s <= SOONER_SHARE * usual_s:
+            return fastest, (f"warm cache on a slow node: est. {fastest_s:.1f} s vs {usual_s:.1f} s on "
+                             f"{usual.name}, cache included")
+    warm = [s for s in free if s is not usual and affinity.cached(s.name, model_key(s.entry.model))]
+    if not warm:
+        return None
     best = min(warm, key=seconds)
     best_s, usual_s = seconds(best), seconds(usual)
     key = model_key(usual.entry.model)

@@ -296,6 +296,29 @@ def test_async_sends_a_follow_up_to_its_warm_gpu_when_the_cpu_would_recompute_th
                  {}).node == "cpu"
 
 
+def test_async_lets_a_follow_up_leave_its_warm_slow_node_for_a_free_one_twice_as_quick():
+    """A warm CPU node beats every other CPU node, so without this rule the conversation that once
+    landed there would run every turn there, slow, and set the makespan."""
+    nodes = [view("cpu", loaded=(SEVEN,)), view("gpu", gpu=True, max_b=70, loaded=(SEVEN,))]
+    estimates = {("cpu", SEVEN): (None, 9.0, None), ("gpu", SEVEN): (None, 60.0, None)}
+    speeds = {("cpu", SEVEN): 60.0, ("gpu", SEVEN): 1500.0}
+    warm_on_cpu = Affinity(4000, {("cpu", SEVEN): 3600}, speeds)  # 400 new tokens + 100 out on the CPU: ~18 s
+    out = route(request(RoutingMode.ASYNC, affinity=warm_on_cpu, prompt_tokens=4000, max_tokens=100), nodes, CFG,
+                estimates, {})
+    assert out.node == "gpu" and "warm cache on a slow node" in out.reason
+    # The GPU busy: the rule takes free nodes only; async's tail guard decides, as before (it waits).
+    busy_gpu = [nodes[0], view("gpu", gpu=True, max_b=70, loaded=(SEVEN,), in_flight=2)]
+    busy = route(request(RoutingMode.ASYNC, affinity=warm_on_cpu, prompt_tokens=4000, max_tokens=100), busy_gpu,
+                 CFG, estimates, {})
+    assert busy.wait and "slow node" not in busy.reason
+    # Two CPU nodes alike: the warm one stays first (no free node is twice as quick).
+    cpus = [view("a", loaded=(SEVEN,)), view("b", loaded=(SEVEN,))]
+    alike = {(n, SEVEN): (None, 9.0, None) for n in ("a", "b")}
+    warm_on_b = Affinity(4000, {("b", SEVEN): 3600}, {(n, SEVEN): 60.0 for n in ("a", "b")})
+    assert route(request(RoutingMode.ASYNC, affinity=warm_on_b, prompt_tokens=4000, max_tokens=100), cpus, CFG,
+                 alike, {}).node == "b"
+
+
 def test_every_runtime_engine_setting_reaches_the_running_router():
     """A runtime setting of the engine (SOLLOL_PREFIX_AFFINITY among them) changed on the Settings page is
     applied to the running router, not only saved: the service maps each to its SollolConfig field."""
