@@ -8,8 +8,8 @@ prefill is charged for the uncached part alone, at the model's prefill speed (at
 the last one is always evaluated). The request takes the free slot whose whole content it extends
 (a conversation's next turn), else the least recently used free slot.
 
-A slot taken for a different prompt does not simply lose what it held: llama-server (Ollama's runner
-since 0.30) saves it to its host-memory prompt cache (``--cache-ram``, 8 GiB by default) and restores
+A slot taken for a different prompt does not simply lose what it held: llama-server (the runner
+current Ollama starts) saves it to its host-memory prompt cache (``--cache-ram``, 8 GiB by default) and restores
 it into a slot when a later prompt shares a prefix with it. So a node keeps more conversations warm
 than it has slots, within ``NodeProfile.host_cache_tokens`` (0: slots only, as older Ollama). A
 restore copies the state back instead of computing it: charged at ``RESTORE_SPEEDUP`` times the

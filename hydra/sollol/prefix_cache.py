@@ -4,8 +4,8 @@ prefix-aware placement (issue 15).
 An Ollama node (llama.cpp) keeps, per slot, the tokens of the last sequence it evaluated (the
 prompt and the answer it generated), and a new request reuses the longest common prefix with what
 is cached. A slot taken for another prompt saves what it held to llama-server's host-memory prompt
-cache (Ollama's runner since 0.30; 8 GiB by default), from which a later prompt sharing a prefix
-restores it. So for each node and model the router keeps the sequences it sent there, least
+cache (current Ollama's runner; ``--cache-ram``, 8 GiB by default), from which a later prompt sharing
+a prefix restores it. So for each node and model the router keeps the sequences it sent there, least
 recently used first, each the set of its block hashes (``prompt_blocks.py``: no prompt text is
 kept, only keyed hashes): a conversation's next turn replaces the sequence it extends; the others
 stay while the node's cache can hold them. How many that is, the router learns per node: it starts
