@@ -171,7 +171,8 @@ class NodeClient:
                                      auth=self._auth)
         # The generation streams send what the library sends: its headers (an OLLAMA_API_KEY's bearer
         # among them), the URL's credentials as basic auth.
-        self._stream_headers = dict(self._poller._client.headers)
+        # Not its accept-encoding: http.client does not decompress.
+        self._stream_headers = {k: v for k, v in self._poller._client.headers.items() if k != "accept-encoding"}
         if self._auth is not None:
             self._stream_headers["authorization"] = _basic_auth(spec.url)
         # The official client has no version() call; a plain GET on the same host does it.
