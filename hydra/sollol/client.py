@@ -49,9 +49,11 @@ def shared_ssl_context() -> Any:
         return _ssl_context
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)
 class StreamPart:
-    """One NDJSON line of /api/chat, reduced to what the engine uses."""
+    """One NDJSON line of /api/chat or /api/generate, reduced to what the engine uses. Filled in once
+    where it is read (client.py) and never changed after: not frozen, because a frozen dataclass sets
+    each field through object.__setattr__, and one is built for every token."""
 
     text: str = ""
     thinking: str = ""
@@ -411,30 +413,40 @@ def _text(value: Any) -> str:
     raise TypeError(f"expected a string, got {value!r}")
 
 
-def _common(part: dict[str, Any]) -> dict[str, Any]:
-    """The fields a chat line and a generate line share, checked as the library's models checked them."""
-    logprobs = part.get("logprobs")
-    return {"done": bool(part.get("done")), "done_reason": part.get("done_reason"),
-            "eval_count": _count(part.get("eval_count")), "eval_duration": _count(part.get("eval_duration")),
-            "prompt_eval_count": _count(part.get("prompt_eval_count")),
-            "load_duration": _count(part.get("load_duration")),
-            "prompt_eval_duration": _count(part.get("prompt_eval_duration")),
-            "logprobs": tuple(_logprob(p) for p in logprobs) if logprobs else ()}
+def _final(part: dict[str, Any]) -> StreamPart:
+    """The last line's counts (no other line carries them in Ollama's API), checked as the library's
+    models checked them; text and the rest are filled in by the caller."""
+    return StreamPart(done=True, done_reason=part.get("done_reason"), eval_count=_count(part.get("eval_count")),
+                      eval_duration=_count(part.get("eval_duration")),
+                      prompt_eval_count=_count(part.get("prompt_eval_count")),
+                      load_duration=_count(part.get("load_duration")),
+                      prompt_eval_duration=_count(part.get("prompt_eval_duration")))
 
 
 def _chat_part(part: dict[str, Any]) -> StreamPart:
+    out = _final(part) if part.get("done") else StreamPart()
     message = part.get("message")
-    if message is None:
-        return StreamPart(**_common(part))
-    calls = message.get("tool_calls")
-    return StreamPart(text=_text(message.get("content")), thinking=_text(message.get("thinking")),
-                      tool_calls=_plain_calls(calls) if calls else (), **_common(part))
+    if message is not None:
+        out.text, out.thinking = _text(message.get("content")), _text(message.get("thinking"))
+        calls = message.get("tool_calls")
+        if calls:
+            out.tool_calls = _plain_calls(calls)
+    logprobs = part.get("logprobs")
+    if logprobs:
+        out.logprobs = tuple(_logprob(p) for p in logprobs)
+    return out
 
 
 def _generate_part(part: dict[str, Any]) -> StreamPart:
+    out = _final(part) if part.get("done") else StreamPart()
+    out.text, out.thinking = _text(part.get("response")), _text(part.get("thinking"))
     context = part.get("context")
-    return StreamPart(text=_text(part.get("response")), thinking=_text(part.get("thinking")),
-                      context=tuple(_count(t) or 0 for t in context) if context is not None else None, **_common(part))
+    if context is not None:
+        out.context = tuple(_count(t) or 0 for t in context)
+    logprobs = part.get("logprobs")
+    if logprobs:
+        out.logprobs = tuple(_logprob(p) for p in logprobs)
+    return out
 
 
 def _logprob(entry: dict[str, Any]) -> dict[str, Any]:

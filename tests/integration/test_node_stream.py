@@ -175,3 +175,25 @@ def test_the_proxy_a_node_url_goes_through(monkeypatch, env, url, expected):
     for name, value in env.items():
         monkeypatch.setenv(name, value)
     assert _proxy_for(url) == expected
+
+
+def test_lines_are_read_whatever_the_chunks_carry(fake_node):
+    """Two lines in one chunk, one line over three chunks, a chunk extension and a trailer."""
+    data = b"".join(json.dumps(line).encode() + b"\n" for line in LINES)
+    first = data.index(b"\n", data.index(b"\n") + 1) + 1  # the first two lines
+    pieces = [data[:first], data[first:first + 5], data[first + 5:first + 9], data[first + 9:]]
+    body = b"".join(f"{len(p):x};ext=1\r\n".encode() + p + b"\r\n" for p in pieces) + b"0\r\nx-trailer: y\r\n\r\n"
+    node = fake_node(lambda _h: b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n" + body)
+    client = NodeClient(NodeSpec(name="n", url=node.url))
+    parts = list(client.chat("m", [{"role": "user", "content": "hi"}]))
+    assert [p.text for p in parts] == ["Hel", "lo", ""] and parts[-1].done and parts[-1].eval_count == 2
+    assert _texts(client) == "Hello"  # the same connection takes the next request after the trailer
+    assert node.connections == 1
+
+
+def test_a_node_that_drops_the_connection_mid_stream_reads_as_dropped(fake_node):
+    cut = _chunked(LINES[:1])[:-5]  # one line, then the connection ends without the last chunk
+    node = fake_node(lambda _h: b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n" + cut, per_connection=1)
+    client = NodeClient(NodeSpec(name="n", url=node.url))
+    with pytest.raises(NodeUnavailableError, match="dropped the connection mid-stream"):
+        list(client.chat("m", [{"role": "user", "content": "hi"}]))
