@@ -53,6 +53,7 @@ from starlette.routing import Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from hydra.gateway import access_log, dashboard
+from hydra.gateway.admission import INLINE_SUBMITS, SUBMIT_THREADS
 from hydra.gateway.batch_api import BatchRoutes
 from hydra.gateway.embed_api import EmbedRoutes
 from hydra.gateway.guard import KEY_SETTING, ApiKey, Guard, cors_headers, preflight_headers
@@ -63,7 +64,6 @@ from hydra.gateway.ollama_api import OllamaRoutes
 from hydra.gateway.openai_api import OpenAIRoutes, openai_error
 from hydra.gateway.openai_completions import CompletionRoutes
 from hydra.gateway.service_api import GatewayService
-from hydra.gateway.stream import INLINE_SUBMITS, SUBMIT_THREADS
 from hydra.sollol import TaskHandle, TaskResult
 from hydra.sollol.redact import redact_text
 

@@ -30,9 +30,9 @@ from starlette.responses import JSONResponse, Response, StreamingResponse
 from hydra.batch import BatchInputError, BatchOptions
 from hydra.batch.input import MAX_INPUT_BYTES, MAX_ROWS, decode
 from hydra.batch.rows import BatchInfo
+from hydra.gateway.admission import GatewayError, Routing, read_json
 from hydra.gateway.openai_api import openai_error, openai_request
 from hydra.gateway.service_api import GatewayService
-from hydra.gateway.stream import GatewayError, Routing, read_json
 from hydra.sollol.validation import FieldError
 
 ENDPOINT = "/v1/chat/completions"

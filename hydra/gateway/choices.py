@@ -14,8 +14,9 @@ from typing import Any, Protocol
 
 from starlette.types import Receive, Scope, Send
 
+from hydra.gateway.admission import Tracker, submit
 from hydra.gateway.service_api import GatewayService
-from hydra.gateway.stream import Tracker, failure_message, failure_status, submit
+from hydra.gateway.stream import failure_message, failure_status
 from hydra.sollol import TaskHandle, TaskResult, TaskStatus
 from hydra.sollol.types import FailureKind
 

@@ -26,16 +26,10 @@ from typing import Any
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
+from hydra.gateway.admission import GatewayError, Incoming, Tracker, invalid_request, refusal_as_http_error
 from hydra.gateway.openai_api import openai_error
 from hydra.gateway.service_api import GatewayService
-from hydra.gateway.stream import (
-    GatewayError,
-    Incoming,
-    TaskResponse,
-    Tracker,
-    invalid_request,
-    refusal_as_http_error,
-)
+from hydra.gateway.stream import TaskResponse
 from hydra.sollol import Chunk, HydraError, TaskHandle, TaskResult
 from hydra.sollol.embedding import MAX_DIMENSIONS, check_inputs
 from hydra.sollol.validation import FieldError, check_bool, check_integer, check_keep_alive, check_options, kind

@@ -19,8 +19,8 @@ from typing import Any
 import httpx
 from starlette.responses import JSONResponse, Response
 
+from hydra.gateway.admission import GatewayError
 from hydra.gateway.service_api import GatewayService
-from hydra.gateway.stream import GatewayError
 from hydra.gateway.validate import Generation
 from hydra.sollol import NodeSnapshot
 from hydra.sollol.client import shared_ssl_context

@@ -30,9 +30,9 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 
 from hydra.gateway import model_ops
+from hydra.gateway.admission import GatewayError, read_json
 from hydra.gateway.model_ops import NODE_HEADER, Outcome, Target, TargetError
 from hydra.gateway.service_api import GatewayService
-from hydra.gateway.stream import GatewayError, read_json
 
 NDJSON = "application/x-ndjson"
 SETTLE_S = 2.0        # how long an answer waits for routing to see the change (the monitor's fetch, ~ms)

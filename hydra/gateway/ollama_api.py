@@ -20,20 +20,11 @@ import httpx
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
+from hydra.gateway.admission import GatewayError, Incoming, Tracker, invalid_request, read_json, resolve_model, submit
 from hydra.gateway.load_api import PS_REFRESH_TIMEOUT_S, ModelLoads
 from hydra.gateway.model_listing import holders_of, ps_body, tags_body
 from hydra.gateway.service_api import GatewayService
-from hydra.gateway.stream import (
-    GatewayError,
-    Incoming,
-    TaskResponse,
-    Tracker,
-    done_reason,
-    invalid_request,
-    read_json,
-    resolve_model,
-    submit,
-)
+from hydra.gateway.stream import TaskResponse, done_reason
 from hydra.gateway.validate import ollama_request
 from hydra.sollol import Chunk, TaskResult
 from hydra.sollol.client import shared_ssl_context

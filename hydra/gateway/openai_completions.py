@@ -16,12 +16,13 @@ from typing import Any
 from starlette.requests import Request
 from starlette.responses import Response
 
+from hydra.gateway.admission import GatewayError, Incoming, Tracker, invalid_request
 from hydra.gateway.choices import ChoicesResponse, submit_choices
 from hydra.gateway.ollama_api import hydra_field
 from hydra.gateway.openai_api import error_response, openai_error
 from hydra.gateway.openai_fields import COMPLETION_FIELDS, refuse_unsupported
 from hydra.gateway.service_api import GatewayService
-from hydra.gateway.stream import GatewayError, Incoming, TaskResponse, Tracker, done_reason, invalid_request
+from hydra.gateway.stream import TaskResponse, done_reason
 from hydra.gateway.validate import (
     MAX_CHOICES,
     Generation,

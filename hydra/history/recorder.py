@@ -27,6 +27,7 @@ from collections.abc import Callable, Iterable
 
 from hydra.sollol.errors import HydraError, ShutdownError
 from hydra.sollol.handle import TaskHandle
+from hydra.sollol.slot_threads import no_wakeup_preemption
 from hydra.sollol.types import TaskEvent, TaskStatus
 
 from .health import HistoryUnavailableError
@@ -134,6 +135,7 @@ class EventWriter:
                         "running until the next start marks them interrupted", len(self._kept))
 
     def _run(self) -> None:
+        no_wakeup_preemption()  # each event wakes this thread; the router's thread that queued it goes on
         while True:
             try:
                 event = self._events.get(timeout=RETRY_EVERY_S if self._kept else None)

@@ -5,10 +5,10 @@ Every request's failure goes through ``node_error_from`` (node_errors.py), so fo
 """
 from __future__ import annotations
 
+import base64
 import socket
 import threading
-from collections.abc import Generator, Mapping
-from dataclasses import dataclass
+from collections.abc import Callable, Generator, Mapping
 from typing import Any
 from urllib.parse import unquote, urlsplit, urlunsplit
 
@@ -21,7 +21,9 @@ from .node_errors import (  # noqa: F401 - MAX_RETRY_AFTER_S, parse_retry_after:
     node_error_from,
     parse_retry_after,
 )
+from .node_stream import NodeStream
 from .redact import redact_url
+from .stream_lines import StreamPart, chat_part, generate_part, library_body
 from .types import LoadedModel, ModelInfo, NodeSpec
 
 _ssl_lock = threading.Lock()
@@ -45,32 +47,6 @@ def shared_ssl_context() -> Any:
             except ImportError:  # pragma: no cover - httpx depends on certifi
                 pass
         return _ssl_context
-
-
-@dataclass(frozen=True)
-class StreamPart:
-    """One NDJSON line of /api/chat, reduced to what the engine uses."""
-
-    text: str = ""
-    thinking: str = ""
-    tool_calls: tuple[dict[str, Any], ...] = ()  # plain dicts: {"function": {"name": ..., "arguments": {...}}}
-    done: bool = False
-    done_reason: str | None = None
-    eval_count: int | None = None
-    eval_duration: int | None = None
-    prompt_eval_count: int | None = None
-    load_duration: int | None = None
-    # /api/generate's final line carries the context; either route, per-token logprobs when asked
-    context: tuple[int, ...] | None = None
-    logprobs: tuple[dict[str, Any], ...] = ()
-    prompt_eval_duration: int | None = None   # ns; with a cached prefix only the uncached part's
-
-
-def _plain_calls(calls: Any) -> tuple[dict[str, Any], ...]:
-    """The client's ToolCall models as plain dicts: the engine's chunks and results stay free of
-    pydantic (copied across threads, written to JSON by the gateway)."""
-    return tuple({"function": {"name": c.function.name, "arguments": dict(c.function.arguments or {})}}
-                 for c in calls)
 
 
 class StreamSockets:
@@ -152,12 +128,21 @@ class NodeClient:
         self.spec = spec
         self._stream_timeout = httpx.Timeout(read_timeout_s, connect=connect_timeout_s)
         self._poll_timeout = httpx.Timeout(poll_timeout_s, connect=min(connect_timeout_s, poll_timeout_s))
-        self._threads = threading.local()  # per worker thread: its own generation client (see _stream_client)
+        self._connect_timeout_s, self._read_timeout_s = connect_timeout_s, read_timeout_s
+        self._threads = threading.local()  # per worker thread: its own connections (_node_stream, _stream_client)
+        self._streams: list[NodeStream] = []
+        self._streams_lock = threading.Lock()
         # Credentials in the URL go as HTTP basic auth: the ollama client drops them from its host.
         self._host, self._auth = _split_credentials(spec.url)
         self._shown_url = redact_url(spec.url)  # what messages and logs may show
         self._poller = ollama.Client(host=self._host, timeout=self._poll_timeout, verify=shared_ssl_context(),
                                      auth=self._auth)
+        # The generation streams send what the library sends: its headers (an OLLAMA_API_KEY's bearer
+        # among them), the URL's credentials as basic auth.
+        # Not its accept-encoding: http.client does not decompress.
+        self._stream_headers = {k: v for k, v in self._poller._client.headers.items() if k != "accept-encoding"}
+        if self._auth is not None:
+            self._stream_headers["authorization"] = _basic_auth(spec.url)
         # The official client has no version() call; a plain GET on the same host does it.
         self._http = httpx.Client(base_url=self._host, timeout=self._poll_timeout, verify=shared_ssl_context(),
                                   auth=self._auth)
@@ -165,10 +150,14 @@ class NodeClient:
     def close(self) -> None:
         self._poller._client.close()  # ollama.Client exposes no close(); its httpx client is the resource
         self._http.close()
+        with self._streams_lock:
+            streams, self._streams = self._streams, []
+        for stream in streams:  # the worker threads have ended (members.py closes the client after them)
+            stream.close()
 
     def _stream_client(self) -> tuple[Any, Any]:
-        """This thread's generation client and its socket tracker, made on first use (workers make
-        theirs before work comes; ~0.5 ms with the shared SSL context)."""
+        """This thread's library client for /api/embed and its socket tracker, made on first use
+        (~0.5 ms with the shared SSL context)."""
         made = getattr(self._threads, "made", None)
         if made is None:
             import ollama
@@ -179,7 +168,7 @@ class NodeClient:
         return made
 
     def prepare_thread(self) -> None:
-        self._stream_client()
+        self._node_stream()
 
     def _fail(self, exc: BaseException, during: str) -> NodeError:
         return node_error_from(exc, self.spec.name, self._shown_url, during=during)
@@ -246,84 +235,73 @@ class NodeClient:
              format: str | dict[str, Any] | None = None,
              tools: list[dict[str, Any]] | None = None,
              sockets: StreamSockets | None = None,
-             extra: Mapping[str, Any] | None = None) -> Generator[StreamPart, None, None]:
+             extra: Mapping[str, Any] | None = None,
+             on_sent: Callable[[], None] | None = None) -> Generator[StreamPart, None, None]:
         """Stream /api/chat. A lazy generator: close() it to drop the connection (cancel); or, from
         another thread, ``sockets.cut_all()`` when it may be blocked waiting for the node.
-        ``extra``: more fields of the request as they are (logprobs, top_logprobs)."""
-        kwargs: dict[str, Any] = {"model": model, "messages": messages, "stream": True,
+        ``extra``: more fields of the request as they are (logprobs, top_logprobs). ``on_sent``: run
+        once the request is sent, while the node works on it."""
+        fields: dict[str, Any] = {"model": model, "messages": messages, "stream": True,
                                   "options": options or None, "keep_alive": keep_alive, **(extra or {})}
         if think is not None:
-            kwargs["think"] = think
+            fields["think"] = think
         if format is not None:
-            kwargs["format"] = format
+            fields["format"] = format
         if tools:
-            kwargs["tools"] = tools
-        stage = "before the first token"
-        client, backend = self._stream_client()  # runs on the consuming thread, at the first next()
-        stream = client.chat(**kwargs)
-        if sockets is not None:
-            for sock in backend.sockets:  # a pooled connection may carry this request
-                sockets.add(sock)
-        backend.sink = sockets
-        try:
-            for part in stream:
-                stage = "mid-stream"
-                message = part.message
-                yield StreamPart(
-                    text=(message.content or "") if message else "",
-                    thinking=(getattr(message, "thinking", None) or "") if message else "",
-                    tool_calls=_plain_calls(message.tool_calls) if message and message.tool_calls else (),
-                    done=bool(part.done), done_reason=part.done_reason,
-                    eval_count=part.eval_count, eval_duration=part.eval_duration,
-                    prompt_eval_count=part.prompt_eval_count, load_duration=part.load_duration,
-                    logprobs=_plain_logprobs(part), prompt_eval_duration=part.prompt_eval_duration)
-        except GeneratorExit:
-            raise
-        except Exception as exc:
-            raise self._fail(exc, stage) from exc
-        finally:
-            backend.sink = None
-            stream.close()  # drops the HTTP connection at once, so the node stops generating
+            fields["tools"] = tools
+        library = bool(tools) or any(m.get("images") for m in messages)
+        yield from self._stream("/api/chat", fields, chat_part, library, sockets, on_sent)
 
     # --- /api/generate (generate.py says when a task goes there) ---
 
     def generate(self, model: str, arguments: Mapping[str, Any], *, options: dict[str, Any] | None = None,
                  think: bool | str | None = None, keep_alive: str | float | None = None,
                  format: str | dict[str, Any] | None = None,
-                 sockets: StreamSockets | None = None) -> Generator[StreamPart, None, None]:
+                 sockets: StreamSockets | None = None,
+                 on_sent: Callable[[], None] | None = None) -> Generator[StreamPart, None, None]:
         """Stream /api/generate with ``arguments`` (prompt, suffix, raw, template, context, images,
         system, logprobs: generate.generate_arguments); the final part carries the context. Closed and
         cut like ``chat``."""
-        kwargs: dict[str, Any] = {"model": model, "stream": True, "options": options or None,
+        fields: dict[str, Any] = {"model": model, "stream": True, "options": options or None,
                                   "keep_alive": keep_alive, **arguments}
         if think is not None:
-            kwargs["think"] = think
+            fields["think"] = think
         if format is not None:
-            kwargs["format"] = format
+            fields["format"] = format
+        yield from self._stream("/api/generate", fields, generate_part, bool(arguments.get("images")), sockets,
+                                on_sent)
+
+    def _stream(self, path: str, fields: dict[str, Any], parse: Callable[[dict[str, Any]], StreamPart],
+                library: bool, sockets: StreamSockets | None,
+                on_sent: Callable[[], None] | None) -> Generator[StreamPart, None, None]:
+        """One streamed request on this thread's connection (node_stream.py), each line a StreamPart.
+        ``library``: the body is built by the ollama library's request model (tools: its validation
+        decides what cannot be sent; images: its encoding), else it is the fields as they are."""
+        # Outside the try: what the library refuses to build leaves as its own error, which the worker
+        # calls unsendable (worker.RequestUnsendableError), not as a node's failure.
+        body = library_body(path, fields) if library else {k: v for k, v in fields.items() if v is not None}
         stage = "before the first token"
-        client, backend = self._stream_client()
-        stream = client.generate(**kwargs)
-        if sockets is not None:
-            for sock in backend.sockets:
-                sockets.add(sock)
-        backend.sink = sockets
         try:
-            for part in stream:
+            on_socket = sockets.add if sockets is not None else _ignore
+            for line in self._node_stream().post_lines(path, body, on_socket=on_socket, on_sent=on_sent):
                 stage = "mid-stream"
-                yield StreamPart(
-                    text=part.response or "", thinking=getattr(part, "thinking", None) or "",
-                    done=bool(part.done), done_reason=part.done_reason,
-                    eval_count=part.eval_count, eval_duration=part.eval_duration,
-                    prompt_eval_count=part.prompt_eval_count, load_duration=part.load_duration,
-                    context=tuple(part.context) if part.context is not None else None,
-                    logprobs=_plain_logprobs(part), prompt_eval_duration=part.prompt_eval_duration)
+                yield parse(line)
         except GeneratorExit:
             raise
         except Exception as exc:
             raise self._fail(exc, stage) from exc
-        finally:
-            backend.sink = None
-            stream.close()
+
+    def _node_stream(self) -> NodeStream:
+        """This thread's connection for generation streams, made on first use (workers make theirs
+        before work comes)."""
+        made: NodeStream | None = getattr(self._threads, "stream", None)
+        if made is None:
+            made = self._threads.stream = NodeStream(
+                self._host, self._stream_headers, connect_timeout_s=self._connect_timeout_s,
+                read_timeout_s=self._read_timeout_s, ssl_context=shared_ssl_context)
+            with self._streams_lock:
+                self._streams.append(made)
+        return made
 
 
     def embed(self, model: str, texts: list[str], *, truncate: bool | None = None, dimensions: int | None = None,
@@ -349,14 +327,6 @@ class NodeClient:
                            answer.load_duration)
 
 
-def _plain_logprobs(part: Any) -> tuple[dict[str, Any], ...]:
-    """The client's Logprob models as plain dicts (Ollama's shape: token, logprob, bytes, top_logprobs)."""
-    logprobs = getattr(part, "logprobs", None)
-    if not logprobs:
-        return ()
-    return tuple(p.model_dump(exclude_none=True) for p in logprobs)
-
-
 def _split_credentials(url: str) -> tuple[str, Any]:
     """(the URL without ``user:password@``, httpx basic auth for them or None)."""
     import httpx
@@ -367,3 +337,13 @@ def _split_credentials(url: str) -> tuple[str, Any]:
     netloc = parts.netloc.rsplit("@", 1)[1]
     bare = urlunsplit((parts.scheme, netloc, parts.path, parts.query, parts.fragment))
     return bare, httpx.BasicAuth(unquote(parts.username), unquote(parts.password or ""))
+
+
+def _basic_auth(url: str) -> str:
+    parts = urlsplit(url)
+    token = f"{unquote(parts.username or '')}:{unquote(parts.password or '')}".encode()
+    return "Basic " + base64.b64encode(token).decode()
+
+
+def _ignore(_sock: socket.socket) -> None:
+    pass

@@ -4,6 +4,7 @@ to do. client.py calls ``node_error_from`` around every request; nothing here ta
 """
 from __future__ import annotations
 
+import http.client
 import json
 import math
 import re
@@ -65,10 +66,23 @@ def node_error_from(exc: BaseException, node: str, url: str, *, during: str,
     import httpx
     import ollama
 
+    from .node_stream import NodeStatusError, StreamErrorLine
+
     if isinstance(exc, NodeError):
         return exc
     if isinstance(exc, ollama.ResponseError):
         return _from_status(exc, node, url, during, _response_headers(exc) if headers is None else headers)
+    if isinstance(exc, NodeStatusError):
+        return _from_status(ollama.ResponseError(exc.text, exc.status), node, url, during, exc.headers)
+    if isinstance(exc, StreamErrorLine):
+        return _from_status(ollama.ResponseError(exc.text), node, url, during, {})
+    if isinstance(exc, (ConnectionResetError, BrokenPipeError, ConnectionAbortedError, http.client.IncompleteRead)):
+        return NodeUnavailableError(f"dropped the connection {during} ({exc or type(exc).__name__})", node=node)
+    if isinstance(exc, TimeoutError):  # the socket's read timeout (node_stream.py)
+        return NodeTimeoutError(f"timed out {during} ({type(exc).__name__})", node=node)
+    if isinstance(exc, http.client.HTTPException):
+        return NodeProtocolError(f"did not answer in HTTP {during} ({type(exc).__name__}) — is {url} an Ollama "
+                                 "server?", node=node)
     if isinstance(exc, (ConnectionError, httpx.ConnectError)):
         return NodeUnavailableError(f"cannot connect to {url} {during}: is Ollama running there?", node=node)
     if isinstance(exc, httpx.TimeoutException):

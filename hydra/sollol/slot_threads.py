@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import collections
 import logging
+import os
 import queue
 import threading
 import time
@@ -19,6 +20,22 @@ from dataclasses import dataclass
 from .handle import TaskState
 
 log = logging.getLogger("hydra.sollol.worker")  # the workers' logger: these are their threads
+
+
+def no_wakeup_preemption() -> None:
+    """Linux: the calling thread is scheduled SCHED_BATCH, so waking it (an assignment put in its
+    inbox, a line from its node) does not preempt the thread that woke it. The woken thread needs the
+    interpreter lock, which the waker holds, so preempting it only costs two context switches and
+    stalls the waker: on the gateway's event loop under load (one run each, load average about 5),
+    handing an assignment to a slot thread took 70 -> 40 us and queueing a history event 4 -> 1.5 us;
+    in an interleaved run, gateway CPU 0.95x, TTFT p50 0.92x. Elsewhere a no-op."""
+    setter = getattr(os, "sched_setscheduler", None)
+    if setter is None:
+        return
+    try:
+        setter(0, os.SCHED_BATCH, os.sched_param(0))
+    except OSError:  # not permitted here (a container's seccomp policy): scheduling stays as it was
+        pass
 
 
 @dataclass(frozen=True)
@@ -116,6 +133,7 @@ class SlotThreads:
             self._thread_ended()
 
     def _serve(self, inbox: queue.SimpleQueue[Assignment | None]) -> None:
+        no_wakeup_preemption()
         try:
             self._prepare()
         except Exception:

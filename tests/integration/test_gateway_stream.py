@@ -15,8 +15,9 @@ import httpx
 import pytest
 
 from hydra.gateway import Gateway
+from hydra.gateway.admission import INLINE_SUBMIT_CHARS, SUBMIT_THREADS, submit
 from hydra.gateway.ollama_api import OllamaRenderer
-from hydra.gateway.stream import INLINE_SUBMIT_CHARS, SUBMIT_THREADS, TaskResponse, submit
+from hydra.gateway.stream import TaskResponse
 from hydra.service import Hydra
 from hydra.sim import SimCluster
 from hydra.sollol.handle import TaskHandle, TaskState

@@ -3,8 +3,9 @@ from __future__ import annotations
 
 import pytest
 
+from hydra.gateway.admission import refusal_as_http_error
 from hydra.gateway.openai_api import OpenAIRenderer
-from hydra.gateway.stream import FAILURE_STATUS, UNKNOWN_FAILURE_STATUS, failure_status, refusal_as_http_error
+from hydra.gateway.stream import FAILURE_STATUS, UNKNOWN_FAILURE_STATUS, failure_status
 from hydra.sollol.errors import ConfigError, HydraError, QueueFullError, ShutdownError, TaskError
 from hydra.sollol.types import FailureKind, TaskResult, TaskStatus
 

@@ -8,7 +8,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from hydra.gateway.stream import refusal_as_http_error
+from hydra.gateway.admission import refusal_as_http_error
 from hydra.history import HistoryUnavailableError, files
 from hydra.history.health import HealthTracker, degrades, error_code, reason
 from hydra.history.recorder import PendingRow
