@@ -81,10 +81,22 @@ def case_variant(word: str, rng: random.Random) -> str:
     return word
 
 
+def shape_variant(phrase: str, rng: random.Random) -> str:
+    """The phrase with its plurals dropped, or its spaces changed: where optional parts of a pattern
+    (``s?``, ``[- ]?``, ``\\s+``) and the literals of the fast rules could disagree."""
+    choice = rng.randrange(5)
+    if choice == 0:
+        return re.sub(rng.choice([r"(?<=\w)s\b", r"(?<=\w)es\b"]), "", phrase)
+    if choice == 1:
+        return phrase.replace(" ", rng.choice(["-", "", "  ", "\n", "\t", "_"]))
+    return phrase
+
+
 def token(words: list[str], rng: random.Random) -> str:
     if rng.random() < 0.08:
         return rng.choice(NUMBERS)
-    return rng.choice(AFFIXES_BEFORE) + case_variant(rng.choice(words), rng) + rng.choice(AFFIXES_AFTER)
+    word = case_variant(shape_variant(rng.choice(words), rng), rng)
+    return rng.choice(AFFIXES_BEFORE) + word + rng.choice(AFFIXES_AFTER)
 
 
 def prompt(words: list[str], rng: random.Random) -> str:
