@@ -102,19 +102,19 @@ TIE_ORDER = ("code", "math", "reasoning", "general")
 _I = re.IGNORECASE
 
 # How a rule is answered cheaply, with the same result as the one regex per rule it replaces
-# (tests/unit/classifier_reference.py keeps that version; a differential test compares the two):
-# a rule's old pattern was an alternation, and an alternation matches somewhere iff one of its
+# (tests/unit/classifier_reference.py keeps that version; a differential test compares the two).
+# A rule's old pattern was an alternation, and an alternation matches somewhere iff one of its
 # branches does, so each rule is now the union of
 #   - ``words``: the branches that were a whole word (``\b...\b``, ``?`` spelled out), answered by
 #     membership in the set of the prompt's case-folded words, built once per prompt;
 #   - ``branches``: every other branch as a regex, searched in the prompt itself with the old flags,
-#     so its meaning cannot drift. Each is only tried when one literal of each of its ``needs``
-#     groups is a substring of the folded prompt (of the prompt itself for case-sensitive
-#     branches): a literal every match must contain, so skipping the search loses nothing.
+#     so its meaning cannot drift. A branch is only searched when each of its ``needs`` is met: a
+#     set of words or of substrings of which every match contains one, so skipping the search when
+#     none is there loses nothing. Word needs are looked up in the folded words; substrings in the
+#     folded prompt (in the prompt itself for a case-sensitive branch).
 # Both are exact only because folding keeps the prompt's length and its word characters, and maps a
-# character to a literal's character exactly when IGNORECASE matches them (_FOLD; checked over every
-# code point by tests/unit/test_classifier_equivalence.py).
-#
+# character to a word's or literal's character exactly when IGNORECASE matches them (_FOLD; checked
+# over every code point by tests/unit/test_classifier_equivalence.py).
 # A branch that adds nothing to another one of its rule is dropped, with a note saying which covers it.
 
 # The only characters that IGNORECASE matches to one of the literals below but str.lower() does not
@@ -124,13 +124,34 @@ _FOLD_CHARS = tuple(map(chr, _FOLD))
 # ASCII: \w is [0-9A-Za-z_] there, so words are what is left after blanking the rest.
 _ASCII_BLANKS = str.maketrans({c: " " for c in map(chr, range(128)) if not (c.isalnum() or c == "_")})
 _WORD = re.compile(r"\w+")
+_DIGIT = re.compile(r"\d")
+# Stands among a prompt's words for "it has a \d character" (no word contains a backslash).
+_HAS_DIGIT = "\\d"
+
+
+@dataclass(frozen=True)
+class _Need:
+    items: frozenset[str]
+    substrings: bool  # False: whole words of the folded prompt
+
+
+def _any_word(words: str) -> _Need:
+    return _Need(frozenset(words.split()), substrings=False)
+
+
+def _any_text(*literals: str) -> _Need:
+    return _Need(frozenset(literals), substrings=True)
+
+
+# A literal would have to list the digits of every script.
+_A_DIGIT = _Need(frozenset({_HAS_DIGIT}), substrings=False)
 
 
 @dataclass(frozen=True)
 class _Branch:
     pattern: str
-    needs: tuple[tuple[str, ...], ...] = ()  # groups of literals: one of each group must be present
-    flags: int = _I
+    needs: tuple[_Need, ...]
+    flags: int
 
 
 @dataclass(frozen=True)
@@ -146,170 +167,188 @@ def _rule(task_type: str, label: str, points: float, words: str = "", *branches:
     return _Rule(task_type, label, points, frozenset(words.split()), branches)
 
 
-def _re(pattern: str, *needs: str | tuple[str, ...], flags: int = _I) -> _Branch:
-    """A branch; each of ``needs`` is a group of literals, or one literal."""
-    return _Branch(pattern, tuple((group,) if isinstance(group, str) else group for group in needs), flags)
+def _re(pattern: str, need: _Need, *more_needs: _Need, flags: int = _I) -> _Branch:
+    return _Branch(pattern, (need, *more_needs), flags)
 
 
 def _alternatives(words: tuple[str, ...]) -> str:
     return "|".join(map(re.escape, words))
 
 
-_CODE_VERBS = ("write", "implement", "create", "generate", "build", "fix", "debug", "refactor", "optimi", "port",
-               "convert")
+_CODE_VERBS = "write implement create generate build fix debug refactor optimise optimize port convert"
 _CODE_NOUNS = (r"functions?|methods?|class(?:es)?|scripts?|programs?|modules?|apis?|endpoints?|"
                r"quer(?:y|ies)|regex(?:es)?|tests?|code|algorithms?|cli|librar(?:y|ies)|components?|"
                r"bash|sql|dockerfile|makefile")
-# The literal every noun above starts with.
-_CODE_NOUN_STEMS = ("function", "method", "class", "script", "program", "module", "api", "endpoint", "quer",
-                    "regex", "test", "code", "algorithm", "cli", "librar", "component", "bash", "sql",
-                    "dockerfile", "makefile")
+_CODE_NOUN_WORDS = ("function functions method methods class classes script scripts program programs module "
+                    "modules api apis endpoint endpoints query queries regex regexes test tests code algorithm "
+                    "algorithms cli library libraries component components bash sql dockerfile makefile")
 _LANGUAGES = ("python", "javascript", "typescript", "java", "kotlin", "c++", "c#", "golang", "php", "perl",
               "haskell", "elixir", "clojure", "bash", "powershell", "html", "css", "sql", "react", "django",
               "flask", "node.js", "numpy", "pandas")
+# Not preceded by a word character or a dot, not followed by a word character: a whole word, or
+# for "c++", "c#" and "node.js", their first word.
+_LANGUAGE_WORDS = " ".join({re.split(r"\W", name)[0] for name in _LANGUAGES})
 _CAPITALISED_LANGUAGES = ("Rust", "Swift", "Ruby", "Scala", "Dart", "Julia", "Lua")
+# Each is a whole word: a dot before it, \b after it.
 _FILE_EXTENSIONS = ("py", "js", "ts", "tsx", "jsx", "java", "rs", "go", "rb", "cpp", "cc", "hpp", "cs", "php",
                     "sh", "sql", "yml", "yaml", "json", "toml", "html", "css", "ipynb", "kt")
-_ARITHMETIC_OPERATORS = ("+", "*", "/", "×", "÷", "^")
 _MATH_SYMBOLS = "∑∏√π∞≤≥≠±∂"
 
 _RULES: tuple[_Rule, ...] = (
     # code
-    _rule("code", "code block", 3.0, "", _re(r"```", "```")),
+    _rule("code", "code block", 3.0, "", _re(r"```", _any_text("```"))),
     _rule("code", "asks for code", 2.0, "",
           _re(r"\b(?:write|implement|create|generate|build|fix|debug|refactor|optimi[sz]e|port|convert)\b"
-              r"[^.?!\n]{0,40}?\b(?:" + _CODE_NOUNS + r")\b", _CODE_VERBS, _CODE_NOUN_STEMS)),
+              r"[^.?!\n]{0,40}?\b(?:" + _CODE_NOUNS + r")\b", _any_word(_CODE_VERBS), _any_word(_CODE_NOUN_WORDS))),
     # "source code" is covered by "code"
     _rule("code", "code", 2.0, "code coding codebase snippet"),
-    _rule("code", "def", 2.5, "", _re(r"\bdef\s+\w+\s*\(", "def")),
+    _rule("code", "def", 2.5, "", _re(r"\bdef\s+\w+\s*\(", _any_word("def"))),
     _rule("code", "tests", 2.5, "unittest unittests pytest jest",
-          _re(r"\b(?:unit[- ]tests?|integration tests?|test cases?)\b", ("unit", "integration test", "test case"))),
-    _rule("code", "refactor", 2.5, "", _re(r"\brefactor", "refactor")),
-    _rule("code", "bug", 2.0, "bug bugs buggy", _re(r"\bdebug", "debug")),
+          _re(r"\b(?:unit[- ]tests?|integration tests?|test cases?)\b", _any_word("unit integration test"))),
+    _rule("code", "refactor", 2.5, "", _re(r"\brefactor", _any_text("refactor"))),
+    _rule("code", "bug", 2.0, "bug bugs buggy", _re(r"\bdebug", _any_text("debug"))),
     _rule("code", "error message", 2.0, "",
-          _re(r"\b(?:[A-Z]\w*(?:Error|Exception)|Traceback|segfault|stack ?trace)\b",
-              ("Error", "Exception", "Traceback", "segfault", "stack"), flags=0)),
+          _re(r"\b[A-Z]\w*(?:Error|Exception)\b", _any_text("Error", "Exception"), flags=0),
+          _re(r"\b(?:Traceback|segfault|stack ?trace)\b", _any_word("traceback segfault stack stacktrace"), flags=0)),
     _rule("code", "language", 2.0, "",
-          _re(r"(?<![\w.])(?:" + _alternatives(_LANGUAGES) + r")(?![\w+#])", _LANGUAGES)),
+          _re(r"(?<![\w.])(?:" + _alternatives(_LANGUAGES) + r")(?![\w+#])", _any_word(_LANGUAGE_WORDS))),
     # Everyday words when lower case ("iron rust", "go home"): capitalised only, and weak.
     _rule("code", "language (capitalised)", 1.0, "",
-          _re(r"\b(?:" + "|".join(_CAPITALISED_LANGUAGES) + r")\b", _CAPITALISED_LANGUAGES, flags=0)),
-    _rule("code", "implement", 1.5, "", _re(r"\bimplement", "implement")),
+          _re(r"\b(?:" + "|".join(_CAPITALISED_LANGUAGES) + r")\b",
+              _any_word(" ".join(_CAPITALISED_LANGUAGES).lower()), flags=0)),
+    _rule("code", "implement", 1.5, "", _re(r"\bimplement", _any_text("implement"))),
     _rule("code", "code complexity", 2.0, "",
-          _re(r"\b(?:time|space|code|cyclomatic|algorithmic|big[- ]o)\s+complexity\b", "complexity"),
-          _re(r"\bO\([^)]{1,12}\)", "o(")),
-    _rule("code", "regex", 2.0, "", _re(r"\bregex|\bregular expressions?\b", ("regex", "regular expression"))),
+          _re(r"\b(?:time|space|code|cyclomatic|algorithmic|big[- ]o)\s+complexity\b", _any_word("complexity")),
+          _re(r"\bO\([^)]{1,12}\)", _any_text("o("))),
+    _rule("code", "regex", 2.0, "",
+          _re(r"\bregex", _any_text("regex")), _re(r"\bregular expressions?\b", _any_word("regular"))),
     _rule("code", "SQL statement", 2.0, "",
-          _re(r"\bSELECT\b[^;]{1,200}?\bFROM\b|\bINSERT INTO\b|\bCREATE TABLE\b",
-              ("SELECT", "INSERT INTO", "CREATE TABLE"), flags=0)),
+          _re(r"\bSELECT\b[^;]{1,200}?\bFROM\b|\bINSERT INTO\b|\bCREATE TABLE\b", _any_word("select insert create"),
+              flags=0)),
     _rule("code", "file name", 2.0, "",
-          _re(r"\b[\w-]+\.(?:" + "|".join(_FILE_EXTENSIONS) + r")\b", tuple("." + e for e in _FILE_EXTENSIONS))),
+          _re(r"\b[\w-]+\.(?:" + "|".join(_FILE_EXTENSIONS) + r")\b", _any_word(" ".join(_FILE_EXTENSIONS)))),
     _rule("code", "code syntax", 1.5, "",
-          _re(r"\breturn\s+\w", "return", flags=0),
-          _re(r"^\s*(?:import|from)\s+\w+", ("import", "from"), flags=re.MULTILINE),
-          _re(r"=>|[!=]==?|&&|\|\||;\s*$|\w\(\)|[{}]\s*$", ("=>", "==", "!=", "&&", "||", ";", "()", "{", "}"),
+          _re(r"\breturn\s+\w", _any_word("return"), flags=0),
+          _re(r"^\s*(?:import|from)\s+\w+", _any_word("import from"), flags=re.MULTILINE),
+          _re(r"=>|[!=]==?|&&|\|\||;\s*$|\w\(\)|[{}]\s*$", _any_text("=>", "==", "!=", "&&", "||", ";", "()", "{", "}"),
               flags=re.MULTILINE)),
     # "this function", "my script": the prompt is about a piece of code, so
     # analysing or explaining it is still a code task.
     _rule("code", "refers to code", 1.5, "",
           _re(r"\b(?:this|these|my|our|the following)\s+(?:[\w+#.]+\s+)?(?:code|functions?|methods?|class(?:es)?|"
               r"scripts?|programs?|quer(?:y|ies)|snippets?|modules?|tests?)\b",
-              ("this", "these", "my", "our", "the following"),
-              ("code", "function", "method", "class", "script", "program", "quer", "snippet", "module", "test"))),
+              _any_word("this these my our following"),
+              _any_word("code function functions method methods class classes script scripts program programs "
+                        "query queries snippet snippets module modules test tests"))),
     _rule("code", "function", 1.0, "function functions"),
     _rule("code", "class", 0.75, "class classes"),
     _rule("code", "programming term", 1.0,
           "algorithm algorithms hashmap hashmaps array arrays recursion recursive compiler api endpoint endpoints "
           "framework git docker kubernetes json variable variables loop loops runtime",
           _re(r"\b(?:data structures?|linked lists?|binary (?:search )?trees?|hash maps?)\b",
-              ("data structure", "linked list", "binary ", "hash map"))),
+              _any_word("data linked binary hash"))),
     # math
     _rule("math", "arithmetic", 2.0, "",
-          _re(r"\d\s*[+*/×÷^]\s*\(?-?\d", _ARITHMETIC_OPERATORS),
-          _re(r"\d\s+-\s+\d", "-"),
-          _re(r"\d+\s+(?:plus|minus|times|divided by|multiplied by)\s+\d",
-              ("plus", "minus", "times", "divided by", "multiplied by"))),
+          _re(r"\d\s*[+*/×÷^]\s*\(?-?\d", _A_DIGIT, _any_text("+", "*", "/", "×", "÷", "^")),
+          _re(r"\d\s+-\s+\d", _A_DIGIT, _any_text("-")),
+          _re(r"\d+\s+(?:plus|minus|times|divided by|multiplied by)\s+\d", _A_DIGIT,
+              _any_word("plus minus times divided multiplied"))),
     _rule("math", "solve", 2.0, "solve solved solves"),
     _rule("math", "calculus", 3.0,
           "integral integrals antiderivative antiderivatives derivative derivatives differentiate",
-          _re(r"\blimit of\b|\bd[yf]?/dx\b|∫", ("limit of", "/dx", "∫"))),
+          _re(r"\blimit of\b", _any_word("limit")), _re(r"\bd[yf]?/dx\b|∫", _any_text("/dx", "∫"))),
     # "system of equations" is covered by "equations"
     _rule("math", "equation", 2.5, "equation equations inequality inequalities polynomial polynomials quadratic"),
     _rule("math", "latex", 3.0, "",
-          _re(r"\\(?:frac|int|sum|sqrt|cdot|times|leq|geq|pi|lim|infty)\b|\$[^$\n]*[\\^_=][^$\n]*\$", ("\\", "$"))),
+          _re(r"\\(?:frac|int|sum|sqrt|cdot|times|leq|geq|pi|lim|infty)\b|\$[^$\n]*[\\^_=][^$\n]*\$",
+              _any_text("\\", "$"))),
     _rule("math", "probability", 2.5, "probability probabilities dice combinatorics",
-          _re(r"\b(?:odds of|expected value|coin flips?)\b", ("odds of", "expected value", "coin flip"))),
-    _rule("math", "sum of", 2.0, "", _re(r"\b(?:sum|product) of\b", ("sum of", "product of"))),
-    _rule("math", "algebra", 1.5, "", _re(r"\b\d+[a-z]\b")),
-    _rule("math", "equality", 1.5, "", _re(r"[\w)]\s*=\s*-?\(?\d|\d\s*=\s*[\w(]", "=")),
+          _re(r"\b(?:odds of|expected value|coin flips?)\b", _any_word("odds expected coin"))),
+    _rule("math", "sum of", 2.0, "", _re(r"\b(?:sum|product) of\b", _any_word("sum product"))),
+    _rule("math", "algebra", 1.5, "", _re(r"\b\d+[a-z]\b", _A_DIGIT)),
+    _rule("math", "equality", 1.5, "", _re(r"[\w)]\s*=\s*-?\(?\d|\d\s*=\s*[\w(]", _A_DIGIT, _any_text("="))),
     # "log(" and "logarithm", not "server logs"
     _rule("math", "math symbol", 2.0, "sqrt factorial factorials logarithm logarithms",
-          _re(r"[" + _MATH_SYMBOLS + r"]|\bsquare roots?\b|\b(?:log|ln)\s*\(",
-              (*_MATH_SYMBOLS, "square root", "log", "ln"))),
+          _re(r"[" + _MATH_SYMBOLS + r"]", _any_text(*_MATH_SYMBOLS)),
+          _re(r"\bsquare roots?\b|\b(?:log|ln)\s*\(", _any_word("square log ln"))),
     # "prime numbers" is covered by "prime"
     _rule("math", "math term", 1.5,
           "prime primes integer integers theorem lemma matrix matrices gcd lcm divisible fraction fractions "
           "geometry triangle triangles hypotenuse circle radius median variance exponent exponents sine cosine",
-          _re(r"\beigen|\btrigonometr", ("eigen", "trigonometr")),
-          _re(r"\b(?:area of|volume of|mean of|standard deviation)\b",
-              ("area of", "volume of", "mean of", "standard deviation"))),
-    _rule("math", "percent", 1.5, "percent percentage", _re(r"\d\s*%", "%")),
-    _rule("math", "calculate", 1.0, "calculate compute simplify",
-          _re(r"\bhow (?:many|much)\b", ("how many", "how much"))),
+          _re(r"\beigen|\btrigonometr", _any_text("eigen", "trigonometr")),
+          _re(r"\b(?:area of|volume of|mean of|standard deviation)\b", _any_word("area volume mean standard"))),
+    _rule("math", "percent", 1.5, "percent percentage", _re(r"\d\s*%", _A_DIGIT, _any_text("%"))),
+    _rule("math", "calculate", 1.0, "calculate compute simplify", _re(r"\bhow (?:many|much)\b", _any_word("how"))),
     # reasoning
     _rule("reasoning", "why", 2.0, "why"),
-    _rule("reasoning", "explain why/how", 1.0, "", _re(r"\bexplain\s+(?:why|how)\b", "explain")),
-    _rule("reasoning", "explain", 1.0, "", _re(r"\bexplain", "explain")),
+    _rule("reasoning", "explain why/how", 1.0, "", _re(r"\bexplain\s+(?:why|how)\b", _any_word("explain"))),
+    _rule("reasoning", "explain", 1.0, "", _re(r"\bexplain", _any_text("explain"))),
     _rule("reasoning", "analyse", 2.0,
           "analyse analyses analysed analysing analysis analyze analyzes analyzed analyzing analyzis"),
     # "vs." is covered by "vs": the old \b after the dot could only hold before a word character
     _rule("reasoning", "compare", 2.0, "compare comparison contrast versus vs",
-          _re(r"\b(?:pros and cons|difference between)\b", ("pros and cons", "difference between"))),
-    _rule("reasoning", "step by step", 2.0, "", _re(r"\bstep[- ]by[- ]step\b", "step")),
+          _re(r"\b(?:pros and cons|difference between)\b", _any_word("pros difference"))),
+    _rule("reasoning", "step by step", 2.0, "", _re(r"\bstep[- ]by[- ]step\b", _any_word("step"))),
     _rule("reasoning", "prove", 1.5, "prove proof disprove"),
-    _rule("reasoning", "reason", 1.5, "rationale justify deduce infer logically", _re(r"\breason", "reason")),
+    _rule("reasoning", "reason", 1.5, "rationale justify deduce infer logically",
+          _re(r"\breason", _any_text("reason"))),
     _rule("reasoning", "plan", 1.5, "plan planning strategy strategise strategize"),
-    _rule("reasoning", "trade-off", 2.0, "tradeoff tradeoffs", _re(r"\btrade[- ]offs?\b", "trade")),
+    _rule("reasoning", "trade-off", 2.0, "tradeoff tradeoffs", _re(r"\btrade[- ]offs?\b", _any_word("trade"))),
     # "logic puzzles" is covered by "puzzles"
     _rule("reasoning", "puzzle", 3.0, "puzzle puzzles riddle riddles brainteaser brainteasers paradox syllogism",
-          _re(r"\bbrain teasers?\b", "brain teaser")),
+          _re(r"\bbrain teasers?\b", _any_word("brain"))),
     _rule("reasoning", "judgement", 1.5,
           "implication implications consequence consequences evaluate assess critique",
-          _re(r"\b(?:what would happen if|what if|should (?:i|we))\b", ("what", "should"))),
-    _rule("reasoning", "cause", 1.0, "cause causes caused because", _re(r"\beffects? of\b", "effect")),
+          _re(r"\b(?:what would happen if|what if|should (?:i|we))\b", _any_word("what should"))),
+    _rule("reasoning", "cause", 1.0, "cause causes caused because", _re(r"\beffects? of\b", _any_word("effect effects"))),
 )
 
 # "prove that" plus numbers is a mathematical proof (an extra rule, see classify_task).
-_PROVE_THAT = _re(r"\bprove that\b", "prove that")
-_NUMBER_WORDS = _rule("math", "numbers", 0.0, "prime primes integer integers number numbers even odd rational "
-                      "irrational divisible sqrt root roots infinitely").words
-_DIGIT = re.compile(r"\d")
+_PROVE_THAT = _rule("math", "prove that + numbers", 2.0, "", _re(r"\bprove that\b", _any_word("prove")))
+_NUMBER_WORDS = frozenset({"prime", "primes", "integer", "integers", "number", "numbers", "even", "odd", "rational",
+                           "irrational", "divisible", "sqrt", "root", "roots", "infinitely", _HAS_DIGIT})
 
 
-class _CompiledBranch:
-    """A branch's regex and its needs, ready to answer one prompt."""
+class _CompiledRule:
+    """A rule ready to answer prompts. ``triggers`` holds its words and everything its branches
+    need: a rule none of whose triggers is among a prompt's words and substrings found cannot fire,
+    which is most rules for most prompts, so they cost one set test each."""
 
-    __slots__ = ("folded", "needs", "regex")
+    __slots__ = ("branches", "points", "reason", "task_type", "triggers", "words")
 
-    def __init__(self, branch: _Branch) -> None:
-        self.regex = re.compile(branch.pattern, branch.flags)
-        self.needs = branch.needs
-        # An IGNORECASE branch's literals are looked for in the folded text, the others in the text itself.
-        self.folded = bool(branch.flags & _I)
+    def __init__(self, rule: _Rule) -> None:
+        self.task_type, self.points, self.words = rule.task_type, rule.points, rule.words
+        self.reason = f"{rule.task_type}: {rule.label} +{rule.points:g}"
+        self.branches = tuple((re.compile(b.pattern, b.flags), tuple(n.items for n in b.needs))
+                              for b in rule.branches)
+        self.triggers = rule.words.union(*(n.items for b in rule.branches for n in b.needs))
 
-    def matches(self, text: str, folded: str) -> bool:
-        haystack = folded if self.folded else text
-        if not all(any(literal in haystack for literal in group) for group in self.needs):
-            return False
-        return self.regex.search(text) is not None
+    def fires(self, text: str, words: frozenset[str], found: frozenset[str]) -> bool:
+        """``words``: the folded prompt's; ``found``: those, the substrings found, _HAS_DIGIT if a digit."""
+        if not words.isdisjoint(self.words):
+            return True
+        for regex, needs in self.branches:
+            for items in needs:
+                if found.isdisjoint(items):
+                    break
+            else:
+                if regex.search(text):
+                    return True
+        return False
 
 
 @functools.cache
-def _compiled() -> tuple[tuple[tuple[_Rule, tuple[_CompiledBranch, ...]], ...], _CompiledBranch]:
-    """The rules with their branches compiled, then the "prove that" branch. Compiled on first use,
-    not at import: the router and the pages import this module at start-up, most never classify."""
-    return (tuple((rule, tuple(map(_CompiledBranch, rule.branches))) for rule in _RULES),
-            _CompiledBranch(_PROVE_THAT))
+def _compiled() -> tuple[tuple[_CompiledRule, ...], _CompiledRule, tuple[str, ...], tuple[str, ...]]:
+    """The rules, the "prove that" rule, then the substrings looked for in the folded prompt and in
+    the prompt itself. Compiled on first use, not at import: the router and the pages import this
+    module at start-up, most of them never classify."""
+    branches = [b for rule in (*_RULES, _PROVE_THAT) for b in rule.branches]
+
+    def substrings(folded: bool) -> tuple[str, ...]:
+        return tuple(sorted({s for b in branches if bool(b.flags & _I) is folded
+                             for need in b.needs if need.substrings for s in need.items}))
+
+    return tuple(map(_CompiledRule, _RULES)), _CompiledRule(_PROVE_THAT), substrings(True), substrings(False)
 
 
 def _fold(text: str) -> str:
@@ -343,19 +382,25 @@ def classify_task(prompt: str) -> Classification:
     """
     text = prompt[:SCAN_CHARS]
     folded = _fold(text)
+    rules, prove_that, folded_substrings, substrings = _compiled()
     words = _words(folded)
+    # A substring of a case-sensitive branch found in the prompt and the same string of another
+    # branch, or a word, share a name in ``found``: that can only let a search run that a sharper
+    # test would have skipped, never skip one.
+    found = words.union(filter(folded.__contains__, folded_substrings), filter(text.__contains__, substrings))
+    if _DIGIT.search(text):
+        found |= {_HAS_DIGIT}
     scores = {t: 0.0 for t in TASK_TYPES}
     reasons: list[str] = []
-    rules, prove_that = _compiled()
-    for rule, branches in rules:
-        if not words.isdisjoint(rule.words) or any(b.matches(text, folded) for b in branches):
+    for rule in rules:
+        if not found.isdisjoint(rule.triggers) and rule.fires(text, words, found):
             scores[rule.task_type] += rule.points
-            reasons.append(f"{rule.task_type}: {rule.label} +{rule.points:g}")
+            reasons.append(rule.reason)
     # "prove that" plus numbers is a mathematical proof; without numbers it is
     # an argument (reasoning), which the plain "prove" rule already covers.
-    if prove_that.matches(text, folded) and (not words.isdisjoint(_NUMBER_WORDS) or _DIGIT.search(text)):
+    if prove_that.fires(text, words, found) and not found.isdisjoint(_NUMBER_WORDS):
         scores["math"] += 2.0
-        reasons.append("math: prove that + numbers +2")
+        reasons.append(prove_that.reason)
     scores["general"] = GENERAL_BASELINE
     scores = {t: round(s, 2) for t, s in scores.items()}
     best = max(TIE_ORDER, key=lambda t: (scores[t], -TIE_ORDER.index(t)))
