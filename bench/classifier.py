@@ -5,8 +5,7 @@ classifier it replaced (kept as tests/unit/classifier_reference.py), interleaved
 
 It runs on every submit, on the gateway's event loop, before the task is routed, so it is on the
 time to first token of every request. Prompts: short ("hi"), typical (234 characters of a code
-request), long (54,000 characters, of which SCAN_CHARS are read), and a mixed set of the classifier
-tests' examples. Each round times a batch of each arm in turn (the order alternating), and the
+request), long (54,000 characters, of which SCAN_CHARS are read), and a mixed set of requests. Each round times a batch of each arm in turn (the order alternating), and the
 median over rounds is printed per prompt, with the ratio fast / reference. Both arms' answers are
 compared first: a bench of a classifier that answers differently would measure nothing.
 """
@@ -19,14 +18,27 @@ from collections.abc import Callable
 
 from hydra.tiers import Classification, classify_task
 from tests.unit.classifier_reference import reference_classify_task
-from tests.unit.test_tiers import MORE_EXAMPLES, SEED_EXAMPLES
 
 Classifier = Callable[[str], Classification]
 
 TYPICAL = "Write a Python function that parses a CSV file and returns the rows as dicts. " * 3
 LONG = ("Here is the server log; why does the request time out after the deploy? "
         "2026-12-01 12:00:01 GET /api/items 200 12ms user=42 region=eu\n" * 370)
-EXAMPLES = [p for p, _ in SEED_EXAMPLES + MORE_EXAMPLES]
+# The kinds of request a gateway sees, one of each task type and some of none.
+EXAMPLES = [
+    "Generate a Python function that merges two sorted lists",
+    "Fix this bug: TypeError: 'NoneType' object is not subscriptable",
+    "What is the capital of France?",
+    "Solve 3x + 5 = 20",
+    "Why does ice float? Explain step by step",
+    "Compare the pros and cons of microservices versus monoliths",
+    "Summarize the plot of Hamlet in three sentences.",
+    "SELECT * FROM users WHERE age > 30; why is this query slow?",
+    "What is the probability of rolling two sixes with two dice?",
+    "Write a haiku about autumn",
+    "Translate 'good morning' into Spanish",
+    "hello, how are you today?",
+]
 PROMPTS: dict[str, list[str]] = {
     "short (2 chars)": ["hi"],
     f"typical ({len(TYPICAL)} chars)": [TYPICAL],

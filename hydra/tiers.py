@@ -101,31 +101,27 @@ TIE_ORDER = ("code", "math", "reasoning", "general")
 
 _I = re.IGNORECASE
 
-# How a rule is answered cheaply, with the same result as the one regex per rule it replaces
-# (tests/unit/classifier_reference.py keeps that version; a differential test compares the two).
-# A rule's old pattern was an alternation, and an alternation matches somewhere iff one of its
-# branches does, so each rule is now the union of
+# Cheap, and the same answers as the one regex per rule it replaced (kept as
+# tests/unit/classifier_reference.py; a differential test compares the two). A rule's old pattern
+# was an alternation, which matches iff one of its branches does, so a rule is now the union of
 #   - ``words``: the branches that were a whole word (``\b...\b``, ``?`` spelled out), answered by
-#     membership in the set of the prompt's case-folded words, built once per prompt;
-#   - ``branches``: every other branch as a regex, searched in the prompt itself with the old flags,
-#     so its meaning cannot drift. A branch is only searched when each of its ``needs`` is met: a
-#     set of words or of substrings of which every match contains one, so skipping the search when
-#     none is there loses nothing. Word needs are looked up in the folded words; substrings in the
-#     folded prompt (in the prompt itself for a case-sensitive branch).
-# Both are exact only because folding keeps the prompt's length and its word characters, and maps a
-# character to a word's or literal's character exactly when IGNORECASE matches them (_FOLD; checked
-# over every code point by tests/unit/test_classifier_equivalence.py).
-# A branch that adds nothing to another one of its rule is dropped, with a note saying which covers it.
+#     membership in the prompt's set of case-folded words, built once per prompt;
+#   - ``branches``: the others, each a regex searched in the prompt with the old flags, so its meaning
+#     cannot drift, but only when each of its ``needs`` is met: words (of the folded prompt) or
+#     substrings (of the folded prompt; of the prompt itself for a case-sensitive branch) of which
+#     every match holds one, so skipping the search when none is there loses nothing.
+# This is exact because folding keeps the prompt's length and word characters and maps a character to
+# a word's or literal's character exactly when IGNORECASE matches them (_FOLD; checked over every
+# code point by the test). A branch that another one of its rule covers is dropped, with a note.
 
 # The only characters that IGNORECASE matches to one of the literals below but str.lower() does not
 # turn into it (U+0130 would even become two characters and shift every position).
 _FOLD = {0x130: "i", 0x131: "i", 0x17F: "s", 0x3D6: "π"}
-_FOLD_CHARS = tuple(map(chr, _FOLD))
 # ASCII: \w is [0-9A-Za-z_] there, so words are what is left after blanking the rest.
 _ASCII_BLANKS = str.maketrans({c: " " for c in map(chr, range(128)) if not (c.isalnum() or c == "_")})
 _WORD = re.compile(r"\w+")
 _DIGIT = re.compile(r"\d")
-# Stands among a prompt's words for "it has a \d character" (no word contains a backslash).
+# Stands among the needs met for "a \d character" (a literal would have to list every script's digits).
 _HAS_DIGIT = "\\d"
 
 
@@ -142,8 +138,6 @@ def _any_word(words: str) -> _Need:
 def _any_text(*literals: str) -> _Need:
     return _Need(frozenset(literals), substrings=True)
 
-
-# A literal would have to list the digits of every script.
 _A_DIGIT = _Need(frozenset({_HAS_DIGIT}), substrings=False)
 
 
@@ -171,10 +165,6 @@ def _re(pattern: str, need: _Need, *more_needs: _Need, flags: int = _I) -> _Bran
     return _Branch(pattern, (need, *more_needs), flags)
 
 
-def _alternatives(words: tuple[str, ...]) -> str:
-    return "|".join(map(re.escape, words))
-
-
 _CODE_VERBS = "write implement create generate build fix debug refactor optimise optimize port convert"
 _CODE_NOUNS = (r"functions?|methods?|class(?:es)?|scripts?|programs?|modules?|apis?|endpoints?|"
                r"quer(?:y|ies)|regex(?:es)?|tests?|code|algorithms?|cli|librar(?:y|ies)|components?|"
@@ -185,8 +175,7 @@ _CODE_NOUN_WORDS = ("function functions method methods class classes script scri
 _LANGUAGES = ("python", "javascript", "typescript", "java", "kotlin", "c++", "c#", "golang", "php", "perl",
               "haskell", "elixir", "clojure", "bash", "powershell", "html", "css", "sql", "react", "django",
               "flask", "node.js", "numpy", "pandas")
-# Not preceded by a word character or a dot, not followed by a word character: a whole word, or
-# for "c++", "c#" and "node.js", their first word.
+# Neither \w nor "." before it, no \w after it: a whole word, or ("c++", "c#", "node.js") its first word.
 _LANGUAGE_WORDS = " ".join({re.split(r"\W", name)[0] for name in _LANGUAGES})
 _CAPITALISED_LANGUAGES = ("Rust", "Swift", "Ruby", "Scala", "Dart", "Julia", "Lua")
 # Each is a whole word: a dot before it, \b after it.
@@ -211,7 +200,7 @@ _RULES: tuple[_Rule, ...] = (
           _re(r"\b[A-Z]\w*(?:Error|Exception)\b", _any_text("Error", "Exception"), flags=0),
           _re(r"\b(?:Traceback|segfault|stack ?trace)\b", _any_word("traceback segfault stack stacktrace"), flags=0)),
     _rule("code", "language", 2.0, "",
-          _re(r"(?<![\w.])(?:" + _alternatives(_LANGUAGES) + r")(?![\w+#])", _any_word(_LANGUAGE_WORDS))),
+          _re(r"(?<![\w.])(?:" + "|".join(map(re.escape, _LANGUAGES)) + r")(?![\w+#])", _any_word(_LANGUAGE_WORDS))),
     # Everyday words when lower case ("iron rust", "go home"): capitalised only, and weak.
     _rule("code", "language (capitalised)", 1.0, "",
           _re(r"\b(?:" + "|".join(_CAPITALISED_LANGUAGES) + r")\b",
@@ -300,19 +289,18 @@ _RULES: tuple[_Rule, ...] = (
     _rule("reasoning", "judgement", 1.5,
           "implication implications consequence consequences evaluate assess critique",
           _re(r"\b(?:what would happen if|what if|should (?:i|we))\b", _any_word("what should"))),
-    _rule("reasoning", "cause", 1.0, "cause causes caused because", _re(r"\beffects? of\b", _any_word("effect effects"))),
+    _rule("reasoning", "cause", 1.0, "cause causes caused because",
+          _re(r"\beffects? of\b", _any_word("effect effects"))),
 )
 
-# "prove that" plus numbers is a mathematical proof (an extra rule, see classify_task).
 _PROVE_THAT = _rule("math", "prove that + numbers", 2.0, "", _re(r"\bprove that\b", _any_word("prove")))
 _NUMBER_WORDS = frozenset({"prime", "primes", "integer", "integers", "number", "numbers", "even", "odd", "rational",
-                           "irrational", "divisible", "sqrt", "root", "roots", "infinitely", _HAS_DIGIT})
+                           "irrational", "divisible", "sqrt", "root", "roots", "infinitely"})
 
 
 class _CompiledRule:
-    """A rule ready to answer prompts. ``triggers`` holds its words and everything its branches
-    need: a rule none of whose triggers is among a prompt's words and substrings found cannot fire,
-    which is most rules for most prompts, so they cost one set test each."""
+    """A rule ready to answer prompts. A rule none of whose ``triggers`` (words and needs) is met
+    cannot fire: that is most rules for most prompts, so they cost one set test each."""
 
     __slots__ = ("branches", "points", "reason", "task_type", "triggers", "words")
 
@@ -339,9 +327,8 @@ class _CompiledRule:
 
 @functools.cache
 def _compiled() -> tuple[tuple[_CompiledRule, ...], _CompiledRule, tuple[str, ...], tuple[str, ...]]:
-    """The rules, the "prove that" rule, then the substrings looked for in the folded prompt and in
-    the prompt itself. Compiled on first use, not at import: the router and the pages import this
-    module at start-up, most of them never classify."""
+    """The rules, the "prove that" rule, the substrings to look for in the folded prompt and in the
+    prompt. Compiled on first use: the router and the pages import this module, most never classify."""
     branches = [b for rule in (*_RULES, _PROVE_THAT) for b in rule.branches]
 
     def substrings(folded: bool) -> tuple[str, ...]:
@@ -353,7 +340,7 @@ def _compiled() -> tuple[tuple[_CompiledRule, ...], _CompiledRule, tuple[str, ..
 
 def _fold(text: str) -> str:
     """``text`` case-folded the way IGNORECASE compares it to the rules' literals (see _FOLD)."""
-    if not text.isascii() and any(c in text for c in _FOLD_CHARS):
+    if not text.isascii() and any(chr(c) in text for c in _FOLD):
         text = text.translate(_FOLD)
     return text.lower()
 
@@ -384,9 +371,8 @@ def classify_task(prompt: str) -> Classification:
     folded = _fold(text)
     rules, prove_that, folded_substrings, substrings = _compiled()
     words = _words(folded)
-    # A substring of a case-sensitive branch found in the prompt and the same string of another
-    # branch, or a word, share a name in ``found``: that can only let a search run that a sharper
-    # test would have skipped, never skip one.
+    # A word and a substring (or a case-sensitive one) of the same spelling are one item of ``found``:
+    # that can only let a search run that a sharper test would skip, never skip one.
     found = words.union(filter(folded.__contains__, folded_substrings), filter(text.__contains__, substrings))
     if _DIGIT.search(text):
         found |= {_HAS_DIGIT}
@@ -398,7 +384,7 @@ def classify_task(prompt: str) -> Classification:
             reasons.append(rule.reason)
     # "prove that" plus numbers is a mathematical proof; without numbers it is
     # an argument (reasoning), which the plain "prove" rule already covers.
-    if prove_that.fires(text, words, found) and not found.isdisjoint(_NUMBER_WORDS):
+    if prove_that.fires(text, words, found) and (not words.isdisjoint(_NUMBER_WORDS) or _HAS_DIGIT in found):
         scores["math"] += 2.0
         reasons.append(prove_that.reason)
     scores["general"] = GENERAL_BASELINE

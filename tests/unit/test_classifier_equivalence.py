@@ -161,7 +161,7 @@ def literal_chars() -> set[str]:
     substrings of IGNORECASE branches."""
     rules = (*tiers._RULES, tiers._PROVE_THAT)
     chars = {c for rule in rules for word in rule.words for c in word}
-    chars.update(c for word in tiers._NUMBER_WORDS - {tiers._HAS_DIGIT} for c in word)
+    chars.update(c for word in tiers._NUMBER_WORDS for c in word)
     chars.update(c for rule in rules for branch in rule.branches for need in branch.needs
                  if not need.substrings or branch.flags & re.IGNORECASE
                  for item in need.items - {tiers._HAS_DIGIT} for c in item)
