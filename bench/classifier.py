@@ -5,9 +5,10 @@ classifier it replaced (kept as tests/unit/classifier_reference.py), interleaved
 
 It runs on every submit, on the gateway's event loop, before the task is routed, so it is on the
 time to first token of every request. Prompts: short ("hi"), typical (234 characters of a code
-request), long (54,000 characters, of which SCAN_CHARS are read), and a mixed set of requests. Each round times a batch of each arm in turn (the order alternating), and the
-median over rounds is printed per prompt, with the ratio fast / reference. Both arms' answers are
-compared first: a bench of a classifier that answers differently would measure nothing.
+request), long (a pasted log of about 50,000 characters, of which SCAN_CHARS are read), and a
+mixed set of requests. Each round times a batch of each arm in turn (the order alternating), and
+the median over rounds is printed per prompt, with the ratio fast / reference. Both arms' answers
+are compared first: a bench of a classifier that answers differently would measure nothing.
 """
 from __future__ import annotations
 
@@ -43,7 +44,7 @@ PROMPTS: dict[str, list[str]] = {
     "short (2 chars)": ["hi"],
     f"typical ({len(TYPICAL)} chars)": [TYPICAL],
     f"long ({len(LONG):,} chars)": [LONG],
-    f"test examples ({len(EXAMPLES)} prompts)": EXAMPLES,
+    f"mixed requests ({len(EXAMPLES)})": EXAMPLES,
 }
 
 
