@@ -85,11 +85,10 @@ DEFAULT_TIERS: dict[str, tuple[TierEntry, ...]] = build_tiers()
 
 # --- Task-type classifier -------------------------------------------------
 #
-# Each rule is (task type, label, pattern, points); a rule counts once however
-# often it matches, so a long prompt does not outvote a short one by repetition.
-# Words that are also everyday English ("function", "class", "library") weigh
-# less than GENERAL_BASELINE, so alone they cannot pull a prompt away from
-# general; they only tip a prompt that has other signals.
+# A rule (task type, label, points, what it matches) counts once however often it matches, so a
+# long prompt does not outvote a short one by repetition. Words that are also everyday English
+# ("function", "class", "library") weigh less than GENERAL_BASELINE, so alone they cannot pull a
+# prompt away from general; they only tip a prompt that has other signals.
 
 GENERAL_BASELINE = 1.5
 # Only the head of a prompt is scanned: what a task is shows in its first
@@ -137,6 +136,7 @@ def _any_word(words: str) -> _Need:
 
 def _any_text(*literals: str) -> _Need:
     return _Need(frozenset(literals), substrings=True)
+
 
 _A_DIGIT = _Need(frozenset({_HAS_DIGIT}), substrings=False)
 
