@@ -28,7 +28,7 @@ def app_url(tmp_path_factory) -> Iterator[str]:
 
 
 def test_upload_progress_download(app_url: str, tmp_path: Path) -> None:
-    from playwright.sync_api import sync_playwright
+    from playwright.sync_api import expect, sync_playwright
 
     source = tmp_path / "reviews.csv"
     source.write_text("id,review\n" + "".join(f"{i},\"Review number {i}, quite good\"\n" for i in range(ROWS)))
@@ -57,7 +57,9 @@ def test_upload_progress_download(app_url: str, tmp_path: Path) -> None:
             page.get_by_text(f"of {ROWS} rows ended").first.wait_for(timeout=15_000)
             shot(page, "batch-running", whole=False)
             page.get_by_text(f"{ROWS} of {ROWS} rows ended · done").wait_for(timeout=90_000)
-            assert page.get_by_text("Rows done per node:").count() == 1
+            # The bar is drawn before the line under it, and the batch's end reruns the whole page: wait
+            # for the line to be there, once.
+            expect(page.get_by_text("Rows done per node:")).to_have_count(1, timeout=15_000)
             shot(page, "batch-done")
             with page.expect_download(timeout=30_000) as waiting:
                 page.get_by_role("button", name="Download CSV").click()
