@@ -130,12 +130,15 @@ def _transfer(progress: _Progress, engine: SimEngine, verb: str, digest: str, to
         progress.line({"status": status, "digest": digest, "total": total, "completed": total * step // steps})
 
 
-def _name(request: dict[str, Any], progress: _Progress) -> str | None:
+def _progress_and_name(request: dict[str, Any], wire: Wire) -> tuple[_Progress, str | None]:
+    """The answer's progress stream (or one reply when ``stream`` is false) and the model the request
+    names; None once the refusal is sent."""
+    progress = _Progress(wire, request.get("stream") is not False)
     try:
-        return requested_model(request, MODEL_OR_NAME).strip()
+        return progress, requested_model(request, MODEL_OR_NAME).strip()
     except RequestError as exc:
         progress.fail(exc.message, exc.status)
-        return None
+        return progress, None
 
 
 def _installed(profile: NodeProfile, name: str, progress: _Progress) -> SimModel | None:
@@ -148,8 +151,7 @@ def _installed(profile: NodeProfile, name: str, progress: _Progress) -> SimModel
 
 
 def pull(profile: NodeProfile, engine: SimEngine, request: dict[str, Any], wire: Wire) -> None:
-    progress = _Progress(wire, request.get("stream") is not False)
-    name = _name(request, progress)
+    progress, name = _progress_and_name(request, wire)
     if name is None:
         return
     progress.line({"status": "pulling manifest"})
@@ -166,8 +168,7 @@ def pull(profile: NodeProfile, engine: SimEngine, request: dict[str, Any], wire:
 
 
 def push(profile: NodeProfile, engine: SimEngine, request: dict[str, Any], wire: Wire) -> None:
-    progress = _Progress(wire, request.get("stream") is not False)
-    name = _name(request, progress)
+    progress, name = _progress_and_name(request, wire)
     if name is None:
         return
     progress.line({"status": "retrieving manifest"})
@@ -202,8 +203,7 @@ def copy(profile: NodeProfile, engine: SimEngine, request: dict[str, Any], wire:
 
 
 def create(profile: NodeProfile, engine: SimEngine, request: dict[str, Any], wire: Wire) -> None:
-    progress = _Progress(wire, request.get("stream") is not False)
-    name = _name(request, progress)
+    progress, name = _progress_and_name(request, wire)
     if name is None:
         return
     base_name, files = request.get("from"), request.get("files") or {}
