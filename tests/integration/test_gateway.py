@@ -18,7 +18,7 @@ from hydra.gateway import Gateway
 from hydra.service import Hydra
 from hydra.sim import SimCluster
 from hydra.sollol import TaskStatus
-from tests.integration.service_env import hydra_env
+from tests.integration.service_env import hydra_env, running_hydra
 
 TIMEOUT = 20.0
 
@@ -27,11 +27,9 @@ TIMEOUT = 20.0
 
 @pytest.fixture
 def hydra(seed: SimCluster, tmp_path: Path, eventually: Callable[..., Any]) -> Iterator[Hydra]:
-    service = Hydra.from_env(hydra_env(seed, tmp_path, SOLLOL_MAX_CONCURRENT_REQUESTS="8"),
-                             poll_interval_s=0.1, no_route_wait_s=1.0).start()
-    eventually(lambda: len(service.snapshot().healthy_nodes) == 2, what="both nodes healthy")
-    yield service
-    service.close()
+    with running_hydra(seed, tmp_path, eventually, {"SOLLOL_MAX_CONCURRENT_REQUESTS": "8"},
+                       no_route_wait_s=1.0) as service:
+        yield service
 
 
 @pytest.fixture

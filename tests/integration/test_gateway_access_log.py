@@ -16,7 +16,7 @@ from hydra.config import load_settings
 from hydra.gateway import Gateway
 from hydra.service import Hydra
 from hydra.sim import SimCluster
-from tests.integration.service_env import hydra_env
+from tests.integration.service_env import running_hydra
 
 LOGGER = "hydra.gateway.access"
 KEY = "k3y-never-logged"
@@ -24,10 +24,8 @@ KEY = "k3y-never-logged"
 
 @pytest.fixture
 def hydra(seed: SimCluster, tmp_path: Path, eventually: Callable[..., Any]) -> Iterator[Hydra]:
-    service = Hydra.from_env(hydra_env(seed, tmp_path), poll_interval_s=0.1).start()
-    eventually(lambda: len(service.snapshot().healthy_nodes) == 2, what="both nodes healthy")
-    yield service
-    service.close()
+    with running_hydra(seed, tmp_path, eventually) as service:
+        yield service
 
 
 def _lines(caplog: pytest.LogCaptureFixture) -> list[str]:

@@ -19,7 +19,7 @@ from hydra.service import Hydra
 from hydra.sim import NodeProfile, SimCluster
 from hydra.sim.presets import model as catalog_model
 from hydra.sollol import TaskStatus
-from tests.integration.service_env import hydra_env
+from tests.integration.service_env import running_hydra
 
 TIMEOUT = 20.0
 NOMIC, MXBAI = "nomic-embed-text", "mxbai-embed-large"
@@ -187,9 +187,7 @@ def _slow_embedder(name: str) -> NodeProfile:
 def test_an_embedding_fails_over_when_its_node_dies(clusters: Callable[..., SimCluster], tmp_path: Path,
                                                     eventually: Callable[..., Any]) -> None:
     cluster = clusters([_slow_embedder("left"), _slow_embedder("right")], time_scale=1.0)
-    service = Hydra.from_env(hydra_env(cluster, tmp_path), poll_interval_s=0.1, no_route_wait_s=1.0).start()
-    try:
-        eventually(lambda: len(service.snapshot().healthy_nodes) == 2, what="both nodes healthy")
+    with running_hydra(cluster, tmp_path, eventually, no_route_wait_s=1.0) as service:
         texts = ["alpha beta gamma delta epsilon"] * 30  # ~200 tokens: ~2 s on either node
         handle = service.embed(texts, model=NOMIC)
         first = eventually(lambda: handle.view().node, what="the embedding running on a node")
@@ -203,20 +201,14 @@ def test_an_embedding_fails_over_when_its_node_dies(clusters: Callable[..., SimC
         row = eventually(lambda: (r := service.history.get_task(result.task_id)) and r["status"] == "done" and r,
                          what="its finished row")
         assert row["node"] == other and row["failovers"] == 1 and row["task_type"] == "embedding"
-    finally:
-        service.close()
 
 
 def test_embeddings_go_to_the_less_loaded_node(clusters: Callable[..., SimCluster], tmp_path: Path,
                                                eventually: Callable[..., Any]) -> None:
     cluster = clusters([_slow_embedder("left"), _slow_embedder("right")], time_scale=0.2)
-    service = Hydra.from_env(hydra_env(cluster, tmp_path), poll_interval_s=0.1, no_route_wait_s=1.0).start()
-    try:
-        eventually(lambda: len(service.snapshot().healthy_nodes) == 2, what="both nodes healthy")
+    with running_hydra(cluster, tmp_path, eventually, no_route_wait_s=1.0) as service:
         texts = ["alpha beta gamma delta epsilon"] * 10
         handles = [service.embed(texts, model=NOMIC) for _ in range(4)]
         results = [h.result(timeout=TIMEOUT) for h in handles]
         assert all(r.status is TaskStatus.DONE for r in results)
         assert {r.node for r in results} == {"left", "right"}  # spread over both, not queued on one
-    finally:
-        service.close()

@@ -18,7 +18,7 @@ from hydra.gateway import Gateway
 from hydra.service import Hydra
 from hydra.sim import SimCluster
 from hydra.sollol.monitor import TAGS_EVERY_S
-from tests.integration.service_env import hydra_env
+from tests.integration.service_env import running_hydra
 
 TIMEOUT = 20.0
 REFRESH_WAIT_S = TAGS_EVERY_S / 4  # well before the monitor's own next fetch of the model lists
@@ -26,10 +26,8 @@ REFRESH_WAIT_S = TAGS_EVERY_S / 4  # well before the monitor's own next fetch of
 
 @pytest.fixture
 def hydra(seed: SimCluster, tmp_path: Path, eventually: Callable[..., Any]) -> Iterator[Hydra]:
-    service = Hydra.from_env(hydra_env(seed, tmp_path), poll_interval_s=0.1).start()
-    eventually(lambda: len(service.snapshot().healthy_nodes) == 2, what="both nodes healthy")
-    yield service
-    service.close()
+    with running_hydra(seed, tmp_path, eventually) as service:
+        yield service
 
 
 @pytest.fixture
