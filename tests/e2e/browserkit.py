@@ -15,7 +15,7 @@ from urllib.parse import urlsplit
 
 import pytest
 
-from hydra.sim import free_port
+from hydra.sim import free_port, start_cluster
 
 ROOT = Path(__file__).resolve().parents[2]
 SHOTS = ROOT / "artifacts" / "screenshots"
@@ -74,6 +74,32 @@ def streamlit(script: str, env: Mapping[str, str], log: Path) -> Iterator[str]:
             except subprocess.TimeoutExpired:
                 proc.kill()
                 proc.wait(timeout=5)
+
+
+@contextmanager
+def app_over_seed(tmp: Path, time_scale: float) -> Iterator[str]:
+    """``app.py`` over a simulated ``seed`` cluster of its own (no embedded node, no gateway, its own
+    database in ``tmp``); yields the app's URL."""
+    require_chromium()
+    with start_cluster("seed", time_scale=time_scale) as cluster:
+        env = clean_env(SOLLOL_NODES=cluster.sollol_nodes(), HYDRA_DB=str(tmp / "hydra.db"),
+                        HYDRA_EMBEDDED_NODE="off", HYDRA_GATEWAY_PORT="0", SOLLOL_DISCOVER_LOCALHOST="false")
+        with streamlit("app.py", env, tmp / "streamlit.log") as url:
+            yield url
+
+
+@contextmanager
+def chromium_browser() -> Iterator[Any]:
+    """Debian's Chromium under Playwright, closed at the end."""
+    require_chromium()
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        try:
+            yield browser
+        finally:
+            browser.close()
 
 
 def shot(page: Any, name: str, *, whole: bool = True) -> None:

@@ -14,8 +14,7 @@ from typing import Any
 
 import pytest
 
-from hydra.sim import start_cluster
-from tests.e2e.browserkit import CHROMIUM, CHROMIUM_ARGS, SHOTS, clean_env, require_chromium, streamlit
+from tests.e2e.browserkit import SHOTS, app_over_seed, chromium_browser
 
 pytestmark = pytest.mark.browser
 
@@ -25,25 +24,14 @@ CODE = "Generate a Python function that checks whether a string is a palindrome"
 
 @pytest.fixture(scope="module")
 def app_url(tmp_path_factory) -> Iterator[str]:
-    require_chromium()
-    tmp = tmp_path_factory.mktemp("app-items")
-    with start_cluster("seed", time_scale=0.2) as cluster:
-        env = clean_env(SOLLOL_NODES=cluster.sollol_nodes(), HYDRA_DB=str(tmp / "hydra.db"),
-                        HYDRA_EMBEDDED_NODE="off", HYDRA_GATEWAY_PORT="0", SOLLOL_DISCOVER_LOCALHOST="false")
-        with streamlit("app.py", env, tmp / "streamlit.log") as url:
-            yield url
+    with app_over_seed(tmp_path_factory.mktemp("app-items"), time_scale=0.2) as url:
+        yield url
 
 
 @pytest.fixture(scope="module")
 def browser() -> Iterator[Any]:
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as pw:
-        chromium = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        try:
-            yield chromium
-        finally:
-            chromium.close()
+    with chromium_browser() as chromium:
+        yield chromium
 
 
 def _page(browser: Any, size: str) -> Any:

@@ -9,8 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from hydra.sim import start_cluster
-from tests.e2e.browserkit import CHROMIUM, CHROMIUM_ARGS, SHOTS, clean_env, require_chromium, shot, streamlit
+from tests.e2e.browserkit import CHROMIUM, CHROMIUM_ARGS, SHOTS, app_over_seed, shot
 
 pytestmark = pytest.mark.browser
 ROWS = 24
@@ -18,13 +17,8 @@ ROWS = 24
 
 @pytest.fixture(scope="module")
 def app_url(tmp_path_factory) -> Iterator[str]:
-    require_chromium()
-    tmp = tmp_path_factory.mktemp("batch")
-    with start_cluster("seed", time_scale=0.3) as cluster:
-        env = clean_env(SOLLOL_NODES=cluster.sollol_nodes(), HYDRA_DB=str(tmp / "hydra.db"),
-                        HYDRA_EMBEDDED_NODE="off", HYDRA_GATEWAY_PORT="0", SOLLOL_DISCOVER_LOCALHOST="false")
-        with streamlit("app.py", env, tmp / "streamlit.log") as url:
-            yield url
+    with app_over_seed(tmp_path_factory.mktemp("batch"), time_scale=0.3) as url:
+        yield url
 
 
 def test_upload_progress_download(app_url: str, tmp_path: Path) -> None:

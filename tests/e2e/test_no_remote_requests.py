@@ -15,9 +15,8 @@ import pytest
 
 from hydra.sim import free_port, start_cluster
 from tests.e2e.browserkit import (
-    CHROMIUM,
-    CHROMIUM_ARGS,
     ROOT,
+    chromium_browser,
     clean_env,
     off_machine,
     require_chromium,
@@ -35,15 +34,8 @@ PROMPT = f"Prove step by step that the sum of the first n odd numbers is n squar
 
 @pytest.fixture(scope="module")
 def browser() -> Iterator[Any]:
-    require_chromium()
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as pw:
-        chromium = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        try:
-            yield chromium
-        finally:
-            chromium.close()
+    with chromium_browser() as chromium:
+        yield chromium
 
 
 class Requests:
