@@ -154,10 +154,14 @@ def _delete(hydra: Hydra, node: str, name: str) -> None:
 
 
 def _show_flash() -> None:
+    # One slot, drawn on every run whether or not there is news: a message that comes and goes would
+    # shift every element after it, and a fragment rerun over a shifted layout can leave the old copy
+    # of a button on screen beside the new one.
+    slot = st.empty()
     flash = st.session_state.pop(_FLASH, None)
     if flash is not None:
         kind, text = flash
-        getattr(st, kind)(fmt.md_escape(text))
+        getattr(slot, kind)(fmt.md_escape(text))
 
 
 def _pull_form(hydra: Hydra, node_names: list[str]) -> None:
