@@ -83,9 +83,11 @@ def _quiet(verbose: bool) -> None:
 def cmd_serve(args: argparse.Namespace) -> int:
     from hydra.config import load_settings
     from hydra.gateway import Gateway
+    from hydra.gc_tuning import tune_for_serving
     from hydra.service import Hydra, setup_logging
 
     setup_logging()
+    tune_for_serving()
     if args.verbose:
         logging.getLogger("hydra").setLevel(logging.DEBUG)
     configured = load_settings()

@@ -72,8 +72,10 @@ def main(argv: list[str] | None = None) -> int:
                         help="demo only: speed of the simulated nodes (0.5 = twice as fast)")
     args, extra = parser.parse_known_args(argv)
     os.chdir(ROOT)  # Streamlit reads .streamlit/config.toml from here, as `streamlit run` in the repository does
+    from hydra.gc_tuning import tune_for_serving
     from hydra.service import Hydra
     from hydra.sollol.errors import ConfigError, HydraError
+    tune_for_serving()
     with ExitStack() as stack:
         if args.demo:
             _start_demo_cluster(stack, args.time_scale)

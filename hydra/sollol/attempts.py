@@ -41,7 +41,7 @@ from .metrics import Distribution, RollingStats, tokens_per_second
 from .model_names import model_key
 from .node import NodeView
 from .prefix_cache import Affinity, PrefixCache
-from .prompt_blocks import prompt_blocks
+from .prompt_blocks import extended
 from .rebalance import Running, plan_moves
 from .routing import RouteOutcome, RouteRequest, route
 from .task_rules import Tiers, cannot_continue, failure_kind, movable, prompt_text, tier_entries
@@ -122,9 +122,9 @@ class Attempts:
     def _record_prefix(self, state: TaskState, node: str, model: str, done: Finished) -> None:
         """The node evaluated this prompt and generated this answer: its slot now holds both."""
         member = self._members.get(node)
-        messages = build_messages(state.task)
-        prompt = self.prefix.blocks_for(state.id, lambda: messages)
-        sequence = prompt_blocks([*messages, {"role": "assistant", "content": state.text}])
+        prompt = self.prefix.blocks_for(state.id, lambda: build_messages(state.task))
+        # As the client sends the answer back with its next turn: one string.
+        sequence = extended(prompt, [{"role": "assistant", "content": "".join(state.text)}])
         self.prefix.evaluated(node, model, member.state.spec.slots if member is not None else 1, prompt, sequence,
                               done.prompt_eval_count, done.prompt_eval_duration_ns)
 

@@ -35,6 +35,8 @@ class PromptBlocks:
     hashes: tuple[int, ...]
     ends: tuple[int, ...]      # cumulative tokens at the end of each block
     tokens: int                # the whole prompt's estimated tokens
+    chars: int = 0             # characters hashed, and messages read: where ``extended`` goes on from
+    messages: int = 0
 
     def prefix_tokens(self, upto: int) -> int:
         """Tokens in the first ``upto`` blocks."""
@@ -46,11 +48,17 @@ EMPTY = PromptBlocks((), (), 0)
 
 def prompt_blocks(messages: Iterable[Mapping[str, Any]]) -> PromptBlocks:
     """The block chain of ``messages`` (Ollama's chat shape; images and tool calls count as content)."""
-    hashes: list[int] = []
-    ends: list[int] = []
-    chars = 0
-    count = 0
-    previous = b""
+    return extended(EMPTY, messages)
+
+
+def extended(blocks: PromptBlocks, messages: Iterable[Mapping[str, Any]]) -> PromptBlocks:
+    """The chain of ``blocks``' messages followed by ``messages``, hashing only the new ones: the same as
+    ``prompt_blocks`` of all of them (an answer recorded after its prompt costs only the answer)."""
+    hashes = list(blocks.hashes)
+    ends = list(blocks.ends)
+    chars = blocks.chars
+    count = blocks.messages
+    previous = hashes[-1].to_bytes(_DIGEST, "big") if hashes else b""
     for message in messages:
         count += 1
         pieces = _pieces(message)
@@ -64,7 +72,7 @@ def prompt_blocks(messages: Iterable[Mapping[str, Any]]) -> PromptBlocks:
             hashes.append(int.from_bytes(digest, "big"))
             ends.append(chars // CHARS_PER_TOKEN + TEMPLATE_TOKENS * count)
     total = ends[-1] if ends else 0
-    return PromptBlocks(tuple(hashes), tuple(ends), max(total, 1) if count else 0)
+    return PromptBlocks(tuple(hashes), tuple(ends), max(total, 1) if count else 0, chars, count)
 
 
 def _pieces(message: Mapping[str, Any]) -> list[bytes]:

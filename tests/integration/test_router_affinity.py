@@ -55,7 +55,10 @@ def test_a_follow_up_goes_to_the_warm_node_when_it_is_free(pair):
     first = ask(router, messages)
     warm = first.node
     assert warm is not None
-    second = ask(router, follow_up(messages, first))
+    follow = follow_up(messages, first)
+    # The record holds the answer too, as the client sends it back (one string), not only the prompt.
+    assert cached_on(router, follow).get(warm) == prompt_blocks(follow[:-1]).tokens
+    second = ask(router, follow)
     assert second.node == warm
     assert f"prompt tokens cached on {warm}" in second.decision.reason
     other = next(c for c in second.decision.candidates if c.node != warm)

@@ -6,7 +6,7 @@ import random
 import pytest
 
 from hydra.sollol.prefix_cache import MAX_SEQUENCES, Affinity, PrefixCache
-from hydra.sollol.prompt_blocks import BLOCK_CHARS, common_blocks, prompt_blocks
+from hydra.sollol.prompt_blocks import BLOCK_CHARS, EMPTY, common_blocks, extended, prompt_blocks
 from hydra.sollol.routing import route
 from hydra.sollol.scoring import score_fast
 from hydra.sollol.types import Placement, RoutingMode, TierEntry
@@ -51,6 +51,14 @@ def test_role_images_and_tool_calls_are_part_of_a_block():
     assert prompt_blocks([{"role": "user", "content": "hi", "images": [b"\x89PNG"]}]).hashes != base.hashes
     assert prompt_blocks([{"role": "user", "content": "hi", "tool_calls": [{"function": {"name": "f"}}]}]
                          ).hashes != base.hashes
+
+
+@pytest.mark.parametrize("split", [0, 1, 3, 6])
+def test_a_chain_extended_by_messages_is_the_chain_of_all_of_them(split):
+    messages = [*conversation(3, words=200), {"role": "assistant", "content": "y" * (BLOCK_CHARS * 3 + 7),
+                                              "images": [b"\x89PNG"], "tool_calls": [{"function": {"name": "f"}}]}]
+    assert extended(prompt_blocks(messages[:split]), messages[split:]) == prompt_blocks(messages)
+    assert extended(EMPTY, []) == prompt_blocks([]) == EMPTY
 
 
 def record(cache: PrefixCache, node: str, messages: list[dict[str, str]], answer: str = "the answer", *,
