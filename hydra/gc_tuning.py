@@ -2,12 +2,12 @@
 
 CPython collects its youngest generation every 700 allocations net of frees by default. A request
 through the gateway allocates thousands of short-lived objects (parsed JSON, chunks, dataclasses),
-so at 200 requests/s the collector ran about 300 times a second, each time walking every young
-object, and now and then the whole heap. Measured under bench.gateway's load (1,000 streamed
-requests, 200 clients, interleaved with an untuned process): 1,052 collections taking 2.2 s of
-the run's wall time against 4 taking 0.16 s with a threshold of 50,000, and gateway CPU per 1,000
-requests 0.95x. Cycles are still collected, only in larger batches; what they hold waits at most
-50,000 allocations longer (a few MB here).
+and the collector ran after every few requests, each time walking every young object, and now and
+then the whole heap. Measured under bench.gateway's load (4 interleaved rounds
+of 1,000 streamed requests, 200 clients, against an untuned process over the same nodes): 1,052
+collections taking 2.2 s of the run's wall time against 4 taking 0.16 s with a threshold of 50,000;
+gateway CPU per 1,000 requests 3.85 -> 3.67 s (0.95x). Cycles are still collected, only in larger
+batches: what they hold waits at most 50,000 allocations longer (a few MB here).
 """
 from __future__ import annotations
 
