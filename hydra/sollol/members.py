@@ -2,8 +2,8 @@
 
 A member is stopped in two ways. ``remove_node``: its monitor is stopped and joined, its idle workers
 end at once, a worker busy with an attempt finishes that attempt first (the task is not disturbed),
-and the last worker to end closes the node's HTTP client. ``close``: the router has already ended
-every task (which cuts their connections, so no worker stays blocked on a socket), so all threads end
+and the node's HTTP client is closed once the monitor and the last worker have both ended (a poll
+under way uses it until then). ``close``: the router has already ended every task (which cuts their connections, so no worker stays blocked on a socket), so all threads end
 promptly; they are joined against one deadline, and a thread still busy after it is logged and left
 (a daemon: it finds its task ended, touches nothing and ends when its call returns).
 """
@@ -53,15 +53,34 @@ class Member:
         self.workers.start()
 
     def stop(self) -> None:
-        """Ask every thread to end; the last worker to end closes the client."""
+        """Ask every thread to end; the client closes once the monitor and the last worker both have
+        (the poll under way and the attempts still running use it until then)."""
         self.state.mark_removed()
-        self.monitor.stop()
-        self.workers.stop(on_stopped=self.client.close)
+        close = _after_both(self.client.close, self.state.name)
+        self.monitor.stop(on_ended=close)
+        self.workers.stop(on_stopped=close)
 
     def join(self, deadline: float) -> list[threading.Thread]:
         """Wait for the threads until ``deadline`` (monotonic); returns the workers still running."""
         self.monitor.join(max(0.0, deadline - time.monotonic()))
         return self.workers.join(max(0.0, deadline - time.monotonic()))
+
+
+def _after_both(action: Callable[[], None], node: str) -> Callable[[], None]:
+    """A callback that runs ``action`` on its second call (from whichever thread ends last)."""
+    lock = threading.Lock()
+    calls = [0]
+
+    def arrive() -> None:
+        with lock:
+            calls[0] += 1
+            last = calls[0] == 2
+        if last:
+            try:
+                action()
+            except Exception:
+                log.warning("closing the client of %s failed", node, exc_info=True)
+    return arrive
 
 
 class Members:

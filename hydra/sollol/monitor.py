@@ -54,15 +54,24 @@ class NodeMonitor:
         self._polls = threading.Condition()
         self._polls_started = 0
         self._polls_done = 0
+        self._ended = False                                   # the thread has left its loop
+        self._on_ended: Callable[[], None] | None = None     # stop()'s callback, run once it has
 
     def start(self) -> None:
         self._thread.start()
 
-    def stop(self) -> None:
+    def stop(self, on_ended: Callable[[], None] | None = None) -> None:
+        """Ask the thread to end; ``on_ended`` runs once it has (a poll under way finishes first), at once
+        when it already has or never started."""
         self._stop.set()
         self._wake.set()
         with self._polls:
             self._polls.notify_all()  # nobody waits in poll_now for a poll that will not come
+            now = self._ended or self._thread.ident is None
+            if not now:
+                self._on_ended = on_ended
+        if now and on_ended is not None:
+            on_ended()
 
     def join(self, timeout: float | None = None) -> None:
         self._thread.join(timeout)
@@ -91,6 +100,16 @@ class NodeMonitor:
         return self._first_poll.wait(timeout)
 
     def _run(self) -> None:
+        try:
+            self._loop()
+        finally:
+            with self._polls:
+                self._ended = True
+                on_ended, self._on_ended = self._on_ended, None
+            if on_ended is not None:
+                on_ended()
+
+    def _loop(self) -> None:
         failures = 0
         while not self._stop.is_set():
             config = self._config()
@@ -145,8 +164,8 @@ class NodeMonitor:
             return True  # it answered: only not now
         except NodeError as exc:
             if self._stop.is_set():
-                # Closing: the member's last worker closes the client it shares with this poll, which
-                # then fails with a closed socket. That says nothing about the node.
+                # Stopping: the node is leaving (or the router closing), so a poll cut short says
+                # nothing about it. (The client this poll uses is closed only once this thread ends.)
                 return False
             message = str(exc).removeprefix(f"node {name}: ")
             if isinstance(exc, NodeAuthError):

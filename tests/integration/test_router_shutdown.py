@@ -156,3 +156,27 @@ def test_a_task_running_on_a_removed_node_finishes_there_then_its_client_closes(
     eventually(lambda: "light" in closed_clients, timeout=5, what="light's client closed")
     after = router.submit(Task(prompt=CODE, max_tokens=5)).result(timeout=30)
     assert (after.status, after.node) == (TaskStatus.DONE, "powerful")
+
+
+def test_a_removed_nodes_client_closes_only_once_its_monitors_poll_under_way_has_ended(seed, make_router, eventually,
+                                                                                      caplog):
+    caplog.set_level(logging.DEBUG, logger="hydra.sollol")
+    light = seed["light"]
+    router = make_router(seed)
+    member = router._members.get("light")
+    assert member is not None
+    closes: list[bool] = []  # for each close of light's client: had its monitor ended by then?
+    close = member.client.close
+
+    def recording() -> None:
+        closes.append(member.monitor._ended)
+        close()
+
+    member.client.close = recording
+    light.set_fault("hang", scope="all", delay_s=1.0)
+    member.monitor.poke()
+    eventually(lambda: light.stats()["faults_applied"].get("hang", 0) >= 1, what="a poll hanging on light")
+    router.remove_node("light")  # its idle workers end at once; the poll is still waiting on the node
+    eventually(lambda: closes, timeout=5, what="light's client closed")
+    assert closes == [True]
+    assert not [r.getMessage() for r in caplog.records if "unhealthy" in r.getMessage()]
