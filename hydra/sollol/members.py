@@ -3,9 +3,10 @@
 A member is stopped in two ways. ``remove_node``: its monitor is stopped and joined, its idle workers
 end at once, a worker busy with an attempt finishes that attempt first (the task is not disturbed),
 and the node's HTTP client is closed once the monitor and the last worker have both ended (a poll
-under way uses it until then). ``close``: the router has already ended every task (which cuts their connections, so no worker stays blocked on a socket), so all threads end
-promptly; they are joined against one deadline, and a thread still busy after it is logged and left
-(a daemon: it finds its task ended, touches nothing and ends when its call returns).
+under way uses it until then). ``close``: the router has already ended every task (which cuts their
+connections, so no worker stays blocked on a socket), so all threads end promptly; they are joined
+against one deadline, and a thread still busy after it is logged and left (a daemon: it finds its
+task ended, touches nothing and ends when its call returns).
 """
 from __future__ import annotations
 
@@ -40,6 +41,7 @@ class Member:
         self.client = NodeClient(spec, connect_timeout_s=config.connect_timeout_s,
                                  read_timeout_s=config.first_token_timeout_s + config.idle_timeout_s,
                                  poll_timeout_s=self.poll_timeout_s)
+        self._stopping = threading.Lock()
         self.monitor = NodeMonitor(self.state, self.client, config_source, on_change)
         self.workers = NodeWorkers(self.state, self.client, config_source, on_success=on_success,
                                    on_failure=on_failure)
@@ -54,8 +56,12 @@ class Member:
 
     def stop(self) -> None:
         """Ask every thread to end; the client closes once the monitor and the last worker both have
-        (the poll under way and the attempts still running use it until then)."""
-        self.state.mark_removed()
+        (the poll under way and the attempts still running use it until then). Once only: a second
+        call would wait for ends that were already counted."""
+        with self._stopping:
+            if self.state.removed:
+                return
+            self.state.mark_removed()
         close = _after_both(self.client.close, self.state.name)
         self.monitor.stop(on_ended=close)
         self.workers.stop(on_stopped=close)

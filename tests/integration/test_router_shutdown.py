@@ -135,12 +135,15 @@ def test_remove_node_stops_its_monitor_and_workers_and_closes_its_client(seed, m
     light = [t for t in engine_threads_since(before)
              if t.name == "sollol-monitor-light" or t.name.startswith("sollol-worker-light-")]
     assert len(light) == 3  # the monitor and a worker per slot
+    member = router._members.get("light")
+    assert member is not None
     router.remove_node("light")
     assert not next(t for t in light if t.name == "sollol-monitor-light").is_alive()  # joined
     for thread in light:
         thread.join(5)
     assert [t.name for t in light if t.is_alive()] == []
     eventually(lambda: "light" in closed_clients, timeout=5, what="light's client closed")
+    member.stop()  # again: nothing more to end, nothing closed twice
     assert closed_clients == ["light"]
     assert [n.name for n in router.nodes()] == ["powerful"]
 
@@ -176,7 +179,8 @@ def test_a_removed_nodes_client_closes_only_once_its_monitors_poll_under_way_has
     light.set_fault("hang", scope="all", delay_s=1.0)
     member.monitor.poke()
     eventually(lambda: light.stats()["faults_applied"].get("hang", 0) >= 1, what="a poll hanging on light")
-    router.remove_node("light")  # its idle workers end at once; the poll is still waiting on the node
+    member.stop()  # its idle workers end at once; the poll is still waiting on the node
+    router.remove_node("light")  # stops it again: that must not lose track of what is still to end
     eventually(lambda: closes, timeout=5, what="light's client closed")
     assert closes == [True]
     assert not [r.getMessage() for r in caplog.records if "unhealthy" in r.getMessage()]
