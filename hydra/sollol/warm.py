@@ -41,13 +41,17 @@ def warm_place(scored: list[Scored], req: RouteRequest, estimates: Estimates,
     if affinity is None or not affinity.hits or not free:
         return None
     usual = free[0]
+    estimated: dict[int, float] = {}  # each candidate's estimate, made once (by id: hashing would hash its node view)
 
     def seconds(s: Scored) -> float:
-        return estimate_seconds(s.node, s.entry.model, infos[s.name], req, estimates)
+        if id(s) not in estimated:
+            estimated[id(s)] = estimate_seconds(s.node, s.entry.model, infos[s.name], req, estimates)
+        return estimated[id(s)]
 
+    usual_s = seconds(usual)
     if affinity.cached(usual.name, model_key(usual.entry.model)) and len(free) > 1:
         fastest = min(free[1:], key=seconds)
-        fastest_s, usual_s = seconds(fastest), seconds(usual)
+        fastest_s = seconds(fastest)
         if fastest_s <= SOONER_SHARE * usual_s:
             return fastest, (f"warm cache on a slow node: est. {fastest_s:.1f} s vs {usual_s:.1f} s on "
                              f"{usual.name}, cache included")
@@ -55,7 +59,7 @@ def warm_place(scored: list[Scored], req: RouteRequest, estimates: Estimates,
     if not warm:
         return None
     best = min(warm, key=seconds)
-    best_s, usual_s = seconds(best), seconds(usual)
+    best_s = seconds(best)
     key = model_key(usual.entry.model)
     speed = affinity.speeds.get((usual.name, key)) or \
         decode_tps(usual.node, usual.entry.model, infos[usual.name], estimates) * PREFILL_PER_DECODE
